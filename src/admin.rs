@@ -1,0 +1,81 @@
+//! The admin listener: health, readiness, Prometheus metrics, and proxy status as JSON and as
+//! the `ProxyStatusService` gRPC API (both on the same port; gRPC over HTTP/2 cleartext).
+
+pub mod status;
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use tokio_util::sync::CancellationToken;
+
+use crate::admin_api::proxy_status_service_server::ProxyStatusServiceServer;
+use status::StatusService;
+
+/// Serves the admin endpoints on `listener` until `shutdown`.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    status: StatusService,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let grpc = tonic::service::Routes::new(ProxyStatusServiceServer::new(status.clone()));
+    let http = axum::Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/debug/proxies", get(proxies))
+        .route("/debug/config_dump", get(config_dump))
+        .with_state(Arc::new(status));
+    let app = grpc.into_axum_router().merge(http);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+}
+
+type Shared = State<Arc<StatusService>>;
+
+async fn readyz(State(status): Shared) -> Response {
+    match status.snapshot_version() {
+        Some(version) => format!("ready: serving snapshot {version}\n").into_response(),
+        None => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: no consistent snapshot yet\n",
+        )
+            .into_response(),
+    }
+}
+
+async fn metrics(State(status): Shared) -> Response {
+    let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+    (
+        [(header::CONTENT_TYPE, content_type)],
+        status.metrics().encode(),
+    )
+        .into_response()
+}
+
+async fn proxies(State(status): Shared) -> Response {
+    Json(status.list()).into_response()
+}
+
+#[derive(serde::Deserialize)]
+struct NodeQuery {
+    node: Option<String>,
+}
+
+async fn config_dump(State(status): Shared, Query(query): Query<NodeQuery>) -> Response {
+    let Some(node) = query.node else {
+        return (
+            StatusCode::BAD_REQUEST,
+            "missing query parameter: node=<node id>\n",
+        )
+            .into_response();
+    };
+    match status.config_dump(&node) {
+        Ok(dump) => Json(dump).into_response(),
+        Err(error) => (error.http_status(), format!("{error}\n")).into_response(),
+    }
+}

@@ -1,0 +1,107 @@
+//! Proxy status and config dumps, shared by the JSON endpoints and the gRPC service.
+
+use std::sync::Arc;
+
+use tonic::{Request, Response, Status};
+
+use crate::admin_api::proxy_status_service_server::ProxyStatusService;
+use crate::admin_api::{
+    GetConfigDumpRequest, GetConfigDumpResponse, ListProxiesRequest, ListProxiesResponse,
+};
+use crate::metrics::Metrics;
+use crate::xds::json::{JsonError, any_to_json};
+use crate::xds::registry::Registry;
+use crate::xds::server::Snapshots;
+
+/// Why a config dump cannot be produced.
+#[derive(Debug, thiserror::Error)]
+pub enum DumpError {
+    #[error("no connected proxy has node id {0:?}")]
+    UnknownNode(String),
+    #[error(transparent)]
+    Render(#[from] JsonError),
+}
+
+impl DumpError {
+    pub fn http_status(&self) -> axum::http::StatusCode {
+        match self {
+            Self::UnknownNode(_) => axum::http::StatusCode::NOT_FOUND,
+            Self::Render(_) => axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+/// Read access to the registry and the served snapshot.
+#[derive(Clone, Debug)]
+pub struct StatusService {
+    registry: Arc<Registry>,
+    snapshots: Snapshots,
+}
+
+impl StatusService {
+    pub fn new(registry: Arc<Registry>, snapshots: Snapshots) -> Self {
+        Self {
+            registry,
+            snapshots,
+        }
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        self.registry.metrics()
+    }
+
+    /// The version of the snapshot being served, once there is one.
+    pub fn snapshot_version(&self) -> Option<u64> {
+        self.snapshots
+            .borrow()
+            .as_ref()
+            .map(|snapshot| snapshot.version)
+    }
+
+    pub fn list(&self) -> ListProxiesResponse {
+        ListProxiesResponse {
+            proxies: self.registry.list(),
+            snapshot_version: self
+                .snapshot_version()
+                .map(|v| v.to_string())
+                .unwrap_or_default(),
+        }
+    }
+
+    /// What `node_id` has been sent, as `{ "node": ..., "resources": { type_url: [...] } }`.
+    pub fn config_dump(&self, node_id: &str) -> Result<serde_json::Value, DumpError> {
+        let served = self
+            .registry
+            .served(node_id)
+            .ok_or_else(|| DumpError::UnknownNode(node_id.to_string()))?;
+        let mut resources = serde_json::Map::new();
+        for (type_url, items) in served {
+            let rendered: Result<Vec<_>, _> = items.values().map(|any| any_to_json(any)).collect();
+            resources.insert(type_url, serde_json::Value::Array(rendered?));
+        }
+        Ok(serde_json::json!({ "node": node_id, "resources": resources }))
+    }
+}
+
+#[tonic::async_trait]
+impl ProxyStatusService for StatusService {
+    async fn list_proxies(
+        &self,
+        _request: Request<ListProxiesRequest>,
+    ) -> Result<Response<ListProxiesResponse>, Status> {
+        Ok(Response::new(self.list()))
+    }
+
+    async fn get_config_dump(
+        &self,
+        request: Request<GetConfigDumpRequest>,
+    ) -> Result<Response<GetConfigDumpResponse>, Status> {
+        match self.config_dump(&request.into_inner().node_id) {
+            Ok(dump) => Ok(Response::new(GetConfigDumpResponse {
+                config_json: dump.to_string(),
+            })),
+            Err(error @ DumpError::UnknownNode(_)) => Err(Status::not_found(error.to_string())),
+            Err(error) => Err(Status::internal(error.to_string())),
+        }
+    }
+}

@@ -1,0 +1,214 @@
+//! Command-line interface. Every flag can also be set through `LATTICE_XDS_<FLAG>`; this is the
+//! only module that reads the environment, and it hands typed configuration down.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+
+use crate::bootstrap::{BootstrapConfig, XdsAddress, XdsProtocol};
+use crate::controller::ControllerConfig;
+use crate::model::{
+    DEFAULT_SYSTEM_CA_FILE, Egress, PRIVATE_CA_BUNDLE, Settings, Signing, SigningMode, TrustBundle,
+};
+
+/// An xDS control plane for Envoy sidecars that call services through Amazon VPC Lattice.
+#[derive(Debug, Parser)]
+#[command(name = "lattice-xds", version, about, long_about = None)]
+pub struct Cli {
+    /// Log filter, as in RUST_LOG (for example `info` or `lattice_xds=debug`).
+    #[arg(long, global = true, env = "LATTICE_XDS_LOG", default_value = "info")]
+    pub log: String,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Watch HTTPRoutes and serve Envoy configuration over ADS.
+    Controller(ControllerArgs),
+    /// Print the Envoy bootstrap (YAML) of a sidecar that follows the controller.
+    Bootstrap(BootstrapArgs),
+    /// Show what every connected Envoy was sent, accepted and rejected.
+    ProxyStatus(ProxyStatusArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ControllerArgs {
+    /// Directory of Gateway API manifests (*.yaml, *.yml), watched for changes.
+    #[arg(long, env = "LATTICE_XDS_MANIFESTS")]
+    pub manifests: PathBuf,
+    /// Address of the ADS gRPC server.
+    #[arg(
+        long,
+        env = "LATTICE_XDS_XDS_LISTEN",
+        default_value = "127.0.0.1:18000"
+    )]
+    pub xds_listen: SocketAddr,
+    /// Address of the admin server: /healthz, /readyz, /metrics, /debug/*, and the status API.
+    #[arg(
+        long,
+        env = "LATTICE_XDS_ADMIN_LISTEN",
+        default_value = "127.0.0.1:19000"
+    )]
+    pub admin_listen: SocketAddr,
+    /// Domain whose hosts that no route names are forwarded by DNS (services of other
+    /// clusters). Repeatable.
+    #[arg(long = "domain", env = "LATTICE_XDS_DOMAIN", value_delimiter = ',')]
+    pub domains: Vec<String>,
+    /// Port of the sidecar's egress listener (where iptables redirects Lattice traffic).
+    #[arg(long, env = "LATTICE_XDS_EGRESS_PORT", default_value_t = 8080)]
+    pub egress_port: u16,
+    /// Addresses the egress listener binds. Repeatable.
+    #[arg(long = "egress-address", env = "LATTICE_XDS_EGRESS_ADDRESS", value_delimiter = ',', default_values_t = [IpAddr::from([0, 0, 0, 0]), IpAddr::from([0u16; 8])])]
+    pub egress_addresses: Vec<IpAddr>,
+    /// How requests are signed: ext-proc (the signer sidecar over gRPC), lua (the signer's
+    /// HTTP endpoint), native (Envoy's aws_request_signing filter) or none.
+    #[arg(long, env = "LATTICE_XDS_SIGNING", default_value = "ext-proc")]
+    pub signing: SigningMode,
+    /// SigV4 region; by default the signer's own AWS_REGION.
+    #[arg(long, env = "LATTICE_XDS_REGION")]
+    pub region: Option<String>,
+    /// The signer sidecar's ext_proc gRPC address.
+    #[arg(
+        long,
+        env = "LATTICE_XDS_SIGNER_GRPC_ADDRESS",
+        default_value = "127.0.0.1:9001"
+    )]
+    pub signer_grpc_address: SocketAddr,
+    /// The signer sidecar's HTTP address (Lua mode).
+    #[arg(
+        long,
+        env = "LATTICE_XDS_SIGNER_HTTP_ADDRESS",
+        default_value = "127.0.0.1:9002"
+    )]
+    pub signer_http_address: SocketAddr,
+    /// Pin a destination host to an address, like curl's --resolve; TLS still checks the host
+    /// name. Repeatable.
+    #[arg(long = "resolve", env = "LATTICE_XDS_RESOLVE", value_delimiter = ',', value_parser = parse_resolve)]
+    pub resolve: Vec<(String, SocketAddr)>,
+    /// PEM file of CA certificates that custom-domain hosts are verified against. Repeatable.
+    #[arg(long = "ca-file", env = "LATTICE_XDS_CA_FILE", value_delimiter = ',')]
+    pub ca_files: Vec<PathBuf>,
+    /// The system CA bundle inside the Envoy container, trusted for Lattice-assigned names.
+    #[arg(long, env = "LATTICE_XDS_SYSTEM_CA_FILE", default_value = DEFAULT_SYSTEM_CA_FILE)]
+    pub system_ca_file: String,
+    /// Milliseconds that input changes settle before a rebuild.
+    #[arg(long, env = "LATTICE_XDS_DEBOUNCE_MS", default_value_t = 100)]
+    pub debounce_ms: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct BootstrapArgs {
+    /// The sidecar's node id (unique per pod, e.g. the pod name).
+    #[arg(long, env = "LATTICE_XDS_NODE_ID")]
+    pub node_id: String,
+    /// The sidecar's service cluster (e.g. the workload name).
+    #[arg(long, env = "LATTICE_XDS_CLUSTER")]
+    pub cluster: String,
+    /// The controller's ADS address, HOST:PORT.
+    #[arg(long, env = "LATTICE_XDS_XDS_ADDRESS")]
+    pub xds_address: XdsAddress,
+    /// The pod's namespace, sent as node metadata.
+    #[arg(long, env = "LATTICE_XDS_NAMESPACE", default_value = "default")]
+    pub namespace: String,
+    /// Port of Envoy's admin interface (always on 127.0.0.1).
+    #[arg(long, env = "LATTICE_XDS_ADMIN_PORT", default_value_t = 9901)]
+    pub admin_port: u16,
+    /// ADS flavour.
+    #[arg(long, env = "LATTICE_XDS_XDS_PROTOCOL", value_enum, default_value_t = XdsProtocol::Delta)]
+    pub xds_protocol: XdsProtocol,
+}
+
+#[derive(Debug, Args)]
+pub struct ProxyStatusArgs {
+    /// The controller's admin URL.
+    #[arg(
+        long,
+        env = "LATTICE_XDS_ADMIN",
+        default_value = "http://127.0.0.1:19000"
+    )]
+    pub admin: String,
+}
+
+fn parse_resolve(value: &str) -> Result<(String, SocketAddr), String> {
+    let (host, address) = value
+        .split_once('=')
+        .ok_or_else(|| format!("{value:?} is not HOST=IP:PORT"))?;
+    let address = address
+        .parse()
+        .map_err(|_| format!("{address:?} is not IP:PORT (IPv6 in brackets)"))?;
+    Ok((host.to_ascii_lowercase(), address))
+}
+
+impl ControllerArgs {
+    /// The controller's configuration; reads the CA files, naming any that cannot be used.
+    pub fn into_config(self) -> anyhow::Result<ControllerConfig> {
+        let mut pem = String::new();
+        for path in &self.ca_files {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read CA file {}", path.display()))?;
+            anyhow::ensure!(
+                text.contains("-----BEGIN CERTIFICATE-----"),
+                "CA file {} holds no PEM certificate",
+                path.display()
+            );
+            pem.push_str(text.trim_end());
+            pem.push('\n');
+        }
+        let mut bundles = BTreeMap::new();
+        if !pem.is_empty() {
+            let sources = self
+                .ca_files
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect();
+            let name = PRIVATE_CA_BUNDLE.to_string();
+            bundles.insert(name.clone(), TrustBundle { name, pem, sources });
+        }
+        let settings = Settings {
+            fallback_domains: self
+                .domains
+                .iter()
+                .map(|d| d.trim_start_matches("*.").to_ascii_lowercase())
+                .collect(),
+            pinned: self.resolve.into_iter().collect(),
+            bundles,
+            signing: Signing {
+                mode: self.signing,
+                region: self.region,
+                signer_grpc: self.signer_grpc_address,
+                signer_http: self.signer_http_address,
+                ..Signing::default()
+            },
+            egress: Egress {
+                port: self.egress_port,
+                addresses: self.egress_addresses,
+            },
+            system_ca_file: self.system_ca_file,
+        };
+        Ok(ControllerConfig {
+            manifests: self.manifests,
+            xds_listen: self.xds_listen,
+            admin_listen: self.admin_listen,
+            settings,
+            debounce: Duration::from_millis(self.debounce_ms),
+        })
+    }
+}
+
+impl From<BootstrapArgs> for BootstrapConfig {
+    fn from(args: BootstrapArgs) -> Self {
+        Self {
+            node_id: args.node_id,
+            cluster: args.cluster,
+            namespace: args.namespace,
+            xds_address: args.xds_address,
+            admin_port: args.admin_port,
+            protocol: args.xds_protocol,
+        }
+    }
+}

@@ -1,0 +1,116 @@
+//! The controller process: the provider feeds the pipeline, the pipeline publishes snapshots,
+//! and the ADS and admin servers serve them until SIGTERM or SIGINT.
+
+mod pipeline;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::admin::{self, status::StatusService};
+use crate::metrics::Metrics;
+use crate::model::Settings;
+use crate::provider::file;
+use crate::xds::registry::Registry;
+use crate::xds::server::AdsServer;
+
+/// Everything `lattice-xds controller` needs, parsed from flags and environment.
+#[derive(Clone, Debug)]
+pub struct ControllerConfig {
+    pub manifests: PathBuf,
+    pub xds_listen: SocketAddr,
+    pub admin_listen: SocketAddr,
+    pub settings: Settings,
+    /// How long input changes settle before a rebuild.
+    pub debounce: Duration,
+}
+
+/// gRPC keepalive, as istiod uses: ping every 30 s, give up after 10 s without an answer.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Runs the controller until a termination signal; streams are closed cleanly on the way out.
+pub async fn run(config: ControllerConfig) -> anyhow::Result<()> {
+    // Fail fast, with the path in the message, when the directory cannot be read at all.
+    file::load(&config.manifests)?;
+    let xds_listener = TcpListener::bind(config.xds_listen)
+        .await
+        .with_context(|| format!("cannot listen for xDS on {}", config.xds_listen))?;
+    let admin_listener = TcpListener::bind(config.admin_listen)
+        .await
+        .with_context(|| format!("cannot listen for admin on {}", config.admin_listen))?;
+
+    let metrics = Arc::new(Metrics::default());
+    let registry = Registry::new(Arc::clone(&metrics));
+    let shutdown = CancellationToken::new();
+    let (observed_tx, observed_rx) = watch::channel(None);
+    let (snapshot_tx, snapshot_rx) = watch::channel(None);
+
+    let manifests = config.manifests.clone();
+    let provider = tokio::spawn(file::watch(manifests, observed_tx));
+    let pipeline = pipeline::Pipeline::new(
+        config.settings.clone(),
+        Arc::clone(&metrics),
+        config.debounce,
+    );
+    tokio::spawn(pipeline.run(observed_rx, snapshot_tx));
+
+    let ads = AdsServer::new(snapshot_rx.clone(), Arc::clone(&registry), shutdown.clone());
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(xds_listener);
+    let xds = tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
+        .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
+        .tcp_keepalive(Some(KEEPALIVE_INTERVAL))
+        .add_service(ads.into_service())
+        .serve_with_incoming_shutdown(incoming, shutdown.clone().cancelled_owned());
+    let status = StatusService::new(registry, snapshot_rx);
+    let admin = admin::serve(admin_listener, status, shutdown.clone());
+    tracing::info!(xds = %config.xds_listen, admin = %config.admin_listen, manifests = %config.manifests.display(), "controller started");
+
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down: closing ADS streams");
+        stop.cancel();
+    });
+    let watched = async {
+        match provider.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(error)) => Err(anyhow::Error::from(error)),
+            Err(error) => Err(anyhow::Error::from(error).context("manifest watcher failed")),
+        }
+    };
+    let (xds, admin, watched) = tokio::join!(xds, admin, async {
+        tokio::select! {
+            result = watched => { shutdown.cancel(); result }
+            () = shutdown.cancelled() => Ok(()),
+        }
+    });
+    xds.context("xDS server failed")?;
+    admin.context("admin server failed")?;
+    watched
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}

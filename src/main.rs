@@ -1,0 +1,30 @@
+use clap::Parser;
+use lattice_xds::cli::{Cli, Command};
+use lattice_xds::{bootstrap, controller, proxy_status};
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(&cli.log))
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match cli.command {
+        Command::Controller(args) => match args.into_config() {
+            Ok(config) => controller::run(config).await,
+            Err(error) => Err(error),
+        },
+        Command::Bootstrap(args) => {
+            print!("{}", bootstrap::render(&args.into()));
+            Ok(())
+        }
+        Command::ProxyStatus(args) => proxy_status::run(&args.admin).await,
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("lattice-xds: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

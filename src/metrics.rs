@@ -1,0 +1,111 @@
+//! The controller's Prometheus metrics, served as text on the admin listener's `/metrics`.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// Labels a metric with the xDS type (`CDS`, `LDS`, `RDS`, `SDS`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TypeLabel {
+    pub r#type: String,
+}
+
+/// Labels an invalid-input gauge with the kind of object that was skipped.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabel {
+    pub kind: String,
+}
+
+/// Every metric the controller exports.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    pub connected_proxies: Gauge,
+    pub pushes: Family<TypeLabel, Counter>,
+    /// Seconds from a snapshot's creation to each response carrying it being queued.
+    pub push_latency: Histogram,
+    pub acks: Family<TypeLabel, Counter>,
+    pub nacks: Family<TypeLabel, Counter>,
+    /// Objects currently skipped because they are invalid, by kind.
+    pub invalid_inputs: Family<KindLabel, Gauge>,
+    pub snapshots: Counter,
+    /// Rebuilds that produced an inconsistent snapshot (kept the previous one).
+    pub snapshot_errors: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut metrics = Self {
+            registry: Registry::with_prefix("lattice_xds"),
+            connected_proxies: Gauge::default(),
+            pushes: Family::default(),
+            push_latency: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
+            acks: Family::default(),
+            nacks: Family::default(),
+            invalid_inputs: Family::default(),
+            snapshots: Counter::default(),
+            snapshot_errors: Counter::default(),
+        };
+        let registry = &mut metrics.registry;
+        registry.register(
+            "connected_proxies",
+            "Envoy ADS streams open now",
+            metrics.connected_proxies.clone(),
+        );
+        registry.register(
+            "pushes",
+            "xDS responses sent, by type",
+            metrics.pushes.clone(),
+        );
+        registry.register(
+            "push_latency_seconds",
+            "Time from a snapshot being built to a response carrying it being sent",
+            metrics.push_latency.clone(),
+        );
+        registry.register(
+            "acks",
+            "xDS responses Envoy accepted, by type",
+            metrics.acks.clone(),
+        );
+        registry.register(
+            "nacks",
+            "xDS responses Envoy rejected, by type",
+            metrics.nacks.clone(),
+        );
+        registry.register(
+            "invalid_inputs",
+            "Input objects skipped because they are invalid, by kind",
+            metrics.invalid_inputs.clone(),
+        );
+        registry.register(
+            "snapshots",
+            "Snapshots published",
+            metrics.snapshots.clone(),
+        );
+        registry.register(
+            "snapshot_errors",
+            "Rebuilds rejected as inconsistent; the previous snapshot stays served",
+            metrics.snapshot_errors.clone(),
+        );
+        metrics
+    }
+}
+
+impl Metrics {
+    pub fn type_label(type_url: &str) -> TypeLabel {
+        TypeLabel {
+            r#type: crate::xds::type_url::short(type_url).to_string(),
+        }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
+        text
+    }
+}

@@ -1,0 +1,165 @@
+//! The controller's own description of what a sidecar needs: destinations, trust bundles, the
+//! fallback domains and the signing settings. Plain Rust types only: no Kubernetes objects and
+//! no Envoy protobufs cross this module, so providers and translation can change independently.
+
+mod signing;
+
+pub use signing::{Signing, SigningMode, SigningModeParseError};
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+
+/// Everything the translation needs to produce one sidecar configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Mesh {
+    /// Destinations by host name (lower case); one per name that a route claims.
+    pub destinations: BTreeMap<String, Destination>,
+    /// Trust bundles by name, referred to by [`Trust::Bundle`].
+    pub bundles: BTreeMap<String, TrustBundle>,
+    /// Domains whose unnamed hosts fall through to the dynamic forward proxy.
+    pub fallback_domains: Vec<String>,
+    /// How requests leaving the sidecar are signed.
+    pub signing: Signing,
+    /// Where the sidecar listens for the traffic redirected to it.
+    pub egress: Egress,
+    /// The CA bundle file of the operating system, inside the Envoy container.
+    pub system_ca_file: String,
+}
+
+/// One host that the sidecar routes to a VPC Lattice service.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Destination {
+    /// Lower-case DNS name; also the TLS SNI and the name the certificate must carry.
+    pub host: String,
+    /// Port on the Lattice service: the listener port of the gateway it is attached to.
+    pub port: u16,
+    /// `None` for plain HTTP; otherwise how the server certificate is verified.
+    pub tls: Option<Trust>,
+    /// A pinned address instead of DNS (`--resolve`); SNI and SAN checks still use `host`.
+    pub pinned: Option<SocketAddr>,
+    /// The route this destination came from, as `namespace/name`.
+    pub source: ObjectRef,
+}
+
+/// Where the certificates a destination presents must chain to.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Trust {
+    /// The operating system's roots: Lattice-assigned `*.on.aws` names use public certificates.
+    SystemRoots,
+    /// A private CA bundle served to Envoy over SDS, by bundle name.
+    Bundle(String),
+}
+
+/// CA certificates that custom-domain destinations are verified against.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TrustBundle {
+    pub name: String,
+    /// One or more PEM certificates, concatenated.
+    pub pem: String,
+    /// Where the certificates came from, for status and logs (a file path, a CA ARN).
+    pub sources: Vec<String>,
+}
+
+impl fmt::Debug for TrustBundle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TrustBundle")
+            .field("name", &self.name)
+            .field("pem_bytes", &self.pem.len())
+            .field("sources", &self.sources)
+            .finish()
+    }
+}
+
+/// The sidecar's egress listener.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Egress {
+    pub port: u16,
+    /// IP addresses to bind; by default every IPv4 and IPv6 address.
+    pub addresses: Vec<std::net::IpAddr>,
+}
+
+impl Default for Egress {
+    fn default() -> Self {
+        Self {
+            port: 8080,
+            addresses: vec![
+                std::net::Ipv4Addr::UNSPECIFIED.into(),
+                std::net::Ipv6Addr::UNSPECIFIED.into(),
+            ],
+        }
+    }
+}
+
+/// A namespaced object reference, written `namespace/name`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ObjectRef {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl fmt::Display for ObjectRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+/// The name of the bundle that custom-domain destinations trust: every private CA configured.
+pub const PRIVATE_CA_BUNDLE: &str = "private-ca";
+
+/// The trust for custom-domain hosts given the configured bundles: the private CAs when any are
+/// configured, otherwise the system roots (a custom domain may carry a public certificate).
+pub fn custom_domain_trust(bundles: &BTreeMap<String, TrustBundle>) -> Trust {
+    if bundles.contains_key(PRIVATE_CA_BUNDLE) {
+        Trust::Bundle(PRIVATE_CA_BUNDLE.to_string())
+    } else {
+        Trust::SystemRoots
+    }
+}
+
+/// The parts of a [`Mesh`] that come from the controller's configuration, not from routes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Settings {
+    pub fallback_domains: Vec<String>,
+    /// Hosts pinned to an address (`--resolve host=ip:port`), by lower-case host.
+    pub pinned: BTreeMap<String, SocketAddr>,
+    pub bundles: BTreeMap<String, TrustBundle>,
+    pub signing: Signing,
+    pub egress: Egress,
+    pub system_ca_file: String,
+}
+
+/// Where Debian, Ubuntu (the stock Envoy image) and Alpine keep the system CA bundle.
+pub const DEFAULT_SYSTEM_CA_FILE: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            fallback_domains: Vec::new(),
+            pinned: BTreeMap::new(),
+            bundles: BTreeMap::new(),
+            signing: Signing::default(),
+            egress: Egress::default(),
+            system_ca_file: DEFAULT_SYSTEM_CA_FILE.to_string(),
+        }
+    }
+}
+
+impl Settings {
+    /// The trust for a custom-domain host under these settings.
+    pub fn custom_domain_trust(&self) -> Trust {
+        custom_domain_trust(&self.bundles)
+    }
+
+    /// An empty mesh carrying these settings, ready for destinations.
+    pub fn mesh(&self) -> Mesh {
+        Mesh {
+            destinations: BTreeMap::new(),
+            bundles: self.bundles.clone(),
+            fallback_domains: self.fallback_domains.clone(),
+            signing: self.signing.clone(),
+            egress: self.egress.clone(),
+            system_ca_file: self.system_ca_file.clone(),
+        }
+    }
+}

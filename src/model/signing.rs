@@ -1,0 +1,79 @@
+//! Signing settings: which Envoy filter signs requests and with what SigV4 scope.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::str::FromStr;
+
+/// How the sidecar signs requests for VPC Lattice.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Signing {
+    pub mode: SigningMode,
+    /// SigV4 region; `None` lets the signer use its own environment.
+    pub region: Option<String>,
+    /// SigV4 service name.
+    pub service: String,
+    /// The signer sidecar's ext_proc gRPC address.
+    pub signer_grpc: SocketAddr,
+    /// The signer sidecar's HTTP address, used by the Lua mode.
+    pub signer_http: SocketAddr,
+}
+
+impl Default for Signing {
+    fn default() -> Self {
+        Self {
+            mode: SigningMode::ExtProc,
+            region: None,
+            service: "vpc-lattice-svcs".to_string(),
+            signer_grpc: SocketAddr::from(([127, 0, 0, 1], 9001)),
+            signer_http: SocketAddr::from(([127, 0, 0, 1], 9002)),
+        }
+    }
+}
+
+/// The Envoy filter that signs requests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SigningMode {
+    /// `envoy.filters.http.ext_proc` calling the signer over gRPC.
+    ExtProc,
+    /// `envoy.filters.http.lua` calling the signer's HTTP endpoint.
+    Lua,
+    /// Envoy's own `envoy.filters.http.aws_request_signing`.
+    Native,
+    /// No signing at all (a service network without an auth policy).
+    None,
+}
+
+impl SigningMode {
+    pub const ALL: [SigningMode; 4] = [Self::ExtProc, Self::Lua, Self::Native, Self::None];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ExtProc => "ext-proc",
+            Self::Lua => "lua",
+            Self::Native => "native",
+            Self::None => "none",
+        }
+    }
+}
+
+impl fmt::Display for SigningMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A signing mode name that is not one of `ext-proc`, `lua`, `native`, `none`.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown signing mode {0:?}: expected ext-proc, lua, native or none")]
+pub struct SigningModeParseError(String);
+
+impl FromStr for SigningMode {
+    type Err = SigningModeParseError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|mode| mode.as_str() == s)
+            .ok_or_else(|| SigningModeParseError(s.to_string()))
+    }
+}

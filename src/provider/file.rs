@@ -1,0 +1,115 @@
+//! The embedded default provider: a directory of manifests, watched for changes.
+//!
+//! Every `*.yaml` / `*.yml` file under the directory is read on each change (the set is small
+//! and a full re-read cannot drift from the disk); each result is published on a channel.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use notify::{RecursiveMode, Watcher};
+use tokio::sync::{mpsc, watch};
+
+use super::{InvalidInput, Observed, manifests};
+
+/// How long to wait for an editor's burst of writes and renames to settle before re-reading.
+const SETTLE: Duration = Duration::from_millis(50);
+
+/// Why the directory cannot be served at all.
+#[derive(Debug, thiserror::Error)]
+pub enum FileError {
+    /// The manifest directory is missing or not a directory.
+    #[error("manifest directory {path}: {source}")]
+    Directory {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The operating system refused to watch the directory.
+    #[error("cannot watch {path}: {source}")]
+    Watch {
+        path: PathBuf,
+        source: notify::Error,
+    },
+}
+
+/// Reads every manifest under `dir`, in path order. Unreadable files are reported, not fatal.
+pub fn load(dir: &Path) -> Result<Observed, FileError> {
+    let mut files = Vec::new();
+    collect_files(dir, &mut files).map_err(|source| FileError::Directory {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    files.sort();
+    let mut observed = Observed::default();
+    for path in files {
+        let origin = path.display().to_string();
+        match std::fs::read_to_string(&path) {
+            Ok(text) => manifests::parse(&origin, &text, &mut observed),
+            Err(error) => observed.invalid.push(InvalidInput {
+                origin,
+                kind: "file".to_string(),
+                object: None,
+                reason: format!("cannot read: {error}"),
+            }),
+        }
+    }
+    Ok(observed)
+}
+
+fn collect_files(dir: &Path, files: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            collect_files(&path, files)?;
+        } else if path
+            .extension()
+            .is_some_and(|ext| ext == "yaml" || ext == "yml")
+        {
+            files.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// Publishes the directory's contents now and after every change, until `updates` is closed.
+pub async fn watch(
+    dir: PathBuf,
+    updates: watch::Sender<Option<Observed>>,
+) -> Result<(), FileError> {
+    let (events, mut changed) = mpsc::unbounded_channel();
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if event.is_ok_and(|event| !event.kind.is_access()) {
+            let _ = events.send(());
+        }
+    })
+    .map_err(|source| FileError::Watch {
+        path: dir.clone(),
+        source,
+    })?;
+    watcher
+        .watch(&dir, RecursiveMode::Recursive)
+        .map_err(|source| FileError::Watch {
+            path: dir.clone(),
+            source,
+        })?;
+
+    updates.send_replace(Some(load(&dir)?));
+    loop {
+        tokio::select! {
+            event = changed.recv() => if event.is_none() { return Ok(()) },
+            () = updates.closed() => return Ok(()),
+        }
+        // Coalesce the burst of events a single save produces.
+        while tokio::time::timeout(SETTLE, changed.recv())
+            .await
+            .is_ok_and(|e| e.is_some())
+        {}
+        match load(&dir) {
+            Ok(observed) => {
+                updates.send_replace(Some(observed));
+            }
+            Err(error) => {
+                tracing::error!(%error, "manifest directory unreadable; serving the last good configuration")
+            }
+        }
+    }
+}

@@ -1,0 +1,231 @@
+//! Turns Gateway API objects into [`Destination`]s: which HTTPRoutes are attached to a VPC
+//! Lattice gateway, which host names they claim, and how each host is reached.
+//!
+//! Conflicts follow the Gateway API rule: when two routes claim the same host name, the older
+//! route (by creation time, then `namespace/name`) keeps it.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use gateway_api::gateways::{Gateway, GatewayListeners};
+use gateway_api::httproutes::{HttpRoute, HttpRouteParentRefs};
+
+use super::{Inputs, InvalidInput, Sourced};
+use crate::model::{Destination, Mesh, ObjectRef, Settings, Trust};
+
+/// The `controllerName` of GatewayClasses run by the AWS Gateway API Controller.
+pub const LATTICE_CONTROLLER: &str = "application-networking.k8s.aws/gateway-api-controller";
+/// The annotation in which that controller records the Lattice-assigned DNS name of a route.
+pub const ASSIGNED_DOMAIN_ANNOTATION: &str =
+    "application-networking.k8s.aws/lattice-assigned-domain-name";
+
+const GATEWAY_GROUP: &str = "gateway.networking.k8s.io";
+
+/// Builds the mesh for `inputs`; every route that had to be skipped (wholly or in part) is
+/// returned as an [`InvalidInput`].
+pub fn build(inputs: &Inputs, settings: &Settings) -> (Mesh, Vec<InvalidInput>) {
+    let gateways = LatticeGateways::new(inputs);
+    let mut mesh = settings.mesh();
+    let mut invalid = Vec::new();
+    for route in oldest_first(&inputs.routes) {
+        let report = |reason: String| InvalidInput {
+            origin: route.origin.clone(),
+            kind: "HTTPRoute".to_string(),
+            object: Some(route_ref(&route.object).to_string()),
+            reason,
+        };
+        match route_destinations(&route.object, &gateways, settings) {
+            Ok(destinations) => {
+                for destination in destinations {
+                    if let Some(owner) = mesh.destinations.get(&destination.host) {
+                        invalid.push(report(format!(
+                            "hostname {} is already claimed by the older route {}",
+                            destination.host, owner.source
+                        )));
+                    } else {
+                        mesh.destinations
+                            .insert(destination.host.clone(), destination);
+                    }
+                }
+            }
+            Err(reason) => invalid.push(report(reason)),
+        }
+    }
+    (mesh, invalid)
+}
+
+/// Routes in the order Gateway API gives precedence: creation time, then `namespace/name`.
+fn oldest_first(routes: &[Sourced<HttpRoute>]) -> Vec<&Sourced<HttpRoute>> {
+    let mut sorted: Vec<_> = routes.iter().collect();
+    sorted.sort_by_cached_key(|route| {
+        (
+            route.object.metadata.creation_timestamp.clone(),
+            route_ref(&route.object),
+        )
+    });
+    sorted
+}
+
+fn route_ref(route: &HttpRoute) -> ObjectRef {
+    ObjectRef {
+        namespace: route
+            .metadata
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".to_string()),
+        name: route.metadata.name.clone().unwrap_or_default(),
+    }
+}
+
+/// The destinations one route yields, or why the route cannot be served at all.
+fn route_destinations(
+    route: &HttpRoute,
+    gateways: &LatticeGateways,
+    settings: &Settings,
+) -> Result<Vec<Destination>, String> {
+    let source = route_ref(route);
+    let mut listeners = Vec::new();
+    for parent in route.spec.parent_refs.iter().flatten() {
+        listeners.extend(gateways.attach(parent, &source.namespace)?);
+    }
+    // Prefer TLS: a route reachable over HTTPS is never called in plain text.
+    let Some(listener) = listeners
+        .iter()
+        .max_by_key(|l| (l.protocol == "HTTPS", l.port))
+    else {
+        return Ok(Vec::new());
+    };
+    let https = listener.protocol == "HTTPS";
+    let port = u16::try_from(listener.port).map_err(|_| {
+        format!(
+            "listener {} has an invalid port {}",
+            listener.name, listener.port
+        )
+    })?;
+
+    let mut hosts: Vec<(String, Trust)> = Vec::new();
+    for hostname in route.spec.hostnames.iter().flatten() {
+        hosts.push((checked_host(hostname)?, settings.custom_domain_trust()));
+    }
+    let annotations = route.metadata.annotations.as_ref();
+    if let Some(assigned) = annotations.and_then(|a| a.get(ASSIGNED_DOMAIN_ANNOTATION)) {
+        hosts.push((checked_host(assigned)?, Trust::SystemRoots));
+    }
+    let mut seen = BTreeSet::new();
+    Ok(hosts
+        .into_iter()
+        .filter(|(host, _)| seen.insert(host.clone()))
+        .map(|(host, trust)| Destination {
+            pinned: settings.pinned.get(&host).copied(),
+            host,
+            port,
+            tls: https.then_some(trust),
+            source: source.clone(),
+        })
+        .collect())
+}
+
+/// A host name a sidecar can route to: lower-cased, RFC 1123, no wildcard, no IP address.
+fn checked_host(hostname: &str) -> Result<String, String> {
+    let host = hostname.to_ascii_lowercase();
+    if host.starts_with("*.") {
+        return Err(format!(
+            "hostname {hostname:?} is a wildcard; a sidecar needs one name to resolve and verify"
+        ));
+    }
+    if host.parse::<std::net::IpAddr>().is_ok() {
+        return Err(format!(
+            "hostname {hostname:?} is an IP address, which Gateway API forbids"
+        ));
+    }
+    let label_ok = |label: &str| {
+        (1..=63).contains(&label.len())
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+    };
+    if host.len() > 253 || !host.split('.').all(label_ok) {
+        return Err(format!(
+            "hostname {hostname:?} is not a valid RFC 1123 DNS name"
+        ));
+    }
+    Ok(host)
+}
+
+/// The Gateways of Lattice GatewayClasses, by `namespace/name`.
+struct LatticeGateways<'a> {
+    lattice: BTreeMap<ObjectRef, &'a Gateway>,
+    other: BTreeSet<ObjectRef>,
+}
+
+impl<'a> LatticeGateways<'a> {
+    fn new(inputs: &'a Inputs) -> Self {
+        let classes: BTreeSet<&str> = inputs
+            .classes
+            .iter()
+            .filter(|class| class.object.spec.controller_name == LATTICE_CONTROLLER)
+            .filter_map(|class| class.object.metadata.name.as_deref())
+            .collect();
+        let mut gateways = Self {
+            lattice: BTreeMap::new(),
+            other: BTreeSet::new(),
+        };
+        for gateway in &inputs.gateways {
+            let key = ObjectRef {
+                namespace: gateway
+                    .object
+                    .metadata
+                    .namespace
+                    .clone()
+                    .unwrap_or_default(),
+                name: gateway.object.metadata.name.clone().unwrap_or_default(),
+            };
+            if classes.contains(gateway.object.spec.gateway_class_name.as_str()) {
+                gateways.lattice.insert(key, &gateway.object);
+            } else {
+                gateways.other.insert(key);
+            }
+        }
+        gateways
+    }
+
+    /// The Lattice listeners a parent reference attaches to; none for another implementation's
+    /// gateway, an error for a gateway or listener that does not exist.
+    fn attach(
+        &self,
+        parent: &HttpRouteParentRefs,
+        route_namespace: &str,
+    ) -> Result<Vec<&'a GatewayListeners>, String> {
+        let group = parent.group.as_deref().unwrap_or(GATEWAY_GROUP);
+        if group != GATEWAY_GROUP || parent.kind.as_deref().unwrap_or("Gateway") != "Gateway" {
+            return Ok(Vec::new());
+        }
+        let key = ObjectRef {
+            namespace: parent
+                .namespace
+                .clone()
+                .unwrap_or_else(|| route_namespace.to_string()),
+            name: parent.name.clone(),
+        };
+        let Some(gateway) = self.lattice.get(&key) else {
+            if self.other.contains(&key) {
+                return Ok(Vec::new());
+            }
+            return Err(format!("unknown parent: Gateway {key} does not exist"));
+        };
+        let listeners = gateway.spec.listeners.iter();
+        let Some(section) = parent.section_name.as_deref() else {
+            return Ok(listeners.collect());
+        };
+        let attached: Vec<_> = listeners
+            .filter(|listener| listener.name == section)
+            .collect();
+        if attached.is_empty() {
+            return Err(format!(
+                "unknown parent: Gateway {key} has no listener named {section:?}"
+            ));
+        }
+        Ok(attached)
+    }
+}

@@ -1,0 +1,71 @@
+//! `lattice-xds proxy-status`: a table of connected proxies, like `istioctl proxy-status`.
+
+use crate::admin_api::proxy_status_service_client::ProxyStatusServiceClient;
+use crate::admin_api::{ListProxiesRequest, ListProxiesResponse, ProxyStatus, TypeStatus};
+use crate::xds::type_url;
+
+/// Asks the controller at `admin` and prints the table to stdout.
+pub async fn run(admin: &str) -> anyhow::Result<()> {
+    let mut client = ProxyStatusServiceClient::connect(admin.to_string())
+        .await
+        .map_err(|error| anyhow::anyhow!("cannot reach the controller at {admin}: {error}"))?;
+    let response = client
+        .list_proxies(ListProxiesRequest {})
+        .await?
+        .into_inner();
+    print!("{}", table(&response));
+    Ok(())
+}
+
+/// The table: one row per proxy, one column per type: SYNCED, STALE (sent, not yet acked),
+/// NACKED, or NOT SENT.
+pub fn table(response: &ListProxiesResponse) -> String {
+    let mut rows = vec![
+        ["NODE", "CLUSTER", "PROTOCOL", "CDS", "LDS", "RDS", "SDS"]
+            .map(str::to_string)
+            .to_vec(),
+    ];
+    for proxy in &response.proxies {
+        let mut row = vec![
+            proxy.node_id.clone(),
+            proxy.cluster.clone(),
+            proxy.protocol.clone(),
+        ];
+        row.extend(type_url::ORDER.iter().map(|t| cell(proxy, t)));
+        rows.push(row);
+    }
+    let widths: Vec<usize> = (0..rows[0].len())
+        .map(|column| rows.iter().map(|row| row[column].len()).max().unwrap_or(0))
+        .collect();
+    let mut out = format!("snapshot version: {}\n", response.snapshot_version);
+    for row in rows {
+        let cells: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        out.push_str(cells.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+fn cell(proxy: &ProxyStatus, type_url: &str) -> String {
+    let Some(status) = proxy.types.iter().find(|t| t.type_url == type_url) else {
+        return "NOT SENT".to_string();
+    };
+    describe(status)
+}
+
+fn describe(status: &TypeStatus) -> String {
+    if !status.nacked_version.is_empty() {
+        return format!("NACKED ({}): {}", status.nacked_version, status.nack_error);
+    }
+    if status.sent_version == status.acked_version {
+        return format!("SYNCED ({})", status.sent_version);
+    }
+    format!(
+        "STALE (sent {}, acked {})",
+        status.sent_version, status.acked_version
+    )
+}

@@ -1,0 +1,183 @@
+//! Clusters: one per destination (DNS-resolved or pinned, TLS with SNI and SAN checks), and the
+//! dynamic-forward-proxy fallback for hosts under the configured domains.
+
+use std::net::SocketAddr;
+
+use envoy_types::pb::envoy::config::cluster::v3::Cluster;
+use envoy_types::pb::envoy::config::cluster::v3::cluster::{
+    ClusterDiscoveryType, CustomClusterType, DiscoveryType, DnsLookupFamily, LbPolicy,
+};
+use envoy_types::pb::envoy::config::core::v3::{
+    Address, DataSource, SocketAddress, TransportSocket, address, data_source::Specifier,
+    socket_address::PortSpecifier, transport_socket,
+};
+use envoy_types::pb::envoy::config::endpoint::v3::{
+    ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints, lb_endpoint::HostIdentifier,
+};
+use envoy_types::pb::envoy::extensions::clusters::dynamic_forward_proxy::v3::{
+    ClusterConfig, cluster_config::ClusterImplementationSpecifier,
+};
+use envoy_types::pb::envoy::extensions::common::dynamic_forward_proxy::v3::DnsCacheConfig;
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
+    CertificateValidationContext, CommonTlsContext, SdsSecretConfig, SubjectAltNameMatcher,
+    UpstreamTlsContext,
+    common_tls_context::{CombinedCertificateValidationContext, ValidationContextType},
+    subject_alt_name_matcher::SanType,
+};
+use envoy_types::pb::envoy::r#type::matcher::v3::{StringMatcher, string_matcher::MatchPattern};
+use envoy_types::util::pack_any;
+
+use super::{FALLBACK_CLUSTER, ads, destination_cluster_name, seconds, trust_secret_name};
+use crate::model::{Destination, Mesh, Trust, custom_domain_trust};
+
+const CONNECT_TIMEOUT_SECONDS: i64 = 5;
+
+/// The cluster for one destination.
+pub fn destination(destination: &Destination, system_ca_file: &str) -> Cluster {
+    let name = destination_cluster_name(&destination.host, destination.port);
+    let (discovery, address) = match destination.pinned {
+        Some(address) => (DiscoveryType::Static, pinned(address)),
+        None => (
+            DiscoveryType::LogicalDns,
+            (destination.host.clone(), destination.port),
+        ),
+    };
+    Cluster {
+        load_assignment: Some(load_assignment(&name, &destination.host, address)),
+        name,
+        connect_timeout: Some(seconds(CONNECT_TIMEOUT_SECONDS)),
+        cluster_discovery_type: Some(ClusterDiscoveryType::Type(discovery.into())),
+        dns_lookup_family: DnsLookupFamily::V4Preferred.into(),
+        transport_socket: destination
+            .tls
+            .as_ref()
+            .map(|trust| tls_socket(Some(&destination.host), trust, system_ca_file)),
+        ..Default::default()
+    }
+}
+
+/// Hosts under the fallback domains that no route names (services in other clusters): resolved
+/// per request from the Host header, TLS to port 443 unless the header names another port.
+pub fn fallback(mesh: &Mesh) -> Cluster {
+    let trust = custom_domain_trust(&mesh.bundles);
+    let config = ClusterConfig {
+        cluster_implementation_specifier: Some(ClusterImplementationSpecifier::DnsCacheConfig(
+            dns_cache(),
+        )),
+        ..Default::default()
+    };
+    Cluster {
+        name: FALLBACK_CLUSTER.to_string(),
+        connect_timeout: Some(seconds(CONNECT_TIMEOUT_SECONDS)),
+        lb_policy: LbPolicy::ClusterProvided.into(),
+        cluster_discovery_type: Some(ClusterDiscoveryType::ClusterType(CustomClusterType {
+            name: "envoy.clusters.dynamic_forward_proxy".to_string(),
+            typed_config: Some(pack_any(config)),
+        })),
+        // The forward proxy sets SNI and checks the SAN against each request's host itself.
+        transport_socket: Some(tls_socket(None, &trust, &mesh.system_ca_file)),
+        ..Default::default()
+    }
+}
+
+/// The DNS cache shared by the fallback cluster and the dynamic forward proxy filter.
+pub fn dns_cache() -> DnsCacheConfig {
+    DnsCacheConfig {
+        name: FALLBACK_CLUSTER.to_string(),
+        dns_lookup_family: DnsLookupFamily::V4Preferred.into(),
+        ..Default::default()
+    }
+}
+
+/// A one-endpoint load assignment: a DNS name and port, or a pinned socket address.
+pub fn load_assignment(
+    cluster: &str,
+    hostname: &str,
+    address: (String, u16),
+) -> ClusterLoadAssignment {
+    let endpoint = LbEndpoint {
+        host_identifier: Some(HostIdentifier::Endpoint(Endpoint {
+            address: Some(socket_address(&address.0, address.1)),
+            hostname: hostname.to_string(),
+            ..Default::default()
+        })),
+        ..Default::default()
+    };
+    ClusterLoadAssignment {
+        cluster_name: cluster.to_string(),
+        endpoints: vec![LocalityLbEndpoints {
+            lb_endpoints: vec![endpoint],
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+/// The pinned address of a socket, as a load-assignment `(address, port)` pair.
+pub fn pinned(address: SocketAddr) -> (String, u16) {
+    (address.ip().to_string(), address.port())
+}
+
+pub fn socket_address(address: &str, port: u16) -> Address {
+    Address {
+        address: Some(address::Address::SocketAddress(SocketAddress {
+            address: address.to_string(),
+            port_specifier: Some(PortSpecifier::PortValue(port.into())),
+            ..Default::default()
+        })),
+    }
+}
+
+/// Originating TLS: SNI and SAN verification for `host` (when known ahead of the request), and
+/// the CA roots of `trust`. (Envoy does not implement `system_root_certs`, so the system roots
+/// are the CA bundle file of the Envoy container.)
+fn tls_socket(host: Option<&str>, trust: &Trust, system_ca_file: &str) -> TransportSocket {
+    let san_checks = host
+        .map(|host| SubjectAltNameMatcher {
+            san_type: SanType::Dns.into(),
+            matcher: Some(StringMatcher {
+                match_pattern: Some(MatchPattern::Exact(host.to_string())),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .into_iter()
+        .collect();
+    let validation = match trust {
+        Trust::SystemRoots => {
+            ValidationContextType::ValidationContext(CertificateValidationContext {
+                trusted_ca: Some(DataSource {
+                    specifier: Some(Specifier::Filename(system_ca_file.to_string())),
+                    ..Default::default()
+                }),
+                match_typed_subject_alt_names: san_checks,
+                ..Default::default()
+            })
+        }
+        Trust::Bundle(bundle) => {
+            ValidationContextType::CombinedValidationContext(CombinedCertificateValidationContext {
+                default_validation_context: Some(CertificateValidationContext {
+                    match_typed_subject_alt_names: san_checks,
+                    ..Default::default()
+                }),
+                validation_context_sds_secret_config: Some(SdsSecretConfig {
+                    name: trust_secret_name(bundle),
+                    sds_config: Some(ads()),
+                }),
+                ..Default::default()
+            })
+        }
+    };
+    let context = UpstreamTlsContext {
+        sni: host.unwrap_or_default().to_string(),
+        common_tls_context: Some(CommonTlsContext {
+            validation_context_type: Some(validation),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    TransportSocket {
+        name: "envoy.transport_sockets.tls".to_string(),
+        config_type: Some(transport_socket::ConfigType::TypedConfig(pack_any(context))),
+    }
+}

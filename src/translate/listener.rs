@@ -1,0 +1,83 @@
+//! The egress listener: plain HTTP/1.1 from the application (redirected by iptables), routed
+//! by Host header through the signing filter.
+
+use envoy_types::pb::envoy::config::listener::v3::{
+    AdditionalAddress, Filter, FilterChain, Listener, filter,
+};
+use envoy_types::pb::envoy::extensions::filters::http::dynamic_forward_proxy::v3::{
+    FilterConfig as DynamicForwardProxy, filter_config::ImplementationSpecifier,
+};
+use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
+    HttpConnectionManager, HttpFilter, Rds, http_connection_manager::RouteSpecifier, http_filter,
+};
+use envoy_types::util::pack_any;
+
+use super::cluster::{dns_cache, socket_address};
+use super::{EGRESS, ads, signing};
+use crate::model::Mesh;
+
+/// The listener on every configured address at the egress port.
+pub fn egress(mesh: &Mesh) -> Listener {
+    let mut addresses = mesh
+        .egress
+        .addresses
+        .iter()
+        .map(|ip| socket_address(&ip.to_string(), mesh.egress.port));
+    Listener {
+        name: EGRESS.to_string(),
+        address: addresses.next(),
+        additional_addresses: addresses
+            .map(|address| AdditionalAddress {
+                address: Some(address),
+                ..Default::default()
+            })
+            .collect(),
+        filter_chains: vec![FilterChain {
+            filters: vec![Filter {
+                name: "envoy.filters.network.http_connection_manager".to_string(),
+                config_type: Some(filter::ConfigType::TypedConfig(pack_any(
+                    connection_manager(mesh),
+                ))),
+            }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+fn connection_manager(mesh: &Mesh) -> HttpConnectionManager {
+    let mut http_filters: Vec<HttpFilter> = signing::filter(&mesh.signing).into_iter().collect();
+    if !mesh.fallback_domains.is_empty() {
+        let config = DynamicForwardProxy {
+            implementation_specifier: Some(ImplementationSpecifier::DnsCacheConfig(dns_cache())),
+            ..Default::default()
+        };
+        http_filters.push(http_filter(
+            "envoy.filters.http.dynamic_forward_proxy",
+            pack_any(config),
+        ));
+    }
+    http_filters.push(http_filter(
+        "envoy.filters.http.router",
+        pack_any(Router::default()),
+    ));
+    HttpConnectionManager {
+        stat_prefix: EGRESS.to_string(),
+        route_specifier: Some(RouteSpecifier::Rds(Rds {
+            config_source: Some(ads()),
+            route_config_name: EGRESS.to_string(),
+        })),
+        http_filters,
+        ..Default::default()
+    }
+}
+
+/// An HTTP filter with its typed configuration.
+pub fn http_filter(name: &str, config: envoy_types::pb::google::protobuf::Any) -> HttpFilter {
+    HttpFilter {
+        name: name.to_string(),
+        config_type: Some(http_filter::ConfigType::TypedConfig(config)),
+        ..Default::default()
+    }
+}

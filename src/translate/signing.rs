@@ -1,0 +1,178 @@
+//! The signing filter of each mode, and the clusters that reach the signer sidecar.
+//!
+//! Every mode fails closed: ext_proc with `failure_mode_allow: false`, the Lua script answering
+//! any signer failure with an error, and the native filter signing in Envoy itself.
+
+use std::net::SocketAddr;
+
+use envoy_types::pb::envoy::config::cluster::v3::Cluster;
+use envoy_types::pb::envoy::config::cluster::v3::cluster::{ClusterDiscoveryType, DiscoveryType};
+use envoy_types::pb::envoy::config::core::v3::{
+    DataSource, GrpcService, HeaderValue, Http2ProtocolOptions, data_source::Specifier,
+    grpc_service,
+};
+use envoy_types::pb::envoy::extensions::filters::http::aws_request_signing::v3::AwsRequestSigning;
+use envoy_types::pb::envoy::extensions::filters::http::ext_proc::v3::{
+    ExternalProcessor, ProcessingMode, processing_mode::BodySendMode,
+    processing_mode::HeaderSendMode,
+};
+use envoy_types::pb::envoy::extensions::filters::http::lua::v3::Lua;
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::HttpFilter;
+use envoy_types::pb::envoy::extensions::upstreams::http::v3::HttpProtocolOptions;
+use envoy_types::pb::envoy::extensions::upstreams::http::v3::http_protocol_options::{
+    ExplicitHttpConfig, UpstreamProtocolOptions, explicit_http_config::ProtocolConfig,
+};
+use envoy_types::pb::envoy::r#type::matcher::v3::{StringMatcher, string_matcher::MatchPattern};
+use envoy_types::util::pack_any;
+
+use super::cluster::{load_assignment, pinned};
+use super::listener::http_filter;
+use super::{SIGNER_GRPC_CLUSTER, SIGNER_HTTP_CLUSTER, seconds};
+use crate::model::{Signing, SigningMode};
+
+const LUA_TEMPLATE: &str = include_str!("../../envoy/sign.lua");
+const SIGNER_TIMEOUT_SECONDS: i64 = 1;
+
+/// The Envoy filter name of a mode, `None` when nothing signs.
+pub fn filter_name(mode: SigningMode) -> Option<&'static str> {
+    match mode {
+        SigningMode::ExtProc => Some("envoy.filters.http.ext_proc"),
+        SigningMode::Lua => Some("envoy.filters.http.lua"),
+        SigningMode::Native => Some("envoy.filters.http.aws_request_signing"),
+        SigningMode::None => None,
+    }
+}
+
+/// The HTTP filter that signs, placed before the router.
+pub fn filter(signing: &Signing) -> Option<HttpFilter> {
+    let name = filter_name(signing.mode)?;
+    let config = match signing.mode {
+        SigningMode::ExtProc => pack_any(ext_proc(signing)),
+        SigningMode::Lua => pack_any(lua(signing)),
+        SigningMode::Native => pack_any(native(signing)),
+        SigningMode::None => return None,
+    };
+    Some(http_filter(name, config))
+}
+
+/// The clusters a mode needs to reach the signer sidecar.
+pub fn clusters(signing: &Signing) -> Vec<Cluster> {
+    match signing.mode {
+        SigningMode::ExtProc => vec![signer_cluster(
+            SIGNER_GRPC_CLUSTER,
+            signing.signer_grpc,
+            true,
+        )],
+        SigningMode::Lua => vec![signer_cluster(
+            SIGNER_HTTP_CLUSTER,
+            signing.signer_http,
+            false,
+        )],
+        SigningMode::Native | SigningMode::None => Vec::new(),
+    }
+}
+
+/// Request headers only, never bodies; the region and service travel as gRPC metadata.
+fn ext_proc(signing: &Signing) -> ExternalProcessor {
+    let metadata = |key: &str, value: &str| HeaderValue {
+        key: key.to_string(),
+        value: value.to_string(),
+        ..Default::default()
+    };
+    let mut initial_metadata = vec![metadata("x-lattice-xds-service", &signing.service)];
+    if let Some(region) = &signing.region {
+        initial_metadata.push(metadata("x-lattice-xds-region", region));
+    }
+    ExternalProcessor {
+        grpc_service: Some(GrpcService {
+            target_specifier: Some(grpc_service::TargetSpecifier::EnvoyGrpc(
+                grpc_service::EnvoyGrpc {
+                    cluster_name: SIGNER_GRPC_CLUSTER.to_string(),
+                    ..Default::default()
+                },
+            )),
+            timeout: Some(seconds(SIGNER_TIMEOUT_SECONDS)),
+            initial_metadata,
+            ..Default::default()
+        }),
+        failure_mode_allow: false,
+        processing_mode: Some(ProcessingMode {
+            request_header_mode: HeaderSendMode::Send.into(),
+            response_header_mode: HeaderSendMode::Skip.into(),
+            request_body_mode: BodySendMode::None.into(),
+            response_body_mode: BodySendMode::None.into(),
+            request_trailer_mode: HeaderSendMode::Skip.into(),
+            response_trailer_mode: HeaderSendMode::Skip.into(),
+        }),
+        message_timeout: Some(seconds(SIGNER_TIMEOUT_SECONDS)),
+        ..Default::default()
+    }
+}
+
+fn lua(signing: &Signing) -> Lua {
+    let code = LUA_TEMPLATE
+        .replace("{{cluster}}", &lua_string(SIGNER_HTTP_CLUSTER))
+        .replace(
+            "{{region}}",
+            &lua_string(signing.region.as_deref().unwrap_or_default()),
+        )
+        .replace("{{service}}", &lua_string(&signing.service));
+    Lua {
+        default_source_code: Some(DataSource {
+            specifier: Some(Specifier::InlineString(code)),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// A Lua string literal; JSON string escaping is valid Lua for these values.
+fn lua_string(value: &str) -> String {
+    serde_json::Value::from(value).to_string()
+}
+
+/// Envoy's own signer, configured as the reference sidecar does.
+fn native(signing: &Signing) -> AwsRequestSigning {
+    let matcher = |pattern: MatchPattern| StringMatcher {
+        match_pattern: Some(pattern),
+        ..Default::default()
+    };
+    AwsRequestSigning {
+        service_name: signing.service.clone(),
+        region: signing.region.clone().unwrap_or_default(),
+        use_unsigned_payload: true,
+        match_excluded_headers: vec![
+            matcher(MatchPattern::Prefix("x-envoy".to_string())),
+            matcher(MatchPattern::Prefix("x-forwarded".to_string())),
+            matcher(MatchPattern::Exact("x-amzn-trace-id".to_string())),
+        ],
+        ..Default::default()
+    }
+}
+
+fn signer_cluster(name: &str, address: SocketAddr, http2: bool) -> Cluster {
+    let mut cluster = Cluster {
+        name: name.to_string(),
+        connect_timeout: Some(seconds(SIGNER_TIMEOUT_SECONDS)),
+        cluster_discovery_type: Some(ClusterDiscoveryType::Type(DiscoveryType::Static.into())),
+        load_assignment: Some(load_assignment(name, "", pinned(address))),
+        ..Default::default()
+    };
+    if http2 {
+        let options = HttpProtocolOptions {
+            upstream_protocol_options: Some(UpstreamProtocolOptions::ExplicitHttpConfig(
+                ExplicitHttpConfig {
+                    protocol_config: Some(ProtocolConfig::Http2ProtocolOptions(
+                        Http2ProtocolOptions::default(),
+                    )),
+                },
+            )),
+            ..Default::default()
+        };
+        cluster.typed_extension_protocol_options.insert(
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions".to_string(),
+            pack_any(options),
+        );
+    }
+    cluster
+}

@@ -1,0 +1,48 @@
+//! Serving Envoy: versioned snapshots of the translated resources and the Aggregated Discovery
+//! Service (state of the world and incremental), with per-proxy status.
+
+mod delta;
+pub mod json;
+pub mod registry;
+pub mod server;
+pub mod snapshot;
+mod sotw;
+
+/// Type URLs of the resources served, in the order pushes are made: clusters before the
+/// listeners and routes that use them, secrets last (make-before-break, `xds_protocol.rst`
+/// "Eventual consistency considerations").
+pub mod type_url {
+    pub const CLUSTER: &str = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
+    pub const LISTENER: &str = "type.googleapis.com/envoy.config.listener.v3.Listener";
+    pub const ROUTE: &str = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration";
+    pub const SECRET: &str = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret";
+
+    /// Every served type, in push order.
+    pub const ORDER: [&str; 4] = [CLUSTER, LISTENER, ROUTE, SECRET];
+
+    /// The short name used in metrics and tables (`CDS`, `LDS`, ...).
+    pub fn short(type_url: &str) -> &str {
+        match type_url {
+            CLUSTER => "CDS",
+            LISTENER => "LDS",
+            ROUTE => "RDS",
+            SECRET => "SDS",
+            "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment" => "EDS",
+            other => other.rsplit('.').next().unwrap_or(other),
+        }
+    }
+
+    /// Types whose wildcard subscription is the full state (`xds_protocol.rst` "Deleting
+    /// Resources": for LDS and CDS a missing resource means it was deleted).
+    pub fn is_full_state(type_url: &str) -> bool {
+        type_url == CLUSTER || type_url == LISTENER
+    }
+
+    /// Where in the push order a type goes; unknown types last.
+    pub fn rank(type_url: &str) -> usize {
+        ORDER
+            .iter()
+            .position(|t| *t == type_url)
+            .unwrap_or(ORDER.len())
+    }
+}

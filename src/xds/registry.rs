@@ -1,0 +1,226 @@
+//! Which Envoys are connected and, per resource type, what each was sent, accepted and
+//! rejected: the data behind `/debug/proxies`, `/debug/config_dump` and `proxy-status`.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use envoy_types::pb::envoy::config::core::v3::Node;
+use envoy_types::pb::google::protobuf::Any;
+
+use crate::admin_api::{ProxyStatus, TypeStatus};
+use crate::metrics::Metrics;
+
+/// What one stream has been served, by type URL and resource name.
+pub type Served = BTreeMap<String, BTreeMap<String, Arc<Any>>>;
+
+#[derive(Debug, Default)]
+struct Entry {
+    status: ProxyStatus,
+    served: Served,
+}
+
+/// The connected proxies of this controller replica.
+#[derive(Debug)]
+pub struct Registry {
+    proxies: Mutex<BTreeMap<u64, Entry>>,
+    next_id: AtomicU64,
+    metrics: Arc<Metrics>,
+}
+
+impl Registry {
+    pub fn new(metrics: Arc<Metrics>) -> Arc<Self> {
+        Arc::new(Self {
+            proxies: Mutex::default(),
+            next_id: AtomicU64::new(1),
+            metrics,
+        })
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Registers a new stream; it is removed when the handle drops.
+    pub fn connect(self: &Arc<Self>, protocol: &str) -> ProxyHandle {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let status = ProxyStatus {
+            protocol: protocol.to_string(),
+            connected_at_unix_ms: unix_ms(),
+            ..Default::default()
+        };
+        self.lock().insert(
+            id,
+            Entry {
+                status,
+                served: Served::new(),
+            },
+        );
+        self.metrics.connected_proxies.inc();
+        ProxyHandle {
+            id,
+            registry: Arc::clone(self),
+        }
+    }
+
+    /// Every connected proxy, ordered by node id.
+    pub fn list(&self) -> Vec<ProxyStatus> {
+        let mut proxies: Vec<_> = self
+            .lock()
+            .values()
+            .map(|entry| entry.status.clone())
+            .collect();
+        proxies.sort_by(|a, b| a.node_id.cmp(&b.node_id));
+        proxies
+    }
+
+    /// What the (first) stream of `node_id` has been served.
+    pub fn served(&self, node_id: &str) -> Option<Served> {
+        let proxies = self.lock();
+        let entry = proxies
+            .values()
+            .find(|entry| entry.status.node_id == node_id)?;
+        Some(entry.served.clone())
+    }
+
+    fn lock(&self) -> MutexGuard<'_, BTreeMap<u64, Entry>> {
+        // A panic while holding the lock cannot leave an entry half-written in a way that
+        // matters for status reporting, so a poisoned lock is still used.
+        self.proxies
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// One stream's entry in the registry.
+#[derive(Debug)]
+pub struct ProxyHandle {
+    id: u64,
+    registry: Arc<Registry>,
+}
+
+impl ProxyHandle {
+    fn update(&self, change: impl FnOnce(&mut Entry)) {
+        if let Some(entry) = self.registry.lock().get_mut(&self.id) {
+            change(entry);
+        }
+    }
+
+    fn update_type(&self, type_url: &str, change: impl FnOnce(&mut TypeStatus)) {
+        self.update(|entry| {
+            let types = &mut entry.status.types;
+            let index = match types.iter().position(|t| t.type_url == type_url) {
+                Some(index) => index,
+                None => {
+                    types.push(TypeStatus {
+                        type_url: type_url.to_string(),
+                        ..Default::default()
+                    });
+                    types.sort_by_key(|t| crate::xds::type_url::rank(&t.type_url));
+                    types
+                        .iter()
+                        .position(|t| t.type_url == type_url)
+                        .unwrap_or_default()
+                }
+            };
+            change(&mut types[index]);
+        });
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        self.registry.metrics()
+    }
+
+    /// Records the node on the stream's first request (`xds_protocol.rst`: the node is only
+    /// guaranteed on the first request of a stream).
+    pub fn identify(&self, node: &Node) {
+        let metadata = node
+            .metadata
+            .as_ref()
+            .map(struct_to_json)
+            .unwrap_or_default();
+        self.update(|entry| {
+            entry.status.node_id.clone_from(&node.id);
+            entry.status.cluster.clone_from(&node.cluster);
+            entry.status.metadata_json = metadata.to_string();
+        });
+    }
+
+    /// Records a response: its version and the resources the proxy now has of that type.
+    pub fn sent(&self, type_url: &str, version: &str, served: BTreeMap<String, Arc<Any>>) {
+        self.update_type(type_url, |status| {
+            status.sent_version = version.to_string();
+            status.pushes += 1;
+        });
+        self.update(|entry| {
+            entry.served.insert(type_url.to_string(), served);
+        });
+        let metrics = self.registry.metrics();
+        metrics
+            .pushes
+            .get_or_create(&Metrics::type_label(type_url))
+            .inc();
+    }
+
+    pub fn acked(&self, type_url: &str, version: &str) {
+        self.update_type(type_url, |status| {
+            status.acked_version = version.to_string();
+            if status.nacked_version == version {
+                status.nacked_version.clear();
+                status.nack_error.clear();
+            }
+        });
+        self.registry
+            .metrics()
+            .acks
+            .get_or_create(&Metrics::type_label(type_url))
+            .inc();
+    }
+
+    pub fn nacked(&self, type_url: &str, version: &str, error: &str) {
+        self.update_type(type_url, |status| {
+            status.nacked_version = version.to_string();
+            status.nack_error = error.to_string();
+        });
+        self.registry
+            .metrics()
+            .nacks
+            .get_or_create(&Metrics::type_label(type_url))
+            .inc();
+    }
+}
+
+impl Drop for ProxyHandle {
+    fn drop(&mut self) {
+        self.registry.lock().remove(&self.id);
+        self.registry.metrics.connected_proxies.dec();
+    }
+}
+
+fn unix_ms() -> i64 {
+    let elapsed = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// `google.protobuf.Struct` as plain JSON.
+fn struct_to_json(value: &envoy_types::pb::google::protobuf::Struct) -> serde_json::Value {
+    use envoy_types::pb::google::protobuf::value::Kind;
+    fn convert(value: &envoy_types::pb::google::protobuf::Value) -> serde_json::Value {
+        match &value.kind {
+            Some(Kind::NullValue(_)) | None => serde_json::Value::Null,
+            Some(Kind::NumberValue(n)) => serde_json::json!(n),
+            Some(Kind::StringValue(s)) => serde_json::Value::from(s.as_str()),
+            Some(Kind::BoolValue(b)) => serde_json::Value::from(*b),
+            Some(Kind::StructValue(s)) => struct_to_json(s),
+            Some(Kind::ListValue(list)) => list.values.iter().map(convert).collect(),
+        }
+    }
+    value
+        .fields
+        .iter()
+        .map(|(key, value)| (key.clone(), convert(value)))
+        .collect()
+}

@@ -1,0 +1,237 @@
+//! Versioned, consistency-checked sets of resources.
+//!
+//! A snapshot is published only when every reference inside it resolves: each listener's route
+//! configuration, each route's cluster, each cluster's SDS secret (go-control-plane's
+//! `Snapshot.Consistent`). Types keep their version while their content is unchanged, so a
+//! proxy is only pushed what changed.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+use std::time::Instant;
+
+use envoy_types::pb::envoy::config::cluster::v3::Cluster;
+use envoy_types::pb::envoy::config::core::v3::transport_socket;
+use envoy_types::pb::envoy::config::listener::v3::{Listener, filter};
+use envoy_types::pb::envoy::config::route::v3::{
+    RouteConfiguration, route::Action, route_action::ClusterSpecifier,
+};
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
+    HttpConnectionManager, http_connection_manager::RouteSpecifier,
+};
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
+    UpstreamTlsContext, common_tls_context::ValidationContextType,
+};
+use envoy_types::pb::google::protobuf::Any;
+use envoy_types::util::pack_any;
+use prost::Message;
+
+use super::type_url;
+use crate::translate::Resources;
+
+/// One resource as served: its name, its content hash (the Delta resource version) and bytes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Resource {
+    pub name: String,
+    pub version: String,
+    pub any: Arc<Any>,
+}
+
+/// The resources of one type and the version they were last changed at.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TypeResources {
+    pub version: String,
+    pub resources: BTreeMap<String, Resource>,
+}
+
+/// An immutable, consistent set of resources of every served type.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// Increases with every published snapshot.
+    pub version: u64,
+    pub created: Instant,
+    pub types: BTreeMap<&'static str, TypeResources>,
+}
+
+/// A reference inside the resources that does not resolve.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum Inconsistent {
+    /// A resource name appears twice in one type.
+    #[error("{kind} {name:?} is defined twice")]
+    Duplicate { kind: String, name: String },
+    /// A resource refers to one that does not exist.
+    #[error("{from} refers to {kind} {name:?}, which does not exist")]
+    Dangling {
+        from: String,
+        kind: &'static str,
+        name: String,
+    },
+}
+
+impl Snapshot {
+    /// Builds snapshot `version` from `resources`, reusing the type versions of `previous` for
+    /// every type whose content did not change.
+    pub fn new(
+        version: u64,
+        resources: &Resources,
+        previous: Option<&Snapshot>,
+    ) -> Result<Snapshot, Inconsistent> {
+        check_references(resources)?;
+        let mut types = BTreeMap::new();
+        types.insert(type_url::CLUSTER, packed(&resources.clusters, |c| &c.name)?);
+        types.insert(
+            type_url::LISTENER,
+            packed(&resources.listeners, |l| &l.name)?,
+        );
+        types.insert(type_url::ROUTE, packed(&resources.routes, |r| &r.name)?);
+        types.insert(type_url::SECRET, packed(&resources.secrets, |s| &s.name)?);
+        for (type_url, current) in &mut types {
+            let unchanged = previous
+                .and_then(|previous| previous.types.get(type_url))
+                .filter(|old| old.resources == current.resources);
+            current.version = match unchanged {
+                Some(old) => old.version.clone(),
+                None => version.to_string(),
+            };
+        }
+        Ok(Snapshot {
+            version,
+            created: Instant::now(),
+            types,
+        })
+    }
+
+    /// The resources of one type; empty for a type this server does not serve.
+    pub fn resources(&self, type_url: &str) -> Option<&TypeResources> {
+        self.types.get(type_url)
+    }
+}
+
+fn packed<T: Message + prost::Name + Clone>(
+    items: &[T],
+    name: impl Fn(&T) -> &String,
+) -> Result<TypeResources, Inconsistent> {
+    let mut resources = BTreeMap::new();
+    for item in items {
+        let any = pack_any(item.clone());
+        let resource = Resource {
+            name: name(item).clone(),
+            version: content_version(&any.value),
+            any: Arc::new(any),
+        };
+        if let Some(old) = resources.insert(resource.name.clone(), resource) {
+            let kind = type_url::short(&T::type_url()).to_string();
+            return Err(Inconsistent::Duplicate {
+                kind,
+                name: old.name,
+            });
+        }
+    }
+    Ok(TypeResources {
+        version: String::new(),
+        resources,
+    })
+}
+
+/// A stable hash of a resource's bytes (prost encodes fields in a fixed order).
+fn content_version(bytes: &[u8]) -> String {
+    let mut hasher = std::hash::DefaultHasher::new();
+    bytes.hash(&mut hasher);
+    format!("{:016x}", hasher.finish())
+}
+
+fn check_references(resources: &Resources) -> Result<(), Inconsistent> {
+    let routes: BTreeSet<&str> = resources.routes.iter().map(|r| r.name.as_str()).collect();
+    let clusters: BTreeSet<&str> = resources.clusters.iter().map(|c| c.name.as_str()).collect();
+    let secrets: BTreeSet<&str> = resources.secrets.iter().map(|s| s.name.as_str()).collect();
+    let dangling = |from: String, kind, name: &str, known: &BTreeSet<&str>| {
+        if known.contains(name) {
+            Ok(())
+        } else {
+            Err(Inconsistent::Dangling {
+                from,
+                kind,
+                name: name.to_string(),
+            })
+        }
+    };
+    for listener in &resources.listeners {
+        for name in route_names(listener) {
+            dangling(
+                format!("listener {:?}", listener.name),
+                "RDS",
+                &name,
+                &routes,
+            )?;
+        }
+    }
+    for route in &resources.routes {
+        for name in cluster_names(route) {
+            dangling(
+                format!("route configuration {:?}", route.name),
+                "CDS",
+                &name,
+                &clusters,
+            )?;
+        }
+    }
+    for cluster in &resources.clusters {
+        if let Some(name) = secret_name(cluster) {
+            dangling(
+                format!("cluster {:?}", cluster.name),
+                "SDS",
+                &name,
+                &secrets,
+            )?;
+        }
+    }
+    Ok(())
+}
+
+fn route_names(listener: &Listener) -> Vec<String> {
+    let filters = listener
+        .filter_chains
+        .iter()
+        .flat_map(|chain| &chain.filters);
+    filters
+        .filter_map(|filter| match &filter.config_type {
+            Some(filter::ConfigType::TypedConfig(any)) => {
+                HttpConnectionManager::decode(any.value.as_slice()).ok()
+            }
+            _ => None,
+        })
+        .filter_map(|hcm| match hcm.route_specifier {
+            Some(RouteSpecifier::Rds(rds)) => Some(rds.route_config_name),
+            _ => None,
+        })
+        .collect()
+}
+
+fn cluster_names(route: &RouteConfiguration) -> Vec<String> {
+    let routes = route.virtual_hosts.iter().flat_map(|host| &host.routes);
+    routes
+        .filter_map(|route| match &route.action {
+            Some(Action::Route(action)) => match &action.cluster_specifier {
+                Some(ClusterSpecifier::Cluster(name)) => Some(name.clone()),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect()
+}
+
+fn secret_name(cluster: &Cluster) -> Option<String> {
+    let Some(transport_socket::ConfigType::TypedConfig(any)) =
+        cluster.transport_socket.as_ref()?.config_type.as_ref()
+    else {
+        return None;
+    };
+    let context = UpstreamTlsContext::decode(any.value.as_slice()).ok()?;
+    match context.common_tls_context?.validation_context_type? {
+        ValidationContextType::CombinedValidationContext(combined) => {
+            Some(combined.validation_context_sds_secret_config?.name)
+        }
+        ValidationContextType::ValidationContextSdsSecretConfig(config) => Some(config.name),
+        _ => None,
+    }
+}
