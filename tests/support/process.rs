@@ -1,0 +1,145 @@
+//! Child processes that die with their handle, and the controller started with free ports.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use super::{eventually, free_port, http, lattice_xds};
+
+/// A child process killed on drop; its stderr goes to a log file kept for failures.
+pub struct Running {
+    child: Child,
+    pub log: PathBuf,
+}
+
+impl Running {
+    pub fn spawn(command: &mut Command, log: &Path) -> Running {
+        let file = std::fs::File::create(log).expect("create log file");
+        let child = command
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .unwrap_or_else(|error| panic!("cannot start {command:?}: {error}"));
+        Running {
+            child,
+            log: log.to_path_buf(),
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The process's log so far, for assertion messages.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("kill");
+        self.child.wait().expect("wait for exit")
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A controller on free loopback ports.
+pub struct Controller {
+    pub process: Running,
+    pub xds_port: u16,
+    pub admin_port: u16,
+}
+
+impl Controller {
+    /// Starts `lattice-xds controller` with `args` and waits until `/readyz` answers 200.
+    pub async fn start(workdir: &Path, args: &[String]) -> Controller {
+        let (xds_port, admin_port) = (free_port(), free_port());
+        let mut command = Command::new(lattice_xds());
+        command
+            .arg("controller")
+            .arg(format!("--xds-listen=127.0.0.1:{xds_port}"))
+            .arg(format!("--admin-listen=127.0.0.1:{admin_port}"))
+            .args(args)
+            .env("LATTICE_XDS_LOG", "info,lattice_xds=debug");
+        let process = Running::spawn(&mut command, &workdir.join("controller.log"));
+        let controller = Controller {
+            process,
+            xds_port,
+            admin_port,
+        };
+        let url = controller.admin_url("/readyz");
+        eventually(
+            "the controller to be ready",
+            Duration::from_secs(20),
+            || async { http::get_url(&url).await.filter(|r| r.status == 200) },
+        )
+        .await;
+        controller
+    }
+
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.admin_port)
+    }
+
+    /// `/debug/proxies` as JSON.
+    pub async fn proxies(&self) -> serde_json::Value {
+        let response = http::get_url(&self.admin_url("/debug/proxies"))
+            .await
+            .expect("proxies");
+        serde_json::from_str(&response.body).expect("proxies JSON")
+    }
+
+    pub async fn metrics(&self) -> String {
+        http::get_url(&self.admin_url("/metrics"))
+            .await
+            .expect("metrics")
+            .body
+    }
+}
+
+/// The status of one type of one node in `/debug/proxies`, if the node is connected.
+pub fn type_status<'a>(
+    proxies: &'a serde_json::Value,
+    node: &str,
+    short: &str,
+) -> Option<&'a serde_json::Value> {
+    let proxy = proxies["proxies"]
+        .as_array()?
+        .iter()
+        .find(|p| p["node_id"] == node)?;
+    proxy["types"].as_array()?.iter().find(|t| {
+        t["type_url"]
+            .as_str()
+            .is_some_and(|u| type_short(u) == short)
+    })
+}
+
+fn type_short(type_url: &str) -> &str {
+    match type_url.rsplit('.').next().unwrap_or_default() {
+        "Cluster" => "CDS",
+        "Listener" => "LDS",
+        "RouteConfiguration" => "RDS",
+        "Secret" => "SDS",
+        other => other,
+    }
+}
+
+/// True when every one of `types` is acked at the version sent, with no rejection.
+pub fn synced(proxies: &serde_json::Value, node: &str, types: &[&str]) -> bool {
+    types.iter().all(|short| {
+        type_status(proxies, node, short).is_some_and(|status| {
+            let sent = &status["sent_version"];
+            sent == &status["acked_version"] && status["nacked_version"] == "" && sent != ""
+        })
+    })
+}
