@@ -35,6 +35,9 @@ pub struct ControllerConfig {
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
 const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long connections may take to close after a termination signal.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
 /// Runs the controller until a termination signal; streams are closed cleanly on the way out.
 pub async fn run(config: ControllerConfig) -> anyhow::Result<()> {
     // Fail fast, with the path in the message, when the directory cannot be read at all.
@@ -86,15 +89,29 @@ pub async fn run(config: ControllerConfig) -> anyhow::Result<()> {
             Err(error) => Err(anyhow::Error::from(error).context("manifest watcher failed")),
         }
     };
-    let (xds, admin, watched) = tokio::join!(xds, admin, async {
-        tokio::select! {
-            result = watched => { shutdown.cancel(); result }
-            () = shutdown.cancelled() => Ok(()),
+    let served = async {
+        tokio::join!(xds, admin, async {
+            tokio::select! {
+                result = watched => { shutdown.cancel(); result }
+                () = shutdown.cancelled() => Ok(()),
+            }
+        })
+    };
+    let grace = async {
+        shutdown.cancelled().await;
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+    };
+    tokio::select! {
+        (xds, admin, watched) = served => {
+            xds.context("xDS server failed")?;
+            admin.context("admin server failed")?;
+            watched
         }
-    });
-    xds.context("xDS server failed")?;
-    admin.context("admin server failed")?;
-    watched
+        () = grace => {
+            tracing::warn!("connections still open {SHUTDOWN_GRACE:?} after shutdown; exiting anyway");
+            Ok(())
+        }
+    }
 }
 
 async fn wait_for_signal() {

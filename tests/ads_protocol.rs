@@ -235,3 +235,32 @@ async fn delta_nack_is_recorded_and_not_answered() {
     let cds = type_status(&proxies, NODE, "CDS").unwrap();
     assert_eq!(cds["nack_error"], "delta rejection");
 }
+
+#[tokio::test]
+async fn sigterm_closes_streams_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut controller = controller(dir.path()).await;
+    let mut ads = Sotw::open(controller.xds_port).await;
+    ads.send(request(type_url::CLUSTER, &[])).await;
+    ads.next().await;
+
+    controller.process.terminate();
+    let end = tokio::time::timeout(Duration::from_secs(10), ads.responses.message())
+        .await
+        .expect("stream ends");
+    assert!(
+        matches!(end, Ok(None)),
+        "the stream ends with an OK status, not an error: {end:?}"
+    );
+    drop(ads);
+    let status = controller.process.wait();
+    assert!(
+        status.success(),
+        "the controller exits cleanly on SIGTERM: {status:?}\n{}",
+        controller.process.log_text()
+    );
+    assert!(
+        !controller.process.log_text().contains("exiting anyway"),
+        "shutdown waited for its grace period"
+    );
+}

@@ -23,6 +23,16 @@ fn route(name: &str, host: &str) -> String {
     )
 }
 
+/// A manifest directory with the Lattice gateway and the demo-cluster2 route.
+fn demo_manifests(dir: &std::path::Path) -> std::path::PathBuf {
+    let manifests = dir.join("manifests");
+    std::fs::create_dir(&manifests).unwrap();
+    std::fs::write(manifests.join("gateway.yaml"), GATEWAY).unwrap();
+    let cluster2 = route("demo-cluster2", "demo-cluster2.example.com");
+    std::fs::write(manifests.join("cluster2.yaml"), cluster2).unwrap();
+    manifests
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn envoy_follows_over_state_of_the_world() {
     follows("sotw").await;
@@ -35,14 +45,7 @@ async fn envoy_follows_over_delta() {
 
 async fn follows(protocol: &str) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let manifests = dir.path().join("manifests");
-    std::fs::create_dir(&manifests).unwrap();
-    std::fs::write(manifests.join("gateway.yaml"), GATEWAY).unwrap();
-    std::fs::write(
-        manifests.join("cluster2.yaml"),
-        route("demo-cluster2", "demo-cluster2.example.com"),
-    )
-    .unwrap();
+    let manifests = demo_manifests(dir.path());
 
     let hosts = ["demo-cluster2.example.com", "demo-cluster3.example.com"];
     let upstream = TlsUpstream::start(dir.path(), &hosts).await;
@@ -169,4 +172,87 @@ async fn follows(protocol: &str) {
         "the removed cluster is gone from Envoy"
     );
     drop(envoy);
+}
+
+/// Envoy accepts the filter and signer cluster of every signing mode. With no signer running,
+/// the signing modes answer with an error and the upstream never sees a connection: a request
+/// is never sent unsigned.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_signing_mode_is_accepted_and_fails_closed_without_a_signer() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let manifests = demo_manifests(dir.path());
+    let upstream = TlsUpstream::start(dir.path(), &["demo-cluster2.example.com"]).await;
+    for mode in ["ext-proc", "lua"] {
+        let egress_port = free_port();
+        let args = vec![
+            format!("--manifests={}", manifests.display()),
+            format!("--signing={mode}"),
+            "--region=us-west-2".to_string(),
+            format!("--ca-file={}", upstream.ca_file.display()),
+            "--egress-address=127.0.0.1".to_string(),
+            format!("--egress-port={egress_port}"),
+            format!("--resolve=demo-cluster2.example.com={}", upstream.address),
+            // Nothing listens here: the signer is down.
+            format!("--signer-grpc-address=127.0.0.1:{}", free_port()),
+            format!("--signer-http-address=127.0.0.1:{}", free_port()),
+        ];
+        let controller = Controller::start(dir.path(), &args).await;
+        let _envoy = Envoy::start(
+            dir.path(),
+            &format!("pod-{mode}"),
+            controller.xds_port,
+            "delta",
+        )
+        .await;
+        eventually(
+            &format!("Envoy to ACK the {mode} configuration"),
+            WAIT,
+            || async {
+                synced(
+                    &controller.proxies().await,
+                    &format!("pod-{mode}"),
+                    &ALL_TYPES,
+                )
+                .then_some(())
+            },
+        )
+        .await;
+        let egress = format!("127.0.0.1:{egress_port}").parse().unwrap();
+        let response = http::get(egress, "demo-cluster2.example.com", "/")
+            .await
+            .expect("egress answers");
+        assert!(
+            response.status >= 500,
+            "[{mode}] a request without a signer must fail: {response:?}"
+        );
+        let unknown = http::get(egress, "unknown.test", "/")
+            .await
+            .expect("egress answers");
+        assert_eq!(
+            unknown.status, 404,
+            "[{mode}] the local 404 is answered without signing"
+        );
+    }
+    assert!(
+        upstream.server_names().is_empty(),
+        "an unsigned request reached the upstream"
+    );
+
+    // The native filter signs inside Envoy; here only its acceptance is checked.
+    let args = vec![
+        format!("--manifests={}", manifests.display()),
+        "--signing=native".to_string(),
+        "--region=us-west-2".to_string(),
+        format!("--ca-file={}", upstream.ca_file.display()),
+        "--egress-address=127.0.0.1".to_string(),
+        format!("--egress-port={}", free_port()),
+    ];
+    let controller = Controller::start(dir.path(), &args).await;
+    let _envoy = Envoy::start(dir.path(), "pod-native", controller.xds_port, "sotw").await;
+    eventually(
+        "Envoy to ACK the native signing configuration",
+        WAIT,
+        || async { synced(&controller.proxies().await, "pod-native", &ALL_TYPES).then_some(()) },
+    )
+    .await;
 }

@@ -35,13 +35,17 @@ impl Running {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    /// Sends SIGTERM and waits for the exit status.
-    pub fn terminate(&mut self) -> std::process::ExitStatus {
+    /// Sends SIGTERM.
+    pub fn terminate(&self) {
+        let pid = self.child.id().to_string();
         Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
+            .args(["-TERM", &pid])
             .status()
             .expect("kill");
+    }
+
+    /// Waits for the exit status.
+    pub fn wait(&mut self) -> std::process::ExitStatus {
         self.child.wait().expect("wait for exit")
     }
 }

@@ -1,0 +1,18 @@
+# lattice-xds: the two commands a fresh machine needs are `make demo` and `make test`.
+# Everything the tests use is installed by scripts/ into ~/.cache/lattice-xds (idempotent).
+
+CARGO ?= cargo
+
+.PHONY: demo test build envoy
+
+build:
+	$(CARGO) build --locked
+
+envoy:
+	scripts/install-envoy.sh >/dev/null
+
+demo: build envoy
+	scripts/demo.sh
+
+test: envoy
+	$(CARGO) test --locked
