@@ -40,8 +40,6 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// Runs the controller until a termination signal; streams are closed cleanly on the way out.
 pub async fn run(config: ControllerConfig) -> anyhow::Result<()> {
-    // Fail fast, with the path in the message, when the directory cannot be read at all.
-    file::load(&config.manifests)?;
     let xds_listener = TcpListener::bind(config.xds_listen)
         .await
         .with_context(|| format!("cannot listen for xDS on {}", config.xds_listen))?;

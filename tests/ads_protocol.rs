@@ -264,3 +264,59 @@ async fn sigterm_closes_streams_cleanly() {
         "shutdown waited for its grace period"
     );
 }
+
+#[tokio::test]
+async fn delta_reconnect_with_initial_versions_gets_only_what_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    let controller = controller(dir.path()).await;
+    let endpoint = format!("http://127.0.0.1:{}", controller.xds_port);
+    let first_request =
+        |initial: std::collections::HashMap<String, String>| DeltaDiscoveryRequest {
+            type_url: type_url::CLUSTER.to_string(),
+            resource_names_subscribe: vec!["*".to_string()],
+            initial_resource_versions: initial,
+            node: Some(Node {
+                id: NODE.to_string(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+    let open = |request: DeltaDiscoveryRequest| {
+        let endpoint = endpoint.clone();
+        async move {
+            let mut client = AggregatedDiscoveryServiceClient::connect(endpoint)
+                .await
+                .unwrap();
+            let (requests, outgoing) = mpsc::channel(8);
+            requests.send(request).await.unwrap();
+            let mut responses = client
+                .delta_aggregated_resources(ReceiverStream::new(outgoing))
+                .await
+                .unwrap()
+                .into_inner();
+            let response = responses.message().await.unwrap().unwrap();
+            (requests, response)
+        }
+    };
+    let (_first, everything) = open(first_request(Default::default())).await;
+    assert!(everything.resources.len() >= 2);
+
+    // Reconnect claiming every cluster at its current version, except one at a stale version,
+    // and one that no longer exists.
+    let mut initial: std::collections::HashMap<String, String> = everything
+        .resources
+        .iter()
+        .map(|r| (r.name.clone(), r.version.clone()))
+        .collect();
+    let stale = everything.resources[0].name.clone();
+    initial.insert(stale.clone(), "stale-version".to_string());
+    initial.insert("lattice|gone.example.com|443".to_string(), "1".to_string());
+    let (_second, update) = open(first_request(initial)).await;
+    let names: Vec<&str> = update.resources.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [stale.as_str()],
+        "only the cluster held at a stale version is resent"
+    );
+    assert_eq!(update.removed_resources, ["lattice|gone.example.com|443"]);
+}

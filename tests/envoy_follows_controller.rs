@@ -85,6 +85,15 @@ async fn follows(protocol: &str) {
             .contains("\"namespace\":\"apps\"")
     );
 
+    let served = controller.admin_url("/debug/config_dump?node=demo-pod");
+    let served = http::get_url(&served)
+        .await
+        .expect("controller config dump")
+        .body;
+    assert!(
+        served.contains("lattice|demo-cluster2.example.com|443"),
+        "{served}"
+    );
     let dump = envoy.config_dump().await.to_string();
     for expected in [
         "\"egress\"",
@@ -162,6 +171,24 @@ async fn follows(protocol: &str) {
             .filter(|r| r.status == 404)
     })
     .await;
+    // A broken manifest is reported and skipped; what was served keeps being served.
+    std::fs::write(
+        manifests.join("broken.yaml"),
+        "kind: HTTPRoute\nmetadata: {name: [\n",
+    )
+    .unwrap();
+    eventually("the broken manifest to be counted", WAIT, || async {
+        let metrics = controller.metrics().await;
+        metrics
+            .contains("lattice_xds_invalid_inputs{kind=\"document\"} 1")
+            .then_some(())
+    })
+    .await;
+    let log = controller.process.log_text();
+    assert!(
+        log.contains("broken.yaml#1") && log.contains("not valid YAML"),
+        "{log}"
+    );
     let still = http::get(egress, "demo-cluster2.example.com", "/")
         .await
         .unwrap();

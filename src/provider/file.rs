@@ -18,13 +18,13 @@ const SETTLE: Duration = Duration::from_millis(50);
 #[derive(Debug, thiserror::Error)]
 pub enum FileError {
     /// The manifest directory is missing or not a directory.
-    #[error("manifest directory {path}: {source}")]
+    #[error("manifest directory {path}")]
     Directory {
         path: PathBuf,
         source: std::io::Error,
     },
     /// The operating system refused to watch the directory.
-    #[error("cannot watch {path}: {source}")]
+    #[error("cannot watch {path}")]
     Watch {
         path: PathBuf,
         source: notify::Error,
@@ -75,6 +75,10 @@ pub async fn watch(
     dir: PathBuf,
     updates: watch::Sender<Option<Observed>>,
 ) -> Result<(), FileError> {
+    std::fs::read_dir(&dir).map_err(|source| FileError::Directory {
+        path: dir.clone(),
+        source,
+    })?;
     let (events, mut changed) = mpsc::unbounded_channel();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         if event.is_ok_and(|event| !event.kind.is_access()) {
