@@ -87,3 +87,20 @@ pub fn render(config: &BootstrapConfig) -> String {
         .replace("{{xds_port}}", &config.xds_address.port.to_string())
         .replace("{{admin_port}}", &config.admin_port.to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::XdsAddress;
+
+    #[test]
+    fn xds_addresses_parse_with_and_without_brackets() {
+        let v6: XdsAddress = "[::1]:18000".parse().unwrap();
+        assert_eq!((v6.host.as_str(), v6.port), ("::1", 18000));
+        assert_eq!(v6.to_string(), "[::1]:18000");
+        let name: XdsAddress = "lattice-xds.lattice-system.svc:18000".parse().unwrap();
+        assert_eq!(name.host, "lattice-xds.lattice-system.svc");
+        assert!("no-port".parse::<XdsAddress>().is_err());
+        assert!(":18000".parse::<XdsAddress>().is_err());
+        assert!("host:99999".parse::<XdsAddress>().is_err());
+    }
+}

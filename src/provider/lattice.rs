@@ -229,3 +229,6 @@ impl<'a> LatticeGateways<'a> {
         Ok(attached)
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -235,3 +235,6 @@ fn secret_name(cluster: &Cluster) -> Option<String> {
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,80 @@
+use envoy_types::pb::envoy::config::cluster::v3::Cluster;
+
+use super::*;
+use crate::model::{Destination, ObjectRef, Settings, Trust};
+use crate::translate::translate;
+
+fn mesh_with(hosts: &[&str]) -> Resources {
+    let mut mesh = Settings::default().mesh();
+    for host in hosts {
+        let destination = Destination {
+            host: host.to_string(),
+            port: 443,
+            tls: Some(Trust::SystemRoots),
+            pinned: None,
+            source: ObjectRef {
+                namespace: "apps".into(),
+                name: "demo".into(),
+            },
+        };
+        mesh.destinations.insert(host.to_string(), destination);
+    }
+    translate(&mesh)
+}
+
+#[test]
+fn a_route_to_a_missing_cluster_is_inconsistent() {
+    let mut resources = mesh_with(&["a.example.com"]);
+    resources
+        .clusters
+        .retain(|cluster| !cluster.name.contains("a.example.com"));
+    let error = Snapshot::new(1, &resources, None).unwrap_err();
+    assert!(
+        matches!(error, Inconsistent::Dangling { kind: "CDS", .. }),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_cluster_defined_twice_is_inconsistent() {
+    let mut resources = mesh_with(&[]);
+    resources.clusters.push(Cluster {
+        name: "twice".into(),
+        ..Default::default()
+    });
+    resources.clusters.push(Cluster {
+        name: "twice".into(),
+        ..Default::default()
+    });
+    assert_eq!(
+        Snapshot::new(1, &resources, None).unwrap_err(),
+        Inconsistent::Duplicate {
+            kind: "CDS".into(),
+            name: "twice".into()
+        }
+    );
+}
+
+#[test]
+fn unchanged_types_keep_their_version() {
+    let first = Snapshot::new(1, &mesh_with(&["a.example.com"]), None).unwrap();
+    let second = Snapshot::new(
+        2,
+        &mesh_with(&["a.example.com", "b.example.com"]),
+        Some(&first),
+    )
+    .unwrap();
+    assert_eq!(
+        second.types[type_url::LISTENER].version,
+        "1",
+        "the listener did not change"
+    );
+    assert_eq!(second.types[type_url::CLUSTER].version, "2");
+    assert_eq!(second.types[type_url::ROUTE].version, "2");
+    let kept = &first.types[type_url::CLUSTER].resources["lattice|a.example.com|443"];
+    let again = &second.types[type_url::CLUSTER].resources["lattice|a.example.com|443"];
+    assert_eq!(
+        kept.version, again.version,
+        "an unchanged resource keeps its Delta version"
+    );
+}
