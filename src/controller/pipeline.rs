@@ -50,10 +50,10 @@ impl Pipeline {
             let Some(current) = observed.borrow_and_update().clone() else {
                 continue;
             };
-            if let Some(snapshot) = self.rebuild(&current) {
-                if snapshots.send(Some(snapshot)).is_err() {
-                    return;
-                }
+            if let Some(snapshot) = self.rebuild(&current)
+                && snapshots.send(Some(snapshot)).is_err()
+            {
+                return;
             }
         }
     }
