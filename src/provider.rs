@@ -22,15 +22,6 @@ pub struct Inputs {
     pub classes: Vec<Sourced<GatewayClass>>,
 }
 
-impl Inputs {
-    /// Adds everything from `other`, keeping the order of each list.
-    pub fn extend(&mut self, other: Inputs) {
-        self.routes.extend(other.routes);
-        self.gateways.extend(other.gateways);
-        self.classes.extend(other.classes);
-    }
-}
-
 /// An object together with where it was read: a file and document, or the API server.
 #[derive(Clone, Debug)]
 pub struct Sourced<T> {
