@@ -14,6 +14,7 @@ use crate::controller::ControllerConfig;
 use crate::model::{
     DEFAULT_SYSTEM_CA_FILE, Egress, PRIVATE_CA_BUNDLE, Settings, Signing, SigningMode, TrustBundle,
 };
+use crate::signer::{Algorithm, Defaults, SignerConfig};
 
 /// An xDS control plane for Envoy sidecars that call services through Amazon VPC Lattice.
 #[derive(Debug, Parser)]
@@ -34,6 +35,9 @@ pub enum Command {
     Bootstrap(BootstrapArgs),
     /// Show what every connected Envoy was sent, accepted and rejected.
     ProxyStatus(ProxyStatusArgs),
+    /// Sign the pod's outgoing requests with its AWS credentials (the sidecar Envoy calls it
+    /// over ext_proc, or over HTTP in the Lua mode).
+    Signer(SignerArgs),
 }
 
 #[derive(Debug, Args)]
@@ -132,6 +136,68 @@ pub struct ProxyStatusArgs {
         default_value = "http://127.0.0.1:19000"
     )]
     pub admin: String,
+}
+
+#[derive(Debug, Args)]
+pub struct SignerArgs {
+    /// Address of the ext_proc gRPC server. Loopback only, unless --allow-remote.
+    #[arg(
+        long,
+        env = "LATTICE_XDS_GRPC_LISTEN",
+        default_value = "127.0.0.1:9001"
+    )]
+    pub grpc_listen: SocketAddr,
+    /// Address of the HTTP server: POST /v1/sign (Lua mode), /healthz, /readyz, /metrics.
+    /// Loopback only, unless --allow-remote.
+    #[arg(
+        long,
+        env = "LATTICE_XDS_HTTP_LISTEN",
+        default_value = "127.0.0.1:9002"
+    )]
+    pub http_listen: SocketAddr,
+    /// Another address for /healthz, /readyz and /metrics only (probes, Prometheus); it never
+    /// signs, so it may be any address.
+    #[arg(long, env = "LATTICE_XDS_ADMIN_LISTEN")]
+    pub admin_listen: Option<SocketAddr>,
+    /// SigV4 region when the controller sends none; by default AWS_REGION, then
+    /// AWS_DEFAULT_REGION.
+    #[arg(long, env = "LATTICE_XDS_REGION")]
+    pub region: Option<String>,
+    /// SigV4 service name when the controller sends none.
+    #[arg(long, env = "LATTICE_XDS_SERVICE", default_value = "vpc-lattice-svcs")]
+    pub service: String,
+    /// Signature algorithm: sigv4, or sigv4a (signs for --region-set instead of one region).
+    #[arg(long, env = "LATTICE_XDS_ALGORITHM", default_value = "sigv4")]
+    pub algorithm: Algorithm,
+    /// SigV4A region set, such as `*` or `us-east-1,us-west-2`.
+    #[arg(long, env = "LATTICE_XDS_REGION_SET", default_value = "*")]
+    pub region_set: String,
+    /// Allow the signing listeners on non-loopback addresses. Anything that reaches them can
+    /// sign requests as this pod.
+    #[arg(long, env = "LATTICE_XDS_ALLOW_REMOTE")]
+    pub allow_remote: bool,
+}
+
+impl From<SignerArgs> for SignerConfig {
+    fn from(args: SignerArgs) -> Self {
+        let region = args.region.or_else(|| {
+            ["AWS_REGION", "AWS_DEFAULT_REGION"]
+                .into_iter()
+                .find_map(|name| std::env::var(name).ok().filter(|value| !value.is_empty()))
+        });
+        Self {
+            grpc_listen: args.grpc_listen,
+            http_listen: args.http_listen,
+            admin_listen: args.admin_listen,
+            defaults: Defaults {
+                region,
+                service: args.service,
+                algorithm: args.algorithm,
+                region_set: args.region_set,
+            },
+            allow_remote: args.allow_remote,
+        }
+    }
 }
 
 fn parse_resolve(value: &str) -> Result<(String, SocketAddr), String> {

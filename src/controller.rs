@@ -112,7 +112,8 @@ pub async fn run(config: ControllerConfig) -> anyhow::Result<()> {
     }
 }
 
-async fn wait_for_signal() {
+/// Resolves on SIGTERM or SIGINT.
+pub(crate) async fn wait_for_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};

@@ -9,6 +9,7 @@ pub mod metrics;
 pub mod model;
 pub mod provider;
 pub mod proxy_status;
+pub mod signer;
 pub mod translate;
 pub mod xds;
 

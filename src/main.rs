@@ -1,6 +1,6 @@
 use clap::Parser;
 use lattice_xds::cli::{Cli, Command};
-use lattice_xds::{bootstrap, controller, proxy_status};
+use lattice_xds::{bootstrap, controller, proxy_status, signer};
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
@@ -19,6 +19,7 @@ async fn main() -> std::process::ExitCode {
             Ok(())
         }
         Command::ProxyStatus(args) => proxy_status::run(&args.admin).await,
+        Command::Signer(args) => signer::run(args.into()).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -1,0 +1,369 @@
+//! The signer sidecar: signs each outgoing request with the pod's own AWS credentials, so that
+//! VPC Lattice can check them (and their principal tags) against its auth policies.
+//!
+//! Envoy reaches it over ext_proc (gRPC) or, in the Lua mode, over a small HTTP endpoint; both
+//! use [`Signer::sign`]. It fails closed: without valid credentials a request is refused with
+//! a 503 that says why, never sent unsigned.
+
+pub mod canonical;
+pub mod credentials;
+mod ext_proc;
+mod http;
+pub mod metrics;
+pub mod sigv4;
+pub mod sigv4a;
+pub mod time;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use anyhow::Context;
+use aws_credential_types::provider::SharedCredentialsProvider;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use canonical::{Request, owned_by_signer};
+use credentials::{CredentialStore, Unavailable};
+use metrics::{Metrics, ViaLabel};
+use sigv4::{Options, Scope, SigV4};
+use sigv4a::SigV4a;
+
+/// The signature algorithm.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Algorithm {
+    /// `AWS4-HMAC-SHA256`, scoped to one region.
+    SigV4,
+    /// `AWS4-ECDSA-P256-SHA256`, scoped to a region set.
+    SigV4a,
+}
+
+impl Algorithm {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::SigV4 => "sigv4",
+            Self::SigV4a => "sigv4a",
+        }
+    }
+}
+
+impl fmt::Display for Algorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An algorithm name that is neither `sigv4` nor `sigv4a`.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown signing algorithm {0:?}: expected sigv4 or sigv4a")]
+pub struct AlgorithmParseError(String);
+
+impl FromStr for Algorithm {
+    type Err = AlgorithmParseError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "sigv4" => Ok(Self::SigV4),
+            "sigv4a" => Ok(Self::SigV4a),
+            _ => Err(AlgorithmParseError(s.to_string())),
+        }
+    }
+}
+
+/// What a request is signed for when nothing overrides it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Defaults {
+    /// SigV4 region; the only source when the controller sends none.
+    pub region: Option<String>,
+    pub service: String,
+    pub algorithm: Algorithm,
+    /// SigV4A region set, such as `*`.
+    pub region_set: String,
+}
+
+/// Settings one request or stream may carry (set by the controller's generated filter config).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Overrides {
+    pub region: Option<String>,
+    pub service: Option<String>,
+    pub algorithm: Option<Algorithm>,
+}
+
+/// The header names that carry [`Overrides`], as gRPC metadata (ext_proc) or HTTP headers (Lua).
+pub mod override_headers {
+    pub const REGION: &str = "x-lattice-xds-region";
+    pub const SERVICE: &str = "x-lattice-xds-service";
+    pub const ALGORITHM: &str = "x-lattice-xds-algorithm";
+}
+
+impl Overrides {
+    /// Reads the override headers through `get`; an unknown algorithm is an error.
+    pub fn from_headers<'a>(
+        get: impl Fn(&str) -> Option<&'a str>,
+    ) -> Result<Self, AlgorithmParseError> {
+        let text = |name| {
+            get(name)
+                .filter(|value| !value.is_empty())
+                .map(str::to_string)
+        };
+        Ok(Self {
+            region: text(override_headers::REGION),
+            service: text(override_headers::SERVICE),
+            algorithm: get(override_headers::ALGORITHM)
+                .filter(|value| !value.is_empty())
+                .map(str::parse)
+                .transpose()?,
+        })
+    }
+}
+
+/// The header changes that sign a request.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Mutation {
+    /// Headers to set, replacing any of the same name. Their values hold the signature and
+    /// the session token: never log them.
+    pub set: sigv4::Signed,
+    /// Headers the application sent that the signer owns (`authorization`, `x-amz-*`).
+    pub remove: Vec<String>,
+}
+
+/// Why a request was refused instead of signed. Each becomes an immediate error response.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error(transparent)]
+    Credentials(#[from] Unavailable),
+    /// Neither the controller nor the signer's own flags name a region.
+    #[error("no region to sign for: set --region on the signer or the controller")]
+    NoRegion,
+    /// The request cannot be described to the signer (for example a header that is not UTF-8).
+    #[error("cannot sign this request: {0}")]
+    BadRequest(String),
+}
+
+impl Refusal {
+    /// The HTTP status Envoy answers the application with.
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::Credentials(_) => 503,
+            Self::NoRegion => 500,
+            Self::BadRequest(_) => 400,
+        }
+    }
+
+    /// A short label for metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Credentials(unavailable) => unavailable.reason(),
+            Self::NoRegion => "no_region",
+            Self::BadRequest(_) => "bad_request",
+        }
+    }
+
+    /// The response body the application sees.
+    pub fn body(&self) -> String {
+        format!("lattice-xds signer: {self}\n")
+    }
+}
+
+/// Signs requests with the current credentials.
+#[derive(Debug)]
+pub struct Signer {
+    defaults: Defaults,
+    credentials: CredentialStore,
+    sigv4: SigV4,
+    sigv4a: SigV4a,
+    metrics: Arc<Metrics>,
+}
+
+impl Signer {
+    pub fn new(defaults: Defaults, credentials: CredentialStore, metrics: Arc<Metrics>) -> Self {
+        Self {
+            defaults,
+            credentials,
+            sigv4: SigV4::default(),
+            sigv4a: SigV4a::default(),
+            metrics,
+        }
+    }
+
+    /// Signs `request` now, or says why not. `via` labels the metrics.
+    pub fn sign(
+        &self,
+        request: &Request<'_>,
+        overrides: &Overrides,
+        via: &'static str,
+    ) -> Result<Mutation, Refusal> {
+        let started = Instant::now();
+        let result = self.try_sign(request, overrides);
+        match &result {
+            Ok(_) => {
+                self.metrics.signed.get_or_create(&ViaLabel { via }).inc();
+                self.metrics
+                    .latency
+                    .observe(started.elapsed().as_secs_f64());
+            }
+            Err(refusal) => {
+                self.metrics.refuse(refusal.reason());
+                tracing::warn!(%refusal, authority = request.authority, "refused to sign a request");
+            }
+        }
+        result
+    }
+
+    fn try_sign(&self, request: &Request<'_>, overrides: &Overrides) -> Result<Mutation, Refusal> {
+        let credentials = self.credentials.get()?;
+        let service = overrides
+            .service
+            .as_deref()
+            .unwrap_or(&self.defaults.service);
+        let algorithm = overrides.algorithm.unwrap_or(self.defaults.algorithm);
+        let now = SystemTime::now();
+        let set = match algorithm {
+            Algorithm::SigV4 => {
+                let region = overrides
+                    .region
+                    .as_deref()
+                    .or(self.defaults.region.as_deref())
+                    .ok_or(Refusal::NoRegion)?;
+                let scope = Scope { region, service };
+                self.sigv4
+                    .sign(request, &credentials, scope, now, &Options::default())
+            }
+            Algorithm::SigV4a => {
+                let scope = Scope {
+                    region: &self.defaults.region_set,
+                    service,
+                };
+                self.sigv4a
+                    .sign(request, &credentials, scope, now, &Options::default())
+                    .map_err(|error| Refusal::BadRequest(error.to_string()))?
+            }
+        };
+        let remove = request
+            .headers
+            .iter()
+            .map(|(name, _)| *name)
+            .filter(|name| owned_by_signer(name))
+            .filter(|name| {
+                !set.headers
+                    .iter()
+                    .any(|(set, _)| set.eq_ignore_ascii_case(name))
+            })
+            .map(str::to_string)
+            .collect();
+        Ok(Mutation { set, remove })
+    }
+}
+
+/// Everything `lattice-xds signer` needs, parsed from flags and environment.
+#[derive(Clone, Debug)]
+pub struct SignerConfig {
+    pub grpc_listen: SocketAddr,
+    pub http_listen: SocketAddr,
+    /// Where `/healthz`, `/readyz` and `/metrics` are also served, for probes and scrapers
+    /// outside the pod. They are always served on `http_listen` too.
+    pub admin_listen: Option<SocketAddr>,
+    pub defaults: Defaults,
+    /// Allow the signing listeners on non-loopback addresses.
+    pub allow_remote: bool,
+}
+
+impl SignerConfig {
+    /// The signing listeners hand out signatures made with the pod's credentials; anything
+    /// that can reach them can act as the pod.
+    pub fn check_listeners(&self) -> anyhow::Result<()> {
+        for (flag, address) in [
+            ("--grpc-listen", self.grpc_listen),
+            ("--http-listen", self.http_listen),
+        ] {
+            if !address.ip().is_loopback() && !self.allow_remote {
+                anyhow::bail!(
+                    "refusing to listen on {address} ({flag}): the signer signs with this pod's \
+                     AWS credentials, so it listens on loopback only; pass --allow-remote to \
+                     override"
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Runs the signer until a termination signal.
+pub async fn run(config: SignerConfig) -> anyhow::Result<()> {
+    config.check_listeners()?;
+    let bind = |address: SocketAddr, what: &'static str| async move {
+        TcpListener::bind(address)
+            .await
+            .with_context(|| format!("cannot listen for {what} on {address}"))
+    };
+    let grpc_listener = bind(config.grpc_listen, "ext_proc").await?;
+    let http_listener = bind(config.http_listen, "HTTP signing").await?;
+    let admin_listener = match config.admin_listen {
+        Some(address) => Some(bind(address, "admin").await?),
+        None => None,
+    };
+
+    let metrics = Arc::new(Metrics::default());
+    let store = CredentialStore::default();
+    let shutdown = CancellationToken::new();
+    let (ready_tx, ready_rx) = watch::channel(false);
+    let provider = default_chain(config.defaults.region.clone()).await;
+    tokio::spawn(credentials::refresh(
+        provider,
+        store.clone(),
+        Arc::clone(&metrics),
+        ready_tx,
+        shutdown.clone(),
+    ));
+    let signer = Arc::new(Signer::new(
+        config.defaults.clone(),
+        store,
+        Arc::clone(&metrics),
+    ));
+
+    let grpc = ext_proc::serve(grpc_listener, Arc::clone(&signer), shutdown.clone());
+    let state = http::State {
+        signer,
+        metrics,
+        ready: ready_rx,
+    };
+    let http = http::serve(http_listener, state.clone(), true, shutdown.clone());
+    let admin = async {
+        match admin_listener {
+            Some(listener) => http::serve(listener, state, false, shutdown.clone()).await,
+            None => Ok(()),
+        }
+    };
+    tracing::info!(
+        grpc = %config.grpc_listen,
+        http = %config.http_listen,
+        admin = ?config.admin_listen,
+        region = ?config.defaults.region,
+        service = %config.defaults.service,
+        algorithm = %config.defaults.algorithm,
+        "signer started"
+    );
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        crate::controller::wait_for_signal().await;
+        tracing::info!("shutting down");
+        stop.cancel();
+    });
+    let (grpc, http, admin) = tokio::join!(grpc, http, admin);
+    grpc.context("ext_proc server failed")?;
+    http.context("HTTP signing server failed")?;
+    admin.context("admin server failed")?;
+    Ok(())
+}
+
+/// The AWS SDK's default credential chain.
+async fn default_chain(region: Option<String>) -> SharedCredentialsProvider {
+    let mut chain = aws_config::default_provider::credentials::DefaultCredentialsChain::builder();
+    if let Some(region) = region {
+        chain = chain.region(aws_config::Region::new(region));
+    }
+    SharedCredentialsProvider::new(chain.build().await)
+}

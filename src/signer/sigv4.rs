@@ -1,0 +1,358 @@
+//! SigV4 (`AWS4-HMAC-SHA256`) signatures, with the derived signing key cached.
+//!
+//! Deriving a signing key costs four HMACs; it depends only on the date, region, service and
+//! secret key, so [`KeyCache`] keeps it (as a keyed HMAC state) and a request then costs one
+//! SHA-256 of the canonical request and one HMAC of the string to sign.
+
+use std::cell::RefCell;
+use std::fmt;
+use std::fmt::Write as _;
+use std::sync::RwLock;
+use std::time::SystemTime;
+
+use aws_credential_types::Credentials;
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::{Digest, Sha256};
+
+use super::canonical::{self, PathRules, Request, Scratch};
+use super::time::AmzDate;
+
+pub const ALGORITHM: &str = "AWS4-HMAC-SHA256";
+/// The payload hash VPC Lattice requires: it does not sign bodies.
+pub const UNSIGNED_PAYLOAD: &str = "UNSIGNED-PAYLOAD";
+/// How many (date, region, service, key) entries the cache keeps.
+const CACHED_KEYS: usize = 16;
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// Where a signature is valid.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Scope<'a> {
+    pub region: &'a str,
+    pub service: &'a str,
+}
+
+/// What the last line of the canonical request says about the body.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Payload<'a> {
+    /// `UNSIGNED-PAYLOAD`, also sent and signed as `x-amz-content-sha256` (VPC Lattice).
+    Unsigned,
+    /// A hex SHA-256 of the body; `header` adds it as `x-amz-content-sha256`.
+    Hashed { sha256: &'a str, header: bool },
+}
+
+/// Choices that differ between services; VPC Lattice uses the defaults.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Options<'a> {
+    pub payload: Payload<'a>,
+    /// Whether `x-amz-security-token` is signed, or only added after signing.
+    pub sign_session_token: bool,
+    pub path: PathRules,
+}
+
+impl Default for Options<'_> {
+    fn default() -> Self {
+        Self {
+            payload: Payload::Unsigned,
+            sign_session_token: true,
+            path: PathRules::default(),
+        }
+    }
+}
+
+/// The headers a signature adds to a request, in the order they are set.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Signed {
+    pub headers: Vec<(&'static str, String)>,
+}
+
+impl fmt::Debug for Signed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names: Vec<&str> = self.headers.iter().map(|(name, _)| *name).collect();
+        f.debug_struct("Signed")
+            .field("headers", &names)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The intermediate texts of one signature, for checking against reference vectors.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Workings {
+    pub canonical_request: String,
+    pub string_to_sign: String,
+    pub signature: String,
+}
+
+/// Derived signing keys, keyed by (date, region, service, secret key).
+#[derive(Default)]
+pub struct KeyCache {
+    entries: RwLock<Vec<CachedKey>>,
+}
+
+struct CachedKey {
+    date: [u8; 8],
+    region: Box<str>,
+    service: Box<str>,
+    secret: Box<str>,
+    mac: HmacSha256,
+}
+
+impl fmt::Debug for KeyCache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let len = self
+            .entries
+            .read()
+            .map(|entries| entries.len())
+            .unwrap_or_default();
+        f.debug_struct("KeyCache").field("entries", &len).finish()
+    }
+}
+
+impl KeyCache {
+    /// An HMAC keyed with the signing key, ready for the string to sign.
+    fn mac(&self, date: &str, scope: Scope<'_>, secret: &str) -> HmacSha256 {
+        let matches = |entry: &CachedKey| {
+            entry.date == date.as_bytes()
+                && *entry.region == *scope.region
+                && *entry.service == *scope.service
+                && *entry.secret == *secret
+        };
+        if let Ok(entries) = self.entries.read()
+            && let Some(entry) = entries.iter().find(|entry| matches(entry))
+        {
+            return entry.mac.clone();
+        }
+        let mac = derive(date, scope, secret);
+        if let Ok(mut entries) = self.entries.write() {
+            if entries.len() >= CACHED_KEYS {
+                entries.remove(0);
+            }
+            let mut key_date = [0; 8];
+            key_date.copy_from_slice(&date.as_bytes()[..8]);
+            entries.push(CachedKey {
+                date: key_date,
+                region: scope.region.into(),
+                service: scope.service.into(),
+                secret: secret.into(),
+                mac: mac.clone(),
+            });
+        }
+        mac
+    }
+}
+
+fn derive(date: &str, scope: Scope<'_>, secret: &str) -> HmacSha256 {
+    let step = |key: &[u8], data: &str| -> [u8; 32] {
+        let mut mac = keyed(key);
+        mac.update(data.as_bytes());
+        mac.finalize().into_bytes().into()
+    };
+    let mut secret_key = String::with_capacity(4 + secret.len());
+    secret_key.push_str("AWS4");
+    secret_key.push_str(secret);
+    let key = step(secret_key.as_bytes(), date);
+    let key = step(&key, scope.region);
+    let key = step(&key, scope.service);
+    let key = step(&key, "aws4_request");
+    keyed(&key)
+}
+
+fn keyed(key: &[u8]) -> HmacSha256 {
+    // HMAC accepts keys of any length.
+    <HmacSha256 as KeyInit>::new_from_slice(key).unwrap_or_else(|_| unreachable!())
+}
+
+thread_local! {
+    /// The canonical request and its scratch lists, reused by every signature on a thread.
+    pub(super) static BUFFERS: RefCell<(Scratch, String)> = RefCell::default();
+}
+
+/// Signs requests with SigV4, reusing derived keys.
+#[derive(Debug, Default)]
+pub struct SigV4 {
+    keys: KeyCache,
+}
+
+impl SigV4 {
+    /// The headers that make `request` acceptable to `scope`'s service at `time`.
+    pub fn sign(
+        &self,
+        request: &Request<'_>,
+        credentials: &Credentials,
+        scope: Scope<'_>,
+        time: SystemTime,
+        options: &Options<'_>,
+    ) -> Signed {
+        let date = AmzDate::new(time);
+        let token = credentials.session_token();
+        let signer_headers = SignerHeaders::new(&date, token, options);
+        BUFFERS.with_borrow_mut(|(scratch, canonical_request)| {
+            let signed_names = canonical::write(
+                request,
+                &signer_headers.list(),
+                options.payload.line(),
+                options.path,
+                scratch,
+                canonical_request,
+            );
+            let mut mac = self
+                .keys
+                .mac(date.date(), scope, credentials.secret_access_key());
+            feed_string_to_sign(&mut mac, &date, scope, canonical_request);
+            let signature = hex(&mac.finalize().into_bytes());
+            let mut authorization = String::with_capacity(160 + signed_names.len());
+            let _ = write!(
+                authorization,
+                "{ALGORITHM} Credential={}/{}/{}/{}/aws4_request, SignedHeaders={}, Signature={}",
+                credentials.access_key_id(),
+                date.date(),
+                scope.region,
+                scope.service,
+                &canonical_request[signed_names],
+                signature,
+            );
+            signer_headers.into_signed(authorization, token)
+        })
+    }
+
+    /// The canonical request, string to sign and signature, as the reference vectors give them.
+    pub fn workings(
+        &self,
+        request: &Request<'_>,
+        credentials: &Credentials,
+        scope: Scope<'_>,
+        time: SystemTime,
+        options: &Options<'_>,
+    ) -> Workings {
+        let date = AmzDate::new(time);
+        let signer_headers = SignerHeaders::new(&date, credentials.session_token(), options);
+        let mut canonical_request = String::new();
+        canonical::write(
+            request,
+            &signer_headers.list(),
+            options.payload.line(),
+            options.path,
+            &mut Scratch::default(),
+            &mut canonical_request,
+        );
+        let string_to_sign = format!(
+            "{ALGORITHM}\n{}\n{}/{}/{}/aws4_request\n{}",
+            date.as_str(),
+            date.date(),
+            scope.region,
+            scope.service,
+            hex(&Sha256::digest(canonical_request.as_bytes())),
+        );
+        let mut mac = self
+            .keys
+            .mac(date.date(), scope, credentials.secret_access_key());
+        mac.update(string_to_sign.as_bytes());
+        Workings {
+            canonical_request,
+            string_to_sign,
+            signature: hex(&mac.finalize().into_bytes()),
+        }
+    }
+}
+
+impl Payload<'_> {
+    pub(super) fn line(&self) -> &str {
+        match self {
+            Payload::Unsigned => UNSIGNED_PAYLOAD,
+            Payload::Hashed { sha256, .. } => sha256,
+        }
+    }
+}
+
+/// The headers the signer itself adds and signs.
+pub(super) struct SignerHeaders<'a> {
+    pub date: &'a AmzDate,
+    pub content_sha256: Option<&'a str>,
+    /// The session token, when it is signed.
+    pub token: Option<&'a str>,
+    /// SigV4A's `x-amz-region-set`.
+    pub region_set: Option<&'a str>,
+}
+
+impl<'a> SignerHeaders<'a> {
+    pub fn new(date: &'a AmzDate, token: Option<&'a str>, options: &Options<'a>) -> Self {
+        let content_sha256 = match options.payload {
+            Payload::Unsigned => Some(UNSIGNED_PAYLOAD),
+            Payload::Hashed { sha256, header } => header.then_some(sha256),
+        };
+        SignerHeaders {
+            date,
+            content_sha256,
+            token: token.filter(|_| options.sign_session_token),
+            region_set: None,
+        }
+    }
+
+    pub fn list(&self) -> Vec<(&'a str, &'a str)> {
+        let mut list = Vec::with_capacity(4);
+        list.push(("x-amz-date", self.date.as_str()));
+        if let Some(payload) = self.content_sha256 {
+            list.push(("x-amz-content-sha256", payload));
+        }
+        if let Some(token) = self.token {
+            list.push(("x-amz-security-token", token));
+        }
+        if let Some(region_set) = self.region_set {
+            list.push(("x-amz-region-set", region_set));
+        }
+        list
+    }
+
+    /// The headers to set on the request: `authorization` first, then the signer's own
+    /// (the session token even when it is not signed).
+    pub fn into_signed(self, authorization: String, token: Option<&str>) -> Signed {
+        let mut headers = Vec::with_capacity(5);
+        headers.push(("authorization", authorization));
+        headers.push(("x-amz-date", self.date.as_str().to_string()));
+        if let Some(payload) = self.content_sha256 {
+            headers.push(("x-amz-content-sha256", payload.to_string()));
+        }
+        if let Some(region_set) = self.region_set {
+            headers.push(("x-amz-region-set", region_set.to_string()));
+        }
+        if let Some(token) = token {
+            headers.push(("x-amz-security-token", token.to_string()));
+        }
+        Signed { headers }
+    }
+}
+
+fn feed_string_to_sign(
+    mac: &mut HmacSha256,
+    date: &AmzDate,
+    scope: Scope<'_>,
+    canonical_request: &str,
+) {
+    for part in [
+        ALGORITHM,
+        "\n",
+        date.as_str(),
+        "\n",
+        date.date(),
+        "/",
+        scope.region,
+        "/",
+        scope.service,
+        "/aws4_request\n",
+    ] {
+        mac.update(part.as_bytes());
+    }
+    let digest = Sha256::digest(canonical_request.as_bytes());
+    mac.update(hex(&digest).as_bytes());
+}
+
+/// Lowercase hex, as every SigV4 text spells digests.
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut text = String::with_capacity(bytes.len() * 2);
+    for byte in bytes {
+        text.push(DIGITS[usize::from(byte >> 4)] as char);
+        text.push(DIGITS[usize::from(byte & 0xf)] as char);
+    }
+    text
+}
