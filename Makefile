@@ -3,7 +3,7 @@
 
 CARGO ?= cargo
 
-.PHONY: demo test build envoy
+.PHONY: demo test build envoy peers
 
 build:
 	$(CARGO) build --locked
@@ -11,8 +11,11 @@ build:
 envoy:
 	scripts/install-envoy.sh >/dev/null
 
+peers:
+	scripts/install-python-peers.sh >/dev/null
+
 demo: build envoy
 	scripts/demo.sh
 
-test: envoy
+test: envoy peers
 	$(CARGO) test --locked

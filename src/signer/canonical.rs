@@ -31,11 +31,15 @@ pub fn owned_by_signer(name: &str) -> bool {
 
 /// Whether a header is left out of the signature because something between the signer and
 /// VPC Lattice may add, drop or rewrite it: Envoy's own headers, the forwarding headers, the
-/// trace header, and the hop-by-hop headers that HTTP/1.1 proxies never pass on.
+/// trace headers, and the hop-by-hop headers that HTTP/1.1 proxies never pass on.
 pub fn left_unsigned(name: &str) -> bool {
     const PREFIXES: [&str; 2] = ["x-envoy-", "x-forwarded-"];
-    const NAMES: [&str; 9] = [
+    const NAMES: [&str; 13] = [
         "x-amzn-trace-id",
+        "traceparent",
+        "tracestate",
+        "baggage",
+        "expect",
         "connection",
         "keep-alive",
         "proxy-connection",

@@ -35,8 +35,8 @@ pub enum Unavailable {
     /// The chain failed, and no earlier credentials are still valid.
     #[error("no AWS credentials: {0}")]
     Failed(String),
-    /// The last credentials expired and could not be replaced.
-    #[error("no AWS credentials: the last ones expired and a refresh failed: {0}")]
+    /// The last credentials expired and have not been replaced (yet).
+    #[error("no AWS credentials: the last ones expired and no new ones were loaded: {0}")]
     Expired(String),
 }
 
@@ -70,7 +70,12 @@ impl CredentialStore {
             .state
             .read()
             .map_err(|_| Unavailable::Failed("credential store poisoned".to_string()))?;
-        let cause = || state.last_error.clone().unwrap_or_default();
+        let cause = || {
+            state
+                .last_error
+                .clone()
+                .unwrap_or_else(|| "a refresh is under way".to_string())
+        };
         match &state.current {
             Some(credentials) if usable(credentials, SystemTime::now()) => Ok(credentials.clone()),
             Some(_) => Err(Unavailable::Expired(cause())),

@@ -23,8 +23,28 @@ impl HttpResponse {
 
 /// `GET path` to `address` with the given Host header; `None` if the connection fails.
 pub async fn get(address: SocketAddr, host: &str, path: &str) -> Option<HttpResponse> {
+    request(address, "GET", host, path, &[], "").await
+}
+
+/// Any request, with extra headers and a body; `None` if the connection fails.
+pub async fn request(
+    address: SocketAddr,
+    method: &str,
+    host: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Option<HttpResponse> {
     let mut stream = TcpStream::connect(address).await.ok()?;
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    if !body.is_empty() || method == "POST" {
+        request.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    request.push_str("\r\n");
+    request.push_str(body);
     stream.write_all(request.as_bytes()).await.ok()?;
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw).await.ok()?;

@@ -7,6 +7,8 @@
 pub mod envoy;
 pub mod http;
 pub mod process;
+pub mod python;
+pub mod signing;
 pub mod upstream;
 
 use std::future::Future;

@@ -11,19 +11,18 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
-pub struct TlsUpstream {
-    pub address: SocketAddr,
-    /// The CA certificate (PEM file) that signed the server certificate.
+/// A server certificate for some host names, signed by a CA made for it, written as PEM files.
+pub struct ServerCert {
     pub ca_file: PathBuf,
-    /// The SNI of every TLS connection accepted so far.
-    pub server_names: Arc<Mutex<Vec<String>>>,
-    task: tokio::task::JoinHandle<()>,
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    pub cert_der: Vec<u8>,
+    pub key_der: Vec<u8>,
 }
 
-impl TlsUpstream {
-    /// Serves `200 hello from <sni>` for each request, with a certificate for `hosts`.
-    pub async fn start(dir: &Path, hosts: &[&str]) -> TlsUpstream {
-        let _ = rustls::crypto::ring::default_provider().install_default();
+impl ServerCert {
+    /// Makes a CA and a certificate for `hosts`; files are named `<name>-ca.pem`, …
+    pub fn write(dir: &Path, name: &str, hosts: &[&str]) -> ServerCert {
         let ca_key = KeyPair::generate().expect("CA key");
         let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -39,14 +38,42 @@ impl TlsUpstream {
             .expect("server params")
             .signed_by(&key, &issuer)
             .expect("sign");
+        let files = ServerCert {
+            ca_file: dir.join(format!("{name}-ca.pem")),
+            cert_file: dir.join(format!("{name}-cert.pem")),
+            key_file: dir.join(format!("{name}-key.pem")),
+            cert_der: cert.der().to_vec(),
+            key_der: key.serialize_der(),
+        };
+        std::fs::write(&files.ca_file, ca_cert.pem()).expect("write CA");
+        std::fs::write(&files.cert_file, cert.pem()).expect("write certificate");
+        std::fs::write(&files.key_file, key.serialize_pem()).expect("write key");
+        files
+    }
+}
 
-        let ca_file = dir.join("upstream-ca.pem");
-        std::fs::write(&ca_file, ca_cert.pem()).expect("write CA");
+pub struct TlsUpstream {
+    pub address: SocketAddr,
+    /// The CA certificate (PEM file) that signed the server certificate.
+    pub ca_file: PathBuf,
+    /// The SNI of every TLS connection accepted so far.
+    pub server_names: Arc<Mutex<Vec<String>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl TlsUpstream {
+    /// Serves `200 hello from <sni>` for each request, with a certificate for `hosts`.
+    pub async fn start(dir: &Path, hosts: &[&str]) -> TlsUpstream {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let files = ServerCert::write(dir, "upstream", hosts);
+        let cert = files.cert_der;
+        let key = files.key_der;
+        let ca_file = files.ca_file;
         let config = rustls::ServerConfig::builder()
             .with_no_client_auth()
             .with_single_cert(
-                vec![CertificateDer::from(cert.der().to_vec())],
-                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+                vec![CertificateDer::from(cert)],
+                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key)),
             )
             .expect("server config");
         let acceptor = TlsAcceptor::from(Arc::new(config));

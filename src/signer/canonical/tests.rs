@@ -27,8 +27,14 @@ fn an_applications_own_signature_and_amz_headers_are_not_signed() {
         authority: "svc.example.com",
         headers: &headers,
     });
-    assert!(!text.contains("stolen") && !text.contains("1999") && !text.contains("someone"), "{text}");
-    assert!(text.ends_with("accept;host;x-amz-date\nUNSIGNED-PAYLOAD"), "{text}");
+    assert!(
+        !text.contains("stolen") && !text.contains("1999") && !text.contains("someone"),
+        "{text}"
+    );
+    assert!(
+        text.ends_with("accept;host;x-amz-date\nUNSIGNED-PAYLOAD"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -82,12 +88,21 @@ fn paths_are_encoded_twice_and_dot_segments_removed() {
 
 #[test]
 fn repeated_headers_join_in_order_with_whitespace_collapsed() {
-    let headers = [("X-Tag", " one  two "), ("x-tag", "three\tfour"), ("Accept", "a")];
+    let headers = [
+        ("X-Tag", " one  two "),
+        ("x-tag", "three\tfour"),
+        ("Accept", "a"),
+    ];
     let text = canonical(&Request {
         method: "GET",
         path: "/",
         authority: "h",
         headers: &headers,
     });
-    assert!(text.contains("\naccept:a\nhost:h\nx-amz-date:20260101T000000Z\nx-tag:one two,three four\n"), "{text}");
+    assert!(
+        text.contains(
+            "\naccept:a\nhost:h\nx-amz-date:20260101T000000Z\nx-tag:one two,three four\n"
+        ),
+        "{text}"
+    );
 }
