@@ -21,7 +21,6 @@ local function describe(headers)
 end
 
 local function sign(request_handle)
-  local headers = request_handle:headers()
   local answer, body = request_handle:httpCall(SIGNER_CLUSTER, {
     [":method"] = "POST",
     [":path"] = "/v1/sign",
@@ -29,13 +28,15 @@ local function sign(request_handle)
     ["content-type"] = "text/plain",
     ["x-lattice-xds-region"] = REGION,
     ["x-lattice-xds-service"] = SERVICE,
-  }, describe(headers), TIMEOUT_MS)
+  }, describe(request_handle:headers()), TIMEOUT_MS)
   local status = answer and answer[":status"]
   if status ~= "200" or body == nil then
     request_handle:respond({ [":status"] = status or "503", ["content-type"] = "text/plain" },
       body or "lattice-xds: the signer did not answer\n")
     return
   end
+  -- httpCall yields: header handles taken before it are no longer valid.
+  local headers = request_handle:headers()
   for line in string.gmatch(body, "[^\n]+") do
     if string.sub(line, 1, 1) == "-" then
       headers:remove(string.sub(line, 2))

@@ -23,6 +23,7 @@ use envoy_types::pb::envoy::extensions::upstreams::http::v3::http_protocol_optio
     ExplicitHttpConfig, UpstreamProtocolOptions, explicit_http_config::ProtocolConfig,
 };
 use envoy_types::pb::envoy::r#type::matcher::v3::{StringMatcher, string_matcher::MatchPattern};
+use envoy_types::pb::envoy::r#type::v3::{HttpStatus, StatusCode};
 use envoy_types::util::pack_any;
 
 use super::cluster::{load_assignment, pinned};
@@ -96,6 +97,10 @@ fn ext_proc(signing: &Signing) -> ExternalProcessor {
             ..Default::default()
         }),
         failure_mode_allow: false,
+        // An unreachable or failing signer is "service unavailable", like a refusal.
+        status_on_error: Some(HttpStatus {
+            code: StatusCode::ServiceUnavailable.into(),
+        }),
         processing_mode: Some(ProcessingMode {
             request_header_mode: HeaderSendMode::Send.into(),
             response_header_mode: HeaderSendMode::Skip.into(),

@@ -67,6 +67,17 @@ pub struct Envoy {
 impl Envoy {
     /// Starts Envoy following the controller at `xds_port` and waits until it is LIVE.
     pub async fn start(dir: &Path, node: &str, xds_port: u16, protocol: &str) -> Envoy {
+        Self::start_with_env(dir, node, xds_port, protocol, &[]).await
+    }
+
+    /// The same, with extra environment (AWS credentials for the native signing filter).
+    pub async fn start_with_env(
+        dir: &Path,
+        node: &str,
+        xds_port: u16,
+        protocol: &str,
+        env: &[(&str, String)],
+    ) -> Envoy {
         let admin_port = free_port();
         let bootstrap = write_bootstrap(dir, node, xds_port, admin_port, protocol);
         let mut command = Command::new(binary());
@@ -77,6 +88,9 @@ impl Envoy {
             "--concurrency",
             "1",
         ]);
+        for (key, value) in env {
+            command.env(key, value);
+        }
         let process = Running::spawn(&mut command, &dir.join(format!("envoy-{node}.log")));
         let envoy = Envoy {
             process,

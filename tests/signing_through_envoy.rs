@@ -1,0 +1,243 @@
+//! Signing end to end, through stock Envoy configured by the controller, for each of the
+//! `ext-proc`, `lua` and `native` modes: a request through the egress listener reaches an HTTPS
+//! upstream that recomputes the SigV4 signature with botocore and answers 200; a request signed
+//! with the wrong secret is rejected there with 403; an application's own `authorization`
+//! header does not survive; and with the signer stopped, Envoy answers with an error instead of
+//! sending the request unsigned.
+
+mod support;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use support::envoy::Envoy;
+use support::process::{Controller, synced};
+use support::signing::{Signer, VerifyingUpstream};
+use support::{eventually, free_port, http};
+
+const GATEWAY: &str = include_str!("../examples/gateway.yaml");
+const HOST: &str = "demo-cluster2.example.com";
+const REGION: &str = "eu-west-1";
+const ACCESS_KEY: &str = "ASIAPODCREDENTIALS";
+const SECRET: &str = "pod/secret+KEY/of-demo-cluster1";
+const SESSION_TOKEN: &str = "IQoJb3JpZ2luX2VjEPodIdentity//token==";
+const WAIT: Duration = Duration::from_secs(20);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ext_proc_signs_requests_through_envoy() {
+    signs_through_envoy("ext-proc").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lua_signs_requests_through_envoy() {
+    signs_through_envoy("lua").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn native_filter_signs_requests_through_envoy() {
+    signs_through_envoy("native").await;
+}
+
+/// The signer and Envoy of one pod, holding the given secret key.
+struct Pod {
+    signer: Option<Signer>,
+    _envoy: Envoy,
+}
+
+struct Setup<'a> {
+    dir: &'a Path,
+    mode: &'a str,
+    controller: &'a Controller,
+    signer_grpc: SocketAddr,
+    signer_http: SocketAddr,
+}
+
+impl Setup<'_> {
+    async fn start_pod(&self, secret: &str) -> Pod {
+        let credentials = vec![
+            ("AWS_ACCESS_KEY_ID", ACCESS_KEY.to_string()),
+            ("AWS_SECRET_ACCESS_KEY", secret.to_string()),
+            ("AWS_SESSION_TOKEN", SESSION_TOKEN.to_string()),
+            ("AWS_REGION", REGION.to_string()),
+            ("AWS_EC2_METADATA_DISABLED", "true".to_string()),
+            (
+                "AWS_CONFIG_FILE",
+                self.dir.join("no-aws-config").display().to_string(),
+            ),
+            (
+                "AWS_SHARED_CREDENTIALS_FILE",
+                self.dir.join("no-aws-credentials").display().to_string(),
+            ),
+        ];
+        let (signer, envoy_env) = if self.mode == "native" {
+            (None, credentials)
+        } else {
+            let signer = Signer::start_on(
+                self.dir,
+                "signer",
+                self.signer_grpc,
+                self.signer_http,
+                &[],
+                &credentials,
+            )
+            .await;
+            eventually("the signer to load credentials", WAIT, || async {
+                http::get_url(&signer.url("/readyz"))
+                    .await
+                    .filter(|r| r.status == 200)
+            })
+            .await;
+            (Some(signer), Vec::new())
+        };
+        let envoy = Envoy::start_with_env(
+            self.dir,
+            "demo-pod",
+            self.controller.xds_port,
+            "delta",
+            &envoy_env,
+        )
+        .await;
+        eventually("Envoy to accept the configuration", WAIT, || async {
+            let proxies = self.controller.proxies().await;
+            synced(&proxies, "demo-pod", &["CDS", "LDS", "RDS", "SDS"]).then_some(())
+        })
+        .await;
+        Pod {
+            signer,
+            _envoy: envoy,
+        }
+    }
+}
+
+async fn signs_through_envoy(mode: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let manifests = dir.path().join("manifests");
+    std::fs::create_dir(&manifests).unwrap();
+    std::fs::write(manifests.join("gateway.yaml"), GATEWAY).unwrap();
+    std::fs::write(manifests.join("route.yaml"), route()).unwrap();
+
+    let keys = HashMap::from([(ACCESS_KEY, SECRET)]);
+    let mut upstream = VerifyingUpstream::start(dir.path(), &[HOST], &keys, REGION).await;
+    let signer_grpc: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let signer_http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let egress_port = free_port();
+    let args = vec![
+        format!("--manifests={}", manifests.display()),
+        format!("--signing={mode}"),
+        format!("--region={REGION}"),
+        format!("--signer-grpc-address={signer_grpc}"),
+        format!("--signer-http-address={signer_http}"),
+        format!("--ca-file={}", upstream.ca_file.display()),
+        format!("--resolve={HOST}={}", upstream.address),
+        "--egress-address=127.0.0.1".to_string(),
+        format!("--egress-port={egress_port}"),
+    ];
+    let controller = Controller::start(dir.path(), &args).await;
+    let setup = Setup {
+        dir: dir.path(),
+        mode,
+        controller: &controller,
+        signer_grpc,
+        signer_http,
+    };
+    let egress: SocketAddr = format!("127.0.0.1:{egress_port}").parse().unwrap();
+    let call = |path: &'static str| async move {
+        let headers = [
+            ("Authorization", "Bearer the-apps-own-token"),
+            ("User-Agent", "curl/8.5.0"),
+            ("Accept", "*/*"),
+            ("X-Tenant", "  apps   team "),
+        ];
+        http::request(egress, "GET", HOST, path, &headers, "")
+            .await
+            .expect("egress answers")
+    };
+
+    // Signed with the right key: the verifier recomputes the signature and accepts it.
+    let pod = setup.start_pod(SECRET).await;
+    let answer = call("/orders/7?b=2&a=1&a=0").await;
+    assert_eq!(answer.status, 200, "[{mode}] {}", answer.body);
+    let seen: serde_json::Value = serde_json::from_str(&answer.body).unwrap();
+    assert_eq!(seen["verified"], true);
+    assert_eq!(seen["access_key"], ACCESS_KEY);
+    assert_eq!(
+        seen["path"], "/orders/7?b=2&a=1&a=0",
+        "the path and query arrive unchanged"
+    );
+    assert_eq!(seen["authorization_count"], 1);
+    let headers: Vec<(String, String)> = serde_json::from_value(seen["headers"].clone()).unwrap();
+    let header = |name: &str| {
+        headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    };
+    assert_eq!(header("x-amz-content-sha256"), Some("UNSIGNED-PAYLOAD"));
+    assert_eq!(header("x-amz-security-token"), Some(SESSION_TOKEN));
+    assert!(
+        !header("authorization")
+            .unwrap()
+            .contains("the-apps-own-token"),
+        "[{mode}] the application's own authorization header survived"
+    );
+    eprintln!("[{mode}] upstream saw: {headers:?}");
+    drop(pod);
+
+    // Signed with the wrong secret: the verifier refuses, as VPC Lattice would.
+    let pod = setup.start_pod("not/the+right/secret").await;
+    let answer = call("/orders/7").await;
+    assert_eq!(answer.status, 403, "[{mode}] {}", answer.body);
+    assert!(
+        answer.body.starts_with("InvalidSignatureException"),
+        "[{mode}] {}",
+        answer.body
+    );
+
+    // The signer stops: Envoy answers with an error of its own, and nothing reaches the upstream.
+    if let Some(mut signer) = pod.signer {
+        signer.process.terminate();
+        signer.process.wait();
+        let before = upstream_requests(&upstream);
+        let answer = call("/orders/7").await;
+        assert_eq!(
+            answer.status, 503,
+            "[{mode}] expected an error, got {answer:?}"
+        );
+        assert!(
+            !answer.body.contains("Exception"),
+            "[{mode}] {}",
+            answer.body
+        );
+        assert_eq!(
+            upstream_requests(&upstream),
+            before,
+            "[{mode}] a request reached the upstream while the signer was down"
+        );
+        eprintln!(
+            "[{mode}] with the signer stopped: {} {:?}",
+            answer.status, answer.body
+        );
+    }
+    upstream.process.terminate();
+    upstream.process.wait();
+}
+
+/// How many requests the verifier has logged.
+fn upstream_requests(upstream: &VerifyingUpstream) -> usize {
+    upstream
+        .process
+        .log_text()
+        .lines()
+        .filter(|line| line.starts_with("sigv4_upstream: ") && line.contains("\"GET "))
+        .count()
+}
+
+fn route() -> String {
+    format!(
+        "apiVersion: gateway.networking.k8s.io/v1beta1\nkind: HTTPRoute\nmetadata:\n  name: demo-cluster2\n  namespace: apps\n\
+         spec:\n  hostnames: [{HOST}]\n  parentRefs:\n  - name: lattice-gateway\n    namespace: lattice-gateway\n\
+         \x20   sectionName: https-listener-with-custom-domain\n"
+    )
+}
