@@ -367,3 +367,6 @@ async fn default_chain(region: Option<String>) -> SharedCredentialsProvider {
     }
     SharedCredentialsProvider::new(chain.build().await)
 }
+
+#[cfg(test)]
+mod tests;

@@ -153,8 +153,8 @@ fn generate(random: &mut Random) -> Generated {
         };
         let mut value = String::new();
         for _ in 0..1 + random.below(4) {
-            value.push_str(*random.pick::<&str>(&["  ", " ", "\t", ""]));
-            value.push_str(*random.pick::<&str>(&[
+            value.push_str(random.pick::<&str>(&["  ", " ", "\t", ""]));
+            value.push_str(random.pick::<&str>(&[
                 "text/plain",
                 "v1",
                 "a,b",
@@ -163,7 +163,7 @@ fn generate(random: &mut Random) -> Generated {
                 "x",
             ]));
         }
-        value.push_str(*random.pick::<&str>(&["", " ", "\t "]));
+        value.push_str(random.pick::<&str>(&["", " ", "\t "]));
         headers.push((name, value));
     }
     let wire_path = if query.is_empty() {

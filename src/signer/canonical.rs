@@ -72,7 +72,9 @@ impl Default for PathRules {
 #[derive(Debug, Default)]
 pub struct Scratch {
     headers: Vec<Header>,
-    query: Vec<(String, String)>,
+    /// Re-encoded query names and values, as ranges of `query_text`.
+    query: Vec<(Range<usize>, Range<usize>)>,
+    query_text: String,
     segments: Vec<Range<usize>>,
 }
 
@@ -106,7 +108,7 @@ pub fn write(
     };
     write_path(path, rules, &mut scratch.segments, out);
     out.push('\n');
-    write_query(query, &mut scratch.query, out);
+    write_query(query, &mut scratch.query, &mut scratch.query_text, out);
     out.push('\n');
     let headers = Headers {
         request,
@@ -169,44 +171,55 @@ fn write_path(path: &str, rules: PathRules, segments: &mut Vec<Range<usize>>, ou
 
 /// Query parameters are decoded (`+` is a space, as form encoding has it), re-encoded with
 /// only the unreserved characters left bare, and sorted by name, then value.
-fn write_query(query: &str, pairs: &mut Vec<(String, String)>, out: &mut String) {
+fn write_query(
+    query: &str,
+    pairs: &mut Vec<(Range<usize>, Range<usize>)>,
+    text: &mut String,
+    out: &mut String,
+) {
     pairs.clear();
+    text.clear();
     for parameter in query.split('&').filter(|parameter| !parameter.is_empty()) {
         let (name, value) = parameter.split_once('=').unwrap_or((parameter, ""));
-        pairs.push((reencode(name), reencode(value)));
+        let name = reencode(name, text);
+        let value = reencode(value, text);
+        pairs.push((name, value));
     }
-    pairs.sort_unstable();
+    let text = text.as_str();
+    pairs.sort_unstable_by(|a, b| {
+        (&text[a.0.clone()], &text[a.1.clone()]).cmp(&(&text[b.0.clone()], &text[b.1.clone()]))
+    });
     for (index, (name, value)) in pairs.iter().enumerate() {
         if index > 0 {
             out.push('&');
         }
-        out.push_str(name);
+        out.push_str(&text[name.clone()]);
         out.push('=');
-        out.push_str(value);
+        out.push_str(&text[value.clone()]);
     }
 }
 
-fn reencode(component: &str) -> String {
+/// Appends the canonical form of one query component to `text`, returning where it is.
+fn reencode(component: &str, text: &mut String) -> Range<usize> {
+    let start = text.len();
     let bytes = component.as_bytes();
-    let mut decoded = Vec::with_capacity(bytes.len());
     let mut index = 0;
     while index < bytes.len() {
-        match bytes[index] {
-            b'+' => decoded.push(b' '),
+        let byte = match bytes[index] {
+            b'+' => b' ',
             b'%' => match bytes.get(index + 1..index + 3) {
                 Some(&[high, low]) if hex_pair(high, low).is_some() => {
-                    decoded.extend(hex_pair(high, low));
                     index += 2;
+                    hex_pair(high, low).unwrap_or(b'%')
                 }
-                _ => decoded.push(b'%'),
+                _ => b'%',
             },
-            byte => decoded.push(byte),
-        }
+            byte => byte,
+        };
+        encode(&[byte], false, text);
         index += 1;
     }
-    let mut encoded = String::with_capacity(decoded.len() * 3);
-    encode(&decoded, false, &mut encoded);
-    encoded
+    start..text.len()
 }
 
 fn hex_pair(high: u8, low: u8) -> Option<u8> {

@@ -36,7 +36,8 @@ pub async fn serve(
     signer: Arc<Signer>,
     shutdown: CancellationToken,
 ) -> Result<(), tonic::transport::Error> {
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    // Envoy sends one small message per request: Nagle's algorithm would only add latency.
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     tonic::transport::Server::builder()
         .add_service(ExternalProcessorServer::new(Processor { signer }))
         .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())

@@ -44,6 +44,10 @@ pub async fn serve(
     if signing {
         app = app.route("/v1/sign", post(sign));
     }
+    let listener = axum::serve::ListenerExt::tap_io(listener, |stream| {
+        // One small request and answer per signature: Nagle's algorithm would only add latency.
+        let _ = stream.set_nodelay(true);
+    });
     axum::serve(listener, app.with_state(state))
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await

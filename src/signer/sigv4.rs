@@ -187,9 +187,10 @@ impl SigV4 {
         let token = credentials.session_token();
         let signer_headers = SignerHeaders::new(&date, token, options);
         BUFFERS.with_borrow_mut(|(scratch, canonical_request)| {
+            let (list, len) = signer_headers.list();
             let signed_names = canonical::write(
                 request,
-                &signer_headers.list(),
+                &list[..len],
                 options.payload.line(),
                 options.path,
                 scratch,
@@ -199,7 +200,9 @@ impl SigV4 {
                 .keys
                 .mac(date.date(), scope, credentials.secret_access_key());
             feed_string_to_sign(&mut mac, &date, scope, canonical_request);
-            let signature = hex(&mac.finalize().into_bytes());
+            let signature: [u8; 32] = mac.finalize().into_bytes().into();
+            let signature = hex_array(&signature);
+            let signature = std::str::from_utf8(&signature).unwrap_or_default();
             let mut authorization = String::with_capacity(160 + signed_names.len());
             let _ = write!(
                 authorization,
@@ -227,9 +230,10 @@ impl SigV4 {
         let date = AmzDate::new(time);
         let signer_headers = SignerHeaders::new(&date, credentials.session_token(), options);
         let mut canonical_request = String::new();
+        let (list, len) = signer_headers.list();
         canonical::write(
             request,
-            &signer_headers.list(),
+            &list[..len],
             options.payload.line(),
             options.path,
             &mut Scratch::default(),
@@ -288,19 +292,25 @@ impl<'a> SignerHeaders<'a> {
         }
     }
 
-    pub fn list(&self) -> Vec<(&'a str, &'a str)> {
-        let mut list = Vec::with_capacity(4);
-        list.push(("x-amz-date", self.date.as_str()));
+    /// The headers as (name, value) pairs, on the stack: the first `.1` entries of `.0`.
+    pub fn list(&self) -> ([(&'a str, &'a str); 4], usize) {
+        let mut list = [("", ""); 4];
+        let mut len = 0;
+        let mut push = |pair| {
+            list[len] = pair;
+            len += 1;
+        };
+        push(("x-amz-date", self.date.as_str()));
         if let Some(payload) = self.content_sha256 {
-            list.push(("x-amz-content-sha256", payload));
+            push(("x-amz-content-sha256", payload));
         }
         if let Some(token) = self.token {
-            list.push(("x-amz-security-token", token));
+            push(("x-amz-security-token", token));
         }
         if let Some(region_set) = self.region_set {
-            list.push(("x-amz-region-set", region_set));
+            push(("x-amz-region-set", region_set));
         }
-        list
+        (list, len)
     }
 
     /// The headers to set on the request: `authorization` first, then the signer's own
@@ -342,8 +352,19 @@ fn feed_string_to_sign(
     ] {
         mac.update(part.as_bytes());
     }
-    let digest = Sha256::digest(canonical_request.as_bytes());
-    mac.update(hex(&digest).as_bytes());
+    let digest: [u8; 32] = Sha256::digest(canonical_request.as_bytes()).into();
+    mac.update(&hex_array(&digest));
+}
+
+/// Lowercase hex of a digest, on the stack.
+fn hex_array(digest: &[u8; 32]) -> [u8; 64] {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut text = [0; 64];
+    for (index, byte) in digest.iter().enumerate() {
+        text[2 * index] = DIGITS[usize::from(byte >> 4)];
+        text[2 * index + 1] = DIGITS[usize::from(byte & 0xf)];
+    }
+    text
 }
 
 /// Lowercase hex, as every SigV4 text spells digests.

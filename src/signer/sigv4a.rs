@@ -68,9 +68,10 @@ impl SigV4a {
         let mut signer_headers = SignerHeaders::new(&date, token, options);
         signer_headers.region_set = Some(scope.region);
         BUFFERS.with_borrow_mut(|(scratch, canonical_request)| {
+            let (list, len) = signer_headers.list();
             let signed_names = canonical::write(
                 request,
-                &signer_headers.list(),
+                &list[..len],
                 options.payload.line(),
                 options.path,
                 scratch,
@@ -106,9 +107,10 @@ impl SigV4a {
         let mut signer_headers = SignerHeaders::new(&date, credentials.session_token(), options);
         signer_headers.region_set = Some(scope.region);
         let mut canonical_request = String::new();
+        let (list, len) = signer_headers.list();
         canonical::write(
             request,
-            &signer_headers.list(),
+            &list[..len],
             options.payload.line(),
             options.path,
             &mut canonical::Scratch::default(),

@@ -1,0 +1,164 @@
+#!/usr/bin/env bash
+# Load through the sidecar for each signing mode, side by side in one run: wrk sends GETs to
+# Envoy's egress listener, which signs them (none, native, ext-proc or lua) and forwards them
+# over TLS to a local upstream (a second Envoy answering 200 directly, so the upstream is never
+# the bottleneck). Prints a Markdown table for docs/benchmarks.md.
+#
+#   scripts/bench-load.sh [SECONDS] [CONNECTIONS]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+seconds="${1:-10}"
+connections="${2:-16}"
+cargo build --release --locked --quiet
+bin=target/release/lattice-xds
+envoy=$(scripts/install-envoy.sh)
+wrk=$(scripts/install-wrk.sh)
+work=$(mktemp -d -t lattice-xds-load.XXXXXX)
+pids=()
+stop_all() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  pids=()
+}
+trap 'stop_all; rm -rf "$work"' EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_for() { # URL EXPECTED-SUBSTRING WHAT [HOST]
+  for _ in $(seq 1 400); do
+    if curl -sS ${4:+-H "Host: $4"} "$1" 2>/dev/null | grep -q "$2"; then return 0; fi
+    sleep 0.05
+  done
+  echo "bench-load: timed out waiting for $3" >&2; return 1
+}
+
+host=demo-cluster2.example.com
+openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj "/CN=bench CA" \
+  -keyout "$work/ca.key" -out "$work/ca.pem" 2>/dev/null
+openssl req -newkey rsa:2048 -nodes -subj "/CN=$host" \
+  -keyout "$work/server.key" -out "$work/server.csr" 2>/dev/null
+printf 'subjectAltName=DNS:%s\n' "$host" > "$work/san.ext"
+openssl x509 -req -in "$work/server.csr" -CA "$work/ca.pem" -CAkey "$work/ca.key" -CAcreateserial \
+  -days 1 -extfile "$work/san.ext" -out "$work/server.pem" 2>/dev/null
+
+upstream_port=$(free_port)
+cat > "$work/upstream.yaml" <<YAML
+static_resources:
+  listeners:
+  - address: { socket_address: { address: 127.0.0.1, port_value: $upstream_port } }
+    filter_chains:
+    - transport_socket:
+        name: envoy.transport_sockets.tls
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext
+          common_tls_context:
+            tls_certificates:
+            - certificate_chain: { filename: $work/server.pem }
+              private_key: { filename: $work/server.key }
+      filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: upstream
+          route_config:
+            virtual_hosts:
+            - name: all
+              domains: ["*"]
+              routes:
+              - match: { prefix: "/" }
+                direct_response: { status: 200, body: { inline_string: "Hello from demo-cluster2-v1\n" } }
+          http_filters:
+          - name: envoy.filters.http.router
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+YAML
+
+credentials=(AWS_ACCESS_KEY_ID=ASIABENCHMARK AWS_SECRET_ACCESS_KEY=bench/secret+KEY
+  AWS_SESSION_TOKEN=IQoJb3JpZ2luX2VjEBenchmark//token== AWS_REGION=eu-west-1
+  AWS_EC2_METADATA_DISABLED=true AWS_CONFIG_FILE=/nonexistent AWS_SHARED_CREDENTIALS_FILE=/nonexistent)
+
+cpu_seconds() { # CPU seconds (user + system) of each process started for the current mode
+  local pid ticks
+  ticks=$(getconf CLK_TCK)
+  for pid in "${pids[@]}"; do
+    awk -v t="$ticks" '{ printf "%.2f ", ($14 + $15) / t }' "/proc/$pid/stat" 2>/dev/null || printf "? "
+  done
+}
+
+run_mode() { # MODE -> prints "rps p50 p99"
+  local mode=$1
+  local xds admin egress envoy_admin signer_grpc signer_http
+  xds=$(free_port); admin=$(free_port); egress=$(free_port); envoy_admin=$(free_port)
+  signer_grpc=$(free_port); signer_http=$(free_port)
+  "$envoy" -c "$work/upstream.yaml" --disable-hot-restart --log-level error --base-id 7 \
+    --concurrency 1 2> "$work/upstream-$mode.log" &
+  pids+=($!)
+  "$bin" controller --manifests examples --xds-listen "127.0.0.1:$xds" --admin-listen "127.0.0.1:$admin" \
+    --signing "$mode" --region eu-west-1 --ca-file "$work/ca.pem" \
+    --signer-grpc-address "127.0.0.1:$signer_grpc" --signer-http-address "127.0.0.1:$signer_http" \
+    --egress-address 127.0.0.1 --egress-port "$egress" \
+    --resolve "$host=127.0.0.1:$upstream_port" --log warn 2> "$work/controller-$mode.log" &
+  pids+=($!)
+  if [ "$mode" = ext-proc ] || [ "$mode" = lua ]; then
+    env "${credentials[@]}" ${SIGNER_ENV:-} "$bin" signer --grpc-listen "127.0.0.1:$signer_grpc" \
+      --http-listen "127.0.0.1:$signer_http" --log warn 2> "$work/signer-$mode.log" &
+    pids+=($!)
+    wait_for "http://127.0.0.1:$signer_http/readyz" ready "the signer"
+  fi
+  wait_for "http://127.0.0.1:$admin/readyz" ready "the controller"
+  "$bin" bootstrap --node-id bench-pod --cluster bench --xds-address "127.0.0.1:$xds" \
+    --admin-port "$envoy_admin" > "$work/bootstrap-$mode.yaml"
+  env "${credentials[@]}" "$envoy" -c "$work/bootstrap-$mode.yaml" --disable-hot-restart \
+    --log-level error --concurrency 1 2> "$work/envoy-$mode.log" &
+  pids+=($!)
+  wait_for "http://127.0.0.1:$egress/" "Hello from demo-cluster2-v1" "requests through Envoy ($mode)" "$host"
+  "$wrk" -t1 -c"$connections" -d2s -H "Host: $host" "http://127.0.0.1:$egress/" > /dev/null
+  local before after
+  before=$(cpu_seconds)
+  "$wrk" -t1 -c"$connections" -d"${seconds}s" --latency -H "Host: $host" \
+    "http://127.0.0.1:$egress/" > "$work/wrk-$mode.txt"
+  after=$(cpu_seconds)
+  stop_all
+  echo "$before" > "$work/cpu-before-$mode"
+  echo "$after" > "$work/cpu-after-$mode"
+  python3 - "$work/wrk-$mode.txt" "$work/cpu-before-$mode" "$work/cpu-after-$mode" "$mode" <<'PY'
+import re, sys
+text = open(sys.argv[1]).read()
+before = [float(x) for x in open(sys.argv[2]).read().split()]
+after = [float(x) for x in open(sys.argv[3]).read().split()]
+used = [a - b for a, b in zip(after, before)]
+# Processes in start order: upstream, controller, [signer], sidecar Envoy.
+sidecar_cpu = used[-1]
+signer_cpu = used[2] if sys.argv[4] in ("ext-proc", "lua") else 0.0
+def millis(value):
+    number, unit = re.match(r"([\d.]+)(us|ms|s)", value).groups()
+    return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
+p50 = millis(re.search(r"50%\s+(\S+)", text).group(1))
+p99 = millis(re.search(r"99%\s+(\S+)", text).group(1))
+errors = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+requests = int(re.search(r"(\d+) requests in", text).group(1))
+envoy_us = sidecar_cpu / requests * 1e6
+signer_us = signer_cpu / requests * 1e6
+print(f"{rps:.0f} {p50:.2f} {p99:.2f} {errors.group(1) if errors else 0} {envoy_us:.0f} {signer_us:.0f}")
+PY
+}
+
+declare -A results
+modes=(${MODES:-none native ext-proc lua})
+for mode in "${modes[@]}"; do
+  results[$mode]=$(run_mode "$mode")
+  echo "bench-load: $mode: ${results[$mode]} (req/s, p50 ms, p99 ms, non-2xx, Envoy µs CPU/req, signer µs CPU/req)" >&2
+done
+
+read -r native_rps _ <<< "${results[native]:-1 0}"
+echo "Machine: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)); " \
+  "wrk -t1 -c$connections -d${seconds}s; Envoy $("$envoy" --version | grep -o 'version: [^ ]*' | cut -d/ -f2) with --concurrency 1; release build."
+echo
+echo "| mode | requests/s | × native | p50 (ms) | p99 (ms) | non-2xx | sidecar Envoy CPU/request (µs) | signer CPU/request (µs) |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|"
+for mode in "${modes[@]}"; do
+  read -r rps p50 p99 errors envoy_us signer_us <<< "${results[$mode]}"
+  ratio=$(python3 -c "print(f'{$rps / $native_rps:.2f}')")
+  echo "| $mode | $rps | $ratio | $p50 | $p99 | $errors | $envoy_us | $signer_us |"
+done

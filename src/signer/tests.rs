@@ -1,0 +1,110 @@
+use std::time::Duration;
+
+use aws_credential_types::Credentials;
+
+use super::*;
+
+const SECRET: &str = "very/secret+KEY";
+const TOKEN: &str = "SESSION-TOKEN-VALUE";
+
+fn signer(region: Option<&str>) -> Signer {
+    let credentials = Credentials::new(
+        "ASIAEXAMPLE",
+        SECRET,
+        Some(TOKEN.to_string()),
+        Some(SystemTime::now() + Duration::from_secs(600)),
+        "test",
+    );
+    let defaults = Defaults {
+        region: region.map(str::to_string),
+        service: "vpc-lattice-svcs".to_string(),
+        algorithm: Algorithm::SigV4,
+        region_set: "*".to_string(),
+    };
+    Signer::new(
+        defaults,
+        CredentialStore::fixed(credentials),
+        Arc::default(),
+    )
+}
+
+fn request() -> Request<'static> {
+    Request {
+        method: "GET",
+        path: "/",
+        authority: "svc.example.com",
+        headers: &[("authorization", "Bearer app"), ("x-amz-meta-app", "1")],
+    }
+}
+
+#[test]
+fn debug_output_never_shows_secrets_or_signatures() {
+    let signer = signer(Some("eu-west-1"));
+    let mutation = signer
+        .sign(&request(), &Overrides::default(), "test")
+        .unwrap();
+    for text in [format!("{signer:?}"), format!("{mutation:?}")] {
+        assert!(!text.contains(SECRET) && !text.contains(TOKEN), "{text}");
+        assert!(!text.contains("Signature="), "{text}");
+    }
+    let signature = &mutation.set.headers[0].1;
+    assert!(signature.contains("Signature="));
+    assert!(!format!("{mutation:?}").contains(signature.as_str()));
+}
+
+#[test]
+fn the_controllers_overrides_win_over_the_signers_defaults() {
+    let signer = signer(Some("eu-west-1"));
+    let overrides = Overrides::from_headers(|name| match name {
+        override_headers::REGION => Some("ap-northeast-2"),
+        override_headers::SERVICE => Some("execute-api"),
+        _ => None,
+    })
+    .unwrap();
+    let mutation = signer.sign(&request(), &overrides, "test").unwrap();
+    let authorization = &mutation.set.headers[0].1;
+    assert!(
+        authorization.contains("/ap-northeast-2/execute-api/aws4_request"),
+        "{authorization}"
+    );
+    assert_eq!(mutation.remove, ["x-amz-meta-app"]);
+}
+
+#[test]
+fn sigv4a_signs_for_the_region_set() {
+    let signer = signer(None);
+    let overrides = Overrides {
+        algorithm: Some(Algorithm::SigV4a),
+        ..Overrides::default()
+    };
+    let mutation = signer.sign(&request(), &overrides, "test").unwrap();
+    let names: Vec<&str> = mutation.set.headers.iter().map(|(name, _)| *name).collect();
+    assert!(names.contains(&"x-amz-region-set"), "{names:?}");
+    let authorization = &mutation.set.headers[0].1;
+    assert!(
+        authorization.starts_with("AWS4-ECDSA-P256-SHA256 Credential=ASIAEXAMPLE/"),
+        "{authorization}"
+    );
+    assert!(
+        authorization.contains("/vpc-lattice-svcs/aws4_request"),
+        "{authorization}"
+    );
+}
+
+#[test]
+fn no_region_and_unknown_algorithms_are_refused_clearly() {
+    let refusal = signer(None)
+        .sign(&request(), &Overrides::default(), "test")
+        .unwrap_err();
+    assert_eq!(refusal, Refusal::NoRegion);
+    assert_eq!(refusal.status(), 500);
+    assert!(
+        refusal
+            .body()
+            .starts_with("lattice-xds signer: no region to sign for")
+    );
+    let error =
+        Overrides::from_headers(|name| (name == override_headers::ALGORITHM).then_some("sigv5"))
+            .unwrap_err();
+    assert!(error.to_string().contains("expected sigv4 or sigv4a"));
+}
