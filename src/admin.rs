@@ -28,6 +28,7 @@ pub async fn serve(
         .route("/metrics", get(metrics))
         .route("/debug/proxies", get(proxies))
         .route("/debug/config_dump", get(config_dump))
+        .route("/debug/trust", get(trust))
         .with_state(Arc::new(status));
     let app = grpc.into_axum_router().merge(http);
     axum::serve(listener, app)
@@ -55,6 +56,10 @@ async fn metrics(State(status): Shared) -> Response {
         status.metrics().encode(),
     )
         .into_response()
+}
+
+async fn trust(State(status): Shared) -> Response {
+    Json(status.trust()).into_response()
 }
 
 async fn proxies(State(status): Shared) -> Response {

@@ -15,6 +15,7 @@ use crate::model::{
     DEFAULT_SYSTEM_CA_FILE, Egress, PRIVATE_CA_BUNDLE, Settings, Signing, SigningMode, TrustBundle,
 };
 use crate::signer::{Algorithm, Defaults, SignerConfig};
+use crate::trust::fetch::{CaArn, TrustSettings};
 
 /// An xDS control plane for Envoy sidecars that call services through Amazon VPC Lattice.
 #[derive(Debug, Parser)]
@@ -100,6 +101,21 @@ pub struct ControllerArgs {
     /// The system CA bundle inside the Envoy container, trusted for Lattice-assigned names.
     #[arg(long, env = "LATTICE_XDS_SYSTEM_CA_FILE", default_value = DEFAULT_SYSTEM_CA_FILE)]
     pub system_ca_file: String,
+    /// An ACM PCA certificate authority whose certificate custom-domain hosts are verified
+    /// against, fetched by the controller and refreshed (the region is the ARN's). Repeatable.
+    #[arg(long = "ca-arn", env = "LATTICE_XDS_CA_ARN", value_delimiter = ',')]
+    pub ca_arns: Vec<CaArn>,
+    /// How often CA certificates are fetched again from ACM PCA (for example 30s, 5m, 1h).
+    #[arg(long, env = "LATTICE_XDS_TRUST_REFRESH", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub trust_refresh: Duration,
+    /// ACM PCA endpoint (a VPC endpoint, or a local emulator in tests); by default the SDK's own,
+    /// which also honours AWS_ENDPOINT_URL.
+    #[arg(long, env = "LATTICE_XDS_AWS_ENDPOINT_URL")]
+    pub aws_endpoint_url: Option<String>,
+    /// Also trust the system roots (read from --system-ca-file on the controller) for
+    /// custom-domain hosts, for upstreams that mix public and private certificates.
+    #[arg(long, env = "LATTICE_XDS_TRUST_SYSTEM_ROOTS")]
+    pub trust_system_roots: bool,
     /// Milliseconds that input changes settle before a rebuild.
     #[arg(long, env = "LATTICE_XDS_DEBOUNCE_MS", default_value_t = 100)]
     pub debounce_ms: u64,
@@ -225,13 +241,24 @@ impl ControllerArgs {
             pem.push_str(text.trim_end());
             pem.push('\n');
         }
+        let mut sources: Vec<String> = self
+            .ca_files
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
+        if self.trust_system_roots {
+            let roots = std::fs::read_to_string(&self.system_ca_file).with_context(|| {
+                format!(
+                    "--trust-system-roots: cannot read the system CA file {}",
+                    self.system_ca_file
+                )
+            })?;
+            pem.push_str(roots.trim_end());
+            pem.push('\n');
+            sources.push(self.system_ca_file.clone());
+        }
         let mut bundles = BTreeMap::new();
         if !pem.is_empty() {
-            let sources = self
-                .ca_files
-                .iter()
-                .map(|p| p.display().to_string())
-                .collect();
             let name = PRIVATE_CA_BUNDLE.to_string();
             bundles.insert(name.clone(), TrustBundle { name, pem, sources });
         }
@@ -261,6 +288,11 @@ impl ControllerArgs {
             xds_listen: self.xds_listen,
             admin_listen: self.admin_listen,
             settings,
+            trust: TrustSettings {
+                cas: self.ca_arns,
+                refresh: self.trust_refresh,
+                endpoint_url: self.aws_endpoint_url,
+            },
             debounce: Duration::from_millis(self.debounce_ms),
         })
     }

@@ -17,6 +17,7 @@ use crate::admin::{self, status::StatusService};
 use crate::metrics::Metrics;
 use crate::model::Settings;
 use crate::provider::file;
+use crate::trust::fetch::{self as trust, TrustSettings, TrustState};
 use crate::xds::registry::Registry;
 use crate::xds::server::AdsServer;
 
@@ -27,6 +28,8 @@ pub struct ControllerConfig {
     pub xds_listen: SocketAddr,
     pub admin_listen: SocketAddr,
     pub settings: Settings,
+    /// Private CAs to fetch from ACM PCA.
+    pub trust: TrustSettings,
     /// How long input changes settle before a rebuild.
     pub debounce: Duration,
 }
@@ -60,7 +63,14 @@ pub async fn run(config: ControllerConfig) -> anyhow::Result<()> {
         Arc::clone(&metrics),
         config.debounce,
     );
-    tokio::spawn(pipeline.run(observed_rx, snapshot_tx));
+    let (trust_tx, trust_rx) = watch::channel(TrustState::new(&config.trust));
+    tokio::spawn(trust::run(
+        config.trust.clone(),
+        trust_tx,
+        Arc::clone(&metrics),
+        shutdown.clone(),
+    ));
+    tokio::spawn(pipeline.run(observed_rx, trust_rx.clone(), snapshot_tx));
 
     let ads = AdsServer::new(snapshot_rx.clone(), Arc::clone(&registry), shutdown.clone());
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(xds_listener);
@@ -70,7 +80,7 @@ pub async fn run(config: ControllerConfig) -> anyhow::Result<()> {
         .tcp_keepalive(Some(KEEPALIVE_INTERVAL))
         .add_service(ads.into_service())
         .serve_with_incoming_shutdown(incoming, shutdown.clone().cancelled_owned());
-    let status = StatusService::new(registry, snapshot_rx);
+    let status = StatusService::new(registry, snapshot_rx, trust_rx);
     let admin = admin::serve(admin_listener, status, shutdown.clone());
     tracing::info!(xds = %config.xds_listen, admin = %config.admin_listen, manifests = %config.manifests.display(), "controller started");
 

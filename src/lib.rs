@@ -11,6 +11,7 @@ pub mod provider;
 pub mod proxy_status;
 pub mod signer;
 pub mod translate;
+pub mod trust;
 pub mod xds;
 
 /// The project's own gRPC API, compiled from `proto/` by the build script.

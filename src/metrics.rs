@@ -19,6 +19,12 @@ pub struct KindLabel {
     pub kind: String,
 }
 
+/// Labels a trust metric with the CA's ARN.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CaLabel {
+    pub ca: String,
+}
+
 /// Every metric the controller exports.
 #[derive(Debug)]
 pub struct Metrics {
@@ -34,6 +40,13 @@ pub struct Metrics {
     pub snapshots: Counter,
     /// Rebuilds that produced an inconsistent snapshot (kept the previous one).
     pub snapshot_errors: Counter,
+    /// Unix seconds of each CA's last successful fetch.
+    pub trust_last_success: Family<CaLabel, Gauge>,
+    /// Unix seconds when each served CA certificate expires.
+    pub trust_not_after: Family<CaLabel, Gauge>,
+    /// 1 when each CA's last fetch succeeded, 0 when it failed.
+    pub trust_fetch_ok: Family<CaLabel, Gauge>,
+    pub trust_fetch_failures: Family<CaLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -48,6 +61,10 @@ impl Default for Metrics {
             invalid_inputs: Family::default(),
             snapshots: Counter::default(),
             snapshot_errors: Counter::default(),
+            trust_last_success: Family::default(),
+            trust_not_after: Family::default(),
+            trust_fetch_ok: Family::default(),
+            trust_fetch_failures: Family::default(),
         };
         let registry = &mut metrics.registry;
         registry.register(
@@ -89,6 +106,26 @@ impl Default for Metrics {
             "snapshot_errors",
             "Rebuilds rejected as inconsistent; the previous snapshot stays served",
             metrics.snapshot_errors.clone(),
+        );
+        registry.register(
+            "trust_last_success_timestamp_seconds",
+            "When each CA certificate was last fetched successfully from ACM PCA",
+            metrics.trust_last_success.clone(),
+        );
+        registry.register(
+            "trust_not_after_timestamp_seconds",
+            "When each served CA certificate expires",
+            metrics.trust_not_after.clone(),
+        );
+        registry.register(
+            "trust_fetch_ok",
+            "1 if the last fetch of each CA succeeded, 0 if it failed (the last good bundle stays served)",
+            metrics.trust_fetch_ok.clone(),
+        );
+        registry.register(
+            "trust_fetch_failures",
+            "Failed fetches of each CA certificate",
+            metrics.trust_fetch_failures.clone(),
         );
         metrics
     }

@@ -9,9 +9,11 @@ use crate::admin_api::{
     GetConfigDumpRequest, GetConfigDumpResponse, ListProxiesRequest, ListProxiesResponse,
 };
 use crate::metrics::Metrics;
+use crate::trust::fetch::TrustState;
 use crate::xds::json::{JsonError, any_to_json};
 use crate::xds::registry::Registry;
 use crate::xds::server::Snapshots;
+use tokio::sync::watch;
 
 /// Why a config dump cannot be produced.
 #[derive(Debug, thiserror::Error)]
@@ -36,14 +38,25 @@ impl DumpError {
 pub struct StatusService {
     registry: Arc<Registry>,
     snapshots: Snapshots,
+    trust: watch::Receiver<TrustState>,
 }
 
 impl StatusService {
-    pub fn new(registry: Arc<Registry>, snapshots: Snapshots) -> Self {
+    pub fn new(
+        registry: Arc<Registry>,
+        snapshots: Snapshots,
+        trust: watch::Receiver<TrustState>,
+    ) -> Self {
         Self {
             registry,
             snapshots,
+            trust,
         }
+    }
+
+    /// Every configured ACM PCA CA: what is served and how the last fetch went.
+    pub fn trust(&self) -> TrustState {
+        self.trust.borrow().clone()
     }
 
     pub fn metrics(&self) -> &Metrics {

@@ -9,9 +9,10 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::metrics::{KindLabel, Metrics};
-use crate::model::{Mesh, Settings};
+use crate::model::{Mesh, PRIVATE_CA_BUNDLE, Settings, TrustBundle};
 use crate::provider::{InvalidInput, Observed, lattice};
 use crate::translate::translate;
+use crate::trust::fetch::TrustState;
 use crate::xds::snapshot::Snapshot;
 
 pub struct Pipeline {
@@ -35,22 +36,36 @@ impl Pipeline {
         }
     }
 
-    /// Rebuilds after every change of `observed` until either channel closes.
+    /// Rebuilds after every change of `observed` or `trust` until a channel closes. Nothing is
+    /// published before the inputs are read and every CA has been fetched once.
     pub async fn run(
         mut self,
         mut observed: watch::Receiver<Option<Observed>>,
+        mut trust: watch::Receiver<TrustState>,
         snapshots: watch::Sender<Option<Arc<Snapshot>>>,
     ) {
+        // The trust fetcher ends at once when no CA is configured; its last state still holds.
+        let mut trust_open = true;
         loop {
-            if observed.changed().await.is_err() {
-                return;
+            tokio::select! {
+                changed = observed.changed() => if changed.is_err() { return },
+                changed = trust.changed(), if trust_open => {
+                    if changed.is_err() {
+                        trust_open = false;
+                        continue;
+                    }
+                }
             }
             // Let a burst of changes settle into one rebuild (istiod's debounce, 100 ms).
             tokio::time::sleep(self.debounce).await;
             let Some(current) = observed.borrow_and_update().clone() else {
                 continue;
             };
-            if let Some(snapshot) = self.rebuild(&current)
+            let trust_state = trust.borrow_and_update().clone();
+            if !trust_state.settled() {
+                continue;
+            }
+            if let Some(snapshot) = self.rebuild(&current, &trust_state)
                 && snapshots.send(Some(snapshot)).is_err()
             {
                 return;
@@ -58,9 +73,46 @@ impl Pipeline {
         }
     }
 
+    /// The configured bundles plus one per fetched CA, every CA also joining the combined
+    /// private-CA bundle that custom-domain destinations trust.
+    fn settings_with(&self, trust: &TrustState) -> Settings {
+        let mut settings = self.settings.clone();
+        let mut combined =
+            settings
+                .bundles
+                .get(PRIVATE_CA_BUNDLE)
+                .cloned()
+                .unwrap_or(TrustBundle {
+                    name: PRIVATE_CA_BUNDLE.to_string(),
+                    pem: String::new(),
+                    sources: Vec::new(),
+                });
+        for ca in &trust.cas {
+            let Some(pem) = &ca.pem else { continue };
+            let name = format!("pca/{}", ca.arn.rsplit('/').next().unwrap_or(&ca.arn));
+            settings.bundles.insert(
+                name.clone(),
+                TrustBundle {
+                    name,
+                    pem: pem.clone(),
+                    sources: vec![ca.arn.clone()],
+                },
+            );
+            combined.pem.push_str(pem);
+            combined.sources.push(ca.arn.clone());
+        }
+        if !combined.pem.is_empty() {
+            settings
+                .bundles
+                .insert(PRIVATE_CA_BUNDLE.to_string(), combined);
+        }
+        settings
+    }
+
     /// A new snapshot when the mesh changed and the result is consistent.
-    fn rebuild(&mut self, observed: &Observed) -> Option<Arc<Snapshot>> {
-        let (mesh, skipped) = lattice::build(&observed.inputs, &self.settings);
+    fn rebuild(&mut self, observed: &Observed, trust: &TrustState) -> Option<Arc<Snapshot>> {
+        let settings = self.settings_with(trust);
+        let (mesh, skipped) = lattice::build(&observed.inputs, &settings);
         self.report(observed.invalid.iter().chain(&skipped));
         if self.mesh.as_ref() == Some(&mesh) {
             return None;
