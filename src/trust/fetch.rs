@@ -16,6 +16,8 @@ use crate::metrics::{CaLabel, Metrics};
 
 /// The first retry after a failed fetch; it doubles up to the refresh period.
 const FIRST_RETRY: Duration = Duration::from_secs(1);
+/// How long one `GetCertificateAuthorityCertificate` attempt may take.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// An ACM PCA certificate authority ARN:
 /// `arn:<partition>:acm-pca:<region>:<account>:certificate-authority/<id>`.
@@ -152,8 +154,14 @@ pub async fn run(
 }
 
 async fn client(region: &str, endpoint_url: Option<&str>) -> aws_sdk_acmpca::Client {
+    // Bounded, so that an endpoint that hangs is reported like one that refuses.
+    let timeouts = aws_config::timeout::TimeoutConfig::builder()
+        .operation_attempt_timeout(ATTEMPT_TIMEOUT)
+        .operation_timeout(ATTEMPT_TIMEOUT * 3)
+        .build();
     let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new(region.to_string()));
+        .region(aws_config::Region::new(region.to_string()))
+        .timeout_config(timeouts);
     if let Some(url) = endpoint_url {
         loader = loader.endpoint_url(url);
     }

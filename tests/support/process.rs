@@ -73,7 +73,19 @@ pub struct Controller {
 impl Controller {
     /// Starts `lattice-xds controller` with `args` and waits until `/readyz` answers 200.
     pub async fn start(workdir: &Path, args: &[String]) -> Controller {
-        let (xds_port, admin_port) = (free_port(), free_port());
+        Self::start_on(workdir, free_port(), free_port(), "controller", args, &[]).await
+    }
+
+    /// The same on given ports (a restart that the connected Envoys follow), logging to
+    /// `<name>.log`.
+    pub async fn start_on(
+        workdir: &Path,
+        xds_port: u16,
+        admin_port: u16,
+        name: &str,
+        args: &[String],
+        env: &[(&str, String)],
+    ) -> Controller {
         let mut command = Command::new(lattice_xds());
         command
             .arg("controller")
@@ -81,7 +93,10 @@ impl Controller {
             .arg(format!("--admin-listen=127.0.0.1:{admin_port}"))
             .args(args)
             .env("LATTICE_XDS_LOG", "info,lattice_xds=debug");
-        let process = Running::spawn(&mut command, &workdir.join("controller.log"));
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let process = Running::spawn(&mut command, &workdir.join(format!("{name}.log")));
         let controller = Controller {
             process,
             xds_port,

@@ -3,10 +3,13 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 
 use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use rustls::server::ResolvesServerCert;
+use rustls::sign::CertifiedKey;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
@@ -58,24 +61,74 @@ pub struct TlsUpstream {
     pub ca_file: PathBuf,
     /// The SNI of every TLS connection accepted so far.
     pub server_names: Arc<Mutex<Vec<String>>>,
+    certificate: Arc<Swappable>,
     task: tokio::task::JoinHandle<()>,
+}
+
+/// The served certificate, replaceable while serving.
+#[derive(Debug)]
+struct Swappable {
+    key: RwLock<Arc<CertifiedKey>>,
+    /// Bumped on every replacement.
+    generation: AtomicU64,
+}
+
+impl ResolvesServerCert for Swappable {
+    fn resolve(&self, _hello: rustls::server::ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(Arc::clone(&self.key.read().unwrap()))
+    }
+}
+
+fn certified_key(chain: Vec<CertificateDer<'static>>, key: Vec<u8>) -> Arc<CertifiedKey> {
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key));
+    let signing = rustls::crypto::ring::sign::any_supported_type(&key).expect("a supported key");
+    Arc::new(CertifiedKey::new(chain, signing))
+}
+
+fn pem_chain(chain_pem: &str) -> Vec<CertificateDer<'static>> {
+    use rustls::pki_types::pem::PemObject;
+    CertificateDer::pem_slice_iter(chain_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .expect("PEM certificate chain")
 }
 
 impl TlsUpstream {
     /// Serves `200 hello from <sni>` for each request, with a certificate for `hosts`.
     pub async fn start(dir: &Path, hosts: &[&str]) -> TlsUpstream {
-        let _ = rustls::crypto::ring::default_provider().install_default();
         let files = ServerCert::write(dir, "upstream", hosts);
-        let cert = files.cert_der;
-        let key = files.key_der;
-        let ca_file = files.ca_file;
+        Self::serve(
+            vec![CertificateDer::from(files.cert_der)],
+            files.key_der,
+            files.ca_file,
+        )
+        .await
+    }
+
+    /// The same with a given certificate chain (PEM, leaf first) and PKCS#8 key.
+    pub async fn start_with(chain_pem: &str, key_der: Vec<u8>, ca_file: PathBuf) -> TlsUpstream {
+        Self::serve(pem_chain(chain_pem), key_der, ca_file).await
+    }
+
+    /// Serves a new certificate from now on; open connections close after their current
+    /// request, so that every later request makes a new TLS handshake.
+    pub fn replace_certificate(&self, chain_pem: &str, key_der: Vec<u8>) {
+        *self.certificate.key.write().unwrap() = certified_key(pem_chain(chain_pem), key_der);
+        self.certificate.generation.fetch_add(1, Ordering::SeqCst);
+    }
+
+    async fn serve(
+        chain: Vec<CertificateDer<'static>>,
+        key: Vec<u8>,
+        ca_file: PathBuf,
+    ) -> TlsUpstream {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let certificate = Arc::new(Swappable {
+            key: RwLock::new(certified_key(chain, key)),
+            generation: AtomicU64::new(0),
+        });
         let config = rustls::ServerConfig::builder()
             .with_no_client_auth()
-            .with_single_cert(
-                vec![CertificateDer::from(cert)],
-                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key)),
-            )
-            .expect("server config");
+            .with_cert_resolver(Arc::clone(&certificate) as Arc<dyn ResolvesServerCert>);
         let acceptor = TlsAcceptor::from(Arc::new(config));
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
@@ -83,11 +136,14 @@ impl TlsUpstream {
         let address = listener.local_addr().expect("address");
         let server_names = Arc::new(Mutex::new(Vec::new()));
         let seen = Arc::clone(&server_names);
+        let accepted_with = Arc::clone(&certificate);
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
                 let acceptor = acceptor.clone();
                 let seen = Arc::clone(&seen);
+                let certificate = Arc::clone(&accepted_with);
                 tokio::spawn(async move {
+                    let generation = certificate.generation.load(Ordering::SeqCst);
                     let Ok(mut tls) = acceptor.accept(stream).await else {
                         return;
                     };
@@ -98,7 +154,10 @@ impl TlsUpstream {
                         .unwrap_or_default()
                         .to_string();
                     seen.lock().unwrap().push(sni.clone());
-                    serve(&mut tls, &sni).await;
+                    serve(&mut tls, &sni, || {
+                        certificate.generation.load(Ordering::SeqCst) == generation
+                    })
+                    .await;
                 });
             }
         });
@@ -106,6 +165,7 @@ impl TlsUpstream {
             address,
             ca_file,
             server_names,
+            certificate,
             task,
         }
     }
@@ -115,11 +175,16 @@ impl TlsUpstream {
     }
 }
 
-/// Answers every request on the connection until the client closes it.
-async fn serve<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(stream: &mut S, sni: &str) {
+/// Answers every request on the connection until the client closes it, or `current` turns
+/// false (the certificate was replaced).
+async fn serve<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+    stream: &mut S,
+    sni: &str,
+    current: impl Fn() -> bool,
+) {
     let mut buffer = Vec::new();
     let mut chunk = [0u8; 4096];
-    loop {
+    while current() {
         while !buffer.windows(4).any(|w| w == b"\r\n\r\n") {
             match stream.read(&mut chunk).await {
                 Ok(0) | Err(_) => return,
