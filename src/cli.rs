@@ -310,3 +310,6 @@ impl From<BootstrapArgs> for BootstrapConfig {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

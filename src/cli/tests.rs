@@ -1,0 +1,89 @@
+use super::*;
+
+fn controller(args: &[&str]) -> anyhow::Result<ControllerConfig> {
+    let mut argv = vec!["lattice-xds", "controller", "--manifests", "examples"];
+    argv.extend(args);
+    match Cli::try_parse_from(argv)?.command {
+        Command::Controller(args) => args.into_config(),
+        _ => unreachable!("parsed a controller command"),
+    }
+}
+
+fn write(dir: &std::path::Path, name: &str, text: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path.display().to_string()
+}
+
+const PEM: &str = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+
+#[test]
+fn ca_arns_and_the_refresh_period_are_parsed() {
+    let config = controller(&[
+        "--ca-arn=arn:aws:acm-pca:eu-west-1:111122223333:certificate-authority/one",
+        "--ca-arn=arn:aws:acm-pca:us-east-1:111122223333:certificate-authority/two",
+        "--trust-refresh=90s",
+        "--aws-endpoint-url=http://127.0.0.1:5000",
+    ])
+    .unwrap();
+    let regions: Vec<&str> = config
+        .trust
+        .cas
+        .iter()
+        .map(|ca| ca.region.as_str())
+        .collect();
+    assert_eq!(regions, ["eu-west-1", "us-east-1"]);
+    assert_eq!(config.trust.refresh, Duration::from_secs(90));
+    assert_eq!(
+        config.trust.endpoint_url.as_deref(),
+        Some("http://127.0.0.1:5000")
+    );
+    assert_eq!(
+        controller(&[]).unwrap().trust.refresh,
+        Duration::from_secs(300)
+    );
+}
+
+#[test]
+fn a_bad_ca_arn_or_period_is_a_clear_error() {
+    let error = controller(&["--ca-arn=arn:aws:acm:eu-west-1:1:certificate/x"]).unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("is not an ACM PCA certificate authority ARN"),
+        "{error}"
+    );
+    let error = controller(&["--trust-refresh=soon"]).unwrap_err();
+    assert!(error.to_string().contains("--trust-refresh"), "{error}");
+}
+
+#[test]
+fn system_roots_join_the_private_bundle_on_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let private = write(dir.path(), "private.pem", PEM);
+    let roots = write(dir.path(), "roots.pem", &PEM.replace("MIIB", "ROOT"));
+    let system = format!("--system-ca-file={roots}");
+    let ca_file = format!("--ca-file={private}");
+    let without = controller(&[&ca_file, &system]).unwrap();
+    let bundle = &without.settings.bundles[PRIVATE_CA_BUNDLE];
+    assert!(!bundle.pem.contains("ROOT"));
+    let with = controller(&[&ca_file, &system, "--trust-system-roots"]).unwrap();
+    let bundle = &with.settings.bundles[PRIVATE_CA_BUNDLE];
+    assert!(
+        bundle.pem.contains("MIIB") && bundle.pem.contains("ROOT"),
+        "{}",
+        bundle.pem
+    );
+    assert_eq!(bundle.sources, [private, roots]);
+    let missing = controller(&[
+        "--trust-system-roots",
+        "--system-ca-file=/nonexistent/roots.pem",
+    ])
+    .unwrap_err();
+    assert!(
+        missing
+            .to_string()
+            .contains("cannot read the system CA file /nonexistent/roots.pem"),
+        "{missing}"
+    );
+}
