@@ -23,7 +23,6 @@ use std::time::{Instant, SystemTime};
 use anyhow::Context;
 use aws_credential_types::provider::SharedCredentialsProvider;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use canonical::{Request, owned_by_signer};
@@ -309,18 +308,16 @@ pub async fn run(config: SignerConfig) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::default());
     let store = CredentialStore::default();
     let shutdown = CancellationToken::new();
-    let (ready_tx, ready_rx) = watch::channel(false);
     let provider = default_chain(config.defaults.region.clone()).await;
     tokio::spawn(credentials::refresh(
         provider,
         store.clone(),
         Arc::clone(&metrics),
-        ready_tx,
         shutdown.clone(),
     ));
     let signer = Arc::new(Signer::new(
         config.defaults.clone(),
-        store,
+        store.clone(),
         Arc::clone(&metrics),
     ));
 
@@ -328,7 +325,7 @@ pub async fn run(config: SignerConfig) -> anyhow::Result<()> {
     let state = http::State {
         signer,
         metrics,
-        ready: ready_rx,
+        credentials: store,
     };
     let http = http::serve(http_listener, state.clone(), true, shutdown.clone());
     let admin = async {

@@ -12,7 +12,6 @@ use std::time::{Duration, SystemTime};
 
 use aws_credential_types::Credentials;
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
-use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::metrics::Metrics;
@@ -124,12 +123,10 @@ fn next_refresh(credentials: &Credentials, now: SystemTime) -> Duration {
 }
 
 /// Loads credentials from the SDK's default chain until `shutdown`, keeping `store` current.
-/// `ready` turns true after the first successful load.
 pub async fn refresh(
     provider: SharedCredentialsProvider,
     store: CredentialStore,
     metrics: Arc<Metrics>,
-    ready: watch::Sender<bool>,
     shutdown: CancellationToken,
 ) {
     let mut retry = RETRY_FIRST;
@@ -149,7 +146,6 @@ pub async fn refresh(
                     "loaded AWS credentials"
                 );
                 store.store(credentials);
-                ready.send_replace(true);
                 retry = RETRY_FIRST;
                 wait
             }

@@ -12,10 +12,10 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::canonical;
+use super::credentials::CredentialStore;
 use super::metrics::Metrics;
 use super::{Overrides, Refusal, Signer};
 
@@ -26,8 +26,8 @@ const VIA: &str = "http";
 pub struct State {
     pub signer: Arc<Signer>,
     pub metrics: Arc<Metrics>,
-    /// True once credentials have been loaded.
-    pub ready: watch::Receiver<bool>,
+    /// Ready while it holds credentials that can sign.
+    pub credentials: CredentialStore,
 }
 
 /// Serves the endpoints on `listener` until `shutdown`; `signing` adds `POST /v1/sign`.
@@ -55,15 +55,16 @@ pub async fn serve(
 
 type Shared = axum::extract::State<State>;
 
+/// Ready while the signer holds credentials it can sign with: before the first load and after
+/// they expire without replacement, the pod cannot reach VPC Lattice.
 async fn readyz(axum::extract::State(state): Shared) -> Response {
-    if *state.ready.borrow() {
-        "ready: AWS credentials loaded\n".into_response()
-    } else {
-        (
+    match state.credentials.get() {
+        Ok(_) => "ready: AWS credentials loaded\n".into_response(),
+        Err(unavailable) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            "not ready: no AWS credentials loaded yet\n",
+            format!("not ready: {unavailable}\n"),
         )
-            .into_response()
+            .into_response(),
     }
 }
 
