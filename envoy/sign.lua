@@ -8,6 +8,8 @@
 local SIGNER_CLUSTER = {{cluster}}
 local REGION = {{region}}
 local SERVICE = {{service}}
+local ALGORITHM = {{algorithm}}
+local REGION_SET = {{region_set}}
 local TIMEOUT_MS = 1000
 
 local function describe(headers)
@@ -28,6 +30,8 @@ local function sign(request_handle)
     ["content-type"] = "text/plain",
     ["x-lattice-xds-region"] = REGION,
     ["x-lattice-xds-service"] = SERVICE,
+    ["x-lattice-xds-algorithm"] = ALGORITHM,
+    ["x-lattice-xds-region-set"] = REGION_SET,
   }, describe(request_handle:headers()), TIMEOUT_MS)
   local status = answer and answer[":status"]
   if status ~= "200" or body == nil then

@@ -12,7 +12,8 @@ use clap::{Args, Parser, Subcommand};
 use crate::bootstrap::{BootstrapConfig, XdsAddress, XdsProtocol};
 use crate::controller::ControllerConfig;
 use crate::model::{
-    DEFAULT_SYSTEM_CA_FILE, Egress, PRIVATE_CA_BUNDLE, Settings, Signing, SigningMode, TrustBundle,
+    DEFAULT_SYSTEM_CA_FILE, Egress, PRIVATE_CA_BUNDLE, Settings, Signing, SigningAlgorithm,
+    SigningMode, TrustBundle,
 };
 use crate::signer::{Algorithm, Defaults, SignerConfig};
 use crate::trust::fetch::{CaArn, TrustSettings};
@@ -31,7 +32,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Watch HTTPRoutes and serve Envoy configuration over ADS.
-    Controller(ControllerArgs),
+    Controller(Box<ControllerArgs>),
     /// Print the Envoy bootstrap (YAML) of a sidecar that follows the controller.
     Bootstrap(BootstrapArgs),
     /// Show what every connected Envoy was sent, accepted and rejected.
@@ -77,6 +78,12 @@ pub struct ControllerArgs {
     /// SigV4 region; by default the signer's own AWS_REGION.
     #[arg(long, env = "LATTICE_XDS_REGION")]
     pub region: Option<String>,
+    /// Signature algorithm: sigv4, or sigv4a (signs for --region-set instead of one region).
+    #[arg(long, env = "LATTICE_XDS_SIGNING_ALGORITHM", default_value = "sigv4")]
+    pub signing_algorithm: SigningAlgorithm,
+    /// SigV4A region set, such as `*` or `us-east-1,us-west-2`.
+    #[arg(long, env = "LATTICE_XDS_REGION_SET", default_value = "*")]
+    pub region_set: String,
     /// The signer sidecar's ext_proc gRPC address.
     #[arg(
         long,
@@ -275,6 +282,8 @@ impl ControllerArgs {
                 region: self.region,
                 signer_grpc: self.signer_grpc_address,
                 signer_http: self.signer_http_address,
+                algorithm: self.signing_algorithm,
+                region_set: self.region_set,
                 ..Signing::default()
             },
             egress: Egress {

@@ -4,7 +4,9 @@
 
 mod signing;
 
-pub use signing::{Signing, SigningMode, SigningModeParseError};
+pub use signing::{
+    AlgorithmParseError, Signing, SigningAlgorithm, SigningMode, SigningModeParseError,
+};
 
 use std::collections::BTreeMap;
 use std::fmt;

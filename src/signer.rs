@@ -14,9 +14,7 @@ pub mod sigv4;
 pub mod sigv4a;
 pub mod time;
 
-use std::fmt;
 use std::net::SocketAddr;
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
@@ -31,46 +29,7 @@ use metrics::{Metrics, ViaLabel};
 use sigv4::{Options, Scope, SigV4};
 use sigv4a::SigV4a;
 
-/// The signature algorithm.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Algorithm {
-    /// `AWS4-HMAC-SHA256`, scoped to one region.
-    SigV4,
-    /// `AWS4-ECDSA-P256-SHA256`, scoped to a region set.
-    SigV4a,
-}
-
-impl Algorithm {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::SigV4 => "sigv4",
-            Self::SigV4a => "sigv4a",
-        }
-    }
-}
-
-impl fmt::Display for Algorithm {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// An algorithm name that is neither `sigv4` nor `sigv4a`.
-#[derive(Debug, thiserror::Error)]
-#[error("unknown signing algorithm {0:?}: expected sigv4 or sigv4a")]
-pub struct AlgorithmParseError(String);
-
-impl FromStr for Algorithm {
-    type Err = AlgorithmParseError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.to_ascii_lowercase().as_str() {
-            "sigv4" => Ok(Self::SigV4),
-            "sigv4a" => Ok(Self::SigV4a),
-            _ => Err(AlgorithmParseError(s.to_string())),
-        }
-    }
-}
+pub use crate::model::{AlgorithmParseError, SigningAlgorithm as Algorithm};
 
 /// What a request is signed for when nothing overrides it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -89,6 +48,8 @@ pub struct Overrides {
     pub region: Option<String>,
     pub service: Option<String>,
     pub algorithm: Option<Algorithm>,
+    /// SigV4A region set.
+    pub region_set: Option<String>,
 }
 
 /// The header names that carry [`Overrides`], as gRPC metadata (ext_proc) or HTTP headers (Lua).
@@ -96,6 +57,7 @@ pub mod override_headers {
     pub const REGION: &str = "x-lattice-xds-region";
     pub const SERVICE: &str = "x-lattice-xds-service";
     pub const ALGORITHM: &str = "x-lattice-xds-algorithm";
+    pub const REGION_SET: &str = "x-lattice-xds-region-set";
 }
 
 impl Overrides {
@@ -115,6 +77,7 @@ impl Overrides {
                 .filter(|value| !value.is_empty())
                 .map(str::parse)
                 .transpose()?,
+            region_set: text(override_headers::REGION_SET),
         })
     }
 }
@@ -232,8 +195,12 @@ impl Signer {
                     .sign(request, &credentials, scope, now, &Options::default())
             }
             Algorithm::SigV4a => {
+                let region_set = overrides
+                    .region_set
+                    .as_deref()
+                    .unwrap_or(&self.defaults.region_set);
                 let scope = Scope {
-                    region: &self.defaults.region_set,
+                    region: region_set,
                     service,
                 };
                 self.sigv4a

@@ -16,6 +16,9 @@ pub struct Signing {
     pub signer_grpc: SocketAddr,
     /// The signer sidecar's HTTP address, used by the Lua mode.
     pub signer_http: SocketAddr,
+    pub algorithm: SigningAlgorithm,
+    /// The SigV4A region set, such as `*`.
+    pub region_set: String,
 }
 
 impl Default for Signing {
@@ -26,6 +29,8 @@ impl Default for Signing {
             service: "vpc-lattice-svcs".to_string(),
             signer_grpc: SocketAddr::from(([127, 0, 0, 1], 9001)),
             signer_http: SocketAddr::from(([127, 0, 0, 1], 9002)),
+            algorithm: SigningAlgorithm::SigV4,
+            region_set: "*".to_string(),
         }
     }
 }
@@ -75,5 +80,46 @@ impl FromStr for SigningMode {
             .into_iter()
             .find(|mode| mode.as_str() == s)
             .ok_or_else(|| SigningModeParseError(s.to_string()))
+    }
+}
+
+/// The signature algorithm.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SigningAlgorithm {
+    /// `AWS4-HMAC-SHA256`, scoped to one region.
+    SigV4,
+    /// `AWS4-ECDSA-P256-SHA256`, scoped to a region set.
+    SigV4a,
+}
+
+impl SigningAlgorithm {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::SigV4 => "sigv4",
+            Self::SigV4a => "sigv4a",
+        }
+    }
+}
+
+impl fmt::Display for SigningAlgorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An algorithm name that is neither `sigv4` nor `sigv4a`.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown signing algorithm {0:?}: expected sigv4 or sigv4a")]
+pub struct AlgorithmParseError(String);
+
+impl FromStr for SigningAlgorithm {
+    type Err = AlgorithmParseError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "sigv4" => Ok(Self::SigV4),
+            "sigv4a" => Ok(Self::SigV4a),
+            _ => Err(AlgorithmParseError(s.to_string())),
+        }
     }
 }

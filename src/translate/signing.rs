@@ -12,6 +12,7 @@ use envoy_types::pb::envoy::config::core::v3::{
     grpc_service,
 };
 use envoy_types::pb::envoy::extensions::filters::http::aws_request_signing::v3::AwsRequestSigning;
+use envoy_types::pb::envoy::extensions::filters::http::aws_request_signing::v3::aws_request_signing::SigningAlgorithm as SigningAlgorithmProto;
 use envoy_types::pb::envoy::extensions::filters::http::ext_proc::v3::{
     ExternalProcessor, ProcessingMode, processing_mode::BodySendMode,
     processing_mode::HeaderSendMode,
@@ -29,7 +30,7 @@ use envoy_types::util::pack_any;
 use super::cluster::{load_assignment, pinned};
 use super::listener::http_filter;
 use super::{SIGNER_GRPC_CLUSTER, SIGNER_HTTP_CLUSTER, seconds};
-use crate::model::{Signing, SigningMode};
+use crate::model::{Signing, SigningAlgorithm, SigningMode};
 
 const LUA_TEMPLATE: &str = include_str!("../../envoy/sign.lua");
 const SIGNER_TIMEOUT_SECONDS: i64 = 1;
@@ -84,6 +85,13 @@ fn ext_proc(signing: &Signing) -> ExternalProcessor {
     if let Some(region) = &signing.region {
         initial_metadata.push(metadata("x-lattice-xds-region", region));
     }
+    if signing.algorithm == SigningAlgorithm::SigV4a {
+        initial_metadata.push(metadata(
+            "x-lattice-xds-algorithm",
+            signing.algorithm.as_str(),
+        ));
+        initial_metadata.push(metadata("x-lattice-xds-region-set", &signing.region_set));
+    }
     ExternalProcessor {
         grpc_service: Some(GrpcService {
             target_specifier: Some(grpc_service::TargetSpecifier::EnvoyGrpc(
@@ -121,7 +129,9 @@ fn lua(signing: &Signing) -> Lua {
             "{{region}}",
             &lua_string(signing.region.as_deref().unwrap_or_default()),
         )
-        .replace("{{service}}", &lua_string(&signing.service));
+        .replace("{{service}}", &lua_string(&signing.service))
+        .replace("{{algorithm}}", &lua_string(signing.algorithm.as_str()))
+        .replace("{{region_set}}", &lua_string(&signing.region_set));
     Lua {
         default_source_code: Some(DataSource {
             specifier: Some(Specifier::InlineString(code)),
@@ -142,9 +152,18 @@ fn native(signing: &Signing) -> AwsRequestSigning {
         match_pattern: Some(pattern),
         ..Default::default()
     };
+    let (algorithm, region) = match signing.algorithm {
+        SigningAlgorithm::SigV4 => (
+            SigningAlgorithmProto::AwsSigv4,
+            signing.region.clone().unwrap_or_default(),
+        ),
+        // For SigV4A Envoy reads `region` as the region set.
+        SigningAlgorithm::SigV4a => (SigningAlgorithmProto::AwsSigv4a, signing.region_set.clone()),
+    };
     AwsRequestSigning {
         service_name: signing.service.clone(),
-        region: signing.region.clone().unwrap_or_default(),
+        region,
+        signing_algorithm: algorithm.into(),
         use_unsigned_payload: true,
         match_excluded_headers: vec![
             matcher(MatchPattern::Prefix("x-envoy".to_string())),
