@@ -14,7 +14,7 @@ use hmac::Mac;
 use sha2::{Digest, Sha256};
 
 use super::canonical::{self, PathRules, Request, Scratch};
-use super::key_cache::{HmacSha256, KeyCache};
+use super::key_cache::KeyCache;
 use super::time::AmzDate;
 
 pub const ALGORITHM: &str = "AWS4-HMAC-SHA256";
@@ -80,7 +80,7 @@ pub struct Workings {
 
 thread_local! {
     /// The canonical request and its scratch lists, reused by every signature on a thread.
-    pub(super) static BUFFERS: RefCell<(Scratch, String)> = RefCell::default();
+    static BUFFERS: RefCell<(Scratch, String)> = RefCell::default();
 }
 
 /// Signs requests with SigV4, reusing derived keys.
@@ -102,36 +102,28 @@ impl SigV4 {
         let date = AmzDate::new(time);
         let token = credentials.session_token();
         let signer_headers = SignerHeaders::new(&date, token, options);
-        BUFFERS.with_borrow_mut(|(scratch, canonical_request)| {
-            let (list, len) = signer_headers.list();
-            let signed_names = canonical::write(
-                request,
-                &list[..len],
-                options.payload.line(),
-                options.path,
-                scratch,
-                canonical_request,
-            );
-            let mut mac = self
-                .keys
-                .mac(date.date(), scope, credentials.secret_access_key());
-            feed_string_to_sign(&mut mac, &date, scope, canonical_request);
-            let signature: [u8; 32] = mac.finalize().into_bytes().into();
-            let signature = hex_array(&signature);
-            let signature = std::str::from_utf8(&signature).unwrap_or_default();
-            let mut authorization = String::with_capacity(160 + signed_names.len());
-            let _ = write!(
-                authorization,
-                "{ALGORITHM} Credential={}/{}/{}/{}/aws4_request, SignedHeaders={}, Signature={}",
-                credentials.access_key_id(),
-                date.date(),
-                scope.region,
-                scope.service,
-                &canonical_request[signed_names],
-                signature,
-            );
-            signer_headers.into_signed(authorization, token)
-        })
+        let authorization = with_canonical(
+            request,
+            &signer_headers,
+            options,
+            |canonical_request, signed_names| {
+                let signature = self.signature(credentials, scope, &date, canonical_request);
+                let signature = std::str::from_utf8(&signature).unwrap_or_default();
+                let mut authorization = String::with_capacity(160 + signed_names.len());
+                let _ = write!(
+                    authorization,
+                    "{ALGORITHM} Credential={}/{}/{}/{}/aws4_request, SignedHeaders={}, Signature={}",
+                    credentials.access_key_id(),
+                    date.date(),
+                    scope.region,
+                    scope.service,
+                    signed_names,
+                    signature,
+                );
+                authorization
+            },
+        );
+        signer_headers.into_signed(authorization, token)
     }
 
     /// The canonical request, string to sign and signature, as the reference vectors give them.
@@ -145,34 +137,83 @@ impl SigV4 {
     ) -> Workings {
         let date = AmzDate::new(time);
         let signer_headers = SignerHeaders::new(&date, credentials.session_token(), options);
-        let mut canonical_request = String::new();
+        with_canonical(request, &signer_headers, options, |canonical_request, _| {
+            let digest = hex(&Sha256::digest(canonical_request.as_bytes()));
+            let signature = self.signature(credentials, scope, &date, canonical_request);
+            Workings {
+                canonical_request: canonical_request.to_string(),
+                string_to_sign: string_to_sign(ALGORITHM, &date, scope, &digest).concat(),
+                signature: String::from_utf8_lossy(&signature).into_owned(),
+            }
+        })
+    }
+
+    /// The hex HMAC of the string to sign, with the cached signing key.
+    fn signature(
+        &self,
+        credentials: &Credentials,
+        scope: Scope<'_>,
+        date: &AmzDate,
+        canonical_request: &str,
+    ) -> [u8; 64] {
+        let digest: [u8; 32] = Sha256::digest(canonical_request.as_bytes()).into();
+        let digest = hex_array(&digest);
+        let digest = std::str::from_utf8(&digest).unwrap_or_default();
+        let mut mac = self
+            .keys
+            .mac(date.date(), scope, credentials.secret_access_key());
+        for part in string_to_sign(ALGORITHM, date, scope, digest) {
+            mac.update(part.as_bytes());
+        }
+        let signature: [u8; 32] = mac.finalize().into_bytes().into();
+        hex_array(&signature)
+    }
+}
+
+/// Writes the canonical request into this thread's reused buffer and passes it, with its
+/// signed-header list (`host;x-amz-date;…`), to `then`.
+pub(super) fn with_canonical<R>(
+    request: &Request<'_>,
+    signer_headers: &SignerHeaders<'_>,
+    options: &Options<'_>,
+    then: impl FnOnce(&str, &str) -> R,
+) -> R {
+    BUFFERS.with_borrow_mut(|(scratch, canonical_request)| {
         let (list, len) = signer_headers.list();
-        canonical::write(
+        let signed_names = canonical::write(
             request,
             &list[..len],
             options.payload.line(),
             options.path,
-            &mut Scratch::default(),
-            &mut canonical_request,
-        );
-        let string_to_sign = format!(
-            "{ALGORITHM}\n{}\n{}/{}/{}/aws4_request\n{}",
-            date.as_str(),
-            date.date(),
-            scope.region,
-            scope.service,
-            hex(&Sha256::digest(canonical_request.as_bytes())),
-        );
-        let mut mac = self
-            .keys
-            .mac(date.date(), scope, credentials.secret_access_key());
-        mac.update(string_to_sign.as_bytes());
-        Workings {
+            scratch,
             canonical_request,
-            string_to_sign,
-            signature: hex(&mac.finalize().into_bytes()),
-        }
-    }
+        );
+        then(canonical_request, &canonical_request[signed_names])
+    })
+}
+
+/// The string to sign, in the pieces that are fed to the HMAC one by one (or joined, to read).
+/// SigV4A's scope has no region: pass an empty one.
+pub(super) fn string_to_sign<'a>(
+    algorithm: &'a str,
+    date: &'a AmzDate,
+    scope: Scope<'a>,
+    digest: &'a str,
+) -> [&'a str; 11] {
+    let region_separator = if scope.region.is_empty() { "" } else { "/" };
+    [
+        algorithm,
+        "\n",
+        date.as_str(),
+        "\n",
+        date.date(),
+        region_separator,
+        scope.region,
+        "/",
+        scope.service,
+        "/aws4_request\n",
+        digest,
+    ]
 }
 
 impl Payload<'_> {
@@ -246,30 +287,6 @@ impl<'a> SignerHeaders<'a> {
         }
         Signed { headers }
     }
-}
-
-fn feed_string_to_sign(
-    mac: &mut HmacSha256,
-    date: &AmzDate,
-    scope: Scope<'_>,
-    canonical_request: &str,
-) {
-    for part in [
-        ALGORITHM,
-        "\n",
-        date.as_str(),
-        "\n",
-        date.date(),
-        "/",
-        scope.region,
-        "/",
-        scope.service,
-        "/aws4_request\n",
-    ] {
-        mac.update(part.as_bytes());
-    }
-    let digest: [u8; 32] = Sha256::digest(canonical_request.as_bytes()).into();
-    mac.update(&hex_array(&digest));
 }
 
 /// Lowercase hex of a digest, on the stack.

@@ -7,7 +7,6 @@
 //! cached per key pair.
 
 use std::fmt;
-use std::fmt::Write as _;
 use std::sync::RwLock;
 use std::time::SystemTime;
 
@@ -17,8 +16,10 @@ use p256::ecdsa::signature::Signer as _;
 use p256::ecdsa::{Signature, SigningKey, VerifyingKey};
 use sha2::{Digest, Sha256};
 
-use super::canonical::{self, Request};
-use super::sigv4::{BUFFERS, Options, Scope, Signed, SignerHeaders, Workings, hex};
+use super::canonical::Request;
+use super::sigv4::{
+    Options, Scope, Signed, SignerHeaders, Workings, hex, string_to_sign, with_canonical,
+};
 use super::time::AmzDate;
 
 pub const ALGORITHM: &str = "AWS4-ECDSA-P256-SHA256";
@@ -62,35 +63,27 @@ impl SigV4a {
         time: SystemTime,
         options: &Options<'_>,
     ) -> Result<Signed, DerivationError> {
-        let key = self.key(credentials)?;
         let date = AmzDate::new(time);
         let token = credentials.session_token();
         let mut signer_headers = SignerHeaders::new(&date, token, options);
         signer_headers.region_set = Some(scope.region);
-        BUFFERS.with_borrow_mut(|(scratch, canonical_request)| {
-            let (list, len) = signer_headers.list();
-            let signed_names = canonical::write(
-                request,
-                &list[..len],
-                options.payload.line(),
-                options.path,
-                scratch,
-                canonical_request,
-            );
-            let string_to_sign = string_to_sign(&date, scope, canonical_request);
-            let signature: Signature = key.sign(string_to_sign.as_bytes());
-            let mut authorization = String::with_capacity(256);
-            let _ = write!(
-                authorization,
-                "{ALGORITHM} Credential={}/{}/{}/aws4_request, SignedHeaders={}, Signature={}",
-                credentials.access_key_id(),
-                date.date(),
-                scope.service,
-                &canonical_request[signed_names],
-                hex(signature.to_der().as_bytes()),
-            );
-            Ok(signer_headers.into_signed(authorization, token))
-        })
+        let (workings, signed_names) = self.work(
+            request,
+            credentials,
+            scope.service,
+            &date,
+            &signer_headers,
+            options,
+        )?;
+        let authorization = format!(
+            "{ALGORITHM} Credential={}/{}/{}/aws4_request, SignedHeaders={}, Signature={}",
+            credentials.access_key_id(),
+            date.date(),
+            scope.service,
+            signed_names,
+            workings.signature,
+        );
+        Ok(signer_headers.into_signed(authorization, token))
     }
 
     /// The canonical request, string to sign and (DER, hex) signature.
@@ -102,27 +95,52 @@ impl SigV4a {
         time: SystemTime,
         options: &Options<'_>,
     ) -> Result<Workings, DerivationError> {
-        let key = self.key(credentials)?;
         let date = AmzDate::new(time);
         let mut signer_headers = SignerHeaders::new(&date, credentials.session_token(), options);
         signer_headers.region_set = Some(scope.region);
-        let mut canonical_request = String::new();
-        let (list, len) = signer_headers.list();
-        canonical::write(
+        self.work(
             request,
-            &list[..len],
-            options.payload.line(),
-            options.path,
-            &mut canonical::Scratch::default(),
-            &mut canonical_request,
-        );
-        let string_to_sign = string_to_sign(&date, scope, &canonical_request);
-        let signature: Signature = key.sign(string_to_sign.as_bytes());
-        Ok(Workings {
-            canonical_request,
-            string_to_sign,
-            signature: hex(signature.to_der().as_bytes()),
-        })
+            credentials,
+            scope.service,
+            &date,
+            &signer_headers,
+            options,
+        )
+        .map(|(workings, _)| workings)
+    }
+
+    /// Signs the canonical request; also returns its signed-header list.
+    fn work(
+        &self,
+        request: &Request<'_>,
+        credentials: &Credentials,
+        service: &str,
+        date: &AmzDate,
+        signer_headers: &SignerHeaders<'_>,
+        options: &Options<'_>,
+    ) -> Result<(Workings, String), DerivationError> {
+        let key = self.key(credentials)?;
+        // The credential scope of SigV4A has no region: the region set is a signed header.
+        let scope = Scope {
+            region: "",
+            service,
+        };
+        Ok(with_canonical(
+            request,
+            signer_headers,
+            options,
+            |canonical_request, signed_names| {
+                let digest = hex(&Sha256::digest(canonical_request.as_bytes()));
+                let string_to_sign = string_to_sign(ALGORITHM, date, scope, &digest).concat();
+                let signature: Signature = key.sign(string_to_sign.as_bytes());
+                let workings = Workings {
+                    canonical_request: canonical_request.to_string(),
+                    string_to_sign,
+                    signature: hex(signature.to_der().as_bytes()),
+                };
+                (workings, signed_names.to_string())
+            },
+        ))
     }
 
     /// The public half of the key derived from `credentials`.
@@ -152,16 +170,6 @@ impl SigV4a {
         }
         Ok(key)
     }
-}
-
-fn string_to_sign(date: &AmzDate, scope: Scope<'_>, canonical_request: &str) -> String {
-    format!(
-        "{ALGORITHM}\n{}\n{}/{}/aws4_request\n{}",
-        date.as_str(),
-        date.date(),
-        scope.service,
-        hex(&Sha256::digest(canonical_request.as_bytes())),
-    )
 }
 
 fn derive(access_key_id: &str, secret: &str) -> Result<SigningKey, DerivationError> {
