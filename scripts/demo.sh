@@ -89,5 +89,6 @@ echo
 echo "\$ curl -H 'Host: unknown.test' http://127.0.0.1:$egress_port/   # not a Lattice destination"
 curl -sS -i -H 'Host: unknown.test' "http://127.0.0.1:$egress_port/" | tr -d '\r' | grep -E '^HTTP|^lattice-xds'
 echo
-echo "Signing (SigV4 with each pod's credentials) and the local VPC Lattice with its auth policy"
-echo "come with the signer; this demo runs with --signing none."
+echo "This demo runs with --signing none: the local VPC Lattice that would check signatures and"
+echo "auth policies is not built yet. 'lattice-xds signer' signs (see the README), and"
+echo "'make test' shows every signing mode verified end to end."
