@@ -13,8 +13,8 @@ use lattice_xds::signer::canonical::{PathRules, Request};
 use lattice_xds::signer::sigv4::{Options, Payload, Scope, SigV4, hex};
 use lattice_xds::signer::sigv4a::SigV4a;
 use lattice_xds::signer::time::parse_rfc3339_utc;
+use p256::ecdsa::Signature;
 use p256::ecdsa::signature::Verifier;
-use p256::ecdsa::{Signature, VerifyingKey};
 use sha2::{Digest, Sha256};
 
 fn suite_dir() -> PathBuf {
@@ -316,7 +316,6 @@ fn sigv4a_reproduces_every_header_signing_case() {
                 failures.push(format!("{}: {whose} signature does not verify", case.name));
             }
         }
-        let _: &VerifyingKey = &key;
     }
     assert!(
         failures.is_empty(),
