@@ -13,13 +13,32 @@ pub mod signing;
 pub mod upstream;
 
 use std::future::Future;
+use std::collections::BTreeSet;
 use std::net::TcpListener;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// A loopback port that was free a moment ago.
+/// A loopback port that was free a moment ago and that no other test in this process has been
+/// given. Ports come from below the kernel's ephemeral range (32768 and up), so neither an
+/// outgoing connection nor another `bind(0)` can take one between this call and the process that
+/// listens on it.
 pub fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    listener.local_addr().expect("local address").port()
+    static HANDED_OUT: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+    const FIRST: u32 = 20_000;
+    const COUNT: u32 = 12_000;
+    let mut handed_out = HANDED_OUT.lock().unwrap();
+    let start = std::process::id().wrapping_mul(7919) % COUNT;
+    for offset in 0..COUNT {
+        let port = (FIRST + (start + offset * 97) % COUNT) as u16;
+        if handed_out.contains(&port) {
+            continue;
+        }
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            handed_out.insert(port);
+            return port;
+        }
+    }
+    panic!("no free loopback port between {FIRST} and {}", FIRST + COUNT);
 }
 
 /// Polls `check` every 25 ms until it yields a value or `timeout` passes; panics with `what`.
