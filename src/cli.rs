@@ -10,11 +10,12 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
 use crate::bootstrap::{BootstrapConfig, XdsAddress, XdsProtocol};
-use crate::controller::ControllerConfig;
+use crate::controller::{ControllerConfig, Source};
 use crate::model::{
-    DEFAULT_SYSTEM_CA_FILE, Egress, PRIVATE_CA_BUNDLE, Settings, Signing, SigningAlgorithm,
-    SigningMode, TrustBundle,
+    DEFAULT_GATEWAY_CLASS, DEFAULT_SYSTEM_CA_FILE, Egress, PRIVATE_CA_BUNDLE, Settings, Signing,
+    SigningAlgorithm, SigningMode, TrustBundle,
 };
+use crate::provider::kubernetes::{KubernetesConfig, LeaseConfig};
 use crate::signer::{Algorithm, Defaults, SignerConfig};
 use crate::trust::fetch::{CaArn, TrustSettings};
 
@@ -43,10 +44,42 @@ pub enum Command {
 }
 
 #[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("source").required(true).args(["manifests", "kubernetes"]))]
 pub struct ControllerArgs {
     /// Directory of Gateway API manifests (*.yaml, *.yml), watched for changes.
     #[arg(long, env = "LATTICE_XDS_MANIFESTS")]
-    pub manifests: PathBuf,
+    pub manifests: Option<PathBuf>,
+    /// Watch the Kubernetes API instead of a directory: in-cluster credentials, or
+    /// --kubeconfig / KUBECONFIG.
+    #[arg(long, env = "LATTICE_XDS_KUBERNETES")]
+    pub kubernetes: bool,
+    /// Kubeconfig file for --kubernetes; by default KUBECONFIG, then the in-cluster service
+    /// account, then ~/.kube/config.
+    #[arg(long, env = "LATTICE_XDS_KUBECONFIG", requires = "kubernetes")]
+    pub kubeconfig: Option<PathBuf>,
+    /// GatewayClass whose Gateways are VPC Lattice service networks (classes run by the AWS
+    /// Gateway API Controller always count).
+    #[arg(long, env = "LATTICE_XDS_GATEWAY_CLASS", default_value = DEFAULT_GATEWAY_CLASS)]
+    pub gateway_class: String,
+    /// This replica's name in leader election and Events; by default POD_NAME, then the host
+    /// name.
+    #[arg(long, env = "LATTICE_XDS_INSTANCE")]
+    pub instance: Option<String>,
+    /// Namespace of the leader-election Lease; by default the service account's namespace
+    /// in a cluster, otherwise `default`.
+    #[arg(long, env = "LATTICE_XDS_LEASE_NAMESPACE")]
+    pub lease_namespace: Option<String>,
+    /// Name of the leader-election Lease. Only the leader writes Events and ConfigMaps; every
+    /// replica serves xDS.
+    #[arg(long, env = "LATTICE_XDS_LEASE_NAME", default_value = "lattice-xds-controller")]
+    pub lease_name: String,
+    /// How long a leader's Lease lasts without renewal before another replica takes over.
+    #[arg(long, env = "LATTICE_XDS_LEASE_DURATION", default_value = "15s", value_parser = humantime::parse_duration)]
+    pub lease_duration: Duration,
+    /// Label selector of the namespaces that receive the `lattice-xds-ca-bundle` ConfigMap
+    /// (key `ca.crt`: every private CA), for workloads other than Envoy.
+    #[arg(long, env = "LATTICE_XDS_CA_BUNDLE_NAMESPACES", default_value = "lattice-xds/ca-bundle=true")]
+    pub ca_bundle_namespaces: String,
     /// Address of the ADS gRPC server.
     #[arg(
         long,
@@ -291,9 +324,23 @@ impl ControllerArgs {
                 addresses: self.egress_addresses,
             },
             system_ca_file: self.system_ca_file,
+            gateway_class: self.gateway_class,
+        };
+        let source = match self.manifests {
+            Some(dir) => Source::Manifests(dir),
+            None => Source::Kubernetes(KubernetesConfig {
+                kubeconfig: self.kubeconfig,
+                instance: self.instance.unwrap_or_else(default_instance),
+                lease: LeaseConfig {
+                    namespace: self.lease_namespace.unwrap_or_else(default_lease_namespace),
+                    name: self.lease_name,
+                    duration: self.lease_duration,
+                },
+                ca_bundle_namespaces: self.ca_bundle_namespaces,
+            }),
         };
         Ok(ControllerConfig {
-            manifests: self.manifests,
+            source,
             xds_listen: self.xds_listen,
             admin_listen: self.admin_listen,
             settings,
@@ -305,6 +352,29 @@ impl ControllerArgs {
             debounce: Duration::from_millis(self.debounce_ms),
         })
     }
+}
+
+/// POD_NAME (set from the downward API), else the host name.
+fn default_instance() -> String {
+    std::env::var("POD_NAME")
+        .ok()
+        .filter(|name| !name.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .ok()
+                .map(|name| name.trim().to_string())
+        })
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| format!("lattice-xds-{}", std::process::id()))
+}
+
+/// The namespace of the pod's service account in a cluster, else `default`.
+fn default_lease_namespace() -> String {
+    std::fs::read_to_string("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+        .ok()
+        .map(|namespace| namespace.trim().to_string())
+        .filter(|namespace| !namespace.is_empty())
+        .unwrap_or_else(|| "default".to_string())
 }
 
 impl From<BootstrapArgs> for BootstrapConfig {

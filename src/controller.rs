@@ -17,14 +17,33 @@ use crate::admin::{self, status::StatusService};
 use crate::metrics::Metrics;
 use crate::model::Settings;
 use crate::provider::file;
+use crate::provider::kubernetes::{self, KubernetesConfig, ca_bundle, events, leader};
 use crate::trust::fetch::{self as trust, TrustSettings, TrustState};
 use crate::xds::registry::Registry;
 use crate::xds::server::AdsServer;
 
+/// Where the Gateway API objects come from.
+#[derive(Clone, Debug)]
+pub enum Source {
+    /// A directory of manifests, watched for changes (the embedded default).
+    Manifests(PathBuf),
+    /// The Kubernetes API server.
+    Kubernetes(KubernetesConfig),
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Manifests(dir) => write!(f, "manifests {}", dir.display()),
+            Self::Kubernetes(_) => write!(f, "kubernetes"),
+        }
+    }
+}
+
 /// Everything `lattice-xds controller` needs, parsed from flags and environment.
 #[derive(Clone, Debug)]
 pub struct ControllerConfig {
-    pub manifests: PathBuf,
+    pub source: Source,
     pub xds_listen: SocketAddr,
     pub admin_listen: SocketAddr,
     pub settings: Settings,
@@ -56,13 +75,57 @@ pub async fn run(config: ControllerConfig) -> anyhow::Result<()> {
     let (observed_tx, observed_rx) = watch::channel(None);
     let (snapshot_tx, snapshot_rx) = watch::channel(None);
 
-    let manifests = config.manifests.clone();
-    let provider = tokio::spawn(file::watch(manifests, observed_tx));
     let pipeline = pipeline::Pipeline::new(
         config.settings.clone(),
         Arc::clone(&metrics),
         config.debounce,
     );
+    let provider = match &config.source {
+        Source::Manifests(dir) => {
+            let dir = dir.clone();
+            tokio::spawn(async move {
+                file::watch(dir, observed_tx)
+                    .await
+                    .map_err(anyhow::Error::from)
+            })
+        }
+        Source::Kubernetes(kube) => {
+            let client = kubernetes::client(kube).await?;
+            let (stores_tx, stores_rx) = watch::channel(None);
+            let (leader_tx, leader_rx) = watch::channel(false);
+            tokio::spawn(leader::run(
+                client.clone(),
+                kube.lease.clone(),
+                kube.instance.clone(),
+                leader_tx,
+                Arc::clone(&metrics),
+                shutdown.clone(),
+            ));
+            tokio::spawn(events::run(
+                client.clone(),
+                kube.instance.clone(),
+                pipeline.reports(),
+                stores_rx,
+                leader_rx.clone(),
+                Arc::clone(&metrics),
+                shutdown.clone(),
+            ));
+            tokio::spawn(ca_bundle::run(
+                client.clone(),
+                kube.ca_bundle_namespaces.clone(),
+                pipeline.ca_bundle(),
+                leader_rx,
+                Arc::clone(&metrics),
+                shutdown.clone(),
+            ));
+            let metrics = Arc::clone(&metrics);
+            tokio::spawn(async move {
+                kubernetes::watch(client, observed_tx, stores_tx, metrics)
+                    .await
+                    .map_err(anyhow::Error::from)
+            })
+        }
+    };
     let (trust_tx, trust_rx) = watch::channel(TrustState::new(&config.trust));
     tokio::spawn(trust::run(
         config.trust.clone(),
@@ -82,7 +145,7 @@ pub async fn run(config: ControllerConfig) -> anyhow::Result<()> {
         .serve_with_incoming_shutdown(incoming, shutdown.clone().cancelled_owned());
     let status = StatusService::new(registry, snapshot_rx, trust_rx);
     let admin = admin::serve(admin_listener, status, shutdown.clone());
-    tracing::info!(xds = %config.xds_listen, admin = %config.admin_listen, manifests = %config.manifests.display(), "controller started");
+    tracing::info!(xds = %config.xds_listen, admin = %config.admin_listen, source = %config.source, "controller started");
 
     let stop = shutdown.clone();
     tokio::spawn(async move {
@@ -92,9 +155,8 @@ pub async fn run(config: ControllerConfig) -> anyhow::Result<()> {
     });
     let watched = async {
         match provider.await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(error)) => Err(anyhow::Error::from(error)),
-            Err(error) => Err(anyhow::Error::from(error).context("manifest watcher failed")),
+            Ok(result) => result,
+            Err(error) => Err(anyhow::Error::from(error).context("the provider failed")),
         }
     };
     let served = async {

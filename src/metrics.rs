@@ -47,6 +47,14 @@ pub struct Metrics {
     /// 1 when each CA's last fetch succeeded, 0 when it failed.
     pub trust_fetch_ok: Family<CaLabel, Gauge>,
     pub trust_fetch_failures: Family<CaLabel, Counter>,
+    /// Failed watch requests to the Kubernetes API, by kind (retried with backoff).
+    pub kubernetes_watch_errors: Family<KindLabel, Counter>,
+    /// 1 while this replica holds the leader Lease (it alone writes Events and ConfigMaps).
+    pub leader: Gauge,
+    /// Kubernetes Events written about skipped objects.
+    pub events_written: Counter,
+    /// Failed writes to the Kubernetes API (Events, ConfigMaps), retried on the next change.
+    pub kubernetes_write_errors: Counter,
 }
 
 impl Default for Metrics {
@@ -65,6 +73,10 @@ impl Default for Metrics {
             trust_not_after: Family::default(),
             trust_fetch_ok: Family::default(),
             trust_fetch_failures: Family::default(),
+            kubernetes_watch_errors: Family::default(),
+            leader: Gauge::default(),
+            events_written: Counter::default(),
+            kubernetes_write_errors: Counter::default(),
         };
         let registry = &mut metrics.registry;
         registry.register(
@@ -126,6 +138,26 @@ impl Default for Metrics {
             "trust_fetch_failures",
             "Failed fetches of each CA certificate",
             metrics.trust_fetch_failures.clone(),
+        );
+        registry.register(
+            "kubernetes_watch_errors",
+            "Failed watches of the Kubernetes API, by kind; retried with backoff, the last good state stays served",
+            metrics.kubernetes_watch_errors.clone(),
+        );
+        registry.register(
+            "leader",
+            "1 while this replica holds the leader Lease and writes Events and ConfigMaps",
+            metrics.leader.clone(),
+        );
+        registry.register(
+            "events_written",
+            "Kubernetes Events written about skipped objects",
+            metrics.events_written.clone(),
+        );
+        registry.register(
+            "kubernetes_write_errors",
+            "Failed writes of Events and ConfigMaps to the Kubernetes API",
+            metrics.kubernetes_write_errors.clone(),
         );
         metrics
     }

@@ -42,6 +42,36 @@ pub struct Destination {
     pub pinned: Option<SocketAddr>,
     /// The route this destination came from, as `namespace/name`.
     pub source: ObjectRef,
+    /// The IAM auth policies VPC Lattice evaluates before a request reaches this destination:
+    /// the service network's (on the gateway) and the service's (on the route). Diagnostics
+    /// only; the sidecar does not enforce them.
+    pub auth_policies: Vec<AuthPolicyRef>,
+}
+
+/// An IAMAuthPolicy that guards a destination, and at which level it applies.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct AuthPolicyRef {
+    pub level: PolicyLevel,
+    pub policy: ObjectRef,
+}
+
+/// Where VPC Lattice attaches an auth policy: both levels must allow a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum PolicyLevel {
+    /// Attached to a Gateway: the service network's policy.
+    ServiceNetwork,
+    /// Attached to an HTTPRoute: the service's own policy.
+    Service,
+}
+
+impl fmt::Display for AuthPolicyRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let level = match self.level {
+            PolicyLevel::ServiceNetwork => "service network",
+            PolicyLevel::Service => "service",
+        };
+        write!(f, "{} ({level})", self.policy)
+    }
 }
 
 /// Where the certificates a destination presents must chain to.
@@ -129,7 +159,13 @@ pub struct Settings {
     pub signing: Signing,
     pub egress: Egress,
     pub system_ca_file: String,
+    /// GatewayClass whose Gateways are VPC Lattice service networks, besides any class run by
+    /// the AWS Gateway API Controller.
+    pub gateway_class: String,
 }
+
+/// The GatewayClass name the AWS Gateway API Controller's installation creates.
+pub const DEFAULT_GATEWAY_CLASS: &str = "amazon-vpc-lattice";
 
 /// Where Debian, Ubuntu (the stock Envoy image) and Alpine keep the system CA bundle.
 pub const DEFAULT_SYSTEM_CA_FILE: &str = "/etc/ssl/certs/ca-certificates.crt";
@@ -143,6 +179,7 @@ impl Default for Settings {
             signing: Signing::default(),
             egress: Egress::default(),
             system_ca_file: DEFAULT_SYSTEM_CA_FILE.to_string(),
+            gateway_class: DEFAULT_GATEWAY_CLASS.to_string(),
         }
     }
 }

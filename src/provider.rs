@@ -1,12 +1,14 @@
 //! Sources of Gateway API objects and their conversion into the [`Mesh`](crate::model::Mesh).
 //!
 //! A provider (the manifest directory here; the Kubernetes API elsewhere) produces [`Inputs`]:
-//! the HTTPRoutes, Gateways and GatewayClasses it has seen, each with where it came from. The
+//! the HTTPRoutes, Gateways, GatewayClasses and IAMAuthPolicies it has seen, each with where it came from. The
 //! [`lattice`] module turns them into destinations, reporting every object it has to skip.
 
 pub mod file;
+pub mod kubernetes;
 pub mod lattice;
 pub mod manifests;
+pub mod policy;
 
 use std::fmt;
 
@@ -20,6 +22,7 @@ pub struct Inputs {
     pub routes: Vec<Sourced<HttpRoute>>,
     pub gateways: Vec<Sourced<Gateway>>,
     pub classes: Vec<Sourced<GatewayClass>>,
+    pub auth_policies: Vec<Sourced<policy::IamAuthPolicy>>,
 }
 
 /// An object together with where it was read: a file and document, or the API server.

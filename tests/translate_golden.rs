@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use clap::Parser;
 use lattice_xds::cli::{Cli, Command};
+use lattice_xds::controller::Source;
 use lattice_xds::provider::{file, lattice};
 use lattice_xds::translate::translate;
 use lattice_xds::xds::json::message_to_json;
@@ -69,7 +70,10 @@ fn outputs(case: &Path) -> Vec<(&'static str, String)> {
         panic!("{}: args must be controller flags", case.display());
     };
     let config = controller.into_config().expect("case config");
-    let observed = file::load(&config.manifests).expect("case manifests");
+    let Source::Manifests(dir) = &config.source else {
+        panic!("{}: a golden case reads a manifest directory", case.display());
+    };
+    let observed = file::load(dir).expect("case manifests");
     let (mesh, skipped) = lattice::build(&observed.inputs, &config.settings);
     let mut invalid = observed.invalid;
     invalid.extend(skipped);

@@ -19,6 +19,10 @@ pub struct Pipeline {
     settings: Settings,
     metrics: Arc<Metrics>,
     debounce: Duration,
+    /// Every object skipped by the last rebuild (the Kubernetes provider turns them into Events).
+    reports: watch::Sender<Vec<InvalidInput>>,
+    /// The combined private-CA bundle, when any CA is configured.
+    ca_bundle: watch::Sender<Option<String>>,
     mesh: Option<Mesh>,
     snapshot: Option<Arc<Snapshot>>,
     invalid_kinds: BTreeSet<String>,
@@ -30,10 +34,22 @@ impl Pipeline {
             settings,
             metrics,
             debounce,
+            reports: watch::Sender::new(Vec::new()),
+            ca_bundle: watch::Sender::new(None),
             mesh: None,
             snapshot: None,
             invalid_kinds: BTreeSet::new(),
         }
+    }
+
+    /// Follows the objects skipped by each rebuild.
+    pub fn reports(&self) -> watch::Receiver<Vec<InvalidInput>> {
+        self.reports.subscribe()
+    }
+
+    /// Follows the combined private-CA bundle.
+    pub fn ca_bundle(&self) -> watch::Receiver<Option<String>> {
+        self.ca_bundle.subscribe()
     }
 
     /// Rebuilds after every change of `observed` or `trust` until a channel closes. Nothing is
@@ -112,8 +128,24 @@ impl Pipeline {
     /// A new snapshot when the mesh changed and the result is consistent.
     fn rebuild(&mut self, observed: &Observed, trust: &TrustState) -> Option<Arc<Snapshot>> {
         let settings = self.settings_with(trust);
+        let bundle = settings
+            .bundles
+            .get(PRIVATE_CA_BUNDLE)
+            .map(|bundle| bundle.pem.clone());
+        self.ca_bundle.send_if_modified(|current| {
+            let changed = *current != bundle;
+            *current = bundle;
+            changed
+        });
         let (mesh, skipped) = lattice::build(&observed.inputs, &settings);
-        self.report(observed.invalid.iter().chain(&skipped));
+        let mut reports: Vec<InvalidInput> = observed.invalid.iter().chain(&skipped).cloned().collect();
+        reports.sort();
+        self.report(reports.iter());
+        self.reports.send_if_modified(|current| {
+            let changed = *current != reports;
+            *current = reports;
+            changed
+        });
         if self.mesh.as_ref() == Some(&mesh) {
             return None;
         }

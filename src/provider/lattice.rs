@@ -9,8 +9,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use gateway_api::gateways::{Gateway, GatewayListeners};
 use gateway_api::httproutes::{HttpRoute, HttpRouteParentRefs};
 
+use super::policy::IamAuthPolicy;
 use super::{Inputs, InvalidInput, Sourced};
-use crate::model::{Destination, Mesh, ObjectRef, Settings, Trust};
+use crate::model::{AuthPolicyRef, Destination, Mesh, ObjectRef, PolicyLevel, Settings, Trust};
 
 /// The `controllerName` of GatewayClasses run by the AWS Gateway API Controller.
 pub const LATTICE_CONTROLLER: &str = "application-networking.k8s.aws/gateway-api-controller";
@@ -23,7 +24,8 @@ const GATEWAY_GROUP: &str = "gateway.networking.k8s.io";
 /// Builds the mesh for `inputs`; every route that had to be skipped (wholly or in part) is
 /// returned as an [`InvalidInput`].
 pub fn build(inputs: &Inputs, settings: &Settings) -> (Mesh, Vec<InvalidInput>) {
-    let gateways = LatticeGateways::new(inputs);
+    let gateways = LatticeGateways::new(inputs, &settings.gateway_class);
+    let policies = AuthPolicies::new(&inputs.auth_policies);
     let mut mesh = settings.mesh();
     let mut invalid = Vec::new();
     for route in oldest_first(&inputs.routes) {
@@ -33,7 +35,7 @@ pub fn build(inputs: &Inputs, settings: &Settings) -> (Mesh, Vec<InvalidInput>) 
             object: Some(route_ref(&route.object).to_string()),
             reason,
         };
-        match route_destinations(&route.object, &gateways, settings) {
+        match route_destinations(&route.object, &gateways, &policies, settings) {
             Ok(destinations) => {
                 for destination in destinations {
                     if let Some(owner) = mesh.destinations.get(&destination.host) {
@@ -80,12 +82,17 @@ fn route_ref(route: &HttpRoute) -> ObjectRef {
 fn route_destinations(
     route: &HttpRoute,
     gateways: &LatticeGateways,
+    policies: &AuthPolicies,
     settings: &Settings,
 ) -> Result<Vec<Destination>, String> {
     let source = route_ref(route);
     let mut listeners = Vec::new();
+    let mut networks = BTreeSet::new();
     for parent in route.spec.parent_refs.iter().flatten() {
-        listeners.extend(gateways.attach(parent, &source.namespace)?);
+        if let Some((gateway, attached)) = gateways.attach(parent, &source.namespace)? {
+            networks.insert(gateway);
+            listeners.extend(attached);
+        }
     }
     // Prefer TLS: a route reachable over HTTPS is never called in plain text.
     let Some(listener) = listeners
@@ -110,6 +117,7 @@ fn route_destinations(
     if let Some(assigned) = annotations.and_then(|a| a.get(ASSIGNED_DOMAIN_ANNOTATION)) {
         hosts.push((checked_host(assigned)?, Trust::SystemRoots));
     }
+    let auth_policies = policies.guarding(&networks, &source);
     let mut seen = BTreeSet::new();
     Ok(hosts
         .into_iter()
@@ -120,6 +128,7 @@ fn route_destinations(
             port,
             tls: https.then_some(trust),
             source: source.clone(),
+            auth_policies: auth_policies.clone(),
         })
         .collect())
 }
@@ -160,12 +169,14 @@ struct LatticeGateways<'a> {
 }
 
 impl<'a> LatticeGateways<'a> {
-    fn new(inputs: &'a Inputs) -> Self {
+    /// Gateways of `class_name`, or of any class the AWS Gateway API Controller runs.
+    fn new(inputs: &'a Inputs, class_name: &'a str) -> Self {
         let classes: BTreeSet<&str> = inputs
             .classes
             .iter()
             .filter(|class| class.object.spec.controller_name == LATTICE_CONTROLLER)
             .filter_map(|class| class.object.metadata.name.as_deref())
+            .chain([class_name])
             .collect();
         let mut gateways = Self {
             lattice: BTreeMap::new(),
@@ -190,16 +201,16 @@ impl<'a> LatticeGateways<'a> {
         gateways
     }
 
-    /// The Lattice listeners a parent reference attaches to; none for another implementation's
-    /// gateway, an error for a gateway or listener that does not exist.
+    /// The Lattice gateway and its listeners that a parent reference attaches to; none for
+    /// another implementation's gateway, an error for a gateway or listener that does not exist.
     fn attach(
         &self,
         parent: &HttpRouteParentRefs,
         route_namespace: &str,
-    ) -> Result<Vec<&'a GatewayListeners>, String> {
+    ) -> Result<Option<(ObjectRef, Vec<&'a GatewayListeners>)>, String> {
         let group = parent.group.as_deref().unwrap_or(GATEWAY_GROUP);
         if group != GATEWAY_GROUP || parent.kind.as_deref().unwrap_or("Gateway") != "Gateway" {
-            return Ok(Vec::new());
+            return Ok(None);
         }
         let key = ObjectRef {
             namespace: parent
@@ -210,13 +221,13 @@ impl<'a> LatticeGateways<'a> {
         };
         let Some(gateway) = self.lattice.get(&key) else {
             if self.other.contains(&key) {
-                return Ok(Vec::new());
+                return Ok(None);
             }
             return Err(format!("unknown parent: Gateway {key} does not exist"));
         };
         let listeners = gateway.spec.listeners.iter();
         let Some(section) = parent.section_name.as_deref() else {
-            return Ok(listeners.collect());
+            return Ok(Some((key, listeners.collect())));
         };
         let attached: Vec<_> = listeners
             .filter(|listener| listener.name == section)
@@ -226,7 +237,66 @@ impl<'a> LatticeGateways<'a> {
                 "unknown parent: Gateway {key} has no listener named {section:?}"
             ));
         }
-        Ok(attached)
+        Ok(Some((key, attached)))
+    }
+}
+
+/// IAMAuthPolicies by the Gateway or HTTPRoute they target.
+struct AuthPolicies {
+    by_target: BTreeMap<(&'static str, ObjectRef), Vec<ObjectRef>>,
+}
+
+impl AuthPolicies {
+    fn new(policies: &[Sourced<IamAuthPolicy>]) -> Self {
+        let mut by_target: BTreeMap<_, Vec<_>> = BTreeMap::new();
+        for policy in policies {
+            let target = &policy.object.spec.target_ref;
+            let kind = match target.kind.as_str() {
+                "Gateway" => "Gateway",
+                "HTTPRoute" => "HTTPRoute",
+                _ => continue,
+            };
+            if target.group != GATEWAY_GROUP {
+                continue;
+            }
+            let namespace = policy
+                .object
+                .metadata
+                .namespace
+                .clone()
+                .unwrap_or_else(|| "default".to_string());
+            let target = ObjectRef {
+                namespace: target.namespace.clone().unwrap_or(namespace.clone()),
+                name: target.name.clone(),
+            };
+            let name = policy.object.metadata.name.clone().unwrap_or_default();
+            by_target
+                .entry((kind, target))
+                .or_default()
+                .push(ObjectRef { namespace, name });
+        }
+        Self { by_target }
+    }
+
+    /// The service-network policies of `gateways` and the service policies of `route`.
+    fn guarding(&self, gateways: &BTreeSet<ObjectRef>, route: &ObjectRef) -> Vec<AuthPolicyRef> {
+        let at = |kind: &'static str, target: &ObjectRef, level: PolicyLevel| {
+            self.by_target
+                .get(&(kind, target.clone()))
+                .into_iter()
+                .flatten()
+                .map(move |policy| AuthPolicyRef {
+                    level,
+                    policy: policy.clone(),
+                })
+        };
+        let mut guarding: Vec<_> = gateways
+            .iter()
+            .flat_map(|gateway| at("Gateway", gateway, PolicyLevel::ServiceNetwork))
+            .chain(at("HTTPRoute", route, PolicyLevel::Service))
+            .collect();
+        guarding.sort();
+        guarding
     }
 }
 

@@ -1,11 +1,11 @@
-//! Reads Gateway API objects out of multi-document YAML text. Pure: no file system access, so
+//! Reads Gateway API objects (and the AWS controller's IAMAuthPolicies) out of multi-document YAML text. Pure: no file system access, so
 //! the same code serves the watched directory and the golden tests.
 
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_yaml_ng::Value;
 
-use super::{InvalidInput, Observed, Sourced};
+use super::{InvalidInput, Observed, Sourced, policy};
 
 const GATEWAY_GROUP: &str = "gateway.networking.k8s.io";
 const SERVED_VERSIONS: [&str; 2] = ["v1", "v1beta1"];
@@ -46,7 +46,8 @@ fn parse_object(origin: &str, mut value: Value, observed: &mut Observed) {
         return;
     };
     let served = api_version.split_once('/').is_some_and(|(group, version)| {
-        group == GATEWAY_GROUP && SERVED_VERSIONS.contains(&version)
+        (group == GATEWAY_GROUP && SERVED_VERSIONS.contains(&version))
+            || (group == policy::GROUP && version == policy::VERSION && kind == policy::KIND)
     });
     if !served {
         return;
@@ -60,6 +61,7 @@ fn parse_object(origin: &str, mut value: Value, observed: &mut Observed) {
         "HTTPRoute" => decode(origin, value).map(|route| inputs.routes.push(route)),
         "Gateway" => decode(origin, value).map(|gateway| inputs.gateways.push(gateway)),
         "GatewayClass" => decode(origin, value).map(|class| inputs.classes.push(class)),
+        policy::KIND => decode(origin, value).map(|policy| inputs.auth_policies.push(policy)),
         _ => Ok(()),
     };
     if let Err(reason) = result {

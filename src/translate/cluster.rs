@@ -8,8 +8,8 @@ use envoy_types::pb::envoy::config::cluster::v3::cluster::{
     ClusterDiscoveryType, CustomClusterType, DiscoveryType, DnsLookupFamily, LbPolicy,
 };
 use envoy_types::pb::envoy::config::core::v3::{
-    Address, DataSource, SocketAddress, TransportSocket, address, data_source::Specifier,
-    socket_address::PortSpecifier, transport_socket,
+    Address, DataSource, Metadata, SocketAddress, TransportSocket, address,
+    data_source::Specifier, socket_address::PortSpecifier, transport_socket,
 };
 use envoy_types::pb::envoy::config::endpoint::v3::{
     ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints, lb_endpoint::HostIdentifier,
@@ -25,6 +25,7 @@ use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
     subject_alt_name_matcher::SanType,
 };
 use envoy_types::pb::envoy::r#type::matcher::v3::{StringMatcher, string_matcher::MatchPattern};
+use envoy_types::pb::google::protobuf::{ListValue, Struct, Value, value::Kind};
 use envoy_types::util::pack_any;
 
 use super::{FALLBACK_CLUSTER, ads, destination_cluster_name, seconds, trust_secret_name};
@@ -52,6 +53,42 @@ pub fn destination(destination: &Destination, system_ca_file: &str) -> Cluster {
             .tls
             .as_ref()
             .map(|trust| tls_socket(Some(&destination.host), trust, system_ca_file)),
+        metadata: Some(provenance(destination)),
+        ..Default::default()
+    }
+}
+
+/// The filter metadata key under which a cluster records where it came from.
+const METADATA_KEY: &str = "lattice-xds";
+
+/// Where a destination came from, readable in any config dump: the route, then the IAM auth
+/// policies VPC Lattice evaluates for it. One list under one key: protobuf maps encode in no
+/// fixed order, and the encoding must not change while the destination does not.
+fn provenance(destination: &Destination) -> Metadata {
+    let string = |text: String| Value {
+        kind: Some(Kind::StringValue(text)),
+    };
+    let values = std::iter::once(format!("route {}", destination.source))
+        .chain(
+            destination
+                .auth_policies
+                .iter()
+                .map(|policy| format!("auth policy {policy}")),
+        )
+        .map(string)
+        .collect();
+    let source = Value {
+        kind: Some(Kind::ListValue(ListValue { values })),
+    };
+    Metadata {
+        filter_metadata: [(
+            METADATA_KEY.to_string(),
+            Struct {
+                fields: [("source".to_string(), source)].into_iter().collect(),
+            },
+        )]
+        .into_iter()
+        .collect(),
         ..Default::default()
     }
 }

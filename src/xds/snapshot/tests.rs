@@ -16,6 +16,7 @@ fn mesh_with(hosts: &[&str]) -> Resources {
                 namespace: "apps".into(),
                 name: "demo".into(),
             },
+            auth_policies: Vec::new(),
         };
         mesh.destinations.insert(host.to_string(), destination);
     }

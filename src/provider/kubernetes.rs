@@ -1,0 +1,288 @@
+//! The Kubernetes provider: HTTPRoutes, Gateways, GatewayClasses and IAMAuthPolicies watched
+//! through the API server with kube-runtime reflectors.
+//!
+//! Each kind is watched at one version, the newest the cluster serves of `v1` and `v1beta1`,
+//! so an object applied as either is seen exactly once. Nothing is published before every
+//! reflector has listed its kind; after that, a re-list (an API server restart, a 410 Gone)
+//! replaces a store's contents only once it is complete, so no empty or partial view is ever
+//! published. Writers (Events, the CA bundle ConfigMaps) run on the elected leader only.
+
+pub mod ca_bundle;
+pub mod events;
+pub mod leader;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use kube::api::{ApiResource, DynamicObject};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, ResourceExt};
+use serde::de::DeserializeOwned;
+use tokio::sync::{Notify, watch};
+
+use super::{Inputs, InvalidInput, Observed, Sourced, policy};
+use crate::metrics::{KindLabel, Metrics};
+
+const GATEWAY_GROUP: &str = "gateway.networking.k8s.io";
+/// Gateway API versions this controller reads, preferred first.
+const GATEWAY_VERSIONS: [&str; 2] = ["v1", "v1beta1"];
+
+/// What `controller --kubernetes` needs besides the shared settings.
+#[derive(Clone, Debug)]
+pub struct KubernetesConfig {
+    /// An explicit kubeconfig; otherwise KUBECONFIG, in-cluster, then ~/.kube/config.
+    pub kubeconfig: Option<PathBuf>,
+    /// This replica's identity in the Lease and in Events.
+    pub instance: String,
+    pub lease: LeaseConfig,
+    /// Label selector of the namespaces that get the CA bundle ConfigMap.
+    pub ca_bundle_namespaces: String,
+}
+
+/// The leader-election Lease.
+#[derive(Clone, Debug)]
+pub struct LeaseConfig {
+    pub namespace: String,
+    pub name: String,
+    pub duration: Duration,
+}
+
+/// A client from the explicit kubeconfig, or the usual inference.
+pub async fn client(config: &KubernetesConfig) -> anyhow::Result<Client> {
+    use anyhow::Context;
+    let client_config = match &config.kubeconfig {
+        Some(path) => {
+            let kubeconfig = kube::config::Kubeconfig::read_from(path)
+                .with_context(|| format!("cannot read kubeconfig {}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+                .await
+                .with_context(|| format!("kubeconfig {} is not usable", path.display()))?
+        }
+        None => kube::Config::infer()
+            .await
+            .context("no Kubernetes credentials: not in a cluster, and no KUBECONFIG or ~/.kube/config")?,
+    };
+    Client::try_from(client_config).context("cannot build a Kubernetes client")
+}
+
+/// The kinds this provider reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    HttpRoute,
+    Gateway,
+    GatewayClass,
+    IamAuthPolicy,
+}
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::HttpRoute => "HTTPRoute",
+            Self::Gateway => "Gateway",
+            Self::GatewayClass => "GatewayClass",
+            Self::IamAuthPolicy => policy::KIND,
+        }
+    }
+}
+
+/// The reflector stores, by kind; the event writer reads object identities from them.
+#[derive(Clone)]
+pub struct Stores {
+    stores: Vec<(Kind, ApiResource, Store<DynamicObject>)>,
+}
+
+impl Stores {
+    fn get(&self, kind: Kind) -> Option<&(Kind, ApiResource, Store<DynamicObject>)> {
+        self.stores.iter().find(|(k, ..)| *k == kind)
+    }
+
+    /// The object a report names (`kind`, `namespace/name`), with its uid and served version.
+    pub fn reference(
+        &self,
+        kind: &str,
+        object: &str,
+    ) -> Option<k8s_openapi::api::core::v1::ObjectReference> {
+        let (_, resource, store) = self.stores.iter().find(|(k, ..)| k.name() == kind)?;
+        let key = match object.split_once('/') {
+            Some((namespace, name)) => {
+                reflector::ObjectRef::new_with(name, resource.clone()).within(namespace)
+            }
+            None => reflector::ObjectRef::new_with(object, resource.clone()),
+        };
+        let found = store.get(&key)?;
+        Some(k8s_openapi::api::core::v1::ObjectReference {
+            api_version: Some(resource.api_version.clone()),
+            kind: Some(resource.kind.clone()),
+            name: Some(found.name_any()),
+            namespace: found.namespace(),
+            uid: found.uid(),
+            resource_version: found.resource_version(),
+            ..Default::default()
+        })
+    }
+}
+
+/// Why the provider cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum KubernetesError {
+    #[error("the API server does not serve {GATEWAY_GROUP} {kind} at v1 or v1beta1; are the Gateway API CRDs installed?")]
+    NotServed { kind: &'static str },
+    #[error("cannot discover the API group {group}")]
+    Discovery {
+        group: &'static str,
+        source: kube::Error,
+    },
+}
+
+/// The served version of each kind, found by discovery. IAMAuthPolicy is optional: without the
+/// AWS Gateway API Controller's CRDs, destinations simply show no policy.
+async fn discover(client: &Client) -> Result<Vec<(Kind, ApiResource)>, KubernetesError> {
+    let group = kube::discovery::group(client, GATEWAY_GROUP)
+        .await
+        .map_err(|source| KubernetesError::Discovery {
+            group: GATEWAY_GROUP,
+            source,
+        })?;
+    let mut resources = Vec::new();
+    for kind in [Kind::GatewayClass, Kind::Gateway, Kind::HttpRoute] {
+        let served = GATEWAY_VERSIONS.iter().find_map(|version| {
+            group
+                .versioned_resources(version)
+                .into_iter()
+                .find(|(resource, _)| resource.kind == kind.name())
+        });
+        let (resource, _) = served.ok_or(KubernetesError::NotServed { kind: kind.name() })?;
+        tracing::info!(kind = kind.name(), version = %resource.version, "watching");
+        resources.push((kind, resource));
+    }
+    match kube::discovery::group(client, policy::GROUP).await {
+        Ok(group) => {
+            if let Some((resource, _)) = group
+                .versioned_resources(policy::VERSION)
+                .into_iter()
+                .find(|(resource, _)| resource.kind == policy::KIND)
+            {
+                resources.push((Kind::IamAuthPolicy, resource));
+            }
+        }
+        Err(error) => {
+            tracing::warn!(%error, "IAMAuthPolicy is not served; destinations will show no auth policy")
+        }
+    }
+    Ok(resources)
+}
+
+/// Watches every kind and publishes the combined view after each change, once every kind has
+/// been listed. Runs until `updates` is closed.
+pub async fn watch(
+    client: Client,
+    updates: watch::Sender<Option<Observed>>,
+    stores_out: watch::Sender<Option<Stores>>,
+    metrics: Arc<Metrics>,
+) -> Result<(), KubernetesError> {
+    let resources = discover(&client).await?;
+    let changed = Arc::new(Notify::new());
+    let mut stores = Vec::new();
+    let mut tasks = tokio::task::JoinSet::new();
+    for (kind, resource) in resources {
+        let api: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
+        let writer = reflector::store::Writer::new(resource.clone());
+        let store = writer.as_reader();
+        stores.push((kind, resource, store));
+        let changed = Arc::clone(&changed);
+        let metrics = Arc::clone(&metrics);
+        tasks.spawn(async move {
+            let stream = reflector::reflector(
+                writer,
+                watcher(api, watcher::Config::default()).default_backoff(),
+            );
+            futures::pin_mut!(stream);
+            while let Some(event) = stream.next().await {
+                match event {
+                    // Mid-relist events change only the store's buffer, not what it serves.
+                    Ok(watcher::Event::Init | watcher::Event::InitApply(_)) => {}
+                    Ok(_) => changed.notify_one(),
+                    Err(error) => {
+                        tracing::warn!(kind = kind.name(), %error, "watch failed; retrying with backoff, the last listed state stays served");
+                        metrics
+                            .kubernetes_watch_errors
+                            .get_or_create(&KindLabel {
+                                kind: kind.name().to_string(),
+                            })
+                            .inc();
+                    }
+                }
+            }
+        });
+    }
+    let stores = Stores { stores };
+    for (kind, _, store) in &stores.stores {
+        if store.wait_until_ready().await.is_err() {
+            tracing::error!(kind = kind.name(), "reflector ended before its first list");
+            return Ok(());
+        }
+    }
+    tracing::info!("initial list complete");
+    stores_out.send_replace(Some(stores.clone()));
+    loop {
+        updates.send_replace(Some(observe(&stores)));
+        tokio::select! {
+            () = changed.notified() => {}
+            () = updates.closed() => return Ok(()),
+        }
+    }
+}
+
+/// The current contents of every store as provider inputs; objects that do not decode are
+/// reported, not served.
+fn observe(stores: &Stores) -> Observed {
+    let mut observed = Observed::default();
+    let Inputs {
+        routes,
+        gateways,
+        classes,
+        auth_policies,
+    } = &mut observed.inputs;
+    let invalid = &mut observed.invalid;
+    collect(stores, Kind::HttpRoute, routes, invalid);
+    collect(stores, Kind::Gateway, gateways, invalid);
+    collect(stores, Kind::GatewayClass, classes, invalid);
+    collect(stores, Kind::IamAuthPolicy, auth_policies, invalid);
+    observed
+}
+
+fn collect<T: DeserializeOwned>(
+    stores: &Stores,
+    kind: Kind,
+    into: &mut Vec<Sourced<T>>,
+    invalid: &mut Vec<InvalidInput>,
+) {
+    let Some((_, _, store)) = stores.get(kind) else {
+        return;
+    };
+    let mut objects = store.state();
+    objects.sort_by_key(|object| (object.namespace(), object.name_any()));
+    for object in objects {
+        let name = match object.namespace() {
+            Some(namespace) => format!("{namespace}/{}", object.name_any()),
+            None => object.name_any(),
+        };
+        let decoded = serde_json::to_value(object.as_ref())
+            .and_then(serde_json::from_value::<T>);
+        match decoded {
+            Ok(decoded) => into.push(Sourced {
+                origin: format!("kubernetes {} {name}", kind.name()),
+                object: decoded,
+            }),
+            Err(error) => invalid.push(InvalidInput {
+                origin: "kubernetes".to_string(),
+                kind: kind.name().to_string(),
+                object: Some(name),
+                reason: format!("does not match the schema: {error}"),
+            }),
+        }
+    }
+}

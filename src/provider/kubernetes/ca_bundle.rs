@@ -1,0 +1,148 @@
+//! The private CA bundle as a ConfigMap (`lattice-xds-ca-bundle`, key `ca.crt`) in every
+//! namespace the label selector picks, so that workloads other than Envoy can trust the same
+//! CAs. Written by the leader with server-side apply, only when the content changed.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, ResourceExt};
+use tokio::sync::{Notify, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics::{KindLabel, Metrics};
+
+/// The ConfigMap's name in each selected namespace.
+pub const CONFIG_MAP: &str = "lattice-xds-ca-bundle";
+/// The key holding the PEM bundle.
+pub const KEY: &str = "ca.crt";
+const FIELD_MANAGER: &str = "lattice-xds";
+const RETRY: Duration = Duration::from_secs(5);
+
+/// Keeps the ConfigMaps in line with `bundle` while `leader` is true, until `shutdown`.
+pub async fn run(
+    client: Client,
+    selector: String,
+    mut bundle: watch::Receiver<Option<String>>,
+    mut leader: watch::Receiver<bool>,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+) {
+    let namespaces = watch_namespaces(client.clone(), selector, Arc::clone(&metrics));
+    let (store, changed) = namespaces;
+    // What was last written to each namespace.
+    let mut written: BTreeMap<String, String> = BTreeMap::new();
+    let mut failed = false;
+    loop {
+        let retry = async {
+            if failed {
+                tokio::time::sleep(RETRY).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        };
+        tokio::select! {
+            changed = bundle.changed() => if changed.is_err() { return },
+            changed = leader.changed() => if changed.is_err() { return },
+            () = changed.notified() => {}
+            () = retry => {}
+            () = shutdown.cancelled() => return,
+        }
+        failed = false;
+        if !*leader.borrow_and_update() {
+            written.clear();
+            continue;
+        }
+        let Some(pem) = bundle.borrow_and_update().clone() else {
+            continue;
+        };
+        for namespace in store.state() {
+            let namespace = namespace.name_any();
+            if written.get(&namespace) == Some(&pem) {
+                continue;
+            }
+            match apply(&client, &namespace, &pem).await {
+                Ok(()) => {
+                    tracing::info!(%namespace, "CA bundle ConfigMap written");
+                    written.insert(namespace, pem.clone());
+                }
+                Err(error) => {
+                    tracing::warn!(%namespace, %error, "cannot write the CA bundle ConfigMap; retrying");
+                    metrics.kubernetes_write_errors.inc();
+                    failed = true;
+                }
+            }
+        }
+    }
+}
+
+/// A reflector over the selected namespaces, and a notification on each change.
+fn watch_namespaces(
+    client: Client,
+    selector: String,
+    metrics: Arc<Metrics>,
+) -> (Store<Namespace>, Arc<Notify>) {
+    let (store, writer) = reflector::store();
+    let changed = Arc::new(Notify::new());
+    let notify = Arc::clone(&changed);
+    tokio::spawn(async move {
+        let api: Api<Namespace> = Api::all(client);
+        let stream = reflector::reflector(
+            writer,
+            watcher(api, watcher::Config::default().labels(&selector)).default_backoff(),
+        );
+        futures::pin_mut!(stream);
+        while let Some(event) = stream.next().await {
+            match event {
+                Ok(watcher::Event::Init | watcher::Event::InitApply(_)) => {}
+                Ok(_) => notify.notify_one(),
+                Err(error) => {
+                    tracing::warn!(%error, %selector, "namespace watch failed; retrying");
+                    metrics
+                        .kubernetes_watch_errors
+                        .get_or_create(&KindLabel {
+                            kind: "Namespace".to_string(),
+                        })
+                        .inc();
+                }
+            }
+        }
+    });
+    (store, changed)
+}
+
+async fn apply(client: &Client, namespace: &str, pem: &str) -> Result<(), kube::Error> {
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
+    let config_map = ConfigMap {
+        metadata: ObjectMeta {
+            name: Some(CONFIG_MAP.to_string()),
+            namespace: Some(namespace.to_string()),
+            labels: Some(
+                [(
+                    "app.kubernetes.io/managed-by".to_string(),
+                    "lattice-xds".to_string(),
+                )]
+                .into(),
+            ),
+            ..Default::default()
+        },
+        data: Some([(KEY.to_string(), pem.to_string())].into()),
+        ..Default::default()
+    };
+    let mut value = serde_json::to_value(&config_map).map_err(kube::Error::SerdeError)?;
+    value["apiVersion"] = "v1".into();
+    value["kind"] = "ConfigMap".into();
+    api.patch(
+        CONFIG_MAP,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(value),
+    )
+    .await?;
+    Ok(())
+}
