@@ -3,7 +3,7 @@
 
 CARGO ?= cargo
 
-.PHONY: demo test build envoy peers
+.PHONY: demo test build envoy peers kube kube-up kube-down
 
 build:
 	$(CARGO) build --locked
@@ -14,8 +14,20 @@ envoy:
 peers:
 	scripts/install-python-peers.sh >/dev/null
 
+# kube-apiserver, kubectl and etcd built from Go modules (the first time takes 10-15 minutes).
+kube:
+	scripts/install-kube.sh >/dev/null
+
+# A real API server on 127.0.0.1:16443 with the Gateway API and AWS controller CRDs, to run
+# `lattice-xds controller --kubernetes` against by hand; prints the KUBECONFIG to export.
+kube-up:
+	@scripts/kube-up.sh
+
+kube-down:
+	scripts/kube-down.sh --purge
+
 demo: build envoy
 	scripts/demo.sh
 
-test: envoy peers
+test: envoy peers kube
 	$(CARGO) test --locked

@@ -13,6 +13,10 @@ etcd_version="${ETCD_VERSION:-3.6.16}"
 cache="${LATTICE_XDS_CACHE:-$HOME/.cache/lattice-xds}"
 dest="$cache/kube-$kube_version-etcd-$etcd_version"
 
+# The Gateway API CRDs that kube-up.sh installs come from this module (Go's module cache).
+gateway_api_version="${GATEWAY_API_VERSION:-v1.6.3}"
+(cd "${TMPDIR:-/tmp}" && go mod download "sigs.k8s.io/gateway-api@$gateway_api_version" >&2)
+
 if [ -x "$dest/kube-apiserver" ] && [ -x "$dest/kubectl" ] && [ -x "$dest/etcd" ]; then
   echo "$dest"
   exit 0

@@ -144,7 +144,9 @@ install_crds() {
   log "installing CRDs: Gateway API $gateway_api_version (standard), AWS Gateway API Controller"
   "${kubectl[@]}" apply --server-side --force-conflicts -f "$module/config/crd/standard/" >/dev/null
   "${kubectl[@]}" apply --server-side --force-conflicts -f "$root/tests/kubernetes/crds/" >/dev/null
-  "${kubectl[@]}" wait --for condition=Established --timeout 60s crd --all >/dev/null
+  # A CRD that was just created may have no status yet, which `kubectl wait` reports as an
+  # error rather than waiting; ask again until every one is established.
+  wait_for 60 CRDs "${kubectl[@]}" wait --for condition=Established --timeout 10s crd --all
 }
 
 make_certificates

@@ -6,6 +6,7 @@
 
 pub mod envoy;
 pub mod http;
+pub mod kube;
 pub mod pca;
 pub mod process;
 pub mod python;

@@ -1,0 +1,373 @@
+//! The controller against a real API server (etcd + kube-apiserver built from Go modules), with
+//! stock Envoy attached: the walkthrough's objects become Envoy configuration and every change
+//! follows; invalid routes get Events; an API server restart never publishes an empty or partial
+//! snapshot; the shipped ClusterRole is enough and no more; of two replicas both serve and one
+//! writes.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use support::envoy::Envoy;
+use support::kube::KubeCluster;
+use support::process::{Controller, synced};
+use support::{eventually, free_port};
+
+const GATEWAY: &str = include_str!("../examples/gateway.yaml");
+const ROUTES: &str = include_str!("../examples/demo-routes.yaml");
+const POLICIES: &str = include_str!("../examples/auth-policies.yaml");
+const CLUSTER_ROLE: &str = include_str!("../charts/lattice-xds/files/clusterrole.yaml");
+const WAIT: Duration = Duration::from_secs(30);
+
+/// A route applied as `gateway.networking.k8s.io/v1` (the walkthrough's are `v1beta1`).
+fn v1_route(name: &str, host: &str) -> String {
+    format!(
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata:\n  name: {name}\n  namespace: apps\n\
+         spec:\n  hostnames: [\"{host}\"]\n  parentRefs:\n  - name: lattice-gateway\n    namespace: lattice-gateway\n\
+         \x20   sectionName: https-listener-with-custom-domain\n"
+    )
+}
+
+/// The walkthrough's objects: the GatewayClass, the gateway with its three listeners, both
+/// demo routes (v1beta1, two parentRefs each) and demo-cluster1's IAMAuthPolicy.
+fn apply_walkthrough(cluster: &KubeCluster) {
+    cluster.kubectl(&["create", "namespace", "apps"]);
+    cluster.kubectl(&["create", "namespace", "lattice-gateway"]);
+    cluster.apply(GATEWAY);
+    cluster.apply(ROUTES);
+    cluster.apply(POLICIES);
+}
+
+fn controller_args(kubeconfig: &std::path::Path) -> Vec<String> {
+    vec![
+        "--kubernetes".to_string(),
+        format!("--kubeconfig={}", kubeconfig.display()),
+        "--signing=none".to_string(),
+        "--lease-duration=3s".to_string(),
+    ]
+}
+
+/// The destination clusters in Envoy's own config dump, by name, with their metadata.
+async fn envoy_destinations(envoy: &Envoy) -> Vec<(String, serde_json::Value)> {
+    let dump = envoy.config_dump().await;
+    let mut clusters = Vec::new();
+    for config in dump["configs"].as_array().into_iter().flatten() {
+        for entry in config["dynamic_active_clusters"].as_array().into_iter().flatten() {
+            let cluster = &entry["cluster"];
+            let name = cluster["name"].as_str().unwrap_or_default();
+            if name.starts_with("lattice|") {
+                clusters.push((name.to_string(), cluster["metadata"].clone()));
+            }
+        }
+    }
+    clusters.sort_by(|a, b| a.0.cmp(&b.0));
+    clusters
+}
+
+fn names(destinations: &[(String, serde_json::Value)]) -> BTreeSet<String> {
+    destinations.iter().map(|(name, _)| name.clone()).collect()
+}
+
+fn cluster_name(host: &str, port: u16) -> String {
+    format!("lattice|{host}|{port}")
+}
+
+/// Waits until Envoy's destination clusters are exactly `expected`.
+async fn wait_for_destinations(envoy: &Envoy, expected: &[String]) {
+    let expected: BTreeSet<String> = expected.iter().cloned().collect();
+    eventually(
+        &format!("Envoy's destinations to be {expected:?}"),
+        WAIT,
+        || async {
+            let found = names(&envoy_destinations(envoy).await);
+            (found == expected).then_some(())
+        },
+    )
+    .await;
+}
+
+/// Events about `object` (an HTTPRoute in `apps`), as (reason, note, reporting instance).
+fn events_about(cluster: &KubeCluster, object: &str) -> Vec<(String, String, String)> {
+    let text = cluster.kubectl(&[
+        "get",
+        "events.events.k8s.io",
+        "-n",
+        "apps",
+        "-o",
+        "json",
+    ]);
+    let list: serde_json::Value = serde_json::from_str(&text).unwrap();
+    list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|event| {
+            event["regarding"]["name"] == object && event["regarding"]["kind"] == "HTTPRoute"
+        })
+        .map(|event| {
+            let field = |name: &str| event[name].as_str().unwrap_or_default().to_string();
+            (field("reason"), field("note"), field("reportingInstance"))
+        })
+        .collect()
+}
+
+fn metric(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find(|line| line.split_whitespace().next() == Some(name))
+        .and_then(|line| line.split_whitespace().nth(1))
+        .and_then(|value| value.parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn envoy_follows_the_cluster_and_invalid_routes_get_events() {
+    let cluster = KubeCluster::start();
+    apply_walkthrough(&cluster);
+    // Also a route applied as v1: both versions must be seen, each object exactly once.
+    cluster.apply(&v1_route("demo-cluster3", "demo-cluster3.example.com"));
+
+    let args = controller_args(&cluster.kubeconfig);
+    let controller = Controller::start(cluster.dir(), &args).await;
+    let envoy = Envoy::start(cluster.dir(), "pod-a", controller.xds_port, "delta").await;
+
+    let assigned = |n: u8, id: &str| {
+        cluster_name(
+            &format!("demo-cluster{n}-apps-{id}.7d67968.vpc-lattice-svcs.ap-northeast-2.on.aws"),
+            443,
+        )
+    };
+    let walkthrough = vec![
+        cluster_name("demo-cluster1.example.com", 443),
+        cluster_name("demo-cluster2.example.com", 443),
+        assigned(1, "05a011bb3aacd80e4"),
+        assigned(2, "0c2b8a7f5e1d94a36"),
+    ];
+    let mut expected = walkthrough.clone();
+    expected.push(cluster_name("demo-cluster3.example.com", 443));
+    wait_for_destinations(&envoy, &expected).await;
+    let proxies = controller.proxies().await;
+    assert!(synced(&proxies, "pod-a", &["CDS", "LDS", "RDS"]), "{proxies}");
+
+    // The IAMAuthPolicy shows beside the destination it guards, in Envoy's own dump.
+    let destinations = envoy_destinations(&envoy).await;
+    let metadata = |name: &str| {
+        destinations
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, metadata)| metadata["filter_metadata"]["lattice-xds"]["source"].to_string())
+            .unwrap()
+    };
+    let guarded = metadata(&cluster_name("demo-cluster1.example.com", 443));
+    assert!(
+        guarded.contains("route apps/demo-cluster1")
+            && guarded.contains("auth policy apps/demo-cluster1-iam-auth-policy (service)"),
+        "{guarded}"
+    );
+    let unguarded = metadata(&cluster_name("demo-cluster2.example.com", 443));
+    assert!(!unguarded.contains("auth policy"), "{unguarded}");
+
+    // A hostname update.
+    cluster.kubectl(&[
+        "patch",
+        "httproute.gateway.networking.k8s.io",
+        "demo-cluster3",
+        "-n",
+        "apps",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"hostnames":["demo-cluster3-renamed.example.com"]}}"#,
+    ]);
+    let mut expected = walkthrough.clone();
+    expected.push(cluster_name("demo-cluster3-renamed.example.com", 443));
+    wait_for_destinations(&envoy, &expected).await;
+
+    // A deletion.
+    cluster.kubectl(&["delete", "httproute.gateway.networking.k8s.io", "demo-cluster3", "-n", "apps"]);
+    wait_for_destinations(&envoy, &walkthrough).await;
+
+    // A route the API server accepts but the controller cannot serve: an Event on it, the rest
+    // still served.
+    cluster.apply(&v1_route("wildcard", "*.wild.example.com"));
+    let events = eventually("an Event on the invalid route", WAIT, || async {
+        let events = events_about(&cluster, "wildcard");
+        (!events.is_empty()).then_some(events)
+    })
+    .await;
+    let (reason, note, _) = &events[0];
+    assert_eq!(reason, "Skipped");
+    assert!(note.contains("wildcard"), "{note}");
+    wait_for_destinations(&envoy, &walkthrough).await;
+
+    // Another change rebuilds the snapshot; the same problem is not reported twice.
+    cluster.apply(&v1_route("demo-cluster4", "demo-cluster4.example.com"));
+    let mut expected = walkthrough.clone();
+    expected.push(cluster_name("demo-cluster4.example.com", 443));
+    wait_for_destinations(&envoy, &expected).await;
+    assert_eq!(events_about(&cluster, "wildcard").len(), 1);
+    let metrics = controller.metrics().await;
+    assert_eq!(metric(&metrics, "lattice_xds_events_written_total"), Some(1.0), "{metrics}");
+    assert_eq!(
+        metric(&metrics, "lattice_xds_invalid_inputs{kind=\"HTTPRoute\"}"),
+        Some(1.0),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_api_server_restart_never_publishes_an_empty_snapshot() {
+    let cluster = KubeCluster::start();
+    apply_walkthrough(&cluster);
+    let args = controller_args(&cluster.kubeconfig);
+    let controller = Controller::start(cluster.dir(), &args).await;
+    let envoy = Envoy::start(cluster.dir(), "pod-b", controller.xds_port, "sotw").await;
+    let walkthrough: Vec<String> = ["demo-cluster1.example.com", "demo-cluster2.example.com"]
+        .iter()
+        .map(|host| cluster_name(host, 443))
+        .collect();
+    let before = eventually("Envoy to hold the walkthrough", WAIT, || async {
+        let found = names(&envoy_destinations(&envoy).await);
+        (found.len() == 4 && walkthrough.iter().all(|name| found.contains(name))).then_some(found)
+    })
+    .await;
+    let snapshots = metric(&controller.metrics().await, "lattice_xds_snapshots_total").unwrap();
+
+    // The API server and etcd go away; the controller notices and keeps serving.
+    cluster.down();
+    eventually("the controller to see the watch fail", WAIT, || async {
+        let metrics = controller.metrics().await;
+        metrics
+            .lines()
+            .any(|line| line.starts_with("lattice_xds_kubernetes_watch_errors_total{"))
+            .then_some(())
+    })
+    .await;
+    assert_eq!(names(&envoy_destinations(&envoy).await), before);
+
+    // They come back with the same data; a change made afterwards arrives.
+    cluster.up();
+    cluster.apply(&v1_route("after-restart", "after-restart.example.com"));
+    let mut expected: Vec<String> = before.iter().cloned().collect();
+    expected.push(cluster_name("after-restart.example.com", 443));
+    wait_for_destinations(&envoy, &expected).await;
+
+    // Exactly one snapshot was published since: the change. None for the re-list itself, so
+    // none empty or partial.
+    let after = metric(&controller.metrics().await, "lattice_xds_snapshots_total").unwrap();
+    assert_eq!(after, snapshots + 1.0, "snapshots before the restart: {snapshots}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_with_the_shipped_cluster_role_serve_and_one_writes() {
+    let cluster = KubeCluster::start();
+    apply_walkthrough(&cluster);
+    cluster.kubectl(&["create", "namespace", "lattice-xds"]);
+    cluster.kubectl(&["create", "serviceaccount", "lattice-xds-controller", "-n", "lattice-xds"]);
+    cluster.apply(CLUSTER_ROLE);
+    cluster.kubectl(&[
+        "create",
+        "clusterrolebinding",
+        "lattice-xds-controller",
+        "--clusterrole=lattice-xds-controller",
+        "--serviceaccount=lattice-xds:lattice-xds-controller",
+    ]);
+    let account = "system:serviceaccount:lattice-xds:lattice-xds-controller";
+    let can = |verb: &str, resource: &str| {
+        let (_, answer) = cluster.try_kubectl(&["auth", "can-i", verb, resource, "--all-namespaces", "--as", account]);
+        answer.trim().to_string()
+    };
+    assert_eq!(can("watch", "httproutes.gateway.networking.k8s.io"), "yes");
+    assert_eq!(can("get", "secrets"), "no");
+    assert_eq!(can("list", "secrets"), "no");
+    assert_eq!(can("create", "httproutes.gateway.networking.k8s.io"), "no");
+    assert_eq!(can("patch", "httproutes.gateway.networking.k8s.io"), "no");
+    assert_eq!(can("delete", "configmaps"), "no");
+
+    // A namespace that asks for the CA bundle, and a CA to put in it.
+    cluster.kubectl(&["create", "namespace", "payments"]);
+    cluster.kubectl(&["label", "namespace", "payments", "lattice-xds/ca-bundle=true"]);
+    let ca = rcgen::generate_simple_self_signed(vec!["test-ca".to_string()]).unwrap();
+    let ca_file = cluster.dir().join("ca.pem");
+    std::fs::write(&ca_file, ca.cert.pem()).unwrap();
+
+    let kubeconfig = cluster.service_account_kubeconfig("lattice-xds", "lattice-xds-controller");
+    let mut args = controller_args(&kubeconfig);
+    args.push("--lease-namespace=lattice-xds".to_string());
+    args.push(format!("--ca-file={}", ca_file.display()));
+    let start = |name: &'static str| {
+        let mut args = args.clone();
+        args.push(format!("--instance={name}"));
+        let dir = cluster.dir().to_path_buf();
+        async move { Controller::start_on(&dir, free_port(), free_port(), name, &args, &[]).await }
+    };
+    let first = start("replica-1").await;
+    let second = start("replica-2").await;
+
+    // Both serve xDS.
+    let envoy_one = Envoy::start(cluster.dir(), "pod-1", first.xds_port, "delta").await;
+    let envoy_two = Envoy::start(cluster.dir(), "pod-2", second.xds_port, "delta").await;
+    for envoy in [&envoy_one, &envoy_two] {
+        eventually("both Envoys to hold the walkthrough", WAIT, || async {
+            (envoy_destinations(envoy).await.len() == 4).then_some(())
+        })
+        .await;
+    }
+
+    // Exactly one holds the Lease.
+    let leader = eventually("one leader", WAIT, || async {
+        let one = metric(&first.metrics().await, "lattice_xds_leader");
+        let two = metric(&second.metrics().await, "lattice_xds_leader");
+        match (one, two) {
+            (Some(1.0), Some(0.0)) => Some("replica-1"),
+            (Some(0.0), Some(1.0)) => Some("replica-2"),
+            _ => None,
+        }
+    })
+    .await;
+    let lease = cluster.kubectl(&[
+        "get",
+        "lease",
+        "lattice-xds-controller",
+        "-n",
+        "lattice-xds",
+        "-o",
+        "jsonpath={.spec.holderIdentity}",
+    ]);
+    assert_eq!(lease, leader);
+
+    // Only the leader writes: one Event for the invalid route, from the leader.
+    cluster.apply(&v1_route("wildcard", "*.wild.example.com"));
+    let events = eventually("an Event on the invalid route", WAIT, || async {
+        let events = events_about(&cluster, "wildcard");
+        (!events.is_empty()).then_some(events)
+    })
+    .await;
+    // Both replicas have rebuilt once they report the route as invalid.
+    for replica in [&first, &second] {
+        eventually("both replicas to skip the route", WAIT, || async {
+            let metrics = replica.metrics().await;
+            (metric(&metrics, "lattice_xds_invalid_inputs{kind=\"HTTPRoute\"}") == Some(1.0)).then_some(())
+        })
+        .await;
+    }
+    let events_after = events_about(&cluster, "wildcard");
+    assert_eq!(events_after.len(), 1, "{events_after:?}");
+    assert_eq!(events[0].2, leader);
+
+    // The CA bundle ConfigMap, written by the leader into the labelled namespace only.
+    let bundle = eventually("the CA bundle ConfigMap", WAIT, || async {
+        let (ok, text) = cluster.try_kubectl(&[
+            "get",
+            "configmap",
+            "lattice-xds-ca-bundle",
+            "-n",
+            "payments",
+            "-o",
+            "jsonpath={.data.ca\\.crt}",
+        ]);
+        ok.then_some(text)
+    })
+    .await;
+    assert_eq!(bundle.trim(), ca.cert.pem().trim());
+    let (exists, _) = cluster.try_kubectl(&["get", "configmap", "lattice-xds-ca-bundle", "-n", "apps"]);
+    assert!(!exists, "the bundle went to a namespace that did not ask for it");
+}

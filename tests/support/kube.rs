@@ -1,0 +1,148 @@
+//! A real Kubernetes API server for the tests: etcd and kube-apiserver on free loopback ports,
+//! started by `scripts/kube-up.sh` in a temporary directory and stopped (data deleted) when
+//! the handle drops.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use super::free_port;
+
+/// One API server with the Gateway API and AWS Gateway API Controller CRDs installed.
+pub struct KubeCluster {
+    dir: tempfile::TempDir,
+    ports: [(&'static str, u16); 3],
+    pub kubeconfig: PathBuf,
+    kubectl: PathBuf,
+}
+
+fn script(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts").join(name)
+}
+
+impl KubeCluster {
+    pub fn start() -> KubeCluster {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let ports = [
+            ("KUBE_APISERVER_PORT", free_port()),
+            ("ETCD_CLIENT_PORT", free_port()),
+            ("ETCD_PEER_PORT", free_port()),
+        ];
+        let bin = Command::new(script("install-kube.sh"))
+            .output()
+            .expect("run install-kube.sh");
+        assert!(
+            bin.status.success(),
+            "install-kube.sh failed: {}",
+            String::from_utf8_lossy(&bin.stderr)
+        );
+        let bin = PathBuf::from(String::from_utf8(bin.stdout).unwrap().trim());
+        let cluster = KubeCluster {
+            kubeconfig: dir.path().join("kubeconfig"),
+            kubectl: bin.join("kubectl"),
+            dir,
+            ports,
+        };
+        cluster.up();
+        cluster
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn run_script(&self, name: &str, args: &[&str]) {
+        let output = Command::new(script(name))
+            .args(args)
+            .env("KUBE_DIR", self.dir.path())
+            .envs(self.ports.iter().map(|(key, port)| (key, port.to_string())))
+            .output()
+            .expect("run the cluster script");
+        assert!(
+            output.status.success(),
+            "{name} failed:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    /// Starts etcd and the API server (again, with the same data after [`Self::down`]).
+    pub fn up(&self) {
+        self.run_script("kube-up.sh", &[]);
+    }
+
+    /// Stops the API server and etcd, keeping their data.
+    pub fn down(&self) {
+        self.run_script("kube-down.sh", &[]);
+    }
+
+    /// Runs kubectl as the cluster admin; panics with its error output on failure.
+    pub fn kubectl(&self, args: &[&str]) -> String {
+        self.kubectl_with_input(args, None)
+    }
+
+    /// `kubectl apply -f -` of `yaml`.
+    pub fn apply(&self, yaml: &str) -> String {
+        self.kubectl_with_input(&["apply", "-f", "-"], Some(yaml))
+    }
+
+    /// Runs kubectl as the admin and returns whether it succeeded, with its output.
+    pub fn try_kubectl(&self, args: &[&str]) -> (bool, String) {
+        let output = Command::new(&self.kubectl)
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .args(args)
+            .output()
+            .expect("run kubectl");
+        let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
+        text.push_str(&String::from_utf8_lossy(&output.stderr));
+        (output.status.success(), text)
+    }
+
+    fn kubectl_with_input(&self, args: &[&str], input: Option<&str>) -> String {
+        let mut child = Command::new(&self.kubectl)
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run kubectl");
+        let mut stdin = child.stdin.take().unwrap();
+        if let Some(input) = input {
+            stdin.write_all(input.as_bytes()).unwrap();
+        }
+        drop(stdin);
+        let output = child.wait_with_output().unwrap();
+        assert!(
+            output.status.success(),
+            "kubectl {args:?} failed:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap()
+    }
+
+    /// A kubeconfig that authenticates with a service account's token instead of the admin
+    /// certificate.
+    pub fn service_account_kubeconfig(&self, namespace: &str, account: &str) -> PathBuf {
+        let token = self.kubectl(&["create", "token", account, "-n", namespace, "--duration=1h"]);
+        let admin = std::fs::read_to_string(&self.kubeconfig).unwrap();
+        let (clusters, _) = admin.split_once("users:").expect("kubeconfig users");
+        let text = format!(
+            "{clusters}users:\n- name: {account}\n  user:\n    token: {}\ncontexts:\n- name: sa\n  context:\n    cluster: lattice-xds-test\n    user: {account}\ncurrent-context: sa\n",
+            token.trim()
+        );
+        let path = self.dir.path().join(format!("{account}.kubeconfig"));
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+}
+
+impl Drop for KubeCluster {
+    fn drop(&mut self) {
+        let _ = Command::new(script("kube-down.sh"))
+            .arg("--purge")
+            .env("KUBE_DIR", self.dir.path())
+            .output();
+    }
+}
