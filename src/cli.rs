@@ -55,7 +55,7 @@ pub struct ControllerArgs {
     pub kubernetes: bool,
     /// Kubeconfig file for --kubernetes; by default KUBECONFIG, then the in-cluster service
     /// account, then ~/.kube/config.
-    #[arg(long, env = "LATTICE_XDS_KUBECONFIG", requires = "kubernetes")]
+    #[arg(long, env = "LATTICE_XDS_KUBECONFIG")]
     pub kubeconfig: Option<PathBuf>,
     /// GatewayClass whose Gateways are VPC Lattice service networks (classes run by the AWS
     /// Gateway API Controller always count).
@@ -71,14 +71,22 @@ pub struct ControllerArgs {
     pub lease_namespace: Option<String>,
     /// Name of the leader-election Lease. Only the leader writes Events and ConfigMaps; every
     /// replica serves xDS.
-    #[arg(long, env = "LATTICE_XDS_LEASE_NAME", default_value = "lattice-xds-controller")]
+    #[arg(
+        long,
+        env = "LATTICE_XDS_LEASE_NAME",
+        default_value = "lattice-xds-controller"
+    )]
     pub lease_name: String,
     /// How long a leader's Lease lasts without renewal before another replica takes over.
     #[arg(long, env = "LATTICE_XDS_LEASE_DURATION", default_value = "15s", value_parser = humantime::parse_duration)]
     pub lease_duration: Duration,
     /// Label selector of the namespaces that receive the `lattice-xds-ca-bundle` ConfigMap
     /// (key `ca.crt`: every private CA), for workloads other than Envoy.
-    #[arg(long, env = "LATTICE_XDS_CA_BUNDLE_NAMESPACES", default_value = "lattice-xds/ca-bundle=true")]
+    #[arg(
+        long,
+        env = "LATTICE_XDS_CA_BUNDLE_NAMESPACES",
+        default_value = "lattice-xds/ca-bundle=true"
+    )]
     pub ca_bundle_namespaces: String,
     /// Address of the ADS gRPC server.
     #[arg(
@@ -326,6 +334,10 @@ impl ControllerArgs {
             system_ca_file: self.system_ca_file,
             gateway_class: self.gateway_class,
         };
+        anyhow::ensure!(
+            self.kubeconfig.is_none() || self.kubernetes,
+            "--kubeconfig needs --kubernetes (the manifest directory needs no credentials)"
+        );
         let source = match self.manifests {
             Some(dir) => Source::Manifests(dir),
             None => Source::Kubernetes(KubernetesConfig {

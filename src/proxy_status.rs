@@ -34,10 +34,44 @@ pub fn table(response: &ListProxiesResponse) -> String {
         row.extend(type_url::ORDER.iter().map(|t| cell(proxy, t)));
         rows.push(row);
     }
+    let mut out = format!("snapshot version: {}\n", response.snapshot_version);
+    out.push_str(&aligned(&rows));
+    if !response.destinations.is_empty() {
+        out.push('\n');
+        out.push_str(&destinations(response));
+    }
+    out
+}
+
+/// The destinations served, with the route each came from and the IAM auth policies VPC
+/// Lattice evaluates for it.
+fn destinations(response: &ListProxiesResponse) -> String {
+    let mut rows = vec![
+        ["DESTINATION", "ROUTE", "AUTH POLICIES"]
+            .map(str::to_string)
+            .to_vec(),
+    ];
+    for destination in &response.destinations {
+        let policies = if destination.auth_policies.is_empty() {
+            "none".to_string()
+        } else {
+            destination.auth_policies.join(", ")
+        };
+        rows.push(vec![
+            destination.destination.clone(),
+            destination.route.clone(),
+            policies,
+        ]);
+    }
+    aligned(&rows)
+}
+
+/// Rows as left-aligned columns two spaces apart.
+fn aligned(rows: &[Vec<String>]) -> String {
     let widths: Vec<usize> = (0..rows[0].len())
         .map(|column| rows.iter().map(|row| row[column].len()).max().unwrap_or(0))
         .collect();
-    let mut out = format!("snapshot version: {}\n", response.snapshot_version);
+    let mut out = String::new();
     for row in rows {
         let cells: Vec<String> = row
             .iter()

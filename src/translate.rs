@@ -7,6 +7,7 @@ mod cluster;
 mod listener;
 mod route;
 
+pub use cluster::provenance_of as provenance;
 pub use route::NO_ROUTE_BODY;
 mod secret;
 mod signing;
@@ -62,6 +63,12 @@ pub fn translate(mesh: &Mesh) -> Resources {
 /// The name of the cluster serving one destination.
 pub fn destination_cluster_name(host: &str, port: u16) -> String {
     format!("lattice|{host}|{port}")
+}
+
+/// The host and port of a destination cluster's name; `None` for the other clusters.
+pub fn parse_destination_cluster_name(name: &str) -> Option<(&str, u16)> {
+    let (host, port) = name.strip_prefix("lattice|")?.rsplit_once('|')?;
+    Some((host, port.parse().ok()?))
 }
 
 /// The name of the SDS secret holding a trust bundle.

@@ -53,7 +53,11 @@ async fn envoy_destinations(envoy: &Envoy) -> Vec<(String, serde_json::Value)> {
     let dump = envoy.config_dump().await;
     let mut clusters = Vec::new();
     for config in dump["configs"].as_array().into_iter().flatten() {
-        for entry in config["dynamic_active_clusters"].as_array().into_iter().flatten() {
+        for entry in config["dynamic_active_clusters"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
             let cluster = &entry["cluster"];
             let name = cluster["name"].as_str().unwrap_or_default();
             if name.starts_with("lattice|") {
@@ -89,14 +93,7 @@ async fn wait_for_destinations(envoy: &Envoy, expected: &[String]) {
 
 /// Events about `object` (an HTTPRoute in `apps`), as (reason, note, reporting instance).
 fn events_about(cluster: &KubeCluster, object: &str) -> Vec<(String, String, String)> {
-    let text = cluster.kubectl(&[
-        "get",
-        "events.events.k8s.io",
-        "-n",
-        "apps",
-        "-o",
-        "json",
-    ]);
+    let text = cluster.kubectl(&["get", "events.events.k8s.io", "-n", "apps", "-o", "json"]);
     let list: serde_json::Value = serde_json::from_str(&text).unwrap();
     list["items"]
         .as_array()
@@ -146,7 +143,10 @@ async fn envoy_follows_the_cluster_and_invalid_routes_get_events() {
     expected.push(cluster_name("demo-cluster3.example.com", 443));
     wait_for_destinations(&envoy, &expected).await;
     let proxies = controller.proxies().await;
-    assert!(synced(&proxies, "pod-a", &["CDS", "LDS", "RDS"]), "{proxies}");
+    assert!(
+        synced(&proxies, "pod-a", &["CDS", "LDS", "RDS"]),
+        "{proxies}"
+    );
 
     // The IAMAuthPolicy shows beside the destination it guards, in Envoy's own dump.
     let destinations = envoy_destinations(&envoy).await;
@@ -165,6 +165,27 @@ async fn envoy_follows_the_cluster_and_invalid_routes_get_events() {
     );
     let unguarded = metadata(&cluster_name("demo-cluster2.example.com", 443));
     assert!(!unguarded.contains("auth policy"), "{unguarded}");
+    // And in `proxy-status`, one row per destination.
+    let status = std::process::Command::new(support::lattice_xds())
+        .args(["proxy-status", "--admin", &controller.admin_url("")])
+        .output()
+        .expect("proxy-status");
+    let status = String::from_utf8(status.stdout).unwrap();
+    let row = |destination: &str| {
+        status
+            .lines()
+            .find(|line| line.starts_with(destination))
+            .map(|line| line.split_whitespace().collect::<Vec<_>>().join(" "))
+            .unwrap_or_else(|| panic!("no row for {destination} in:\n{status}"))
+    };
+    assert_eq!(
+        row("demo-cluster1.example.com:443"),
+        "demo-cluster1.example.com:443 apps/demo-cluster1 apps/demo-cluster1-iam-auth-policy (service)"
+    );
+    assert_eq!(
+        row("demo-cluster2.example.com:443"),
+        "demo-cluster2.example.com:443 apps/demo-cluster2 none"
+    );
 
     // A hostname update.
     cluster.kubectl(&[
@@ -182,7 +203,13 @@ async fn envoy_follows_the_cluster_and_invalid_routes_get_events() {
     wait_for_destinations(&envoy, &expected).await;
 
     // A deletion.
-    cluster.kubectl(&["delete", "httproute.gateway.networking.k8s.io", "demo-cluster3", "-n", "apps"]);
+    cluster.kubectl(&[
+        "delete",
+        "httproute.gateway.networking.k8s.io",
+        "demo-cluster3",
+        "-n",
+        "apps",
+    ]);
     wait_for_destinations(&envoy, &walkthrough).await;
 
     // A route the API server accepts but the controller cannot serve: an Event on it, the rest
@@ -205,7 +232,11 @@ async fn envoy_follows_the_cluster_and_invalid_routes_get_events() {
     wait_for_destinations(&envoy, &expected).await;
     assert_eq!(events_about(&cluster, "wildcard").len(), 1);
     let metrics = controller.metrics().await;
-    assert_eq!(metric(&metrics, "lattice_xds_events_written_total"), Some(1.0), "{metrics}");
+    assert_eq!(
+        metric(&metrics, "lattice_xds_events_written_total"),
+        Some(1.0),
+        "{metrics}"
+    );
     assert_eq!(
         metric(&metrics, "lattice_xds_invalid_inputs{kind=\"HTTPRoute\"}"),
         Some(1.0),
@@ -253,7 +284,11 @@ async fn an_api_server_restart_never_publishes_an_empty_snapshot() {
     // Exactly one snapshot was published since: the change. None for the re-list itself, so
     // none empty or partial.
     let after = metric(&controller.metrics().await, "lattice_xds_snapshots_total").unwrap();
-    assert_eq!(after, snapshots + 1.0, "snapshots before the restart: {snapshots}");
+    assert_eq!(
+        after,
+        snapshots + 1.0,
+        "snapshots before the restart: {snapshots}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -261,7 +296,13 @@ async fn two_replicas_with_the_shipped_cluster_role_serve_and_one_writes() {
     let cluster = KubeCluster::start();
     apply_walkthrough(&cluster);
     cluster.kubectl(&["create", "namespace", "lattice-xds"]);
-    cluster.kubectl(&["create", "serviceaccount", "lattice-xds-controller", "-n", "lattice-xds"]);
+    cluster.kubectl(&[
+        "create",
+        "serviceaccount",
+        "lattice-xds-controller",
+        "-n",
+        "lattice-xds",
+    ]);
     cluster.apply(CLUSTER_ROLE);
     cluster.kubectl(&[
         "create",
@@ -272,7 +313,15 @@ async fn two_replicas_with_the_shipped_cluster_role_serve_and_one_writes() {
     ]);
     let account = "system:serviceaccount:lattice-xds:lattice-xds-controller";
     let can = |verb: &str, resource: &str| {
-        let (_, answer) = cluster.try_kubectl(&["auth", "can-i", verb, resource, "--all-namespaces", "--as", account]);
+        let (_, answer) = cluster.try_kubectl(&[
+            "auth",
+            "can-i",
+            verb,
+            resource,
+            "--all-namespaces",
+            "--as",
+            account,
+        ]);
         answer.trim().to_string()
     };
     assert_eq!(can("watch", "httproutes.gateway.networking.k8s.io"), "yes");
@@ -284,7 +333,12 @@ async fn two_replicas_with_the_shipped_cluster_role_serve_and_one_writes() {
 
     // A namespace that asks for the CA bundle, and a CA to put in it.
     cluster.kubectl(&["create", "namespace", "payments"]);
-    cluster.kubectl(&["label", "namespace", "payments", "lattice-xds/ca-bundle=true"]);
+    cluster.kubectl(&[
+        "label",
+        "namespace",
+        "payments",
+        "lattice-xds/ca-bundle=true",
+    ]);
     let ca = rcgen::generate_simple_self_signed(vec!["test-ca".to_string()]).unwrap();
     let ca_file = cluster.dir().join("ca.pem");
     std::fs::write(&ca_file, ca.cert.pem()).unwrap();
@@ -345,7 +399,8 @@ async fn two_replicas_with_the_shipped_cluster_role_serve_and_one_writes() {
     for replica in [&first, &second] {
         eventually("both replicas to skip the route", WAIT, || async {
             let metrics = replica.metrics().await;
-            (metric(&metrics, "lattice_xds_invalid_inputs{kind=\"HTTPRoute\"}") == Some(1.0)).then_some(())
+            (metric(&metrics, "lattice_xds_invalid_inputs{kind=\"HTTPRoute\"}") == Some(1.0))
+                .then_some(())
         })
         .await;
     }
@@ -368,6 +423,10 @@ async fn two_replicas_with_the_shipped_cluster_role_serve_and_one_writes() {
     })
     .await;
     assert_eq!(bundle.trim(), ca.cert.pem().trim());
-    let (exists, _) = cluster.try_kubectl(&["get", "configmap", "lattice-xds-ca-bundle", "-n", "apps"]);
-    assert!(!exists, "the bundle went to a namespace that did not ask for it");
+    let (exists, _) =
+        cluster.try_kubectl(&["get", "configmap", "lattice-xds-ca-bundle", "-n", "apps"]);
+    assert!(
+        !exists,
+        "the bundle went to a namespace that did not ask for it"
+    );
 }

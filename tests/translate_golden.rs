@@ -71,7 +71,10 @@ fn outputs(case: &Path) -> Vec<(&'static str, String)> {
     };
     let config = controller.into_config().expect("case config");
     let Source::Manifests(dir) = &config.source else {
-        panic!("{}: a golden case reads a manifest directory", case.display());
+        panic!(
+            "{}: a golden case reads a manifest directory",
+            case.display()
+        );
     };
     let observed = file::load(dir).expect("case manifests");
     let (mesh, skipped) = lattice::build(&observed.inputs, &config.settings);

@@ -6,13 +6,18 @@ use tonic::{Request, Response, Status};
 
 use crate::admin_api::proxy_status_service_server::ProxyStatusService;
 use crate::admin_api::{
-    GetConfigDumpRequest, GetConfigDumpResponse, ListProxiesRequest, ListProxiesResponse,
+    DestinationStatus, GetConfigDumpRequest, GetConfigDumpResponse, ListProxiesRequest,
+    ListProxiesResponse,
 };
 use crate::metrics::Metrics;
+use crate::translate;
 use crate::trust::fetch::TrustState;
 use crate::xds::json::{JsonError, any_to_json};
 use crate::xds::registry::Registry;
 use crate::xds::server::Snapshots;
+use crate::xds::type_url;
+use envoy_types::pb::envoy::config::cluster::v3::Cluster;
+use prost::Message;
 use tokio::sync::watch;
 
 /// Why a config dump cannot be produced.
@@ -78,7 +83,39 @@ impl StatusService {
                 .snapshot_version()
                 .map(|v| v.to_string())
                 .unwrap_or_default(),
+            destinations: self.destinations(),
         }
+    }
+
+    /// The destinations of the served snapshot, read back from its clusters' provenance.
+    pub fn destinations(&self) -> Vec<DestinationStatus> {
+        let snapshot = self.snapshots.borrow();
+        let Some(clusters) = snapshot
+            .as_ref()
+            .and_then(|snapshot| snapshot.resources(type_url::CLUSTER))
+        else {
+            return Vec::new();
+        };
+        clusters
+            .resources
+            .values()
+            .filter_map(|resource| {
+                let cluster = Cluster::decode(resource.any.value.as_slice()).ok()?;
+                let (host, port) = translate::parse_destination_cluster_name(&cluster.name)?;
+                let mut status = DestinationStatus {
+                    destination: format!("{host}:{port}"),
+                    ..Default::default()
+                };
+                for entry in translate::provenance(&cluster) {
+                    if let Some(route) = entry.strip_prefix("route ") {
+                        status.route = route.to_string();
+                    } else if let Some(policy) = entry.strip_prefix("auth policy ") {
+                        status.auth_policies.push(policy.to_string());
+                    }
+                }
+                Some(status)
+            })
+            .collect()
     }
 
     /// What `node_id` has been sent, as `{ "node": ..., "resources": { type_url: [...] } }`.

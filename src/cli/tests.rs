@@ -87,3 +87,42 @@ fn system_roots_join_the_private_bundle_on_request() {
         "{missing}"
     );
 }
+
+fn parse(argv: &[&str]) -> Result<ControllerConfig, String> {
+    let mut full = vec!["lattice-xds", "controller"];
+    full.extend(argv);
+    match Cli::try_parse_from(full)
+        .map_err(|error| error.to_string())?
+        .command
+    {
+        Command::Controller(args) => args.into_config().map_err(|error| error.to_string()),
+        _ => unreachable!("parsed a controller command"),
+    }
+}
+
+#[test]
+fn the_source_is_a_directory_or_the_kubernetes_api_never_both_or_neither() {
+    let neither = parse(&[]).unwrap_err();
+    assert!(
+        neither.contains("--manifests") && neither.contains("--kubernetes"),
+        "{neither}"
+    );
+    let both = parse(&["--manifests", "examples", "--kubernetes"]).unwrap_err();
+    assert!(both.contains("cannot be used with"), "{both}");
+    let without = parse(&["--manifests", "examples", "--kubeconfig", "k"]).unwrap_err();
+    assert!(without.contains("--kubernetes"), "{without}");
+
+    let config = parse(&["--kubernetes", "--kubeconfig", "/tmp/k", "--instance", "a"]).unwrap();
+    let Source::Kubernetes(kube) = config.source else {
+        panic!("not the Kubernetes source");
+    };
+    assert_eq!(
+        kube.kubeconfig.as_deref(),
+        Some(std::path::Path::new("/tmp/k"))
+    );
+    assert_eq!(kube.instance, "a");
+    assert_eq!(kube.lease.name, "lattice-xds-controller");
+    assert_eq!(kube.lease.duration, Duration::from_secs(15));
+    assert_eq!(kube.ca_bundle_namespaces, "lattice-xds/ca-bundle=true");
+    assert_eq!(config.settings.gateway_class, "amazon-vpc-lattice");
+}

@@ -138,7 +138,8 @@ impl Pipeline {
             changed
         });
         let (mesh, skipped) = lattice::build(&observed.inputs, &settings);
-        let mut reports: Vec<InvalidInput> = observed.invalid.iter().chain(&skipped).cloned().collect();
+        let mut reports: Vec<InvalidInput> =
+            observed.invalid.iter().chain(&skipped).cloned().collect();
         reports.sort();
         self.report(reports.iter());
         self.reports.send_if_modified(|current| {

@@ -61,9 +61,9 @@ pub async fn client(config: &KubernetesConfig) -> anyhow::Result<Client> {
                 .await
                 .with_context(|| format!("kubeconfig {} is not usable", path.display()))?
         }
-        None => kube::Config::infer()
-            .await
-            .context("no Kubernetes credentials: not in a cluster, and no KUBECONFIG or ~/.kube/config")?,
+        None => kube::Config::infer().await.context(
+            "no Kubernetes credentials: not in a cluster, and no KUBECONFIG or ~/.kube/config",
+        )?,
     };
     Client::try_from(client_config).context("cannot build a Kubernetes client")
 }
@@ -128,7 +128,9 @@ impl Stores {
 /// Why the provider cannot start.
 #[derive(Debug, thiserror::Error)]
 pub enum KubernetesError {
-    #[error("the API server does not serve {GATEWAY_GROUP} {kind} at v1 or v1beta1; are the Gateway API CRDs installed?")]
+    #[error(
+        "the API server does not serve {GATEWAY_GROUP} {kind} at v1 or v1beta1; are the Gateway API CRDs installed?"
+    )]
     NotServed { kind: &'static str },
     #[error("cannot discover the API group {group}")]
     Discovery {
@@ -270,8 +272,7 @@ fn collect<T: DeserializeOwned>(
             Some(namespace) => format!("{namespace}/{}", object.name_any()),
             None => object.name_any(),
         };
-        let decoded = serde_json::to_value(object.as_ref())
-            .and_then(serde_json::from_value::<T>);
+        let decoded = serde_json::to_value(object.as_ref()).and_then(serde_json::from_value::<T>);
         match decoded {
             Ok(decoded) => into.push(Sourced {
                 origin: format!("kubernetes {} {name}", kind.name()),

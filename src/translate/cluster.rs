@@ -8,8 +8,8 @@ use envoy_types::pb::envoy::config::cluster::v3::cluster::{
     ClusterDiscoveryType, CustomClusterType, DiscoveryType, DnsLookupFamily, LbPolicy,
 };
 use envoy_types::pb::envoy::config::core::v3::{
-    Address, DataSource, Metadata, SocketAddress, TransportSocket, address,
-    data_source::Specifier, socket_address::PortSpecifier, transport_socket,
+    Address, DataSource, Metadata, SocketAddress, TransportSocket, address, data_source::Specifier,
+    socket_address::PortSpecifier, transport_socket,
 };
 use envoy_types::pb::envoy::config::endpoint::v3::{
     ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints, lb_endpoint::HostIdentifier,
@@ -60,6 +60,29 @@ pub fn destination(destination: &Destination, system_ca_file: &str) -> Cluster {
 
 /// The filter metadata key under which a cluster records where it came from.
 const METADATA_KEY: &str = "lattice-xds";
+
+/// The provenance entries a destination cluster carries (`route ns/name`, then `auth policy
+/// ns/name (level)` for each policy); empty for other clusters.
+pub fn provenance_of(cluster: &Cluster) -> Vec<String> {
+    let Some(metadata) = &cluster.metadata else {
+        return Vec::new();
+    };
+    let Some(Kind::ListValue(list)) = metadata
+        .filter_metadata
+        .get(METADATA_KEY)
+        .and_then(|fields| fields.fields.get("source"))
+        .and_then(|value| value.kind.as_ref())
+    else {
+        return Vec::new();
+    };
+    list.values
+        .iter()
+        .filter_map(|value| match &value.kind {
+            Some(Kind::StringValue(text)) => Some(text.clone()),
+            _ => None,
+        })
+        .collect()
+}
 
 /// Where a destination came from, readable in any config dump: the route, then the IAM auth
 /// policies VPC Lattice evaluates for it. One list under one key: protobuf maps encode in no

@@ -13,8 +13,8 @@ pub mod python;
 pub mod signing;
 pub mod upstream;
 
-use std::future::Future;
 use std::collections::BTreeSet;
+use std::future::Future;
 use std::net::TcpListener;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -39,7 +39,10 @@ pub fn free_port() -> u16 {
             return port;
         }
     }
-    panic!("no free loopback port between {FIRST} and {}", FIRST + COUNT);
+    panic!(
+        "no free loopback port between {FIRST} and {}",
+        FIRST + COUNT
+    );
 }
 
 /// Polls `check` every 25 ms until it yields a value or `timeout` passes; panics with `what`.

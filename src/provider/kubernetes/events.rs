@@ -71,7 +71,10 @@ pub async fn run(
             let Some(reference) = stores.reference(&report.kind, object) else {
                 continue;
             };
-            let key = (reference.uid.clone().unwrap_or_default(), report.reason.clone());
+            let key = (
+                reference.uid.clone().unwrap_or_default(),
+                report.reason.clone(),
+            );
             still.insert(key.clone());
             if written.contains(&key) {
                 continue;

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
-use kube::api::{Api, PostParams};
 use kube::Client;
+use kube::api::{Api, PostParams};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -137,11 +137,7 @@ impl Elector {
         }
         tracing::info!(previous = holder, lease = %self.config.name, "taking over an expired Lease");
         let mut taken = lease;
-        taken.spec = Some(self.spec(
-            now.clone(),
-            now,
-            spec.lease_transitions.unwrap_or(0) + 1,
-        ));
+        taken.spec = Some(self.spec(now.clone(), now, spec.lease_transitions.unwrap_or(0) + 1));
         self.write(
             self.api
                 .replace(&self.config.name, &PostParams::default(), &taken)
