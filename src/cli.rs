@@ -10,12 +10,15 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
 use crate::bootstrap::{BootstrapConfig, XdsAddress, XdsProtocol};
-use crate::controller::{ControllerConfig, Source};
+use crate::controller::{ControllerConfig, Source, WebhookConfig};
+use crate::inject::InjectConfig;
+use crate::inject::tls::CertificateSource;
 use crate::model::{
     DEFAULT_GATEWAY_CLASS, DEFAULT_SYSTEM_CA_FILE, Egress, PRIVATE_CA_BUNDLE, Settings, Signing,
     SigningAlgorithm, SigningMode, TrustBundle,
 };
 use crate::provider::kubernetes::{KubernetesConfig, LeaseConfig};
+use crate::redirect::{Cidr, RedirectConfig};
 use crate::signer::{Algorithm, Defaults, SignerConfig};
 use crate::trust::fetch::{CaArn, TrustSettings};
 
@@ -41,6 +44,72 @@ pub enum Command {
     /// Sign the pod's outgoing requests with its AWS credentials (the sidecar Envoy calls it
     /// over ext_proc, or over HTTP in the Lua mode).
     Signer(SignerArgs),
+    /// Check that a controller is ready and serves xDS (what `helm test` runs).
+    Check(CheckArgs),
+    /// Redirect the pod's connections to VPC Lattice to the sidecar's egress listener
+    /// (iptables; run once by the injected init container, with NET_ADMIN).
+    Redirect(RedirectArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// The controller's admin URL.
+    #[arg(
+        long,
+        env = "LATTICE_XDS_ADMIN",
+        default_value = "http://127.0.0.1:19000"
+    )]
+    pub admin: String,
+    /// The controller's ADS address, HOST:PORT.
+    #[arg(
+        long,
+        env = "LATTICE_XDS_XDS_ADDRESS",
+        default_value = "127.0.0.1:18000"
+    )]
+    pub xds_address: String,
+    /// How long each step may take.
+    #[arg(long, env = "LATTICE_XDS_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
+}
+
+impl From<CheckArgs> for crate::check::CheckConfig {
+    fn from(args: CheckArgs) -> Self {
+        Self {
+            admin: args.admin.trim_end_matches('/').to_string(),
+            xds_address: args.xds_address,
+            timeout: args.timeout,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct RedirectArgs {
+    /// The sidecar's egress listener port.
+    #[arg(long, env = "LATTICE_XDS_EGRESS_PORT", default_value_t = 8080)]
+    pub egress_port: u16,
+    /// The uid Envoy runs as; its own connections to Lattice are not redirected.
+    #[arg(long, env = "LATTICE_XDS_PROXY_UID", default_value_t = 101)]
+    pub proxy_uid: u32,
+    /// The gid Envoy runs as; also exempt.
+    #[arg(long, env = "LATTICE_XDS_PROXY_GID", default_value_t = 101)]
+    pub proxy_gid: u32,
+    /// Address ranges to capture, IPv4 or IPv6. Repeatable.
+    #[arg(long = "range", env = "LATTICE_XDS_RANGE", value_delimiter = ',', default_values = [crate::redirect::LATTICE_IPV4, crate::redirect::LATTICE_IPV6])]
+    pub ranges: Vec<Cidr>,
+    /// Print the rules (iptables-restore format, IPv4 then IPv6) instead of installing them.
+    #[arg(long)]
+    pub print: bool,
+}
+
+impl From<RedirectArgs> for RedirectConfig {
+    fn from(args: RedirectArgs) -> Self {
+        Self {
+            egress_port: args.egress_port,
+            proxy_uid: args.proxy_uid,
+            proxy_gid: args.proxy_gid,
+            ranges: args.ranges,
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -164,6 +233,58 @@ pub struct ControllerArgs {
     /// custom-domain hosts, for upstreams that mix public and private certificates.
     #[arg(long, env = "LATTICE_XDS_TRUST_SYSTEM_ROOTS")]
     pub trust_system_roots: bool,
+    /// Serve the sidecar injection webhook (HTTPS) on this address; needs --kubernetes.
+    #[arg(long, env = "LATTICE_XDS_WEBHOOK_LISTEN")]
+    pub webhook_listen: Option<SocketAddr>,
+    /// Directory with the webhook's tls.crt and tls.key, kept up to date by cert-manager
+    /// (which also sets the caBundle). Without it the controller makes and rotates the
+    /// certificate itself, from a CA in the Secret --webhook-ca-secret.
+    #[arg(long, env = "LATTICE_XDS_WEBHOOK_CERT_DIR")]
+    pub webhook_cert_dir: Option<PathBuf>,
+    /// A DNS name or IP address the webhook is called at (the Service's names). Repeatable.
+    #[arg(
+        long = "webhook-host",
+        env = "LATTICE_XDS_WEBHOOK_HOST",
+        value_delimiter = ','
+    )]
+    pub webhook_hosts: Vec<String>,
+    /// Secret (in --lease-namespace) holding the webhook CA the controller made.
+    #[arg(
+        long,
+        env = "LATTICE_XDS_WEBHOOK_CA_SECRET",
+        default_value = "lattice-xds-webhook-ca"
+    )]
+    pub webhook_ca_secret: String,
+    /// MutatingWebhookConfiguration whose caBundle the leader keeps equal to that CA.
+    #[arg(
+        long,
+        env = "LATTICE_XDS_WEBHOOK_CONFIGURATION",
+        default_value = "lattice-xds"
+    )]
+    pub webhook_configuration: String,
+    /// Image of the injected redirect, bootstrap and signer containers.
+    #[arg(long, env = "LATTICE_XDS_INJECT_IMAGE", default_value = concat!("lattice-xds:", env!("CARGO_PKG_VERSION")))]
+    pub inject_image: String,
+    /// Image of the injected Envoy.
+    #[arg(
+        long,
+        env = "LATTICE_XDS_INJECT_ENVOY_IMAGE",
+        default_value = "envoyproxy/envoy:v1.40.0"
+    )]
+    pub inject_envoy_image: String,
+    /// The controller's ADS address as injected sidecars reach it (its Service).
+    #[arg(
+        long,
+        env = "LATTICE_XDS_INJECT_XDS_ADDRESS",
+        default_value = "lattice-xds.lattice-xds.svc:18000"
+    )]
+    pub inject_xds_address: String,
+    /// The uid and gid injected Envoys run as (exempt from the redirect).
+    #[arg(long, env = "LATTICE_XDS_INJECT_PROXY_UID", default_value_t = 101)]
+    pub inject_proxy_uid: u32,
+    /// Port of the injected signer's probe listener.
+    #[arg(long, env = "LATTICE_XDS_SIGNER_PROBE_PORT", default_value_t = 9003)]
+    pub signer_probe_port: u16,
     /// Milliseconds that input changes settle before a rebuild.
     #[arg(long, env = "LATTICE_XDS_DEBOUNCE_MS", default_value_t = 100)]
     pub debounce_ms: u64,
@@ -189,6 +310,9 @@ pub struct BootstrapArgs {
     /// ADS flavour.
     #[arg(long, env = "LATTICE_XDS_XDS_PROTOCOL", value_enum, default_value_t = XdsProtocol::Delta)]
     pub xds_protocol: XdsProtocol,
+    /// Write the bootstrap to this file instead of standard output.
+    #[arg(long, env = "LATTICE_XDS_OUTPUT")]
+    pub output: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -338,13 +462,52 @@ impl ControllerArgs {
             self.kubeconfig.is_none() || self.kubernetes,
             "--kubeconfig needs --kubernetes (the manifest directory needs no credentials)"
         );
+        let lease_namespace = self.lease_namespace.unwrap_or_else(default_lease_namespace);
+        let webhook = match self.webhook_listen {
+            None => None,
+            Some(listen) => {
+                anyhow::ensure!(
+                    self.kubernetes,
+                    "--webhook-listen needs --kubernetes: injection happens in a cluster"
+                );
+                let certificate = match self.webhook_cert_dir {
+                    Some(dir) => CertificateSource::Files(dir),
+                    None => {
+                        anyhow::ensure!(
+                            !self.webhook_hosts.is_empty(),
+                            "--webhook-listen without --webhook-cert-dir needs --webhook-host: the names the API server calls the webhook at (for example lattice-xds.lattice-xds.svc)"
+                        );
+                        CertificateSource::Managed {
+                            namespace: lease_namespace.clone(),
+                            secret: self.webhook_ca_secret,
+                            hosts: self.webhook_hosts,
+                            configuration: self.webhook_configuration,
+                        }
+                    }
+                };
+                Some(WebhookConfig {
+                    listen,
+                    certificate,
+                    inject: InjectConfig {
+                        image: self.inject_image,
+                        envoy_image: self.inject_envoy_image,
+                        xds_address: self.inject_xds_address,
+                        egress_port: settings.egress.port,
+                        proxy_uid: self.inject_proxy_uid,
+                        signing: settings.signing.mode,
+                        region: settings.signing.region.clone(),
+                        signer_probe_port: self.signer_probe_port,
+                    },
+                })
+            }
+        };
         let source = match self.manifests {
             Some(dir) => Source::Manifests(dir),
             None => Source::Kubernetes(KubernetesConfig {
                 kubeconfig: self.kubeconfig,
                 instance: self.instance.unwrap_or_else(default_instance),
                 lease: LeaseConfig {
-                    namespace: self.lease_namespace.unwrap_or_else(default_lease_namespace),
+                    namespace: lease_namespace,
                     name: self.lease_name,
                     duration: self.lease_duration,
                 },
@@ -353,6 +516,7 @@ impl ControllerArgs {
         };
         Ok(ControllerConfig {
             source,
+            webhook,
             xds_listen: self.xds_listen,
             admin_listen: self.admin_listen,
             settings,

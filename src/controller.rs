@@ -14,6 +14,8 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::admin::{self, status::StatusService};
+use crate::inject::tls::{self as webhook_tls, CertificateSource, ServingCertificate};
+use crate::inject::{InjectConfig, webhook};
 use crate::metrics::Metrics;
 use crate::model::Settings;
 use crate::provider::file;
@@ -40,10 +42,19 @@ impl std::fmt::Display for Source {
     }
 }
 
+/// The sidecar injection webhook.
+#[derive(Clone, Debug)]
+pub struct WebhookConfig {
+    pub listen: SocketAddr,
+    pub certificate: CertificateSource,
+    pub inject: InjectConfig,
+}
+
 /// Everything `lattice-xds controller` needs, parsed from flags and environment.
 #[derive(Clone, Debug)]
 pub struct ControllerConfig {
     pub source: Source,
+    pub webhook: Option<WebhookConfig>,
     pub xds_listen: SocketAddr,
     pub admin_listen: SocketAddr,
     pub settings: Settings,
@@ -114,10 +125,13 @@ pub async fn run(config: ControllerConfig) -> anyhow::Result<()> {
                 client.clone(),
                 kube.ca_bundle_namespaces.clone(),
                 pipeline.ca_bundle(),
-                leader_rx,
+                leader_rx.clone(),
                 Arc::clone(&metrics),
                 shutdown.clone(),
             ));
+            if let Some(config) = &config.webhook {
+                start_webhook(config, client.clone(), leader_rx, &metrics, &shutdown).await?;
+            }
             let metrics = Arc::clone(&metrics);
             tokio::spawn(async move {
                 kubernetes::watch(client, observed_tx, stores_tx, metrics)
@@ -182,6 +196,46 @@ pub async fn run(config: ControllerConfig) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// Binds the injection webhook and keeps its certificate current; serving starts once a
+/// certificate is in place.
+async fn start_webhook(
+    config: &WebhookConfig,
+    client: kube::Client,
+    leader: watch::Receiver<bool>,
+    metrics: &Arc<Metrics>,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<()> {
+    let listener = webhook::bind(config.listen).await?;
+    let serving = Arc::new(ServingCertificate::default());
+    let certificates = tokio::spawn(webhook_tls::run(
+        config.certificate.clone(),
+        client,
+        Arc::clone(&serving),
+        leader,
+        Arc::clone(metrics),
+        shutdown.clone(),
+    ));
+    let inject = config.inject.clone();
+    let metrics = Arc::clone(metrics);
+    let shutdown = shutdown.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            () = serving.loaded() => {}
+            result = certificates => {
+                if let Ok(Err(error)) = result {
+                    tracing::error!(error = format!("{error:#}"), "the webhook has no certificate; not serving it");
+                }
+                return;
+            }
+        }
+        if let Err(error) = webhook::serve(listener, serving, inject, metrics, shutdown).await {
+            tracing::error!(error = format!("{error:#}"), "the webhook stopped");
+        }
+    });
+    tracing::info!(listen = %config.listen, "injection webhook started");
+    Ok(())
 }
 
 /// Resolves on SIGTERM or SIGINT.

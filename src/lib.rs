@@ -3,12 +3,15 @@
 
 pub mod admin;
 pub mod bootstrap;
+pub mod check;
 pub mod cli;
 pub mod controller;
+pub mod inject;
 pub mod metrics;
 pub mod model;
 pub mod provider;
 pub mod proxy_status;
+pub mod redirect;
 pub mod signer;
 pub mod translate;
 pub mod trust;

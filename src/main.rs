@@ -1,6 +1,6 @@
 use clap::Parser;
 use lattice_xds::cli::{Cli, Command};
-use lattice_xds::{bootstrap, controller, proxy_status, signer};
+use lattice_xds::{bootstrap, check, controller, proxy_status, redirect, signer};
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
@@ -17,11 +17,32 @@ async fn main() -> std::process::ExitCode {
             Err(error) => Err(error),
         },
         Command::Bootstrap(args) => {
-            print!("{}", bootstrap::render(&args.into()));
-            Ok(())
+            let output = args.output.clone();
+            let rendered = bootstrap::render(&args.into());
+            match output {
+                None => {
+                    print!("{rendered}");
+                    Ok(())
+                }
+                Some(path) => std::fs::write(&path, rendered).map_err(|error| {
+                    anyhow::anyhow!("cannot write the bootstrap to {}: {error}", path.display())
+                }),
+            }
         }
         Command::ProxyStatus(args) => proxy_status::run(&args.admin).await,
+        Command::Check(args) => check::run(&args.into()).await,
         Command::Signer(args) => signer::run(args.into()).await,
+        Command::Redirect(args) => {
+            let print = args.print;
+            let config = args.into();
+            if print {
+                print!("{}", redirect::render(&config, redirect::Family::Ipv4));
+                print!("{}", redirect::render(&config, redirect::Family::Ipv6));
+                Ok(())
+            } else {
+                redirect::apply(&config)
+            }
+        }
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

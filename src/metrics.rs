@@ -55,6 +55,9 @@ pub struct Metrics {
     pub events_written: Counter,
     /// Failed writes to the Kubernetes API (Events, ConfigMaps), retried on the next change.
     pub kubernetes_write_errors: Counter,
+    /// Admission reviews of pods, by decision (injected, not_requested, opted_out,
+    /// already_injected).
+    pub injections: Family<crate::inject::webhook::DecisionLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -77,6 +80,7 @@ impl Default for Metrics {
             leader: Gauge::default(),
             events_written: Counter::default(),
             kubernetes_write_errors: Counter::default(),
+            injections: Family::default(),
         };
         let registry = &mut metrics.registry;
         registry.register(
@@ -158,6 +162,11 @@ impl Default for Metrics {
             "kubernetes_write_errors",
             "Failed writes of Events and ConfigMaps to the Kubernetes API",
             metrics.kubernetes_write_errors.clone(),
+        );
+        registry.register(
+            "injections",
+            "Pods reviewed by the injection webhook, by decision",
+            metrics.injections.clone(),
         );
         metrics
     }

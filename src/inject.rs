@@ -1,0 +1,245 @@
+//! Sidecar injection: what the admission webhook adds to a pod that opted in.
+//!
+//! A pod opts in through its namespace (the webhook is called on a path that says so) or with
+//! the annotation `vpc-lattice-svcs.amazonaws.com/agent-inject: "true"` (the walkthrough's
+//! misspelt `vpc-lattices-svcs.…` is accepted too); `"false"` opts a pod out of an opted-in
+//! namespace. It gets:
+//! - init container `lattice-xds-redirect`: `lattice-xds redirect`, the iptables rules that
+//!   send Lattice-bound connections to the egress port (root, NET_ADMIN and NET_RAW only);
+//! - init container `lattice-xds-bootstrap`: `lattice-xds bootstrap` writes Envoy's bootstrap,
+//!   node id `<pod>.<namespace>` from the downward API;
+//! - sidecar `lattice-xds-envoy`: stock Envoy on that bootstrap, as the proxy uid/gid;
+//! - sidecar `lattice-xds-signer`: `lattice-xds signer` (not in the native signing mode).
+//!
+//! The sidecars are native sidecars (init containers that keep running), so they are up before
+//! the application starts. A marker annotation makes injection idempotent.
+
+pub mod tls;
+pub mod webhook;
+
+use serde_json::{Value, json};
+
+use crate::model::SigningMode;
+
+/// Set on every injected pod; a pod carrying it is never injected again.
+pub const INJECTED_ANNOTATION: &str = "lattice-xds/injected";
+/// The opt-in annotation, spelt correctly.
+pub const INJECT_ANNOTATION: &str = "vpc-lattice-svcs.amazonaws.com/agent-inject";
+/// The same, as the walkthrough's Kyverno policy spells it.
+pub const WALKTHROUGH_INJECT_ANNOTATION: &str = "vpc-lattices-svcs.amazonaws.com/agent-inject";
+/// The namespace label that opts every pod in (the webhook configuration selects on it).
+pub const NAMESPACE_LABEL: &str = "lattice-xds/inject";
+
+const BOOTSTRAP_VOLUME: &str = "lattice-xds-bootstrap";
+const BOOTSTRAP_DIR: &str = "/etc/lattice-xds";
+const BOOTSTRAP_FILE: &str = "/etc/lattice-xds/envoy.yaml";
+/// The uid the signer runs as (distroless `nonroot`).
+const SIGNER_UID: u32 = 65532;
+
+/// What the injected containers are made of.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InjectConfig {
+    /// The lattice-xds image (redirect, bootstrap and signer containers).
+    pub image: String,
+    /// The stock Envoy image.
+    pub envoy_image: String,
+    /// The controller's ADS address as the sidecars reach it, `host:port`.
+    pub xds_address: String,
+    pub egress_port: u16,
+    pub proxy_uid: u32,
+    pub signing: SigningMode,
+    /// AWS_REGION for the signer, when the controller knows it.
+    pub region: Option<String>,
+    /// Port of the signer's probe listener (/healthz, /readyz; never signs).
+    pub signer_probe_port: u16,
+}
+
+/// Why a pod was or was not injected.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Decision {
+    Inject,
+    NotRequested,
+    OptedOut,
+    AlreadyInjected,
+}
+
+/// Whether `pod` should be injected; `namespace_opted_in` when its namespace has the label.
+pub fn decide(pod: &Value, namespace_opted_in: bool) -> Decision {
+    let annotations = &pod["metadata"]["annotations"];
+    if annotations.get(INJECTED_ANNOTATION).is_some() || has_container(pod, "lattice-xds-envoy") {
+        return Decision::AlreadyInjected;
+    }
+    let requested = [INJECT_ANNOTATION, WALKTHROUGH_INJECT_ANNOTATION]
+        .iter()
+        .find_map(|key| annotations.get(*key).and_then(Value::as_str))
+        .map(|value| value.trim().eq_ignore_ascii_case("true"));
+    match (requested, namespace_opted_in) {
+        (Some(false), _) => Decision::OptedOut,
+        (Some(true), _) | (None, true) => Decision::Inject,
+        (None, false) => Decision::NotRequested,
+    }
+}
+
+fn has_container(pod: &Value, name: &str) -> bool {
+    ["containers", "initContainers"].iter().any(|list| {
+        pod["spec"][list]
+            .as_array()
+            .is_some_and(|containers| containers.iter().any(|c| c["name"] == name))
+    })
+}
+
+/// The pod with the sidecars added.
+pub fn inject(pod: &Value, config: &InjectConfig) -> Value {
+    let mut pod = pod.clone();
+    let workload = workload_name(&pod);
+    let metadata = as_object(&mut pod["metadata"]);
+    let annotations = as_object(metadata.entry("annotations").or_insert(Value::Null));
+    annotations.insert(INJECTED_ANNOTATION.to_string(), json!("true"));
+
+    let spec = as_object(&mut pod["spec"]);
+    let mut init = vec![
+        redirect_container(config),
+        bootstrap_container(config, &workload),
+    ];
+    init.push(envoy_container(config));
+    if config.signing != SigningMode::Native && config.signing != SigningMode::None {
+        init.push(signer_container(config));
+    }
+    let existing = spec.remove("initContainers");
+    let mut all = init;
+    if let Some(Value::Array(existing)) = existing {
+        all.extend(existing);
+    }
+    spec.insert("initContainers".to_string(), Value::Array(all));
+    let volumes = spec
+        .entry("volumes")
+        .or_insert_with(|| Value::Array(Vec::new()));
+    if let Value::Array(volumes) = volumes {
+        volumes.push(json!({ "name": BOOTSTRAP_VOLUME, "emptyDir": {} }));
+    }
+    pod
+}
+
+/// `value` as a JSON object, made an empty one when it is anything else (such as missing).
+fn as_object(value: &mut Value) -> &mut serde_json::Map<String, Value> {
+    if !value.is_object() {
+        *value = json!({});
+    }
+    value.as_object_mut().expect("just made an object")
+}
+
+/// The service cluster Envoy reports: the pod's app label, else its generate name's stem,
+/// else its name.
+fn workload_name(pod: &Value) -> String {
+    let metadata = &pod["metadata"];
+    let label = |key: &str| metadata["labels"][key].as_str().map(str::to_string);
+    label("app.kubernetes.io/name")
+        .or_else(|| label("app"))
+        .or_else(|| {
+            metadata["generateName"]
+                .as_str()
+                .map(|name| name.trim_end_matches('-').to_string())
+        })
+        .or_else(|| metadata["name"].as_str().map(str::to_string))
+        .unwrap_or_else(|| "unknown".to_string())
+}
+
+fn downward_env() -> Value {
+    json!([
+        { "name": "POD_NAME", "valueFrom": { "fieldRef": { "fieldPath": "metadata.name" } } },
+        { "name": "POD_NAMESPACE", "valueFrom": { "fieldRef": { "fieldPath": "metadata.namespace" } } }
+    ])
+}
+
+fn redirect_container(config: &InjectConfig) -> Value {
+    json!({
+        "name": "lattice-xds-redirect",
+        "image": config.image,
+        "args": [
+            "redirect",
+            "--egress-port", config.egress_port.to_string(),
+            "--proxy-uid", config.proxy_uid.to_string(),
+            "--proxy-gid", config.proxy_uid.to_string(),
+        ],
+        "securityContext": {
+            "runAsUser": 0,
+            "runAsNonRoot": false,
+            "allowPrivilegeEscalation": false,
+            "readOnlyRootFilesystem": true,
+            "capabilities": { "drop": ["ALL"], "add": ["NET_ADMIN", "NET_RAW"] }
+        },
+        "resources": { "requests": { "cpu": "10m", "memory": "16Mi" } }
+    })
+}
+
+fn bootstrap_container(config: &InjectConfig, workload: &str) -> Value {
+    json!({
+        "name": "lattice-xds-bootstrap",
+        "image": config.image,
+        "args": [
+            "bootstrap",
+            "--node-id", "$(POD_NAME).$(POD_NAMESPACE)",
+            "--cluster", workload,
+            "--namespace", "$(POD_NAMESPACE)",
+            "--xds-address", config.xds_address,
+            "--output", BOOTSTRAP_FILE,
+        ],
+        "env": downward_env(),
+        "volumeMounts": [{ "name": BOOTSTRAP_VOLUME, "mountPath": BOOTSTRAP_DIR }],
+        "securityContext": restricted(SIGNER_UID),
+        "resources": { "requests": { "cpu": "10m", "memory": "16Mi" } }
+    })
+}
+
+fn envoy_container(config: &InjectConfig) -> Value {
+    json!({
+        "name": "lattice-xds-envoy",
+        "image": config.envoy_image,
+        "restartPolicy": "Always",
+        "args": ["-c", BOOTSTRAP_FILE, "--disable-hot-restart", "--log-level", "warn"],
+        "volumeMounts": [{ "name": BOOTSTRAP_VOLUME, "mountPath": BOOTSTRAP_DIR, "readOnly": true }],
+        "securityContext": {
+            "runAsUser": config.proxy_uid,
+            "runAsGroup": config.proxy_uid,
+            "runAsNonRoot": true,
+            "allowPrivilegeEscalation": false,
+            "capabilities": { "drop": ["ALL"] }
+        },
+        "resources": { "requests": { "cpu": "50m", "memory": "64Mi" } }
+    })
+}
+
+fn signer_container(config: &InjectConfig) -> Value {
+    let mut env = vec![
+        json!({ "name": "LATTICE_XDS_ADMIN_LISTEN", "value": format!("0.0.0.0:{}", config.signer_probe_port) }),
+    ];
+    if let Some(region) = &config.region {
+        env.push(json!({ "name": "AWS_REGION", "value": region }));
+    }
+    let probe = |path: &str| json!({ "httpGet": { "path": path, "port": config.signer_probe_port }, "periodSeconds": 10 });
+    json!({
+        "name": "lattice-xds-signer",
+        "image": config.image,
+        "restartPolicy": "Always",
+        "args": ["signer"],
+        "env": env,
+        "ports": [{ "name": "signer-probe", "containerPort": config.signer_probe_port }],
+        "livenessProbe": probe("/healthz"),
+        "readinessProbe": probe("/readyz"),
+        "securityContext": restricted(SIGNER_UID),
+        "resources": { "requests": { "cpu": "10m", "memory": "16Mi" } }
+    })
+}
+
+fn restricted(uid: u32) -> Value {
+    json!({
+        "runAsUser": uid,
+        "runAsNonRoot": true,
+        "allowPrivilegeEscalation": false,
+        "readOnlyRootFilesystem": true,
+        "capabilities": { "drop": ["ALL"] }
+    })
+}
+
+#[cfg(test)]
+mod tests;

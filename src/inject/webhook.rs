@@ -1,0 +1,175 @@
+//! The mutating admission webhook, over HTTPS. Two paths, so that the webhook configuration
+//! (not the controller) decides which namespaces opted in:
+//! - `/inject/namespace`: the pod's namespace carries the inject label; every pod is injected
+//!   unless it opts out with the annotation set to `"false"`;
+//! - `/inject/annotation`: any other namespace; only pods that ask with the annotation.
+//!
+//! A request the webhook cannot read is answered with an error the API server shows the user;
+//! whether the pod is then admitted is the configuration's `failurePolicy`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use axum::extract::State;
+use axum::routing::post;
+use axum::{Json, Router};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::service::TowerToHyperService;
+use kube::api::DynamicObject;
+use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview};
+use prometheus_client::encoding::EncodeLabelSet;
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+
+use super::tls::ServingCertificate;
+use super::{Decision, InjectConfig, decide, inject};
+use crate::metrics::Metrics;
+
+/// Labels the injection counter with what was decided.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DecisionLabel {
+    pub decision: String,
+}
+
+#[derive(Clone)]
+struct Webhook {
+    config: Arc<InjectConfig>,
+    metrics: Arc<Metrics>,
+}
+
+/// Serves the webhook on `listener` with the certificate in `serving` until `shutdown`.
+pub async fn serve(
+    listener: TcpListener,
+    serving: Arc<ServingCertificate>,
+    config: InjectConfig,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let mut tls = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_cert_resolver(serving);
+    tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let acceptor = TlsAcceptor::from(Arc::new(tls));
+    let webhook = Webhook {
+        config: Arc::new(config),
+        metrics,
+    };
+    let app = Router::new()
+        .route("/inject/namespace", post(namespace_opted_in))
+        .route("/inject/annotation", post(annotation_only))
+        .with_state(webhook);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => accepted.context("webhook listener failed")?,
+            () = shutdown.cancelled() => return Ok(()),
+        };
+        let acceptor = acceptor.clone();
+        let app = app.clone();
+        tokio::spawn(async move {
+            let stream = match acceptor.accept(stream).await {
+                Ok(stream) => stream,
+                Err(error) => {
+                    tracing::debug!(%peer, %error, "webhook TLS handshake failed");
+                    return;
+                }
+            };
+            let service = TowerToHyperService::new(app);
+            if let Err(error) = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(stream), service)
+                .await
+            {
+                tracing::debug!(%peer, %error, "webhook connection ended with an error");
+            }
+        });
+    }
+}
+
+async fn namespace_opted_in(
+    State(webhook): State<Webhook>,
+    Json(review): Json<AdmissionReview<DynamicObject>>,
+) -> Json<AdmissionReview<DynamicObject>> {
+    Json(webhook.review(review, true))
+}
+
+async fn annotation_only(
+    State(webhook): State<Webhook>,
+    Json(review): Json<AdmissionReview<DynamicObject>>,
+) -> Json<AdmissionReview<DynamicObject>> {
+    Json(webhook.review(review, false))
+}
+
+impl Webhook {
+    fn review(
+        &self,
+        review: AdmissionReview<DynamicObject>,
+        namespace_opted_in: bool,
+    ) -> AdmissionReview<DynamicObject> {
+        let request: AdmissionRequest<DynamicObject> = match review.try_into() {
+            Ok(request) => request,
+            Err(error) => {
+                return AdmissionResponse::invalid(format!(
+                    "lattice-xds: not an admission review: {error}"
+                ))
+                .into_review();
+            }
+        };
+        let response = self.respond(&request, namespace_opted_in);
+        response.into_review()
+    }
+
+    fn respond(
+        &self,
+        request: &AdmissionRequest<DynamicObject>,
+        namespace_opted_in: bool,
+    ) -> AdmissionResponse {
+        let allowed = AdmissionResponse::from(request);
+        let Some(object) = &request.object else {
+            return allowed;
+        };
+        if request.kind.kind != "Pod" {
+            return allowed;
+        }
+        let pod = match serde_json::to_value(object) {
+            Ok(pod) => pod,
+            Err(error) => {
+                return allowed.deny(format!("lattice-xds: cannot read the pod: {error}"));
+            }
+        };
+        let decision = decide(&pod, namespace_opted_in);
+        let name = request.name.clone();
+        let namespace = request.namespace.clone().unwrap_or_default();
+        let label = match decision {
+            Decision::Inject => "injected",
+            Decision::NotRequested => "not_requested",
+            Decision::OptedOut => "opted_out",
+            Decision::AlreadyInjected => "already_injected",
+        };
+        self.metrics
+            .injections
+            .get_or_create(&DecisionLabel {
+                decision: label.to_string(),
+            })
+            .inc();
+        if decision != Decision::Inject {
+            tracing::debug!(%namespace, pod = %name, ?decision, "not injected");
+            return allowed;
+        }
+        let patch = json_patch::diff(&pod, &inject(&pod, &self.config));
+        tracing::info!(%namespace, pod = %name, "sidecar injected");
+        match allowed.with_patch(patch) {
+            Ok(response) => response,
+            Err(error) => AdmissionResponse::from(request).deny(format!(
+                "lattice-xds: cannot encode the injection patch: {error}"
+            )),
+        }
+    }
+}
+
+/// Binds the webhook listener, naming the address on failure.
+pub async fn bind(address: SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(address)
+        .await
+        .with_context(|| format!("cannot listen for the webhook on {address}"))
+}
