@@ -3,7 +3,7 @@
 
 CARGO ?= cargo
 
-.PHONY: demo test build envoy peers kube kube-up kube-down
+.PHONY: demo test build envoy peers kube helm kube-up kube-down
 
 build:
 	$(CARGO) build --locked
@@ -18,6 +18,10 @@ peers:
 kube:
 	scripts/install-kube.sh >/dev/null
 
+# helm built from its Go module, for the chart's tests.
+helm:
+	scripts/install-helm.sh >/dev/null
+
 # A real API server on 127.0.0.1:16443 with the Gateway API and AWS controller CRDs, to run
 # `lattice-xds controller --kubernetes` against by hand; prints the KUBECONFIG to export.
 kube-up:
@@ -29,5 +33,5 @@ kube-down:
 demo: build envoy
 	scripts/demo.sh
 
-test: envoy peers kube
+test: envoy peers kube helm
 	$(CARGO) test --locked

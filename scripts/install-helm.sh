@@ -13,9 +13,17 @@ if [ -x "$dest/helm" ]; then
 fi
 
 mkdir -p "$dest.part"
+# As helm's own Makefile does: the Kubernetes version helm assumes (lint, template) is that of
+# the client-go it is built with.
+gomod=$(cd "${TMPDIR:-/tmp}" && go mod download -json "helm.sh/helm/v3@v$version" \
+  | python3 -c 'import json,sys; print(json.load(sys.stdin)["GoMod"])')
+k8s_minor=$(sed -n 's/^[[:space:]]*k8s.io\/client-go v0\.\([0-9]*\)\..*/\1/p' "$gomod" | head -1)
+ldflags="-s -w -X helm.sh/helm/v3/internal/version.version=v$version"
+for pkg in helm.sh/helm/v3/pkg/lint/rules helm.sh/helm/v3/pkg/chartutil; do
+  ldflags="$ldflags -X $pkg.k8sVersionMajor=1 -X $pkg.k8sVersionMinor=$k8s_minor"
+done
 CGO_ENABLED=0 GOFLAGS=-buildvcs=false GOBIN="$dest.part" go install -trimpath \
-  -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=v$version" \
-  "helm.sh/helm/v3/cmd/helm@v$version" >&2
+  -ldflags "$ldflags" "helm.sh/helm/v3/cmd/helm@v$version" >&2
 rm -rf "$dest"
 mv "$dest.part" "$dest"
 "$dest/helm" version >&2

@@ -89,18 +89,31 @@ impl KubeCluster {
 
     /// Runs kubectl as the admin and returns whether it succeeded, with its output.
     pub fn try_kubectl(&self, args: &[&str]) -> (bool, String) {
-        let output = Command::new(&self.kubectl)
-            .arg("--kubeconfig")
-            .arg(&self.kubeconfig)
-            .args(args)
-            .output()
-            .expect("run kubectl");
-        let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
-        text.push_str(&String::from_utf8_lossy(&output.stderr));
-        (output.status.success(), text)
+        self.try_kubectl_with_input(args, None)
+    }
+
+    /// `kubectl create -n namespace -f -` of `manifest` (YAML or JSON).
+    pub fn kubectl_in(&self, namespace: &str, manifest: &str) -> String {
+        self.kubectl_with_input(&["create", "-n", namespace, "-f", "-"], Some(manifest))
+    }
+
+    /// The same, returning whether it succeeded and everything kubectl printed.
+    pub fn try_kubectl_in(&self, namespace: &str, manifest: &str) -> (bool, String) {
+        self.try_kubectl_with_input(&["create", "-n", namespace, "-f", "-"], Some(manifest))
+    }
+
+    /// `kubectl apply -n namespace -f -` of `manifest`.
+    pub fn apply_in(&self, namespace: &str, manifest: &str) -> String {
+        self.kubectl_with_input(&["apply", "-n", namespace, "-f", "-"], Some(manifest))
     }
 
     fn kubectl_with_input(&self, args: &[&str], input: Option<&str>) -> String {
+        let (ok, text) = self.try_kubectl_with_input(args, input);
+        assert!(ok, "kubectl {args:?} failed:\n{text}");
+        text
+    }
+
+    fn try_kubectl_with_input(&self, args: &[&str], input: Option<&str>) -> (bool, String) {
         let mut child = Command::new(&self.kubectl)
             .arg("--kubeconfig")
             .arg(&self.kubeconfig)
@@ -116,12 +129,12 @@ impl KubeCluster {
         }
         drop(stdin);
         let output = child.wait_with_output().unwrap();
-        assert!(
-            output.status.success(),
-            "kubectl {args:?} failed:\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8(output.stdout).unwrap()
+        if output.status.success() {
+            return (true, String::from_utf8_lossy(&output.stdout).into_owned());
+        }
+        let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
+        text.push_str(&String::from_utf8_lossy(&output.stderr));
+        (false, text)
     }
 
     /// A kubeconfig that authenticates with a service account's token instead of the admin

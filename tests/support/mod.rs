@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod envoy;
+pub mod helm;
 pub mod http;
 pub mod kube;
 pub mod pca;

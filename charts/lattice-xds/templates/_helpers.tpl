@@ -1,0 +1,37 @@
+{{/* The name of every object, the release name unless it already says lattice-xds. */}}
+{{- define "lattice-xds.fullname" -}}
+{{- if contains "lattice-xds" .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-lattice-xds" .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "lattice-xds.selectorLabels" -}}
+app.kubernetes.io/name: lattice-xds
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "lattice-xds.labels" -}}
+{{ include "lattice-xds.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+{{- end -}}
+
+{{- define "lattice-xds.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
+
+{{/* The Service's in-cluster name: what sidecars and the API server call. */}}
+{{- define "lattice-xds.serviceHost" -}}
+{{- printf "%s.%s.svc" (include "lattice-xds.fullname" .) .Release.Namespace -}}
+{{- end -}}
+
+{{- define "lattice-xds.webhookCaSecret" -}}
+{{- printf "%s-webhook-ca" (include "lattice-xds.fullname" .) -}}
+{{- end -}}
+
+{{- define "lattice-xds.webhookCertSecret" -}}
+{{- printf "%s-webhook-tls" (include "lattice-xds.fullname" .) -}}
+{{- end -}}

@@ -1,0 +1,236 @@
+//! Sidecar injection end to end: the chart's MutatingWebhookConfiguration, installed in a real
+//! API server and pointed at a controller on 127.0.0.1, injects the init container, Envoy and
+//! the signer into the pods that ask, leaves the others alone, never injects twice, and with
+//! `failurePolicy: Ignore` pods are still admitted while the controller is down.
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::Value;
+use support::kube::KubeCluster;
+use support::process::Controller;
+use support::{eventually, free_port, helm};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn pod(name: &str, annotations: &[(&str, &str)]) -> String {
+    let annotations: Vec<String> = annotations
+        .iter()
+        .map(|(key, value)| format!("    {key}: \"{value}\"\n"))
+        .collect();
+    let annotations = if annotations.is_empty() {
+        String::new()
+    } else {
+        format!("  annotations:\n{}", annotations.concat())
+    };
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  labels:\n    app: client\n{annotations}\
+         spec:\n  containers:\n  - name: app\n    image: busybox\n    command: [sleep, infinity]\n"
+    )
+}
+
+fn stored_pod(cluster: &KubeCluster, namespace: &str, name: &str) -> Value {
+    serde_json::from_str(&cluster.kubectl(&["get", "pod", name, "-n", namespace, "-o", "json"]))
+        .unwrap()
+}
+
+fn init_container_names(pod: &Value) -> Vec<String> {
+    pod["spec"]["initContainers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|container| container["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn container<'a>(pod: &'a Value, name: &str) -> &'a Value {
+    pod["spec"]["initContainers"]
+        .as_array()
+        .and_then(|containers| containers.iter().find(|c| c["name"] == name))
+        .unwrap_or_else(|| panic!("no {name} in {pod}"))
+}
+
+const INJECTED: [&str; 4] = [
+    "lattice-xds-redirect",
+    "lattice-xds-bootstrap",
+    "lattice-xds-envoy",
+    "lattice-xds-signer",
+];
+
+/// The chart's webhook configuration for a controller at `url`.
+fn webhook_configuration(url: &str, failure_policy: &str) -> String {
+    helm::template(&[
+        &format!("--set=injection.url={url}"),
+        &format!("--set=injection.failurePolicy={failure_policy}"),
+    ])
+    .into_iter()
+    .find(|document| document.contains("kind: MutatingWebhookConfiguration"))
+    .expect("the chart renders a MutatingWebhookConfiguration")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_webhook_injects_the_pods_that_ask_once() {
+    let cluster = KubeCluster::start();
+    let webhook_port = free_port();
+    let url = format!("https://127.0.0.1:{webhook_port}");
+    cluster.apply(&webhook_configuration(&url, "Fail"));
+    for (namespace, labelled) in [("labelled", true), ("plain", false)] {
+        cluster.kubectl(&["create", "namespace", namespace]);
+        cluster.kubectl(&["create", "serviceaccount", "default", "-n", namespace]);
+        if labelled {
+            cluster.kubectl(&[
+                "label",
+                "namespace",
+                namespace,
+                "lattice-xds/inject=enabled",
+            ]);
+        }
+    }
+
+    let args = vec![
+        "--kubernetes".to_string(),
+        format!("--kubeconfig={}", cluster.kubeconfig.display()),
+        "--signing=ext-proc".to_string(),
+        "--region=ap-northeast-2".to_string(),
+        format!("--webhook-listen=127.0.0.1:{webhook_port}"),
+        "--webhook-host=127.0.0.1".to_string(),
+        "--webhook-configuration=lattice-xds".to_string(),
+        "--inject-image=lattice-xds:test".to_string(),
+        "--inject-xds-address=lattice-xds.lattice-xds.svc:18000".to_string(),
+    ];
+    let controller = Controller::start(cluster.dir(), &args).await;
+    // The leader puts its CA into the configuration's caBundle; then the API server can call it.
+    eventually("the caBundle to be set", WAIT, || async {
+        let bundles = cluster.kubectl(&[
+            "get",
+            "mutatingwebhookconfiguration",
+            "lattice-xds",
+            "-o",
+            "jsonpath={.webhooks[*].clientConfig.caBundle}",
+        ]);
+        (bundles.split_whitespace().count() == 2).then_some(())
+    })
+    .await;
+
+    // The walkthrough's annotation in a labelled namespace.
+    let annotated = pod(
+        "annotated",
+        &[("vpc-lattices-svcs.amazonaws.com/agent-inject", "true")],
+    );
+    cluster.kubectl_in("labelled", &annotated);
+    let injected = stored_pod(&cluster, "labelled", "annotated");
+    assert_eq!(init_container_names(&injected), INJECTED);
+    assert_eq!(
+        injected["metadata"]["annotations"]["lattice-xds/injected"],
+        "true"
+    );
+    let redirect = container(&injected, "lattice-xds-redirect");
+    assert_eq!(redirect["image"], "lattice-xds:test");
+    assert_eq!(
+        redirect["args"],
+        serde_json::json!([
+            "redirect",
+            "--egress-port",
+            "8080",
+            "--proxy-uid",
+            "101",
+            "--proxy-gid",
+            "101"
+        ])
+    );
+    assert_eq!(
+        redirect["securityContext"]["capabilities"]["add"],
+        serde_json::json!(["NET_ADMIN", "NET_RAW"])
+    );
+    let bootstrap = container(&injected, "lattice-xds-bootstrap");
+    let bootstrap_args = bootstrap["args"].to_string();
+    for expected in [
+        "\"--node-id\",\"$(POD_NAME).$(POD_NAMESPACE)\"",
+        "\"--cluster\",\"client\"",
+        "\"--xds-address\",\"lattice-xds.lattice-xds.svc:18000\"",
+    ] {
+        assert!(
+            bootstrap_args.contains(expected),
+            "{expected} not in {bootstrap_args}"
+        );
+    }
+    assert_eq!(
+        bootstrap["env"][0]["valueFrom"]["fieldRef"]["fieldPath"],
+        "metadata.name"
+    );
+    let envoy = container(&injected, "lattice-xds-envoy");
+    assert_eq!(envoy["image"], "envoyproxy/envoy:v1.40.0");
+    assert_eq!(envoy["restartPolicy"], "Always");
+    assert_eq!(envoy["securityContext"]["runAsUser"], 101);
+    let signer = container(&injected, "lattice-xds-signer");
+    assert_eq!(signer["args"], serde_json::json!(["signer"]));
+    let region = signer["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|env| env["name"] == "AWS_REGION")
+        .map(|env| env["value"].clone());
+    assert_eq!(region, Some(Value::from("ap-northeast-2")));
+    // The application's own container is untouched.
+    assert_eq!(injected["spec"]["containers"].as_array().unwrap().len(), 1);
+
+    // No annotation, no label: untouched. The correctly spelt annotation: injected.
+    cluster.kubectl_in("plain", &pod("untouched", &[]));
+    assert!(init_container_names(&stored_pod(&cluster, "plain", "untouched")).is_empty());
+    cluster.kubectl_in(
+        "plain",
+        &pod(
+            "spelt-right",
+            &[("vpc-lattice-svcs.amazonaws.com/agent-inject", "true")],
+        ),
+    );
+    assert_eq!(
+        init_container_names(&stored_pod(&cluster, "plain", "spelt-right")),
+        INJECTED
+    );
+
+    // A pod made from an injected pod's manifest is not injected again.
+    let mut again = injected.clone();
+    again["metadata"] = serde_json::json!({
+        "name": "again",
+        "labels": injected["metadata"]["labels"],
+        "annotations": injected["metadata"]["annotations"],
+    });
+    again.as_object_mut().unwrap().remove("status");
+    cluster.kubectl_in("labelled", &again.to_string());
+    assert_eq!(
+        init_container_names(&stored_pod(&cluster, "labelled", "again")),
+        INJECTED
+    );
+    // Applying the original manifest again changes nothing.
+    let applied = cluster.apply_in("labelled", &annotated);
+    assert!(
+        applied.contains("unchanged") || applied.contains("configured"),
+        "{applied}"
+    );
+    assert_eq!(
+        init_container_names(&stored_pod(&cluster, "labelled", "annotated")),
+        INJECTED
+    );
+
+    let metrics = controller.metrics().await;
+    assert!(
+        metrics.contains("lattice_xds_injections_total{decision=\"injected\"} 2"),
+        "{metrics}"
+    );
+
+    // The controller goes away. With failurePolicy Fail the pod is refused; with Ignore it is
+    // admitted, without the sidecar.
+    drop(controller);
+    let (created, refusal) = cluster.try_kubectl_in("labelled", &pod("while-down-fail", &[]));
+    assert!(
+        !created,
+        "a pod was admitted without its webhook: {refusal}"
+    );
+    assert!(refusal.contains("inject.lattice-xds.io"), "{refusal}");
+    cluster.apply(&webhook_configuration(&url, "Ignore"));
+    let (created, output) = cluster.try_kubectl_in("labelled", &pod("while-down", &[]));
+    assert!(created, "{output}");
+    assert!(init_container_names(&stored_pod(&cluster, "labelled", "while-down")).is_empty());
+}
