@@ -1,0 +1,298 @@
+//! The Helm chart: `helm lint` and golden `helm template` output for each value set under
+//! `tests/testdata/chart/<case>/values.yaml`, clear errors from `values.schema.json`, every
+//! rendered manifest accepted by a real API server (server-side dry run, with the Gateway API,
+//! cert-manager and Kyverno CRDs installed), and the Kyverno policy injecting exactly what the
+//! controller's webhook injects. `LATTICE_XDS_UPDATE_GOLDEN=1` rewrites the golden files.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use lattice_xds::inject::{InjectConfig, inject};
+use lattice_xds::model::SigningMode;
+use serde_json::Value;
+use support::helm;
+use support::kube::KubeCluster;
+
+const CASES: &str = "tests/testdata/chart";
+
+fn cases() -> Vec<PathBuf> {
+    let mut cases: Vec<PathBuf> = std::fs::read_dir(CASES)
+        .expect("chart cases")
+        .map(|entry| entry.expect("entry").path())
+        .filter(|path| path.join("values.yaml").exists())
+        .collect();
+    cases.sort();
+    assert!(
+        cases.len() >= 4,
+        "expected the chart cases, found {cases:?}"
+    );
+    cases
+}
+
+fn values_arg(case: &Path) -> String {
+    format!("--values={}", case.join("values.yaml").display())
+}
+
+/// The case rendered, documents joined as helm prints them.
+fn rendered(case: &Path) -> String {
+    helm::template(&[&values_arg(case)]).join("\n---\n") + "\n"
+}
+
+#[test]
+fn every_value_set_lints_and_renders_as_the_golden_files() {
+    let update = std::env::var_os("LATTICE_XDS_UPDATE_GOLDEN").is_some();
+    let chart = helm::chart();
+    let mut mismatches = Vec::new();
+    for case in cases() {
+        let (ok, lint) = helm::run(&[
+            "lint",
+            "--strict",
+            chart.to_str().unwrap(),
+            &values_arg(&case),
+        ]);
+        assert!(ok, "helm lint failed for {}:\n{lint}", case.display());
+        let actual = rendered(&case);
+        let golden = case.join("rendered.yaml");
+        if update {
+            std::fs::write(&golden, &actual).unwrap();
+            continue;
+        }
+        let expected = std::fs::read_to_string(&golden).unwrap_or_default();
+        if expected != actual {
+            mismatches.push(format!(
+                "{}:\n--- expected\n{expected}\n+++ actual\n{actual}",
+                golden.display()
+            ));
+        }
+    }
+    assert!(
+        mismatches.is_empty(),
+        "the chart renders differently (LATTICE_XDS_UPDATE_GOLDEN=1 rewrites the files):\n{}",
+        mismatches.join("\n")
+    );
+}
+
+#[test]
+fn the_schema_rejects_bad_values_with_clear_errors() {
+    let chart = helm::chart();
+    let render = |set: &str| {
+        helm::run(&[
+            "template",
+            "lattice-xds",
+            chart.to_str().unwrap(),
+            "--set",
+            set,
+        ])
+    };
+    for (set, expected) in [
+        ("signing.mode=sigv5", "/signing/mode"),
+        ("signing.mode=sigv5", "'ext-proc', 'lua', 'native', 'none'"),
+        ("controller.replicas=two", "/controller/replicas"),
+        ("caArns[0]=not-an-arn", "/caArns/0"),
+        (
+            "injection.failurePolicy=Sometimes",
+            "/injection/failurePolicy",
+        ),
+        ("sidecar.egressPort=70000", "/sidecar/egressPort"),
+        ("signer.mode=lua", "'signer'"),
+    ] {
+        let (ok, output) = render(set);
+        assert!(!ok, "--set {set} was accepted");
+        assert!(
+            output.contains(expected),
+            "the error for --set {set} does not name {expected:?}:\n{output}"
+        );
+    }
+    let (ok, output) = render("signing.mode=lua");
+    assert!(ok, "a valid value was refused:\n{output}");
+}
+
+/// The directory of a Go module version (downloaded into Go's module cache once).
+fn go_module(module: &str) -> PathBuf {
+    let output = Command::new("go")
+        .args(["mod", "download", "-json", module])
+        .current_dir(std::env::temp_dir())
+        .output()
+        .expect("run go mod download");
+    let info: Value = serde_json::from_slice(&output.stdout).expect("go mod download -json");
+    PathBuf::from(
+        info["Dir"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{module}: {info}")),
+    )
+}
+
+#[test]
+fn every_rendered_manifest_is_accepted_by_the_api_server() {
+    let cluster = KubeCluster::start();
+    let kyverno = go_module("github.com/kyverno/kyverno@v1.19.1");
+    let cert_manager = go_module("github.com/cert-manager/cert-manager@v1.21.2");
+    for crd in [
+        kyverno.join("config/crds/kyverno/kyverno.io_clusterpolicies.yaml"),
+        cert_manager.join("deploy/crds/cert-manager.io_issuers.yaml"),
+        cert_manager.join("deploy/crds/cert-manager.io_certificates.yaml"),
+    ] {
+        cluster.kubectl(&["apply", "--server-side", "-f", crd.to_str().unwrap()]);
+    }
+    cluster.kubectl(&[
+        "wait",
+        "--for=condition=Established",
+        "crd",
+        "--all",
+        "--timeout=60s",
+    ]);
+    cluster.kubectl(&["create", "namespace", "lattice-xds"]);
+    // What a cluster's controller manager would have made.
+    cluster.kubectl(&["create", "serviceaccount", "default", "-n", "lattice-xds"]);
+    for case in cases() {
+        let manifests = case.join("rendered.yaml");
+        let (ok, output) = cluster.try_kubectl(&[
+            "apply",
+            "--server-side",
+            "--dry-run=server",
+            "-f",
+            manifests.to_str().unwrap(),
+        ]);
+        assert!(
+            ok,
+            "the API server refused {}:\n{output}",
+            manifests.display()
+        );
+        let applied = output
+            .lines()
+            .filter(|line| line.contains("(server dry run)"))
+            .count();
+        let documents = std::fs::read_to_string(&manifests)
+            .unwrap()
+            .split("\n---\n")
+            .count();
+        assert_eq!(
+            applied, documents,
+            "not every document was applied:\n{output}"
+        );
+    }
+}
+
+/// The controller started with nothing but the settings the chart's ConfigMap gives it
+/// (listening on loopback instead, and with a kubeconfig instead of a pod's service account).
+async fn start_with_chart_settings(
+    cluster: &KubeCluster,
+    manifests: &Path,
+) -> support::process::Controller {
+    let text = std::fs::read_to_string(manifests).unwrap();
+    let config_map = text
+        .split("\n---\n")
+        .find(|document| document.contains("kind: ConfigMap"))
+        .expect("a ConfigMap");
+    let config_map: Value = serde_yaml_ng::from_str(config_map).unwrap();
+    let webhook_port = support::free_port().to_string();
+    let mut env: Vec<(String, String)> = config_map["data"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(key, value)| (key.clone(), value.as_str().unwrap().to_string()))
+        .filter(|(key, _)| !key.ends_with("_LISTEN"))
+        .collect();
+    env.push((
+        "LATTICE_XDS_WEBHOOK_LISTEN".into(),
+        format!("127.0.0.1:{webhook_port}"),
+    ));
+    env.push((
+        "LATTICE_XDS_KUBECONFIG".into(),
+        cluster.kubeconfig.display().to_string(),
+    ));
+    let env: Vec<(&str, String)> = env.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+    support::process::Controller::start_on(
+        cluster.dir(),
+        support::free_port(),
+        support::free_port(),
+        "chart-controller",
+        &[],
+        &env,
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_controller_runs_on_the_charts_settings() {
+    let cluster = KubeCluster::start();
+    cluster.kubectl(&["create", "namespace", "lattice-xds"]);
+    let case = Path::new(CASES).join("default");
+    let controller = start_with_chart_settings(&cluster, &case.join("rendered.yaml")).await;
+    // Ready means the flags parsed, the cluster was listed and a snapshot published; the
+    // webhook CA it made is in the Secret the chart's Role names.
+    support::eventually(
+        "the webhook CA Secret",
+        std::time::Duration::from_secs(20),
+        || async {
+            cluster
+                .try_kubectl(&[
+                    "get",
+                    "secret",
+                    "lattice-xds-webhook-ca",
+                    "-n",
+                    "lattice-xds",
+                ])
+                .0
+                .then_some(())
+        },
+    )
+    .await;
+    let metrics = controller.metrics().await;
+    assert!(
+        metrics.contains("lattice_xds_snapshots_total 1"),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn the_kyverno_policy_injects_what_the_webhook_injects() {
+    let case = Path::new(CASES).join("kyverno");
+    let policy = helm::template(&[&values_arg(&case)])
+        .into_iter()
+        .find(|document| document.contains("kind: ClusterPolicy"))
+        .expect("the kyverno case renders a ClusterPolicy");
+    let policy: Value = serde_yaml_ng::from_str(&policy).unwrap();
+    let patch = &policy["spec"]["rules"][0]["mutate"]["patchStrategicMerge"];
+
+    let config = InjectConfig {
+        image: "lattice-xds:0.1.0".to_string(),
+        envoy_image: "envoyproxy/envoy:v1.40.0".to_string(),
+        xds_address: "lattice-xds.lattice-xds.svc:18000".to_string(),
+        egress_port: 8080,
+        proxy_uid: 101,
+        signing: SigningMode::ExtProc,
+        region: Some("ap-northeast-2".to_string()),
+        signer_probe_port: 9003,
+    };
+    let pod = serde_json::json!({
+        "metadata": { "name": "client", "labels": { "app": "client" } },
+        "spec": { "containers": [{ "name": "app", "image": "busybox" }] }
+    });
+    let injected = inject(&pod, &config);
+
+    // Kyverno names the workload with a JMESPath expression; everything else must be equal.
+    let workload_arg = |containers: &Value| {
+        let mut containers = containers.clone();
+        let args = &mut containers[1]["args"];
+        let at = args
+            .as_array()
+            .unwrap()
+            .iter()
+            .position(|a| a == "--cluster")
+            .unwrap();
+        args[at + 1] = Value::from("<workload>");
+        containers
+    };
+    assert_eq!(
+        workload_arg(&patch["spec"]["initContainers"]),
+        workload_arg(&injected["spec"]["initContainers"])
+    );
+    assert_eq!(patch["spec"]["volumes"], injected["spec"]["volumes"]);
+    assert_eq!(
+        patch["metadata"]["annotations"],
+        serde_json::json!({ "lattice-xds/injected": "true" })
+    );
+}
