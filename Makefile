@@ -3,7 +3,7 @@
 
 CARGO ?= cargo
 
-.PHONY: demo test build envoy peers kube helm kube-up kube-down
+.PHONY: demo test build envoy peers kube helm iptables kube-up kube-down
 
 build:
 	$(CARGO) build --locked
@@ -22,6 +22,10 @@ kube:
 helm:
 	scripts/install-helm.sh >/dev/null
 
+# iptables, for the test that applies the injected redirect rules in a network namespace.
+iptables:
+	scripts/install-iptables.sh >/dev/null
+
 # A real API server on 127.0.0.1:16443 with the Gateway API and AWS controller CRDs, to run
 # `lattice-xds controller --kubernetes` against by hand; prints the KUBECONFIG to export.
 kube-up:
@@ -33,5 +37,5 @@ kube-down:
 demo: build envoy
 	scripts/demo.sh
 
-test: envoy peers kube helm
+test: envoy peers kube helm iptables
 	$(CARGO) test --locked
