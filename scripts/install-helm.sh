@@ -7,6 +7,11 @@ version="${HELM_VERSION:-3.22.0}"
 cache="${LATTICE_XDS_CACHE:-$HOME/.cache/lattice-xds}"
 dest="$cache/helm-$version"
 
+# The chart's optional parts use cert-manager's and Kyverno's CRDs; the chart tests install them
+# from these modules (Go's module cache).
+(cd "${TMPDIR:-/tmp}" && go mod download github.com/cert-manager/cert-manager@v1.21.2 \
+  github.com/kyverno/kyverno@v1.19.1 >&2)
+
 if [ -x "$dest/helm" ]; then
   echo "$dest/helm"
   exit 0

@@ -255,6 +255,10 @@ pub struct ControllerArgs {
         default_value = "lattice-xds-webhook-ca"
     )]
     pub webhook_ca_secret: String,
+    /// How often the controller replaces the webhook's serving certificate (each is valid for
+    /// seven periods).
+    #[arg(long, env = "LATTICE_XDS_WEBHOOK_RENEW_EVERY", default_value = "24h", value_parser = humantime::parse_duration)]
+    pub webhook_renew_every: Duration,
     /// MutatingWebhookConfiguration whose caBundle the leader keeps equal to that CA.
     #[arg(
         long,
@@ -482,6 +486,7 @@ impl ControllerArgs {
                             secret: self.webhook_ca_secret,
                             hosts: self.webhook_hosts,
                             configuration: self.webhook_configuration,
+                            renew_every: self.webhook_renew_every,
                         }
                     }
                 };

@@ -69,6 +69,32 @@ fn webhook_configuration(url: &str, failure_policy: &str) -> String {
     .expect("the chart renders a MutatingWebhookConfiguration")
 }
 
+/// The certificate the webhook presents on 127.0.0.1, verified against `ca` (DER of the leaf).
+async fn served_certificate(port: u16, ca_pem: &[u8]) -> Vec<u8> {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(ca_pem) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let tls = connector
+        .connect(name, tcp)
+        .await
+        .expect("the webhook's certificate verifies against the CA in the Secret");
+    tls.get_ref().1.peer_certificates().unwrap()[0].to_vec()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_webhook_injects_the_pods_that_ask_once() {
     let cluster = KubeCluster::start();
@@ -98,6 +124,8 @@ async fn the_webhook_injects_the_pods_that_ask_once() {
         "--webhook-configuration=lattice-xds".to_string(),
         "--inject-image=lattice-xds:test".to_string(),
         "--inject-xds-address=lattice-xds.lattice-xds.svc:18000".to_string(),
+        // Renewed every second here, so that the test sees a renewal.
+        "--webhook-renew-every=1s".to_string(),
     ];
     let controller = Controller::start(cluster.dir(), &args).await;
     // The leader puts its CA into the configuration's caBundle; then the API server can call it.
@@ -214,9 +242,40 @@ async fn the_webhook_injects_the_pods_that_ask_once() {
         INJECTED
     );
 
+    // The serving certificate is renewed from the same CA; the API server keeps trusting it.
+    let ca = cluster.kubectl(&[
+        "get",
+        "secret",
+        "lattice-xds-webhook-ca",
+        "-n",
+        "default",
+        "-o",
+        "jsonpath={.data.ca\\.crt}",
+    ]);
+    let ca = base64::engine::Engine::decode(&base64::engine::general_purpose::STANDARD, ca.trim())
+        .expect("the CA in the Secret is base64");
+    let first = served_certificate(webhook_port, &ca).await;
+    let renewed = eventually("a renewed serving certificate", WAIT, || async {
+        let now = served_certificate(webhook_port, &ca).await;
+        (now != first).then_some(now)
+    })
+    .await;
+    assert_ne!(renewed, first);
+    cluster.kubectl_in(
+        "plain",
+        &pod(
+            "after-renewal",
+            &[("vpc-lattice-svcs.amazonaws.com/agent-inject", "true")],
+        ),
+    );
+    assert_eq!(
+        init_container_names(&stored_pod(&cluster, "plain", "after-renewal")),
+        INJECTED
+    );
+
     let metrics = controller.metrics().await;
     assert!(
-        metrics.contains("lattice_xds_injections_total{decision=\"injected\"} 2"),
+        metrics.contains("lattice_xds_injections_total{decision=\"injected\"} 3"),
         "{metrics}"
     );
 

@@ -4,7 +4,7 @@
 //! Made by the controller: a CA kept in a Secret in the controller's namespace (the first
 //! replica to start creates it; the API server lets only one create win), and a serving
 //! certificate per replica, issued from that CA for the webhook's host names and re-issued
-//! every [`RENEW_EVERY`]. The leader keeps the webhook configuration's `caBundle` equal to the
+//! every `--webhook-renew-every` (a day by default), valid for seven times as long. The leader keeps the webhook configuration's `caBundle` equal to the
 //! CA certificate.
 
 use std::sync::{Arc, RwLock};
@@ -27,9 +27,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
 
-/// How long a serving certificate is valid, and how often it is replaced.
-const VALIDITY: Duration = Duration::from_secs(7 * 24 * 3600);
-pub const RENEW_EVERY: Duration = Duration::from_secs(24 * 3600);
+/// How many renewal periods a serving certificate stays valid: a replica that cannot renew
+/// keeps working for a week at the default period.
+const VALIDITY_PERIODS: u32 = 7;
 /// How long the CA is valid.
 const CA_VALIDITY: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 /// How often the file certificate is re-read, and the caBundle checked.
@@ -99,6 +99,8 @@ pub enum CertificateSource {
         hosts: Vec<String>,
         /// The MutatingWebhookConfiguration whose caBundle the leader keeps in sync.
         configuration: String,
+        /// How often the serving certificate is replaced.
+        renew_every: Duration,
     },
 }
 
@@ -135,10 +137,12 @@ pub async fn run(
             secret,
             hosts,
             configuration,
+            renew_every,
         } => {
+            let validity = renew_every * VALIDITY_PERIODS;
             let ca = load_or_create_ca(&client, &namespace, &secret).await?;
             let issued = std::time::Instant::now();
-            let (chain, key) = ca.issue(&hosts)?;
+            let (chain, key) = ca.issue(&hosts, validity)?;
             serving.set_pem(&chain, &key)?;
             tracing::info!(?hosts, "webhook serving certificate issued");
             let mut last_issue = issued;
@@ -150,9 +154,9 @@ pub async fn run(
                     tracing::warn!(%error, configuration, "cannot keep the webhook caBundle in sync; retrying");
                     metrics.kubernetes_write_errors.inc();
                 }
-                if last_issue.elapsed() >= RENEW_EVERY {
+                if last_issue.elapsed() >= renew_every {
                     match ca
-                        .issue(&hosts)
+                        .issue(&hosts, validity)
                         .and_then(|(chain, key)| serving.set_pem(&chain, &key))
                     {
                         Ok(()) => {
@@ -165,7 +169,7 @@ pub async fn run(
                     }
                 }
                 tokio::select! {
-                    () = tokio::time::sleep(CHECK_EVERY) => {}
+                    () = tokio::time::sleep(CHECK_EVERY.min(renew_every)) => {}
                     () = shutdown.cancelled() => return Ok(()),
                 }
             }
@@ -197,7 +201,7 @@ impl WebhookCa {
     }
 
     /// A serving certificate for `hosts` (DNS names or IP addresses): chain and key, PEM.
-    pub fn issue(&self, hosts: &[String]) -> anyhow::Result<(String, String)> {
+    pub fn issue(&self, hosts: &[String], validity: Duration) -> anyhow::Result<(String, String)> {
         let ca_key = KeyPair::from_pem(&self.key_pem).context("the webhook CA key is not PEM")?;
         let issuer = Issuer::from_ca_cert_pem(&self.cert_pem, ca_key)
             .context("the webhook CA certificate is not usable")?;
@@ -219,7 +223,7 @@ impl WebhookCa {
             .collect::<Result<_, _>>()
             .context("a webhook host is not a valid DNS name")?;
         params.not_before = time::OffsetDateTime::now_utc() - time::Duration::minutes(5);
-        params.not_after = time::OffsetDateTime::now_utc() + VALIDITY;
+        params.not_after = time::OffsetDateTime::now_utc() + validity;
         let cert = params.signed_by(&key, &issuer)?;
         Ok((cert.pem(), key.serialize_pem()))
     }
