@@ -44,11 +44,75 @@ pub enum Command {
     /// Sign the pod's outgoing requests with its AWS credentials (the sidecar Envoy calls it
     /// over ext_proc, or over HTTP in the Lua mode).
     Signer(SignerArgs),
+    /// Evaluate IAM auth policies as VPC Lattice does (for testing a policy before applying it).
+    #[command(subcommand)]
+    Policy(PolicyCommand),
     /// Check that a controller is ready and serves xDS (what `helm test` runs).
     Check(CheckArgs),
     /// Redirect the pod's connections to VPC Lattice to the sidecar's egress listener
     /// (iptables; run once by the injected init container, with NET_ADMIN).
     Redirect(RedirectArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Print `Allow` or `Deny` and the statement that decided; exit 0 for Allow, 1 for Deny,
+    /// 2 for bad input.
+    Check(PolicyCheckArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PolicyCheckArgs {
+    /// The service's policy: JSON, or an IAMAuthPolicy manifest.
+    #[arg(long)]
+    pub policy: PathBuf,
+    /// The service network's policy (on the Gateway); both must allow.
+    #[arg(long)]
+    pub network_policy: Option<PathBuf>,
+    /// The caller's ARN (for a pod, its role session: arn:aws:sts::ACCOUNT:assumed-role/ROLE/SESSION),
+    /// or `anonymous` for an unsigned request.
+    #[arg(long)]
+    pub principal: String,
+    /// A session tag of the caller, KEY=VALUE (eks-cluster-name, kubernetes-namespace, …). Repeatable.
+    #[arg(long = "tag", value_parser = parse_pair)]
+    pub tags: Vec<(String, String)>,
+    /// The request's method.
+    #[arg(long, default_value = "GET")]
+    pub method: String,
+    /// A request header, NAME=VALUE. Repeatable.
+    #[arg(long = "header", value_parser = parse_pair)]
+    pub headers: Vec<(String, String)>,
+    /// A query parameter, NAME=VALUE. Repeatable.
+    #[arg(long = "query", value_parser = parse_pair)]
+    pub query: Vec<(String, String)>,
+    /// The resource the call is for.
+    #[arg(
+        long,
+        default_value = "arn:aws:vpc-lattice:us-east-1:111122223333:service/svc-0123456789abcdef0/"
+    )]
+    pub resource: String,
+}
+
+impl From<PolicyCheckArgs> for crate::policy::check::CheckRequest {
+    fn from(args: PolicyCheckArgs) -> Self {
+        Self {
+            policy: args.policy,
+            network_policy: args.network_policy,
+            principal: Some(args.principal).filter(|p| !p.eq_ignore_ascii_case("anonymous")),
+            tags: args.tags.into_iter().collect(),
+            method: args.method,
+            headers: args.headers,
+            query: args.query,
+            resource: args.resource,
+        }
+    }
+}
+
+fn parse_pair(value: &str) -> Result<(String, String), String> {
+    value
+        .split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("{value:?} is not KEY=VALUE"))
 }
 
 #[derive(Debug, Args)]

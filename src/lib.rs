@@ -9,6 +9,7 @@ pub mod controller;
 pub mod inject;
 pub mod metrics;
 pub mod model;
+pub mod policy;
 pub mod provider;
 pub mod proxy_status;
 pub mod redirect;

@@ -1,6 +1,6 @@
 use clap::Parser;
-use lattice_xds::cli::{Cli, Command};
-use lattice_xds::{bootstrap, check, controller, proxy_status, redirect, signer};
+use lattice_xds::cli::{Cli, Command, PolicyCommand};
+use lattice_xds::{bootstrap, check, controller, policy, proxy_status, redirect, signer};
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
@@ -11,7 +11,18 @@ async fn main() -> std::process::ExitCode {
         .with_env_filter(tracing_subscriber::EnvFilter::new(&cli.log))
         .with_writer(std::io::stderr)
         .init();
+    if let Command::Policy(PolicyCommand::Check(args)) = cli.command {
+        return match policy::check::run(&args.into()) {
+            Ok(true) => std::process::ExitCode::SUCCESS,
+            Ok(false) => std::process::ExitCode::from(1),
+            Err(error) => {
+                eprintln!("lattice-xds: {error:#}");
+                std::process::ExitCode::from(2)
+            }
+        };
+    }
     let result = match cli.command {
+        Command::Policy(_) => unreachable!("handled above"),
         Command::Controller(args) => match args.into_config() {
             Ok(config) => controller::run(config).await,
             Err(error) => Err(error),
