@@ -44,6 +44,10 @@ pub enum Command {
     /// Sign the pod's outgoing requests with its AWS credentials (the sidecar Envoy calls it
     /// over ext_proc, or over HTTP in the Lua mode).
     Signer(SignerArgs),
+    /// A local VPC Lattice data plane for development and tests (not a production component):
+    /// TLS, SigV4 verification, auth policies, forwarding; optionally DNS and the Pod Identity
+    /// agent.
+    EmulateLattice(EmulateArgs),
     /// Evaluate IAM auth policies as VPC Lattice does (for testing a policy before applying it).
     #[command(subcommand)]
     Policy(PolicyCommand),
@@ -52,6 +56,67 @@ pub enum Command {
     /// Redirect the pod's connections to VPC Lattice to the sidecar's egress listener
     /// (iptables; run once by the injected init container, with NET_ADMIN).
     Redirect(RedirectArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct EmulateArgs {
+    /// Directory of manifests (HTTPRoutes, Gateways, IAMAuthPolicies). Repeatable: one per
+    /// emulated cluster.
+    #[arg(long = "manifests", required = true)]
+    pub manifests: Vec<PathBuf>,
+    /// YAML list of the callers the emulator knows (access key, secret, role session ARN,
+    /// session tags, Pod Identity token).
+    #[arg(long)]
+    pub identities: PathBuf,
+    /// PEM certificate chain for the custom domains (issued by the private CA).
+    #[arg(long)]
+    pub tls_cert: PathBuf,
+    /// PEM private key of that certificate.
+    #[arg(long)]
+    pub tls_key: PathBuf,
+    /// HTTPS address of every service, as Lattice answers on one address per VPC.
+    #[arg(long, default_value = "127.0.0.1:443")]
+    pub listen: SocketAddr,
+    /// Where a route backend answers, NAME=URL or NAMESPACE/NAME=URL. Repeatable.
+    #[arg(long = "backend", value_parser = parse_pair)]
+    pub backends: Vec<(String, String)>,
+    /// The region signatures must be scoped to, and of the service ARNs.
+    #[arg(long, default_value = "us-east-1")]
+    pub region: String,
+    /// The account of the service ARNs.
+    #[arg(long, default_value = "111122223333")]
+    pub account: String,
+    /// Answer DNS (UDP) for the served names on this address.
+    #[arg(long)]
+    pub dns_listen: Option<SocketAddr>,
+    /// The address DNS answers with.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub dns_answer: IpAddr,
+    /// Serve the EKS Pod Identity agent's /v1/credentials for the known callers on this address.
+    #[arg(long)]
+    pub pod_identity_listen: Option<SocketAddr>,
+    /// How far x-amz-date may be from now.
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    pub clock_skew: Duration,
+}
+
+impl From<EmulateArgs> for crate::emulator::EmulatorConfig {
+    fn from(args: EmulateArgs) -> Self {
+        Self {
+            manifests: args.manifests,
+            identities: args.identities,
+            tls_cert: args.tls_cert,
+            tls_key: args.tls_key,
+            listen: args.listen,
+            backends: args.backends.into_iter().collect(),
+            region: args.region,
+            account: args.account,
+            dns_listen: args.dns_listen,
+            dns_answer: args.dns_answer,
+            pod_identity_listen: args.pod_identity_listen,
+            clock_skew: args.clock_skew,
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -353,6 +418,10 @@ pub struct ControllerArgs {
     /// Port of the injected signer's probe listener.
     #[arg(long, env = "LATTICE_XDS_SIGNER_PROBE_PORT", default_value_t = 9003)]
     pub signer_probe_port: u16,
+    /// A DNS server (UDP, IP:PORT) the sidecars ask for destination and fallback hosts instead
+    /// of the system's resolver.
+    #[arg(long, env = "LATTICE_XDS_DNS_RESOLVER")]
+    pub dns_resolver: Option<SocketAddr>,
     /// Milliseconds that input changes settle before a rebuild.
     #[arg(long, env = "LATTICE_XDS_DEBOUNCE_MS", default_value_t = 100)]
     pub debounce_ms: u64,
@@ -525,6 +594,7 @@ impl ControllerArgs {
             },
             system_ca_file: self.system_ca_file,
             gateway_class: self.gateway_class,
+            dns_resolver: self.dns_resolver,
         };
         anyhow::ensure!(
             self.kubeconfig.is_none() || self.kubernetes,

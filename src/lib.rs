@@ -6,6 +6,8 @@ pub mod bootstrap;
 pub mod check;
 pub mod cli;
 pub mod controller;
+pub mod emulator;
+pub mod https;
 pub mod inject;
 pub mod metrics;
 pub mod model;

@@ -1,6 +1,6 @@
 use clap::Parser;
 use lattice_xds::cli::{Cli, Command, PolicyCommand};
-use lattice_xds::{bootstrap, check, controller, policy, proxy_status, redirect, signer};
+use lattice_xds::{bootstrap, check, controller, emulator, policy, proxy_status, redirect, signer};
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
@@ -42,6 +42,7 @@ async fn main() -> std::process::ExitCode {
         }
         Command::ProxyStatus(args) => proxy_status::run(&args.admin).await,
         Command::Check(args) => check::run(&args.into()).await,
+        Command::EmulateLattice(args) => emulator::run(args.into()).await,
         Command::Signer(args) => signer::run(args.into()).await,
         Command::Redirect(args) => {
             let print = args.print;

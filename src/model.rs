@@ -27,6 +27,8 @@ pub struct Mesh {
     pub egress: Egress,
     /// The CA bundle file of the operating system, inside the Envoy container.
     pub system_ca_file: String,
+    /// A DNS server Envoy asks instead of the system's resolver (`--dns-resolver`).
+    pub dns_resolver: Option<SocketAddr>,
 }
 
 /// One host that the sidecar routes to a VPC Lattice service.
@@ -162,6 +164,7 @@ pub struct Settings {
     /// GatewayClass whose Gateways are VPC Lattice service networks, besides any class run by
     /// the AWS Gateway API Controller.
     pub gateway_class: String,
+    pub dns_resolver: Option<SocketAddr>,
 }
 
 /// The GatewayClass name the AWS Gateway API Controller's installation creates.
@@ -180,6 +183,7 @@ impl Default for Settings {
             egress: Egress::default(),
             system_ca_file: DEFAULT_SYSTEM_CA_FILE.to_string(),
             gateway_class: DEFAULT_GATEWAY_CLASS.to_string(),
+            dns_resolver: None,
         }
     }
 }
@@ -199,6 +203,7 @@ impl Settings {
             signing: self.signing.clone(),
             egress: self.egress.clone(),
             system_ca_file: self.system_ca_file.clone(),
+            dns_resolver: self.dns_resolver,
         }
     }
 }

@@ -45,7 +45,7 @@ pub fn translate(mesh: &Mesh) -> Resources {
     let mut clusters: Vec<Cluster> = mesh
         .destinations
         .values()
-        .map(|destination| cluster::destination(destination, &mesh.system_ca_file))
+        .map(|destination| cluster::destination(destination, mesh))
         .collect();
     if !mesh.fallback_domains.is_empty() {
         clusters.push(cluster::fallback(mesh));

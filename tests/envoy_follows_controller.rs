@@ -11,7 +11,7 @@ use support::process::{Controller, synced};
 use support::upstream::TlsUpstream;
 use support::{eventually, free_port, http};
 
-const GATEWAY: &str = include_str!("../examples/gateway.yaml");
+const GATEWAY: &str = include_str!("../examples/cluster1/gateway.yaml");
 const ALL_TYPES: [&str; 4] = ["CDS", "LDS", "RDS", "SDS"];
 const WAIT: Duration = Duration::from_secs(20);
 

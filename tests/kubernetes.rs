@@ -14,9 +14,9 @@ use support::kube::KubeCluster;
 use support::process::{Controller, synced};
 use support::{eventually, free_port};
 
-const GATEWAY: &str = include_str!("../examples/gateway.yaml");
-const ROUTES: &str = include_str!("../examples/demo-routes.yaml");
-const POLICIES: &str = include_str!("../examples/auth-policies.yaml");
+const GATEWAY: &str = include_str!("../examples/cluster1/gateway.yaml");
+const CLUSTER1: &str = include_str!("../examples/cluster1/demo-cluster1.yaml");
+const CLUSTER2: &str = include_str!("../examples/cluster2/demo-cluster2.yaml");
 const CLUSTER_ROLE: &str = include_str!("../charts/lattice-xds/files/clusterrole.yaml");
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -29,14 +29,14 @@ fn v1_route(name: &str, host: &str) -> String {
     )
 }
 
-/// The walkthrough's objects: the GatewayClass, the gateway with its three listeners, both
-/// demo routes (v1beta1, two parentRefs each) and demo-cluster1's IAMAuthPolicy.
+/// The walkthrough's objects: the GatewayClass, the gateway with its three listeners and its
+/// IAMAuthPolicy, both demo routes (v1beta1, two parentRefs each) and their IAMAuthPolicies.
 fn apply_walkthrough(cluster: &KubeCluster) {
     cluster.kubectl(&["create", "namespace", "apps"]);
     cluster.kubectl(&["create", "namespace", "lattice-gateway"]);
     cluster.apply(GATEWAY);
-    cluster.apply(ROUTES);
-    cluster.apply(POLICIES);
+    cluster.apply(CLUSTER1);
+    cluster.apply(CLUSTER2);
 }
 
 fn controller_args(kubeconfig: &std::path::Path) -> Vec<String> {
@@ -160,11 +160,14 @@ async fn envoy_follows_the_cluster_and_invalid_routes_get_events() {
     let guarded = metadata(&cluster_name("demo-cluster1.example.com", 443));
     assert!(
         guarded.contains("route apps/demo-cluster1")
-            && guarded.contains("auth policy apps/demo-cluster1-iam-auth-policy (service)"),
+            && guarded.contains("auth policy apps/demo-cluster1-iam-auth-policy (service)")
+            && guarded.contains(
+                "auth policy lattice-gateway/lattice-gateway-iam-auth-policy (service network)"
+            ),
         "{guarded}"
     );
-    let unguarded = metadata(&cluster_name("demo-cluster2.example.com", 443));
-    assert!(!unguarded.contains("auth policy"), "{unguarded}");
+    let other = metadata(&cluster_name("demo-cluster2.example.com", 443));
+    assert!(!other.contains("demo-cluster1-iam-auth-policy"), "{other}");
     // And in `proxy-status`, one row per destination.
     let status = std::process::Command::new(support::lattice_xds())
         .args(["proxy-status", "--admin", &controller.admin_url("")])
@@ -180,11 +183,15 @@ async fn envoy_follows_the_cluster_and_invalid_routes_get_events() {
     };
     assert_eq!(
         row("demo-cluster1.example.com:443"),
-        "demo-cluster1.example.com:443 apps/demo-cluster1 apps/demo-cluster1-iam-auth-policy (service)"
+        "demo-cluster1.example.com:443 apps/demo-cluster1 \
+         lattice-gateway/lattice-gateway-iam-auth-policy (service network), \
+         apps/demo-cluster1-iam-auth-policy (service)"
     );
+    // A route applied as v1 without a policy of its own.
     assert_eq!(
-        row("demo-cluster2.example.com:443"),
-        "demo-cluster2.example.com:443 apps/demo-cluster2 none"
+        row("demo-cluster3.example.com:443"),
+        "demo-cluster3.example.com:443 apps/demo-cluster3 \
+         lattice-gateway/lattice-gateway-iam-auth-policy (service network)"
     );
 
     // A hostname update.

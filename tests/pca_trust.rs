@@ -16,7 +16,7 @@ use support::process::{Controller, synced};
 use support::upstream::TlsUpstream;
 use support::{eventually, free_port, http};
 
-const GATEWAY: &str = include_str!("../examples/gateway.yaml");
+const GATEWAY: &str = include_str!("../examples/cluster1/gateway.yaml");
 const HOST: &str = "demo-cluster2.example.com";
 const REFRESH: Duration = Duration::from_secs(3);
 const WAIT: Duration = Duration::from_secs(30);

@@ -21,7 +21,7 @@ const SESSION: &str =
 
 #[test]
 fn the_walkthrough_policy_admits_cluster2_and_refuses_cluster1() {
-    let policy = "--policy=examples/auth-policies.yaml";
+    let policy = "--policy=examples/cluster1/demo-cluster1.yaml";
     let (status, output) = check(&[
         policy,
         &format!("--principal={SESSION}"),
@@ -76,7 +76,7 @@ fn bad_input_is_status_2_with_a_reason() {
     assert!(output.contains("cannot read /nonexistent.json"), "{output}");
 
     let (status, output) = check(&[
-        "--policy=examples/auth-policies.yaml",
+        "--policy=examples/cluster1/demo-cluster1.yaml",
         "--principal=anonymous",
         "--tag=novalue",
     ]);

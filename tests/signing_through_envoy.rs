@@ -17,7 +17,7 @@ use support::process::{Controller, synced};
 use support::signing::{Signer, VerifyingUpstream};
 use support::{eventually, free_port, http};
 
-const GATEWAY: &str = include_str!("../examples/gateway.yaml");
+const GATEWAY: &str = include_str!("../examples/cluster1/gateway.yaml");
 const HOST: &str = "demo-cluster2.example.com";
 const REGION: &str = "eu-west-1";
 const ACCESS_KEY: &str = "ASIAPODCREDENTIALS";

@@ -7,9 +7,10 @@
 //! every `--webhook-renew-every` (a day by default), valid for seven times as long. The leader keeps the webhook configuration's `caBundle` equal to the
 //! CA certificate.
 
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
+pub use crate::https::ServingCertificate;
 use anyhow::Context;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
@@ -18,10 +19,6 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Client;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, SanType};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::server::{ClientHello, ResolvesServerCert};
-use rustls::sign::CertifiedKey;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -36,54 +33,6 @@ const CA_VALIDITY: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 const CHECK_EVERY: Duration = Duration::from_secs(10);
 const CA_CERT_KEY: &str = "ca.crt";
 const CA_KEY_KEY: &str = "ca.key";
-
-/// The serving certificate the TLS listener presents, swapped in place on rotation.
-#[derive(Debug)]
-pub struct ServingCertificate {
-    current: RwLock<Option<Arc<CertifiedKey>>>,
-    loaded: watch::Sender<bool>,
-}
-
-impl Default for ServingCertificate {
-    fn default() -> Self {
-        Self {
-            current: RwLock::default(),
-            loaded: watch::Sender::new(false),
-        }
-    }
-}
-
-impl ServingCertificate {
-    /// Replaces the certificate from PEM chain and key.
-    pub fn set_pem(&self, chain_pem: &str, key_pem: &str) -> anyhow::Result<()> {
-        let chain: Vec<_> = CertificateDer::pem_slice_iter(chain_pem.as_bytes())
-            .collect::<Result<_, _>>()
-            .context("the webhook certificate is not PEM")?;
-        anyhow::ensure!(
-            !chain.is_empty(),
-            "the webhook certificate file holds no certificate"
-        );
-        let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
-            .context("the webhook key is not a PEM private key")?;
-        let key = rustls::crypto::ring::sign::any_supported_type(&key)
-            .context("the webhook key type is not supported")?;
-        *self.current.write().expect("lock") = Some(Arc::new(CertifiedKey::new(chain, key)));
-        self.loaded.send_replace(true);
-        Ok(())
-    }
-
-    /// Resolves once a certificate is in place.
-    pub async fn loaded(&self) {
-        // The sender lives in `self`, so the channel cannot close while this waits.
-        let _ = self.loaded.subscribe().wait_for(|loaded| *loaded).await;
-    }
-}
-
-impl ResolvesServerCert for ServingCertificate {
-    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        self.current.read().expect("lock").clone()
-    }
-}
 
 /// Where the webhook's certificate comes from.
 #[derive(Clone, Debug)]

@@ -14,13 +14,10 @@ use anyhow::Context;
 use axum::extract::State;
 use axum::routing::post;
 use axum::{Json, Router};
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::service::TowerToHyperService;
 use kube::api::DynamicObject;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview};
 use prometheus_client::encoding::EncodeLabelSet;
 use tokio::net::TcpListener;
-use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use super::tls::ServingCertificate;
@@ -47,11 +44,6 @@ pub async fn serve(
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let mut tls = rustls::ServerConfig::builder()
-        .with_no_client_auth()
-        .with_cert_resolver(serving);
-    tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    let acceptor = TlsAcceptor::from(Arc::new(tls));
     let webhook = Webhook {
         config: Arc::new(config),
         metrics,
@@ -60,30 +52,7 @@ pub async fn serve(
         .route("/inject/namespace", post(namespace_opted_in))
         .route("/inject/annotation", post(annotation_only))
         .with_state(webhook);
-    loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => accepted.context("webhook listener failed")?,
-            () = shutdown.cancelled() => return Ok(()),
-        };
-        let acceptor = acceptor.clone();
-        let app = app.clone();
-        tokio::spawn(async move {
-            let stream = match acceptor.accept(stream).await {
-                Ok(stream) => stream,
-                Err(error) => {
-                    tracing::debug!(%peer, %error, "webhook TLS handshake failed");
-                    return;
-                }
-            };
-            let service = TowerToHyperService::new(app);
-            if let Err(error) = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(stream), service)
-                .await
-            {
-                tracing::debug!(%peer, %error, "webhook connection ended with an error");
-            }
-        });
-    }
+    crate::https::serve(listener, serving, app, shutdown).await
 }
 
 async fn namespace_opted_in(

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::Context;
+use serde::Deserialize;
 
 use super::{Caller, Decision, INVOKE, Policy, Request, Verdict, evaluate_lattice};
 
@@ -29,12 +30,22 @@ pub fn read_policy(path: &Path) -> anyhow::Result<Policy> {
     let json = if text.trim_start().starts_with('{') {
         text
     } else {
-        let manifest: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text)
-            .with_context(|| format!("{} is neither a JSON policy nor YAML", path.display()))?;
-        manifest["spec"]["policy"]
-            .as_str()
-            .with_context(|| format!("{} has no spec.policy (an IAMAuthPolicy)", path.display()))?
-            .to_string()
+        // YAML: the first IAMAuthPolicy among its documents.
+        let mut found = None;
+        for document in serde_yaml_ng::Deserializer::from_str(&text) {
+            let manifest = serde_yaml_ng::Value::deserialize(document)
+                .with_context(|| format!("{} is neither a JSON policy nor YAML", path.display()))?;
+            if manifest["kind"].as_str() == Some("IAMAuthPolicy") {
+                found = manifest["spec"]["policy"].as_str().map(str::to_string);
+                break;
+            }
+        }
+        found.with_context(|| {
+            format!(
+                "{} holds no IAMAuthPolicy with a spec.policy",
+                path.display()
+            )
+        })?
     };
     Policy::parse(&json).with_context(|| format!("{} is not a usable policy", path.display()))
 }

@@ -48,6 +48,24 @@ fn put(digits: &mut [u8], mut value: u64) {
     }
 }
 
+/// Parses an `x-amz-date`, `YYYYMMDDTHHMMSSZ`.
+pub fn parse_amz_date(text: &str) -> Option<SystemTime> {
+    let bytes = text.as_bytes();
+    if bytes.len() != 16 || bytes[8] != b'T' || bytes[15] != b'Z' {
+        return None;
+    }
+    let (date, time) = (&text[..8], &text[9..15]);
+    parse_rfc3339_utc(&format!(
+        "{}-{}-{}T{}:{}:{}Z",
+        &date[..4],
+        &date[4..6],
+        &date[6..8],
+        &time[..2],
+        &time[2..4],
+        &time[4..6]
+    ))
+}
+
 /// Parses `YYYY-MM-DDTHH:MM:SS` followed by `Z` or fractional seconds and `Z` (RFC 3339 in UTC).
 pub fn parse_rfc3339_utc(text: &str) -> Option<SystemTime> {
     let bytes = text.as_bytes();
@@ -119,6 +137,9 @@ mod tests {
         let time = parse_rfc3339_utc("2015-08-30T12:36:00Z").unwrap();
         assert_eq!(AmzDate::new(time).as_str(), "20150830T123600Z");
         assert_eq!(AmzDate::new(time).date(), "20150830");
+        assert_eq!(parse_amz_date("20150830T123600Z"), Some(time));
+        assert_eq!(parse_amz_date("20150830 123600Z"), None);
+        assert_eq!(parse_amz_date("2015-08-30T12:36:00Z"), None);
     }
 
     #[test]

@@ -8,8 +8,8 @@ use envoy_types::pb::envoy::config::cluster::v3::cluster::{
     ClusterDiscoveryType, CustomClusterType, DiscoveryType, DnsLookupFamily, LbPolicy,
 };
 use envoy_types::pb::envoy::config::core::v3::{
-    Address, DataSource, Metadata, SocketAddress, TransportSocket, address, data_source::Specifier,
-    socket_address::PortSpecifier, transport_socket,
+    Address, DataSource, Metadata, SocketAddress, TransportSocket, TypedExtensionConfig, address,
+    data_source::Specifier, socket_address, socket_address::PortSpecifier, transport_socket,
 };
 use envoy_types::pb::envoy::config::endpoint::v3::{
     ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints, lb_endpoint::HostIdentifier,
@@ -18,6 +18,7 @@ use envoy_types::pb::envoy::extensions::clusters::dynamic_forward_proxy::v3::{
     ClusterConfig, cluster_config::ClusterImplementationSpecifier,
 };
 use envoy_types::pb::envoy::extensions::common::dynamic_forward_proxy::v3::DnsCacheConfig;
+use envoy_types::pb::envoy::extensions::network::dns_resolver::cares::v3::CaresDnsResolverConfig;
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
     CertificateValidationContext, CommonTlsContext, SdsSecretConfig, SubjectAltNameMatcher,
     UpstreamTlsContext,
@@ -34,7 +35,8 @@ use crate::model::{Destination, Mesh, Trust, custom_domain_trust};
 const CONNECT_TIMEOUT_SECONDS: i64 = 5;
 
 /// The cluster for one destination.
-pub fn destination(destination: &Destination, system_ca_file: &str) -> Cluster {
+pub fn destination(destination: &Destination, mesh: &Mesh) -> Cluster {
+    let system_ca_file = mesh.system_ca_file.as_str();
     let name = destination_cluster_name(&destination.host, destination.port);
     let (discovery, address) = match destination.pinned {
         Some(address) => (DiscoveryType::Static, pinned(address)),
@@ -49,6 +51,11 @@ pub fn destination(destination: &Destination, system_ca_file: &str) -> Cluster {
         connect_timeout: Some(seconds(CONNECT_TIMEOUT_SECONDS)),
         cluster_discovery_type: Some(ClusterDiscoveryType::Type(discovery.into())),
         dns_lookup_family: DnsLookupFamily::V4Preferred.into(),
+        typed_dns_resolver_config: destination
+            .pinned
+            .is_none()
+            .then(|| mesh.dns_resolver.map(dns_resolver))
+            .flatten(),
         transport_socket: destination
             .tls
             .as_ref()
@@ -122,7 +129,7 @@ pub fn fallback(mesh: &Mesh) -> Cluster {
     let trust = custom_domain_trust(&mesh.bundles);
     let config = ClusterConfig {
         cluster_implementation_specifier: Some(ClusterImplementationSpecifier::DnsCacheConfig(
-            dns_cache(),
+            dns_cache(mesh.dns_resolver),
         )),
         ..Default::default()
     };
@@ -141,11 +148,31 @@ pub fn fallback(mesh: &Mesh) -> Cluster {
 }
 
 /// The DNS cache shared by the fallback cluster and the dynamic forward proxy filter.
-pub fn dns_cache() -> DnsCacheConfig {
+pub fn dns_cache(resolver: Option<SocketAddr>) -> DnsCacheConfig {
     DnsCacheConfig {
         name: FALLBACK_CLUSTER.to_string(),
         dns_lookup_family: DnsLookupFamily::V4Preferred.into(),
+        typed_dns_resolver_config: resolver.map(dns_resolver),
         ..Default::default()
+    }
+}
+
+/// Envoy's c-ares resolver asking only `address` (`--dns-resolver`), instead of the system's.
+fn dns_resolver(address: SocketAddr) -> TypedExtensionConfig {
+    let config = CaresDnsResolverConfig {
+        resolvers: vec![Address {
+            address: Some(address::Address::SocketAddress(SocketAddress {
+                protocol: socket_address::Protocol::Udp.into(),
+                address: address.ip().to_string(),
+                port_specifier: Some(PortSpecifier::PortValue(u32::from(address.port()))),
+                ..Default::default()
+            })),
+        }],
+        ..Default::default()
+    };
+    TypedExtensionConfig {
+        name: "envoy.network.dns_resolver.cares".to_string(),
+        typed_config: Some(pack_any(config)),
     }
 }
 

@@ -50,7 +50,9 @@ fn connection_manager(mesh: &Mesh) -> HttpConnectionManager {
     let mut http_filters: Vec<HttpFilter> = signing::filter(&mesh.signing).into_iter().collect();
     if !mesh.fallback_domains.is_empty() {
         let config = DynamicForwardProxy {
-            implementation_specifier: Some(ImplementationSpecifier::DnsCacheConfig(dns_cache())),
+            implementation_specifier: Some(ImplementationSpecifier::DnsCacheConfig(dns_cache(
+                mesh.dns_resolver,
+            ))),
             ..Default::default()
         };
         http_filters.push(http_filter(

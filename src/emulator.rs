@@ -1,0 +1,392 @@
+//! `lattice-xds emulate-lattice`: a local stand-in for the VPC Lattice data plane, for the demo
+//! and the tests. A development tool, not a production component.
+//!
+//! It reads the same manifests as the controller (HTTPRoutes with their hostnames and
+//! backends, Gateways, IAMAuthPolicies) and a file of known callers. Per request it terminates
+//! TLS with the custom domain's certificate, checks the SigV4 signature as Lattice does,
+//! evaluates the service network's and the service's auth policies, and either answers 403
+//! with Lattice's `AccessDeniedException` text or forwards the request to the route's backend
+//! and relays the answer unchanged. It can also answer DNS for the names it serves and play
+//! the EKS Pod Identity agent for the callers it knows.
+
+pub mod dns;
+pub mod identities;
+pub mod pod_identity;
+pub mod verify;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use anyhow::Context;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use hyper_util::rt::TokioIo;
+use sha2::{Digest, Sha256};
+use tokio_util::sync::CancellationToken;
+
+use crate::https::ServingCertificate;
+use crate::model::{ObjectRef, PolicyLevel, Settings};
+use crate::policy::{INVOKE, Policy, Verdict, evaluate_lattice};
+use crate::provider::{Inputs, file, lattice};
+use identities::Identity;
+use verify::{Received, SignatureError};
+
+/// Everything `emulate-lattice` needs.
+#[derive(Clone, Debug)]
+pub struct EmulatorConfig {
+    pub manifests: Vec<PathBuf>,
+    pub identities: PathBuf,
+    pub tls_cert: PathBuf,
+    pub tls_key: PathBuf,
+    pub listen: SocketAddr,
+    /// Where each route backend (`namespace/name` or `name`) answers: a base URL.
+    pub backends: BTreeMap<String, String>,
+    pub region: String,
+    pub account: String,
+    pub dns_listen: Option<SocketAddr>,
+    pub dns_answer: IpAddr,
+    pub pod_identity_listen: Option<SocketAddr>,
+    pub clock_skew: Duration,
+}
+
+/// One Lattice service: a route, where it forwards, and the policies that guard it.
+#[derive(Debug)]
+struct Service {
+    id: String,
+    route: ObjectRef,
+    backend: Option<String>,
+    network_policy: Option<Policy>,
+    service_policy: Option<Policy>,
+}
+
+struct Emulator {
+    services: BTreeMap<String, Arc<Service>>,
+    identities: Vec<Identity>,
+    region: String,
+    account: String,
+    clock_skew: Duration,
+}
+
+/// Runs until SIGTERM or SIGINT.
+pub async fn run(config: EmulatorConfig) -> anyhow::Result<()> {
+    let identities = identities::load(&config.identities)?;
+    let services = services(&config)?;
+    let names: BTreeSet<String> = services.keys().cloned().collect();
+    for (host, service) in &services {
+        tracing::info!(%host, route = %service.route, id = %service.id, backend = service.backend.as_deref().unwrap_or("-"), network_policy = service.network_policy.is_some(), service_policy = service.service_policy.is_some(), "service");
+    }
+    let certificate = Arc::new(ServingCertificate::default());
+    let chain = std::fs::read_to_string(&config.tls_cert)
+        .with_context(|| format!("cannot read {}", config.tls_cert.display()))?;
+    let key = std::fs::read_to_string(&config.tls_key)
+        .with_context(|| format!("cannot read {}", config.tls_key.display()))?;
+    certificate.set_pem(&chain, &key)?;
+
+    let shutdown = CancellationToken::new();
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    if let Some(address) = config.dns_listen {
+        let socket = tokio::net::UdpSocket::bind(address)
+            .await
+            .with_context(|| format!("cannot listen for DNS on {address}"))?;
+        tokio::spawn(dns::serve(
+            socket,
+            Arc::new(names.clone()),
+            config.dns_answer,
+            shutdown.clone(),
+        ));
+        tracing::info!(%address, answer = %config.dns_answer, "answering DNS for the served names");
+    }
+    let identities = Arc::new(identities);
+    if let Some(address) = config.pod_identity_listen {
+        let agent = tokio::net::TcpListener::bind(address)
+            .await
+            .with_context(|| format!("cannot listen for the Pod Identity agent on {address}"))?;
+        let router = pod_identity::router(Arc::clone(&identities));
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            axum::serve(agent, router)
+                .with_graceful_shutdown(stop.cancelled_owned())
+                .await
+        });
+        tracing::info!(%address, "serving the Pod Identity agent");
+    }
+    let emulator = Arc::new(Emulator {
+        services,
+        identities: identities.as_ref().clone(),
+        region: config.region.clone(),
+        account: config.account.clone(),
+        clock_skew: config.clock_skew,
+    });
+    let app = Router::new().fallback(handle).with_state(emulator);
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        crate::controller::wait_for_signal().await;
+        stop.cancel();
+    });
+    tracing::info!(listen = %config.listen, "VPC Lattice emulator ready");
+    crate::https::serve(listener, certificate, app, shutdown).await
+}
+
+/// The services the manifests describe, by host name.
+fn services(config: &EmulatorConfig) -> anyhow::Result<BTreeMap<String, Arc<Service>>> {
+    let mut inputs = Inputs::default();
+    for dir in &config.manifests {
+        let observed = file::load(dir)?;
+        for invalid in &observed.invalid {
+            tracing::warn!(%invalid, "skipped");
+        }
+        inputs.routes.extend(observed.inputs.routes);
+        inputs.gateways.extend(observed.inputs.gateways);
+        inputs.classes.extend(observed.inputs.classes);
+        inputs.auth_policies.extend(observed.inputs.auth_policies);
+    }
+    let (mesh, skipped) = lattice::build(&inputs, &Settings::default());
+    for invalid in &skipped {
+        tracing::warn!(%invalid, "skipped");
+    }
+    let policy_text = |reference: &ObjectRef| {
+        inputs.auth_policies.iter().find(|policy| {
+            policy
+                .object
+                .metadata
+                .namespace
+                .as_deref()
+                .unwrap_or("default")
+                == reference.namespace
+                && policy.object.metadata.name.as_deref() == Some(reference.name.as_str())
+        })
+    };
+    let mut by_route: BTreeMap<ObjectRef, Arc<Service>> = BTreeMap::new();
+    let mut services = BTreeMap::new();
+    for (host, destination) in &mesh.destinations {
+        if let Some(service) = by_route.get(&destination.source) {
+            services.insert(host.clone(), Arc::clone(service));
+            continue;
+        }
+        let route = inputs
+            .routes
+            .iter()
+            .find(|route| {
+                route.object.metadata.name.as_deref() == Some(destination.source.name.as_str())
+                    && route.object.metadata.namespace.as_deref()
+                        == Some(destination.source.namespace.as_str())
+            })
+            .context("a destination without its route")?;
+        let mut network = Vec::new();
+        let mut service_policy = Vec::new();
+        for reference in &destination.auth_policies {
+            let policy =
+                policy_text(&reference.policy).context("a guarding policy that was not read")?;
+            let parsed = Policy::parse(&policy.object.spec.policy).with_context(|| {
+                format!("IAMAuthPolicy {} ({})", reference.policy, policy.origin)
+            })?;
+            match reference.level {
+                PolicyLevel::ServiceNetwork => network.extend(parsed.statements),
+                PolicyLevel::Service => service_policy.extend(parsed.statements),
+            }
+        }
+        let backend = route
+            .object
+            .spec
+            .rules
+            .iter()
+            .flatten()
+            .flat_map(|rule| rule.backend_refs.iter().flatten())
+            .next()
+            .and_then(|backend| {
+                let namespace = backend
+                    .namespace
+                    .as_deref()
+                    .unwrap_or(&destination.source.namespace);
+                config
+                    .backends
+                    .get(&format!("{namespace}/{}", backend.name))
+                    .or_else(|| config.backends.get(&backend.name))
+                    .cloned()
+            });
+        let annotations = route.object.metadata.annotations.as_ref();
+        let service = Arc::new(Service {
+            id: service_id(
+                &destination.source,
+                annotations
+                    .and_then(|a| a.get(lattice::ASSIGNED_DOMAIN_ANNOTATION))
+                    .map(String::as_str),
+            ),
+            route: destination.source.clone(),
+            backend,
+            network_policy: (!network.is_empty()).then_some(Policy {
+                statements: network,
+            }),
+            service_policy: (!service_policy.is_empty()).then_some(Policy {
+                statements: service_policy,
+            }),
+        });
+        by_route.insert(destination.source.clone(), Arc::clone(&service));
+        services.insert(host.clone(), service);
+    }
+    anyhow::ensure!(
+        !services.is_empty(),
+        "the manifests describe no VPC Lattice service"
+    );
+    Ok(services)
+}
+
+/// The service id Lattice assigned (from the assigned domain name, when the route carries it),
+/// else one derived from the route's name.
+fn service_id(route: &ObjectRef, assigned_domain: Option<&str>) -> String {
+    let assigned = assigned_domain
+        .and_then(|domain| domain.split('.').next())
+        .and_then(|label| label.rsplit('-').next())
+        .filter(|id| id.len() == 17 && id.bytes().all(|b| b.is_ascii_hexdigit()));
+    match assigned {
+        Some(id) => format!("svc-{id}"),
+        None => {
+            let digest = crate::signer::sigv4::hex(&Sha256::digest(route.to_string().as_bytes()));
+            format!("svc-{}", &digest[..17])
+        }
+    }
+}
+
+fn text(status: StatusCode, body: String) -> Response {
+    (status, [(header::CONTENT_TYPE, "text/plain")], body).into_response()
+}
+
+async fn handle(State(emulator): State<Arc<Emulator>>, request: Request) -> Response {
+    let host = request
+        .headers()
+        .get(header::HOST)
+        .and_then(|value| value.to_str().ok())
+        .or_else(|| request.uri().authority().map(|a| a.as_str()))
+        .unwrap_or_default()
+        .to_string();
+    let name = crate::signer::canonical::host(&host).to_ascii_lowercase();
+    let name = name.split(':').next().unwrap_or_default().to_string();
+    let Some(service) = emulator.services.get(&name).cloned() else {
+        return text(
+            StatusCode::NOT_FOUND,
+            format!("NotFoundException: no VPC Lattice service answers for {name}\n"),
+        );
+    };
+    let mut headers: Vec<(String, String)> = request
+        .headers()
+        .iter()
+        .map(|(name, value)| {
+            (
+                name.as_str().to_string(),
+                String::from_utf8_lossy(value.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    if !headers.iter().any(|(name, _)| name == "host") {
+        headers.push(("host".to_string(), host.clone()));
+    }
+    let method = request.method().as_str().to_string();
+    let path = request
+        .uri()
+        .path_and_query()
+        .map_or("/", |path| path.as_str())
+        .to_string();
+    let received = Received {
+        method: &method,
+        path: &path,
+        headers: &headers,
+    };
+    let caller = match verify::verify(
+        &received,
+        &emulator.identities,
+        &emulator.region,
+        SystemTime::now(),
+        emulator.clock_skew,
+    ) {
+        Ok(identity) => identity.map(Identity::caller),
+        Err(error @ (SignatureError::Incomplete(_) | SignatureError::Invalid(_))) => {
+            tracing::info!(%name, %error, "refused");
+            return text(StatusCode::FORBIDDEN, format!("{error}\n"));
+        }
+    };
+    let request_path = path.split('?').next().unwrap_or("/");
+    let context = crate::policy::Request {
+        caller,
+        action: INVOKE.to_string(),
+        resource: format!(
+            "arn:aws:vpc-lattice:{}:{}:service/{}{request_path}",
+            emulator.region, emulator.account, service.id
+        ),
+        method: method.clone(),
+        headers: headers.clone(),
+        query: path
+            .split_once('?')
+            .map(|(_, query)| {
+                query
+                    .split('&')
+                    .filter(|pair| !pair.is_empty())
+                    .map(|pair| match pair.split_once('=') {
+                        Some((k, v)) => (k.to_string(), v.to_string()),
+                        None => (pair.to_string(), String::new()),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+    };
+    if let Verdict::Deny { message, .. } = evaluate_lattice(
+        service.network_policy.as_ref(),
+        service.service_policy.as_ref(),
+        &context,
+    ) {
+        tracing::info!(%name, %message, "denied");
+        return text(StatusCode::FORBIDDEN, message);
+    }
+    let Some(backend) = service.backend.clone() else {
+        return text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "no backend is configured for route {} (emulate-lattice --backend)\n",
+                service.route
+            ),
+        );
+    };
+    match forward(&backend, request).await {
+        Ok(response) => response,
+        Err(error) => {
+            tracing::warn!(%name, %backend, error = format!("{error:#}"), "backend unreachable");
+            text(
+                StatusCode::BAD_GATEWAY,
+                format!("the backend of {name} at {backend} is unreachable: {error:#}\n"),
+            )
+        }
+    }
+}
+
+/// Sends `request` to `backend` (http://host:port) and returns its answer as it came.
+async fn forward(backend: &str, request: Request) -> anyhow::Result<Response> {
+    let base: http::Uri = backend
+        .parse()
+        .with_context(|| format!("{backend:?} is not a URL"))?;
+    let authority = base
+        .authority()
+        .context("the backend URL has no host")?
+        .clone();
+    let stream = tokio::net::TcpStream::connect(authority.as_str()).await?;
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(connection);
+    let (mut parts, body) = request.into_parts();
+    parts.uri = parts
+        .uri
+        .path_and_query()
+        .map_or("/", |path| path.as_str())
+        .parse()?;
+    parts.version = http::Version::HTTP_11;
+    let response = sender
+        .send_request(http::Request::from_parts(parts, body))
+        .await?;
+    Ok(response.map(Body::new))
+}
