@@ -9,7 +9,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use aws_credential_types::Credentials;
-use aws_sigv4::http_request::{PayloadChecksumKind, SignableBody, SignableRequest, SigningSettings, sign};
+use aws_sigv4::http_request::{
+    PayloadChecksumKind, SignableBody, SignableRequest, SigningSettings, sign,
+};
 use aws_sigv4::sign::v4;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
@@ -107,7 +109,10 @@ async fn setup() -> Setup {
     ]);
     let emulator = Running::spawn(&mut command, &dir.path().join("emulator.log"));
     eventually("the emulator", Duration::from_secs(20), || async {
-        emulator.log_text().contains("VPC Lattice emulator ready").then_some(())
+        emulator
+            .log_text()
+            .contains("VPC Lattice emulator ready")
+            .then_some(())
     })
     .await;
     Setup {
@@ -119,8 +124,20 @@ async fn setup() -> Setup {
 }
 
 /// The headers `caller` adds to a GET of `path` at `time`, by the aws-sigv4 crate.
-fn signature(caller: &Caller, path: &str, extra: &[(&str, &str)], time: SystemTime) -> Vec<(String, String)> {
-    let identity = Credentials::new(caller.key, caller.secret, Some(caller.token.to_string()), None, "test").into();
+fn signature(
+    caller: &Caller,
+    path: &str,
+    extra: &[(&str, &str)],
+    time: SystemTime,
+) -> Vec<(String, String)> {
+    let identity = Credentials::new(
+        caller.key,
+        caller.secret,
+        Some(caller.token.to_string()),
+        None,
+        "test",
+    )
+    .into();
     let mut settings = SigningSettings::default();
     settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
     let params = v4::SigningParams::builder()
@@ -135,7 +152,13 @@ fn signature(caller: &Caller, path: &str, extra: &[(&str, &str)], time: SystemTi
     let url = format!("https://{HOST}{path}");
     let mut headers = vec![("host", HOST)];
     headers.extend_from_slice(extra);
-    let request = SignableRequest::new("GET", &url, headers.into_iter(), SignableBody::UnsignedPayload).unwrap();
+    let request = SignableRequest::new(
+        "GET",
+        &url,
+        headers.into_iter(),
+        SignableBody::UnsignedPayload,
+    )
+    .unwrap();
     let (instructions, _) = sign(request, &params).unwrap().into_parts();
     instructions
         .headers()
@@ -150,23 +173,32 @@ async fn get(setup: &Setup, path: &str, headers: &[(String, String)]) -> (u16, S
     for cert in rustls::pki_types::CertificateDer::pem_slice_iter(setup.ca_pem.as_bytes()) {
         roots.add(cert.unwrap()).unwrap();
     }
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", setup.port)).await.unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", setup.port))
+        .await
+        .unwrap();
     let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
         .connect(rustls::pki_types::ServerName::try_from(HOST).unwrap(), tcp)
         .await
         .expect("the emulator presents the custom domain's certificate");
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await.unwrap();
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .unwrap();
     tokio::spawn(connection);
     let mut request = http::Request::get(path).header("host", HOST);
     for (name, value) in headers {
         request = request.header(name.as_str(), value.as_str());
     }
-    let response = sender.send_request(request.body(Empty::<bytes::Bytes>::new()).unwrap()).await.unwrap();
+    let response = sender
+        .send_request(request.body(Empty::<bytes::Bytes>::new()).unwrap())
+        .await
+        .unwrap();
     let status = response.status().as_u16();
     let body = response.into_body().collect().await.unwrap().to_bytes();
     (status, String::from_utf8_lossy(&body).into_owned())
@@ -179,7 +211,13 @@ async fn the_emulator_authenticates_and_authorizes_as_lattice_does() {
 
     // eks-cluster1's apps namespace may call demo-cluster2.
     let (status, body) = get(&setup, "/", &signature(&FROM_CLUSTER1, "/", &[], now)).await;
-    assert_eq!((status, body.as_str()), (200, "Requesting to Pod(demo-cluster2-v1): Hello from demo-cluster2-v1\n"));
+    assert_eq!(
+        (status, body.as_str()),
+        (
+            200,
+            "Requesting to Pod(demo-cluster2-v1): Hello from demo-cluster2-v1\n"
+        )
+    );
 
     // eks-cluster2's may not: the service's own policy refuses it.
     let (status, body) = get(&setup, "/", &signature(&FROM_CLUSTER2, "/", &[], now)).await;
@@ -197,8 +235,14 @@ async fn the_emulator_authenticates_and_authorizes_as_lattice_does() {
     // Unsigned: an anonymous caller, refused by the service network's policy.
     let (status, body) = get(&setup, "/", &[]).await;
     assert_eq!(status, 403);
-    assert!(body.starts_with("AccessDeniedException: User: anonymous is not authorized"), "{body}");
-    assert!(body.ends_with("because no network-based policy allows the vpc-lattice-svcs:Invoke action"), "{body}");
+    assert!(
+        body.starts_with("AccessDeniedException: User: anonymous is not authorized"),
+        "{body}"
+    );
+    assert!(
+        body.ends_with("because no network-based policy allows the vpc-lattice-svcs:Invoke action"),
+        "{body}"
+    );
 
     // Signed with the wrong secret key.
     let forged = Caller {
@@ -207,13 +251,21 @@ async fn the_emulator_authenticates_and_authorizes_as_lattice_does() {
     };
     let (status, body) = get(&setup, "/", &signature(&forged, "/", &[], now)).await;
     assert_eq!(status, 403);
-    assert!(body.starts_with("InvalidSignatureException: The request signature we calculated does not match"), "{body}");
+    assert!(
+        body.starts_with(
+            "InvalidSignatureException: The request signature we calculated does not match"
+        ),
+        "{body}"
+    );
 
     // A correct signature replayed ten minutes later.
     let old = now - Duration::from_secs(600);
     let (status, body) = get(&setup, "/", &signature(&FROM_CLUSTER1, "/", &[], old)).await;
     assert_eq!(status, 403);
-    assert!(body.starts_with("InvalidSignatureException: Signature expired"), "{body}");
+    assert!(
+        body.starts_with("InvalidSignatureException: Signature expired"),
+        "{body}"
+    );
 
     // A signed header altered in transit.
     let mut altered = signature(&FROM_CLUSTER1, "/", &[("x-team", "payments")], now);
@@ -228,7 +280,9 @@ async fn the_emulator_authenticates_and_authorizes_as_lattice_does() {
     let (status, body) = get(&setup, "/", &missing).await;
     assert_eq!(status, 403);
     assert!(
-        body.starts_with("IncompleteSignatureException: 'x-amz-security-token' is named as a SignedHeader"),
+        body.starts_with(
+            "IncompleteSignatureException: 'x-amz-security-token' is named as a SignedHeader"
+        ),
         "{body}"
     );
 }

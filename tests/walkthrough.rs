@@ -1,0 +1,260 @@
+//! The walkthrough end to end on one machine, as `make demo` runs it: ACM PCA in moto issues
+//! the private CA and the `*.example.com` certificate; the Lattice emulator serves both
+//! clusters' services on 127.0.0.1:443, answers DNS for them and plays the Pod Identity agent;
+//! each emulated cluster has its controller (its own manifests only), Envoy and signer. From
+//! eks-cluster1's pod, demo-cluster2 answers (reached through the DNS fallback) and
+//! demo-cluster1 refuses with Lattice's AccessDeniedException naming the pod's role session.
+//! Needs root to listen on port 443, as Lattice's services do.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use support::envoy::Envoy;
+use support::pca::{Moto, create_root_ca, issue_leaf};
+use support::process::{Controller, Running};
+use support::signing::{Signer, isolate_aws};
+use support::{eventually, free_port, http, lattice_xds};
+
+const REGION: &str = "ap-northeast-2";
+const ACCOUNT: &str = "890742582773";
+const WAIT: Duration = Duration::from_secs(30);
+
+/// The callers EKS Pod Identity would give each cluster's demo pod.
+fn identities() -> String {
+    [("eks-cluster1", "1111"), ("eks-cluster2", "2222")]
+        .iter()
+        .map(|(cluster, id)| {
+            format!(
+                "- name: {cluster}/apps/demo\n  accessKeyId: ASIAWALKTHROUGH{id}\n  secretAccessKey: secret-{id}\n  \
+                 sessionToken: token-{id}\n  arn: arn:aws:sts::{ACCOUNT}:assumed-role/vpc-lattice-sigv4-client/eks-{cluster}-demo-{id}\n  \
+                 agentToken: projected-sa-token-{id}\n  \
+                 tags: {{eks-cluster-name: {cluster}, kubernetes-namespace: apps, kubernetes-service-account: default}}\n"
+            )
+        })
+        .collect()
+}
+
+fn pem_key(der: &[u8]) -> String {
+    use base64::Engine;
+    let text = base64::engine::general_purpose::STANDARD.encode(der);
+    let lines: Vec<&str> = text
+        .as_bytes()
+        .chunks(64)
+        .map(|chunk| std::str::from_utf8(chunk).unwrap())
+        .collect();
+    format!(
+        "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
+        lines.join("\n")
+    )
+}
+
+/// A demo app answering as the walkthrough's http-server does.
+async fn demo_app(name: &'static str) -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let body = format!("Requesting to Pod({name}): Hello from {name}\n");
+    let app = axum::Router::new().fallback(move || {
+        let body = body.clone();
+        async move { body }
+    });
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    port
+}
+
+/// One emulated cluster's pod: its signer (credentials from the emulator's Pod Identity
+/// agent), its controller on the cluster's own manifests, and its Envoy.
+struct Pod {
+    _signer: Signer,
+    _controller: Controller,
+    _envoy: Envoy,
+    egress: SocketAddr,
+}
+
+async fn pod(
+    dir: &Path,
+    cluster: &str,
+    id: &str,
+    agent: SocketAddr,
+    dns: SocketAddr,
+    moto: &Moto,
+    ca_arn: &str,
+) -> Pod {
+    let token_file = dir.join(format!("{cluster}-token"));
+    std::fs::write(&token_file, format!("projected-sa-token-{id}")).unwrap();
+    let signer = Signer::start(
+        dir,
+        &format!("signer-{cluster}"),
+        &[],
+        &[
+            (
+                "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+                format!("http://{agent}/v1/credentials"),
+            ),
+            (
+                "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+                token_file.display().to_string(),
+            ),
+            ("AWS_REGION", REGION.to_string()),
+        ],
+    )
+    .await;
+    let egress_port = free_port();
+    let args = vec![
+        format!(
+            "--manifests=examples/{}",
+            cluster.trim_start_matches("eks-")
+        ),
+        "--domain=example.com".to_string(),
+        format!("--ca-arn={ca_arn}"),
+        format!("--aws-endpoint-url={}", moto.endpoint()),
+        format!("--dns-resolver={dns}"),
+        "--signing=ext-proc".to_string(),
+        format!("--region={REGION}"),
+        format!("--signer-grpc-address={}", signer.grpc),
+        "--egress-address=127.0.0.1".to_string(),
+        format!("--egress-port={egress_port}"),
+    ];
+    let env = [
+        ("AWS_ACCESS_KEY_ID", "testing".to_string()),
+        ("AWS_SECRET_ACCESS_KEY", "testing".to_string()),
+        ("AWS_EC2_METADATA_DISABLED", "true".to_string()),
+        (
+            "AWS_CONFIG_FILE",
+            dir.join("no-aws-config").display().to_string(),
+        ),
+        (
+            "AWS_SHARED_CREDENTIALS_FILE",
+            dir.join("no-aws-credentials").display().to_string(),
+        ),
+    ];
+    let controller = Controller::start_on(
+        dir,
+        free_port(),
+        free_port(),
+        &format!("controller-{cluster}"),
+        &args,
+        &env,
+    )
+    .await;
+    let envoy = Envoy::start(
+        dir,
+        &format!("{cluster}-demo-pod"),
+        controller.xds_port,
+        "delta",
+    )
+    .await;
+    Pod {
+        _signer: signer,
+        _controller: controller,
+        _envoy: envoy,
+        egress: format!("127.0.0.1:{egress_port}").parse().unwrap(),
+    }
+}
+
+/// `curl http://host/` from a pod: through its Envoy's egress listener.
+async fn call(pod: &Pod, host: &str) -> http::HttpResponse {
+    eventually(&format!("an answer for {host}"), WAIT, || async {
+        http::get(pod.egress, host, "/")
+            .await
+            .filter(|response| response.status != 503 && response.status != 404)
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster1_reaches_cluster2_and_is_refused_by_its_own_service() {
+    let dir = tempfile::tempdir().unwrap();
+    let moto = Moto::start(dir.path()).await;
+    let pca = moto.client().await;
+    let ca_arn = create_root_ca(&pca, "demo private CA").await;
+    let (chain, key) = issue_leaf(&pca, &ca_arn, &["*.example.com"]).await;
+    std::fs::write(dir.path().join("tls.crt"), chain).unwrap();
+    std::fs::write(dir.path().join("tls.key"), pem_key(&key)).unwrap();
+    std::fs::write(dir.path().join("identities.yaml"), identities()).unwrap();
+
+    let app1 = demo_app("demo-cluster1-v1").await;
+    let app2 = demo_app("demo-cluster2-v1").await;
+    let dns: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let agent: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let mut command = std::process::Command::new(lattice_xds());
+    command.args([
+        "emulate-lattice",
+        "--manifests=examples/cluster1",
+        "--manifests=examples/cluster2",
+        &format!(
+            "--identities={}",
+            dir.path().join("identities.yaml").display()
+        ),
+        &format!("--tls-cert={}", dir.path().join("tls.crt").display()),
+        &format!("--tls-key={}", dir.path().join("tls.key").display()),
+        "--listen=127.0.0.1:443",
+        &format!("--backend=demo-cluster1-v1=http://127.0.0.1:{app1}"),
+        &format!("--backend=demo-cluster2-v1=http://127.0.0.1:{app2}"),
+        &format!("--region={REGION}"),
+        &format!("--account={ACCOUNT}"),
+        &format!("--dns-listen={dns}"),
+        &format!("--pod-identity-listen={agent}"),
+    ]);
+    isolate_aws(&mut command, dir.path());
+    let emulator = Running::spawn(&mut command, &dir.path().join("emulator.log"));
+    eventually("the Lattice emulator", WAIT, || async {
+        let log = emulator.log_text();
+        assert!(
+            !log.contains("cannot listen on 127.0.0.1:443"),
+            "port 443 is taken or needs root:\n{log}"
+        );
+        log.contains("VPC Lattice emulator ready").then_some(())
+    })
+    .await;
+
+    let cluster1 = pod(
+        dir.path(),
+        "eks-cluster1",
+        "1111",
+        agent,
+        dns,
+        &moto,
+        &ca_arn,
+    )
+    .await;
+    let cluster2 = pod(
+        dir.path(),
+        "eks-cluster2",
+        "2222",
+        agent,
+        dns,
+        &moto,
+        &ca_arn,
+    )
+    .await;
+
+    // The walkthrough's two calls from eks-cluster1's pod.
+    let allowed = call(&cluster1, "demo-cluster2.example.com").await;
+    assert_eq!(allowed.status, 200, "{}", allowed.body);
+    assert_eq!(
+        allowed.body,
+        "Requesting to Pod(demo-cluster2-v1): Hello from demo-cluster2-v1\n"
+    );
+    let denied = call(&cluster1, "demo-cluster1.example.com").await;
+    assert_eq!(denied.status, 403, "{}", denied.body);
+    assert_eq!(
+        denied.body,
+        format!(
+            "AccessDeniedException: User: arn:aws:sts::{ACCOUNT}:assumed-role/vpc-lattice-sigv4-client/eks-eks-cluster1-demo-1111 \
+             is not authorized to perform: vpc-lattice-svcs:Invoke on resource: \
+             arn:aws:vpc-lattice:{REGION}:{ACCOUNT}:service/svc-05a011bb3aacd80e4/ because no service-based policy \
+             allows the vpc-lattice-svcs:Invoke action"
+        )
+    );
+
+    // And the other way round: eks-cluster2's pod may call demo-cluster1.
+    let reverse = call(&cluster2, "demo-cluster1.example.com").await;
+    assert_eq!(reverse.status, 200, "{}", reverse.body);
+    assert_eq!(
+        reverse.body,
+        "Requesting to Pod(demo-cluster1-v1): Hello from demo-cluster1-v1\n"
+    );
+}
