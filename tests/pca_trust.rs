@@ -34,23 +34,6 @@ fn manifests(dir: &Path) -> String {
     format!("--manifests={}", manifests.display())
 }
 
-/// The controller's own AWS credentials (moto accepts any), and nothing from outside the test.
-fn controller_env(dir: &Path) -> Vec<(&'static str, String)> {
-    vec![
-        ("AWS_ACCESS_KEY_ID", "testing".to_string()),
-        ("AWS_SECRET_ACCESS_KEY", "testing".to_string()),
-        ("AWS_EC2_METADATA_DISABLED", "true".to_string()),
-        (
-            "AWS_CONFIG_FILE",
-            dir.join("no-aws-config").display().to_string(),
-        ),
-        (
-            "AWS_SHARED_CREDENTIALS_FILE",
-            dir.join("no-aws-credentials").display().to_string(),
-        ),
-    ]
-}
-
 async fn trust(controller: &Controller) -> serde_json::Value {
     let answer = http::get_url(&controller.admin_url("/debug/trust"))
         .await
@@ -75,7 +58,7 @@ async fn envoy_trusts_pca_certificates_through_rotation_outage_and_bad_data() {
     let moto = Moto::start(dir).await;
     let gate = Gate::start(moto.port).await;
     let client = moto.client().await;
-    let env = controller_env(dir);
+    let env = pca::controller_env(dir);
 
     let first_ca = pca::create_root_ca(&client, "Lattice Demo Root CA 1").await;
     let (leaf, key) = pca::issue_leaf(&client, &first_ca, &["*.example.com"]).await;

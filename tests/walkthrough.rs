@@ -13,7 +13,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use support::envoy::Envoy;
-use support::pca::{Moto, create_root_ca, issue_leaf};
+use support::pca::{Moto, controller_env, create_root_ca, issue_leaf};
 use support::process::{Controller, Running};
 use support::signing::{Signer, isolate_aws};
 use support::{eventually, free_port, http, lattice_xds};
@@ -117,19 +117,7 @@ async fn pod(
         "--egress-address=127.0.0.1".to_string(),
         format!("--egress-port={egress_port}"),
     ];
-    let env = [
-        ("AWS_ACCESS_KEY_ID", "testing".to_string()),
-        ("AWS_SECRET_ACCESS_KEY", "testing".to_string()),
-        ("AWS_EC2_METADATA_DISABLED", "true".to_string()),
-        (
-            "AWS_CONFIG_FILE",
-            dir.join("no-aws-config").display().to_string(),
-        ),
-        (
-            "AWS_SHARED_CREDENTIALS_FILE",
-            dir.join("no-aws-credentials").display().to_string(),
-        ),
-    ];
+    let env = controller_env(dir);
     let controller = Controller::start_on(
         dir,
         free_port(),

@@ -206,3 +206,20 @@ async fn issue(
         issued.certificate_chain,
     )
 }
+
+/// The controller's own AWS credentials (moto accepts any), and nothing from outside the test.
+pub fn controller_env(dir: &Path) -> Vec<(&'static str, String)> {
+    vec![
+        ("AWS_ACCESS_KEY_ID", "testing".to_string()),
+        ("AWS_SECRET_ACCESS_KEY", "testing".to_string()),
+        ("AWS_EC2_METADATA_DISABLED", "true".to_string()),
+        (
+            "AWS_CONFIG_FILE",
+            dir.join("no-aws-config").display().to_string(),
+        ),
+        (
+            "AWS_SHARED_CREDENTIALS_FILE",
+            dir.join("no-aws-credentials").display().to_string(),
+        ),
+    ]
+}
