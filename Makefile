@@ -34,7 +34,7 @@ kube-up:
 kube-down:
 	scripts/kube-down.sh --purge
 
-demo: build envoy
+demo: build envoy peers
 	scripts/demo.sh
 
 test: envoy peers kube helm iptables
