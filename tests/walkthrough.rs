@@ -77,16 +77,17 @@ async fn pod(
     dir: &Path,
     cluster: &str,
     id: &str,
+    signing: &str,
     agent: SocketAddr,
     dns: SocketAddr,
     moto: &Moto,
     ca_arn: &str,
 ) -> Pod {
-    let token_file = dir.join(format!("{cluster}-token"));
+    let token_file = dir.join(format!("{cluster}-{signing}-token"));
     std::fs::write(&token_file, format!("projected-sa-token-{id}")).unwrap();
     let signer = Signer::start(
         dir,
-        &format!("signer-{cluster}"),
+        &format!("signer-{cluster}-{signing}"),
         &[],
         &[
             (
@@ -111,7 +112,7 @@ async fn pod(
         format!("--ca-arn={ca_arn}"),
         format!("--aws-endpoint-url={}", moto.endpoint()),
         format!("--dns-resolver={dns}"),
-        "--signing=ext-proc".to_string(),
+        format!("--signing={signing}"),
         format!("--region={REGION}"),
         format!("--signer-grpc-address={}", signer.grpc),
         "--egress-address=127.0.0.1".to_string(),
@@ -122,14 +123,14 @@ async fn pod(
         dir,
         free_port(),
         free_port(),
-        &format!("controller-{cluster}"),
+        &format!("controller-{cluster}-{signing}"),
         &args,
         &env,
     )
     .await;
     let envoy = Envoy::start(
         dir,
-        &format!("{cluster}-demo-pod"),
+        &format!("{cluster}-{signing}-demo-pod"),
         controller.xds_port,
         "delta",
     )
@@ -202,6 +203,7 @@ async fn cluster1_reaches_cluster2_and_is_refused_by_its_own_service() {
         dir.path(),
         "eks-cluster1",
         "1111",
+        "ext-proc",
         agent,
         dns,
         &moto,
@@ -212,6 +214,7 @@ async fn cluster1_reaches_cluster2_and_is_refused_by_its_own_service() {
         dir.path(),
         "eks-cluster2",
         "2222",
+        "ext-proc",
         agent,
         dns,
         &moto,
@@ -244,5 +247,29 @@ async fn cluster1_reaches_cluster2_and_is_refused_by_its_own_service() {
     assert_eq!(
         reverse.body,
         "Requesting to Pod(demo-cluster1-v1): Hello from demo-cluster1-v1\n"
+    );
+
+    // A sidecar that does not sign: the anonymous caller, refused by the service network's
+    // policy before the service's is consulted.
+    let unsigned = pod(
+        dir.path(),
+        "eks-cluster1",
+        "1111",
+        "none",
+        agent,
+        dns,
+        &moto,
+        &ca_arn,
+    )
+    .await;
+    let anonymous = call(&unsigned, "demo-cluster2.example.com").await;
+    assert_eq!(anonymous.status, 403, "{}", anonymous.body);
+    assert_eq!(
+        anonymous.body,
+        format!(
+            "AccessDeniedException: User: anonymous is not authorized to perform: vpc-lattice-svcs:Invoke on resource: \
+             arn:aws:vpc-lattice:{REGION}:{ACCOUNT}:service/svc-0c2b8a7f5e1d94a36/ because no network-based policy \
+             allows the vpc-lattice-svcs:Invoke action"
+        )
     );
 }
