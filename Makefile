@@ -34,8 +34,9 @@ kube-up:
 kube-down:
 	scripts/kube-down.sh --purge
 
+# NETNS=1 runs eks-cluster1's pod in a network namespace with the sidecar's iptables rules.
 demo: build envoy peers
-	scripts/demo.sh
+	DEMO_NETNS=$(NETNS) scripts/demo.sh
 
 test: envoy peers kube helm iptables
 	$(CARGO) test --locked

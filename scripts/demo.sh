@@ -5,6 +5,11 @@
 # examples/cluster*/), answers DNS for the services and plays the EKS Pod Identity agent; each
 # emulated cluster runs its controller on its own manifests, stock Envoy and the signer. Then
 # eks-cluster1's pod makes the walkthrough's two calls. Needs root, for port 443.
+#
+# DEMO_NETNS=1 (make demo NETNS=1) runs eks-cluster1's pod in a network namespace, as a pod
+# runs: `lattice-xds redirect` installs the injected init container's iptables rules, Envoy
+# runs as its own uid, and the app's plain `curl http://demo-cluster2.example.com` (resolved by
+# the emulator's DNS to a VPC Lattice link-local address) is captured by the sidecar.
 set -euo pipefail
 shopt -s inherit_errexit
 cd "$(dirname "$0")/.."
@@ -14,9 +19,15 @@ envoy=$(scripts/install-envoy.sh)
 python=$(dirname "$(scripts/install-python-peers.sh)")
 work=$(mktemp -d -t lattice-xds-demo.XXXXXX)
 pids=()
+netns=""
 cleanup() {
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
+  if [ -n "$netns" ]; then
+    ip netns del "$netns" 2>/dev/null || true
+    ip link del lxdemo-host 2>/dev/null || true
+    rm -rf "/etc/netns/$netns"
+  fi
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -26,14 +37,41 @@ if [ "$(id -u)" != 0 ]; then
   exit 1
 fi
 
+# Where the emulated Lattice and the cluster's services answer. In a network namespace they are
+# across a veth pair: Lattice on its link-local address, the rest on a private network.
+lattice_ip=127.0.0.1; services_ip=127.0.0.1
+if [ "${DEMO_NETNS:-}" = 1 ]; then
+  command -v iptables-restore >/dev/null || { echo "demo: DEMO_NETNS=1 needs iptables (scripts/install-iptables.sh)" >&2; exit 1; }
+  netns="lattice-xds-demo-$$"
+  lattice_ip=169.254.171.1; services_ip=10.254.171.1
+  ip netns add "$netns"
+  ip link add lxdemo-host type veth peer name lxdemo-pod
+  ip link set lxdemo-pod netns "$netns"
+  ip addr add "$lattice_ip/32" dev lxdemo-host
+  ip addr add "$services_ip/24" dev lxdemo-host
+  ip addr add 169.254.170.23/32 dev lxdemo-host
+  ip link set lxdemo-host up
+  ip netns exec "$netns" ip link set lo up
+  ip netns exec "$netns" ip addr add 10.254.171.2/24 dev lxdemo-pod
+  ip netns exec "$netns" ip link set lxdemo-pod up
+  ip netns exec "$netns" ip route add 169.254.171.0/24 dev lxdemo-pod
+  ip netns exec "$netns" ip route add 169.254.170.23/32 dev lxdemo-pod
+  mkdir -p "/etc/netns/$netns"
+  echo "nameserver $services_ip" > "/etc/netns/$netns/resolv.conf"
+  chmod 755 "$work"
+fi
+in_pod() { if [ -n "$netns" ]; then ip netns exec "$netns" "$@"; else "$@"; fi; }
+
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_for() { # URL EXPECTED-SUBSTRING WHAT LOG
+wait_for() { # URL EXPECTED-SUBSTRING WHAT LOG [RUNNER...]
+  local url=$1 expected=$2 what=$3 log=$4
+  shift 4
   for _ in $(seq 1 400); do
-    if curl -fsS "$1" 2>/dev/null | grep -q "$2"; then return 0; fi
+    if "$@" curl -fsS "$url" 2>/dev/null | grep -q "$expected"; then return 0; fi
     sleep 0.05
   done
-  echo "demo: timed out waiting for $3; its log:" >&2
-  tail -n 20 "$4" >&2
+  echo "demo: timed out waiting for $what; its log:" >&2
+  tail -n 20 "$log" >&2
   return 1
 }
 wait_for_log() { # FILE TEXT WHAT
@@ -82,53 +120,72 @@ PY
 app1=$(app_port demo-cluster1-v1)
 app2=$(app_port demo-cluster2-v1)
 
-dns_port=$(free_port); agent_port=$(free_port)
-echo "== VPC Lattice, emulated on 127.0.0.1:443 (DNS on :$dns_port, Pod Identity agent on :$agent_port)"
+dns_port=$(free_port); agent="127.0.0.1:$(free_port)"
+# In the namespace the agent is where EKS puts it, beside the namespace's link.
+if [ -n "$netns" ]; then dns_port=53; agent=169.254.170.23:80; fi
+echo "== VPC Lattice, emulated on $lattice_ip:443 (DNS on $services_ip:$dns_port, Pod Identity agent on $agent)"
 "$bin" emulate-lattice --manifests examples/cluster1 --manifests examples/cluster2 \
   --identities demo/identities.yaml --tls-cert "$work/tls.crt" --tls-key "$work/tls.key" \
-  --listen 127.0.0.1:443 --region ap-northeast-2 --account 890742582773 \
+  --listen "$lattice_ip:443" --region ap-northeast-2 --account 890742582773 \
   --backend "demo-cluster1-v1=http://127.0.0.1:$app1" --backend "demo-cluster2-v1=http://127.0.0.1:$app2" \
-  --dns-listen "127.0.0.1:$dns_port" --pod-identity-listen "127.0.0.1:$agent_port" \
+  --dns-listen "$services_ip:$dns_port" --dns-answer "$lattice_ip" \
+  --pod-identity-listen "$agent" \
   > "$work/emulator.log" 2>&1 &
 pids+=($!)
 wait_for_log "$work/emulator.log" "VPC Lattice emulator ready" "the Lattice emulator"
 
-start_pod() { # CLUSTER N: prints the pod's egress port
-  local cluster=$1 n=$2 grpc http xds admin egress envoy_admin
+start_pod() { # CLUSTER INSIDE: sets $egress to the pod's egress port; INSIDE=1 runs it in the namespace
+  local cluster=$1 inside=$2 grpc http xds admin envoy_admin run=() xds_ip=127.0.0.1
   grpc=$(free_port); http=$(free_port); xds=$(free_port); admin=$(free_port)
   egress=$(free_port); envoy_admin=$(free_port)
+  local egress_at=(--egress-address 127.0.0.1)
+  if [ "$inside" = 1 ]; then run=(ip netns exec "$netns"); xds_ip=$services_ip; egress_at=(); fi
   printf '%s' "demo-projected-token-eks-$cluster" > "$work/$cluster.token"
   AWS_REGION=ap-northeast-2 \
-  AWS_CONTAINER_CREDENTIALS_FULL_URI="http://127.0.0.1:$agent_port/v1/credentials" \
+  AWS_CONTAINER_CREDENTIALS_FULL_URI="http://$agent/v1/credentials" \
   AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE="$work/$cluster.token" \
-    "$bin" signer --grpc-listen "127.0.0.1:$grpc" --http-listen "127.0.0.1:$http" > "$work/signer-$cluster.log" 2>&1 &
+    "${run[@]}" "$bin" signer --grpc-listen "127.0.0.1:$grpc" --http-listen "127.0.0.1:$http" > "$work/signer-$cluster.log" 2>&1 &
   pids+=($!)
   AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing \
     "$bin" controller --manifests "examples/$cluster" --domain example.com \
     --ca-arn "$ca_arn" --aws-endpoint-url "http://127.0.0.1:$moto_port" \
-    --dns-resolver "127.0.0.1:$dns_port" --signing ext-proc --region ap-northeast-2 \
+    --dns-resolver "$services_ip:$dns_port" --signing ext-proc --region ap-northeast-2 \
     --signer-grpc-address "127.0.0.1:$grpc" \
-    --xds-listen "127.0.0.1:$xds" --admin-listen "127.0.0.1:$admin" \
-    --egress-address 127.0.0.1 --egress-port "$egress" > "$work/controller-$cluster.log" 2>&1 &
+    --xds-listen "$xds_ip:$xds" --admin-listen "127.0.0.1:$admin" \
+    "${egress_at[@]}" --egress-port "$egress" > "$work/controller-$cluster.log" 2>&1 &
   pids+=($!)
-  wait_for "http://127.0.0.1:$http/readyz" "" "eks-$cluster's signer" "$work/signer-$cluster.log"
+  wait_for "http://127.0.0.1:$http/readyz" "" "eks-$cluster's signer" "$work/signer-$cluster.log" "${run[@]}"
   wait_for "http://127.0.0.1:$admin/readyz" ready "eks-$cluster's controller" "$work/controller-$cluster.log"
   "$bin" bootstrap --node-id "demo-$cluster-v1-pod" --cluster "demo-$cluster-v1" --namespace apps \
-    --xds-address "127.0.0.1:$xds" --admin-port "$envoy_admin" --output "$work/bootstrap-$cluster.yaml"
-  "$envoy" -c "$work/bootstrap-$cluster.yaml" --disable-hot-restart --log-level warn > "$work/envoy-$cluster.log" 2>&1 &
+    --xds-address "$xds_ip:$xds" --admin-port "$envoy_admin" --output "$work/bootstrap-$cluster.yaml"
+  if [ "$inside" = 1 ]; then
+    # As injected: the redirect rules first, then Envoy as its own uid, which they exempt.
+    "${run[@]}" "$bin" redirect --egress-port "$egress" --proxy-uid 101 --proxy-gid 101
+    cp "$envoy" "$work/envoy"
+    chmod 755 "$work/envoy"; chmod 644 "$work/bootstrap-$cluster.yaml"
+    "${run[@]}" setpriv --reuid 101 --regid 101 --clear-groups \
+      "$work/envoy" -c "$work/bootstrap-$cluster.yaml" --disable-hot-restart --log-level warn > "$work/envoy-$cluster.log" 2>&1 &
+  else
+    "$envoy" -c "$work/bootstrap-$cluster.yaml" --disable-hot-restart --log-level warn > "$work/envoy-$cluster.log" 2>&1 &
+  fi
   pids+=($!)
-  wait_for "http://127.0.0.1:$envoy_admin/ready" LIVE "eks-$cluster's Envoy" "$work/envoy-$cluster.log"
-  echo "$egress"
+  wait_for "http://127.0.0.1:$envoy_admin/ready" LIVE "eks-$cluster's Envoy" "$work/envoy-$cluster.log" "${run[@]}"
 }
 echo "== eks-cluster1: controller on examples/cluster1, stock Envoy, signer (Pod Identity: eks-cluster1/apps)"
-egress1=$(start_pod cluster1 1)
+start_pod cluster1 "${DEMO_NETNS:-0}"
+egress1=$egress
 echo "== eks-cluster2: controller on examples/cluster2, stock Envoy, signer (Pod Identity: eks-cluster2/apps)"
-start_pod cluster2 2 > /dev/null
+start_pod cluster2 0
 
 call() { # HOST: the app's plain HTTP call, through its sidecar's egress listener
   local output
   for _ in $(seq 1 100); do
-    output=$(curl -sS -w '\n%{http_code}' -H "Host: $1" "http://127.0.0.1:$egress1/")
+    if [ -n "$netns" ]; then
+      # Transparent: the app resolves and dials the host; iptables hands it to the sidecar.
+      output=$(ip netns exec "$netns" curl -sS -w '\n%{http_code}' "http://$1/")
+    else
+      output=$(curl -sS -w '\n%{http_code}' -H "Host: $1" "http://127.0.0.1:$egress1/")
+    fi
     case "${output##*$'\n'}" in 503|404) sleep 0.05 ;; *) break ;; esac
   done
   local body=${output%$'\n'*}
@@ -142,5 +199,5 @@ echo
 echo "\$ kubectl --context eks-cluster1 exec -n apps deploy/demo-cluster1-v1 -- curl demo-cluster1.example.com"
 call demo-cluster1.example.com
 echo
-echo "(the calls go through eks-cluster1's Envoy at 127.0.0.1:$egress1, signed with its Pod Identity"
+echo "(the calls go through eks-cluster1's Envoy (egress port $egress1), signed with its Pod Identity"
 echo " credentials; demo-cluster1's auth policy admits only eks-cluster2's apps namespace)"

@@ -73,16 +73,23 @@ struct Pod {
     egress: SocketAddr,
 }
 
-async fn pod(
-    dir: &Path,
-    cluster: &str,
-    id: &str,
-    signing: &str,
+/// What every pod's sidecars reach: the emulator's agent and DNS, and ACM PCA.
+struct Cloud<'a> {
+    dir: &'a Path,
     agent: SocketAddr,
     dns: SocketAddr,
-    moto: &Moto,
-    ca_arn: &str,
-) -> Pod {
+    moto: &'a Moto,
+    ca_arn: &'a str,
+}
+
+async fn pod(cloud: &Cloud<'_>, cluster: &str, id: &str, signing: &str) -> Pod {
+    let Cloud {
+        dir,
+        agent,
+        dns,
+        moto,
+        ca_arn,
+    } = *cloud;
     let token_file = dir.join(format!("{cluster}-{signing}-token"));
     std::fs::write(&token_file, format!("projected-sa-token-{id}")).unwrap();
     let signer = Signer::start(
@@ -199,28 +206,15 @@ async fn cluster1_reaches_cluster2_and_is_refused_by_its_own_service() {
     })
     .await;
 
-    let cluster1 = pod(
-        dir.path(),
-        "eks-cluster1",
-        "1111",
-        "ext-proc",
+    let cloud = Cloud {
+        dir: dir.path(),
         agent,
         dns,
-        &moto,
-        &ca_arn,
-    )
-    .await;
-    let cluster2 = pod(
-        dir.path(),
-        "eks-cluster2",
-        "2222",
-        "ext-proc",
-        agent,
-        dns,
-        &moto,
-        &ca_arn,
-    )
-    .await;
+        moto: &moto,
+        ca_arn: &ca_arn,
+    };
+    let cluster1 = pod(&cloud, "eks-cluster1", "1111", "ext-proc").await;
+    let cluster2 = pod(&cloud, "eks-cluster2", "2222", "ext-proc").await;
 
     // The walkthrough's two calls from eks-cluster1's pod.
     let allowed = call(&cluster1, "demo-cluster2.example.com").await;
@@ -251,17 +245,7 @@ async fn cluster1_reaches_cluster2_and_is_refused_by_its_own_service() {
 
     // A sidecar that does not sign: the anonymous caller, refused by the service network's
     // policy before the service's is consulted.
-    let unsigned = pod(
-        dir.path(),
-        "eks-cluster1",
-        "1111",
-        "none",
-        agent,
-        dns,
-        &moto,
-        &ca_arn,
-    )
-    .await;
+    let unsigned = pod(&cloud, "eks-cluster1", "1111", "none").await;
     let anonymous = call(&unsigned, "demo-cluster2.example.com").await;
     assert_eq!(anonymous.status, 403, "{}", anonymous.body);
     assert_eq!(
