@@ -179,6 +179,15 @@ impl Metrics {
         }
     }
 
+    /// Counts a failed watch of the Kubernetes API for `kind`.
+    pub fn watch_failed(&self, kind: &str) {
+        self.kubernetes_watch_errors
+            .get_or_create(&KindLabel {
+                kind: kind.to_string(),
+            })
+            .inc();
+    }
+
     /// The Prometheus text exposition of every metric.
     pub fn encode(&self) -> String {
         let mut text = String::new();

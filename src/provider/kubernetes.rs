@@ -24,7 +24,7 @@ use serde::de::DeserializeOwned;
 use tokio::sync::{Notify, watch};
 
 use super::{Inputs, InvalidInput, Observed, Sourced, policy};
-use crate::metrics::{KindLabel, Metrics};
+use crate::metrics::Metrics;
 
 const GATEWAY_GROUP: &str = "gateway.networking.k8s.io";
 /// Gateway API versions this controller reads, preferred first.
@@ -209,12 +209,7 @@ pub async fn watch(
                     Ok(_) => changed.notify_one(),
                     Err(error) => {
                         tracing::warn!(kind = kind.name(), %error, "watch failed; retrying with backoff, the last listed state stays served");
-                        metrics
-                            .kubernetes_watch_errors
-                            .get_or_create(&KindLabel {
-                                kind: kind.name().to_string(),
-                            })
-                            .inc();
+                        metrics.watch_failed(kind.name());
                     }
                 }
             }

@@ -16,7 +16,7 @@ use kube::{Client, ResourceExt};
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 
-use crate::metrics::{KindLabel, Metrics};
+use crate::metrics::Metrics;
 
 /// The ConfigMap's name in each selected namespace.
 pub const CONFIG_MAP: &str = "lattice-xds-ca-bundle";
@@ -104,12 +104,7 @@ fn watch_namespaces(
                 Ok(_) => notify.notify_one(),
                 Err(error) => {
                     tracing::warn!(%error, %selector, "namespace watch failed; retrying");
-                    metrics
-                        .kubernetes_watch_errors
-                        .get_or_create(&KindLabel {
-                            kind: "Namespace".to_string(),
-                        })
-                        .inc();
+                    metrics.watch_failed("Namespace");
                 }
             }
         }
