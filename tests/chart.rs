@@ -136,13 +136,7 @@ fn every_rendered_manifest_is_accepted_by_the_api_server() {
     ] {
         cluster.kubectl(&["apply", "--server-side", "-f", crd.to_str().unwrap()]);
     }
-    cluster.kubectl(&[
-        "wait",
-        "--for=condition=Established",
-        "crd",
-        "--all",
-        "--timeout=60s",
-    ]);
+    cluster.wait_for_crds();
     cluster.kubectl(&["create", "namespace", "lattice-xds"]);
     // What a cluster's controller manager would have made.
     cluster.kubectl(&["create", "serviceaccount", "default", "-n", "lattice-xds"]);

@@ -92,6 +92,30 @@ impl KubeCluster {
         self.try_kubectl_with_input(args, None)
     }
 
+    /// Waits until every CRD is established. A CRD created a moment ago may have no status
+    /// yet, which `kubectl wait` reports as an error instead of waiting: ask again until it
+    /// has one.
+    pub fn wait_for_crds(&self) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let (ok, output) = self.try_kubectl(&[
+                "wait",
+                "--for=condition=Established",
+                "crd",
+                "--all",
+                "--timeout=10s",
+            ]);
+            if ok {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the CRDs were not established within 60 s:\n{output}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+
     /// `kubectl create -n namespace -f -` of `manifest` (YAML or JSON).
     pub fn kubectl_in(&self, namespace: &str, manifest: &str) -> String {
         self.kubectl_with_input(&["create", "-n", namespace, "-f", "-"], Some(manifest))
