@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
@@ -16,6 +15,7 @@ use kube::{Client, ResourceExt};
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 
+use super::leader;
 use crate::metrics::Metrics;
 
 /// The ConfigMap's name in each selected namespace.
@@ -23,7 +23,6 @@ pub const CONFIG_MAP: &str = "lattice-xds-ca-bundle";
 /// The key holding the PEM bundle.
 pub const KEY: &str = "ca.crt";
 const FIELD_MANAGER: &str = "lattice-xds";
-const RETRY: Duration = Duration::from_secs(5);
 
 /// Keeps the ConfigMaps in line with `bundle` while `leader` is true, until `shutdown`.
 pub async fn run(
@@ -40,22 +39,17 @@ pub async fn run(
     let mut written: BTreeMap<String, String> = BTreeMap::new();
     let mut failed = false;
     loop {
-        let retry = async {
-            if failed {
-                tokio::time::sleep(RETRY).await;
-            } else {
-                std::future::pending::<()>().await;
+        let input = async {
+            tokio::select! {
+                changed = bundle.changed() => changed.is_ok(),
+                () = changed.notified() => true,
             }
         };
-        tokio::select! {
-            changed = bundle.changed() => if changed.is_err() { return },
-            changed = leader.changed() => if changed.is_err() { return },
-            () = changed.notified() => {}
-            () = retry => {}
-            () = shutdown.cancelled() => return,
-        }
+        let Some(leading) = leader::next_round(input, &mut leader, failed, &shutdown).await else {
+            return;
+        };
         failed = false;
-        if !*leader.borrow_and_update() {
+        if !leading {
             written.clear();
             continue;
         }

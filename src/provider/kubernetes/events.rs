@@ -4,21 +4,18 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::Duration;
 
 use kube::Client;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::Stores;
+use super::{Stores, leader};
 use crate::metrics::Metrics;
 use crate::provider::InvalidInput;
 
 /// The `reportingController` of every Event this controller writes.
 pub const REPORTING_CONTROLLER: &str = "lattice-xds";
-/// How soon a failed write is tried again when nothing else changes.
-const RETRY: Duration = Duration::from_secs(5);
 
 /// Writes Events for the pipeline's reports while `leader` is true, until `shutdown`.
 pub async fn run(
@@ -41,21 +38,12 @@ pub async fn run(
     let mut written: BTreeSet<(String, String)> = BTreeSet::new();
     let mut failed = false;
     loop {
-        let retry = async {
-            if failed {
-                tokio::time::sleep(RETRY).await;
-            } else {
-                std::future::pending::<()>().await;
-            }
+        let input = async { reports.changed().await.is_ok() };
+        let Some(leading) = leader::next_round(input, &mut leader, failed, &shutdown).await else {
+            return;
         };
-        tokio::select! {
-            changed = reports.changed() => if changed.is_err() { return },
-            changed = leader.changed() => if changed.is_err() { return },
-            () = retry => {}
-            () = shutdown.cancelled() => return,
-        }
         failed = false;
-        if !*leader.borrow_and_update() {
+        if !leading {
             written.clear();
             continue;
         }

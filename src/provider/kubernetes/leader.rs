@@ -200,3 +200,31 @@ impl Elector {
 fn jiff_now() -> k8s_openapi::jiff::Timestamp {
     k8s_openapi::jiff::Timestamp::now()
 }
+
+/// How soon a leader-only writer tries a failed write again when nothing else changes.
+const RETRY: Duration = Duration::from_secs(5);
+
+/// Waits for a leader-only writer's next round: its input changed, leadership changed, or a
+/// failed write is due again. Returns whether this replica leads then; `None` once a channel
+/// closes or on shutdown.
+pub async fn next_round(
+    input: impl Future<Output = bool>,
+    leader: &mut watch::Receiver<bool>,
+    retry_failed: bool,
+    shutdown: &CancellationToken,
+) -> Option<bool> {
+    let retry = async {
+        if retry_failed {
+            tokio::time::sleep(RETRY).await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    let open = tokio::select! {
+        open = input => open,
+        changed = leader.changed() => changed.is_ok(),
+        () = retry => true,
+        () = shutdown.cancelled() => false,
+    };
+    open.then(|| *leader.borrow_and_update())
+}
