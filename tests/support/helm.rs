@@ -2,22 +2,26 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::OnceLock;
 
 /// The chart in this repository.
 pub fn chart() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("charts/lattice-xds")
 }
 
-/// The helm binary (built on first use, then cached).
-pub fn binary() -> PathBuf {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/install-helm.sh");
-    let output = Command::new(script).output().expect("run install-helm.sh");
-    assert!(
-        output.status.success(),
-        "install-helm.sh failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    PathBuf::from(String::from_utf8(output.stdout).unwrap().trim())
+/// The helm binary (built on first use, then cached; asked for once per test binary).
+pub fn binary() -> &'static Path {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY.get_or_init(|| {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/install-helm.sh");
+        let output = Command::new(script).output().expect("run install-helm.sh");
+        assert!(
+            output.status.success(),
+            "install-helm.sh failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        PathBuf::from(String::from_utf8(output.stdout).unwrap().trim())
+    })
 }
 
 /// Runs helm with `args`: success, and stdout followed by stderr.
