@@ -2,14 +2,26 @@
 # Load through the sidecar for each signing mode, side by side in one run: wrk sends GETs to
 # Envoy's egress listener, which signs them (none, native, ext-proc or lua) and forwards them
 # over TLS to a local upstream (a second Envoy answering 200 directly, so the upstream is never
-# the bottleneck). Prints a Markdown table for docs/benchmarks.md.
+# the bottleneck). The modes take turns for ROUNDS rounds; the table gives each mode's median.
+# With two or more cores the sidecar Envoy gets core 0 to itself and everything else (wrk, the
+# upstream, the controller, the signer) shares core 1, so the sidecar's own cost decides its
+# requests/second and the other processes cannot steal from it. Prints a Markdown table for
+# docs/benchmarks.md.
 #
-#   scripts/bench-load.sh [SECONDS] [CONNECTIONS]
+#   [ROUNDS=3] [MODES="none native ext-proc lua"] scripts/bench-load.sh [SECONDS] [CONNECTIONS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 seconds="${1:-10}"
 connections="${2:-16}"
+rounds="${ROUNDS:-3}"
+if [ "$(nproc)" -ge 2 ]; then
+  sidecar_core=(taskset -c 0)
+  other_core=(taskset -c 1)
+else
+  sidecar_core=()
+  other_core=()
+fi
 cargo build --release --locked --quiet
 bin=target/release/lattice-xds
 envoy=$(scripts/install-envoy.sh)
@@ -90,17 +102,17 @@ run_mode() { # MODE -> prints "rps p50 p99"
   local xds admin egress envoy_admin signer_grpc signer_http
   xds=$(free_port); admin=$(free_port); egress=$(free_port); envoy_admin=$(free_port)
   signer_grpc=$(free_port); signer_http=$(free_port)
-  "$envoy" -c "$work/upstream.yaml" --disable-hot-restart --log-level error --base-id 7 \
+  "${other_core[@]}" "$envoy" -c "$work/upstream.yaml" --disable-hot-restart --log-level error --base-id 7 \
     --concurrency 1 2> "$work/upstream-$mode.log" &
   pids+=($!)
-  "$bin" controller --manifests examples --xds-listen "127.0.0.1:$xds" --admin-listen "127.0.0.1:$admin" \
+  "${other_core[@]}" "$bin" controller --manifests examples --xds-listen "127.0.0.1:$xds" --admin-listen "127.0.0.1:$admin" \
     --signing "$mode" --region eu-west-1 --ca-file "$work/ca.pem" \
     --signer-grpc-address "127.0.0.1:$signer_grpc" --signer-http-address "127.0.0.1:$signer_http" \
     --egress-address 127.0.0.1 --egress-port "$egress" \
     --resolve "$host=127.0.0.1:$upstream_port" --log warn 2> "$work/controller-$mode.log" &
   pids+=($!)
   if [ "$mode" = ext-proc ] || [ "$mode" = lua ]; then
-    env "${credentials[@]}" ${SIGNER_ENV:-} "$bin" signer --grpc-listen "127.0.0.1:$signer_grpc" \
+    env "${credentials[@]}" "${other_core[@]}" "$bin" signer --grpc-listen "127.0.0.1:$signer_grpc" \
       --http-listen "127.0.0.1:$signer_http" --log warn 2> "$work/signer-$mode.log" &
     pids+=($!)
     wait_for "http://127.0.0.1:$signer_http/readyz" ready "the signer"
@@ -108,14 +120,14 @@ run_mode() { # MODE -> prints "rps p50 p99"
   wait_for "http://127.0.0.1:$admin/readyz" ready "the controller"
   "$bin" bootstrap --node-id bench-pod --cluster bench --xds-address "127.0.0.1:$xds" \
     --admin-port "$envoy_admin" > "$work/bootstrap-$mode.yaml"
-  env "${credentials[@]}" "$envoy" -c "$work/bootstrap-$mode.yaml" --disable-hot-restart \
+  env "${credentials[@]}" "${sidecar_core[@]}" "$envoy" -c "$work/bootstrap-$mode.yaml" --disable-hot-restart \
     --log-level error --concurrency 1 2> "$work/envoy-$mode.log" &
   pids+=($!)
   wait_for "http://127.0.0.1:$egress/" "Hello from demo-cluster2-v1" "requests through Envoy ($mode)" "$host"
-  "$wrk" -t1 -c"$connections" -d2s -H "Host: $host" "http://127.0.0.1:$egress/" > /dev/null
+  "${other_core[@]}" "$wrk" -t1 -c"$connections" -d2s -H "Host: $host" "http://127.0.0.1:$egress/" > /dev/null
   local before after
   before=$(cpu_seconds)
-  "$wrk" -t1 -c"$connections" -d"${seconds}s" --latency -H "Host: $host" \
+  "${other_core[@]}" "$wrk" -t1 -c"$connections" -d"${seconds}s" --latency -H "Host: $host" \
     "http://127.0.0.1:$egress/" > "$work/wrk-$mode.txt"
   after=$(cpu_seconds)
   stop_all
@@ -144,21 +156,45 @@ print(f"{rps:.0f} {p50:.2f} {p99:.2f} {errors.group(1) if errors else 0} {envoy_
 PY
 }
 
-declare -A results
 modes=(${MODES:-none native ext-proc lua})
-for mode in "${modes[@]}"; do
-  results[$mode]=$(run_mode "$mode")
-  echo "bench-load: $mode: ${results[$mode]} (req/s, p50 ms, p99 ms, non-2xx, Envoy µs CPU/req, signer µs CPU/req)" >&2
+results="$work/results"
+: > "$results"
+for round in $(seq 1 "$rounds"); do
+  for mode in "${modes[@]}"; do
+    line=$(run_mode "$mode")
+    echo "$round $mode $line" >> "$results"
+    echo "bench-load: round $round, $mode: $line (req/s, p50 ms, p99 ms, non-2xx, Envoy µs CPU/req, signer µs CPU/req)" >&2
+  done
 done
 
-read -r native_rps _ <<< "${results[native]:-1 0}"
-echo "Machine: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)); " \
-  "wrk -t1 -c$connections -d${seconds}s; Envoy $("$envoy" --version | grep -o 'version: [^ ]*' | cut -d/ -f2) with --concurrency 1; release build."
+pinning="the sidecar Envoy alone on core 0, everything else on core 1"
+[ ${#sidecar_core[@]} -eq 0 ] && pinning="no pinning (one core)"
+echo "Machine: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs));" \
+  "wrk -t1 -c$connections -d${seconds}s; $rounds rounds; $pinning;" \
+  "Envoy $("$envoy" --version | grep -o 'version: [^ ]*' | cut -d/ -f2) with --concurrency 1; release build."
 echo
-echo "| mode | requests/s | × native | p50 (ms) | p99 (ms) | non-2xx | sidecar Envoy CPU/request (µs) | signer CPU/request (µs) |"
-echo "|---|---:|---:|---:|---:|---:|---:|---:|"
-for mode in "${modes[@]}"; do
-  read -r rps p50 p99 errors envoy_us signer_us <<< "${results[$mode]}"
-  ratio=$(python3 -c "print(f'{$rps / $native_rps:.2f}')")
-  echo "| $mode | $rps | $ratio | $p50 | $p99 | $errors | $envoy_us | $signer_us |"
-done
+python3 - "$results" "${modes[@]}" <<'PY'
+import statistics, sys
+rows = [line.split() for line in open(sys.argv[1])]
+modes = sys.argv[2:]
+by_mode = {mode: [r[2:] for r in rows if r[1] == mode] for mode in modes}
+def median(mode, column):
+    return statistics.median(float(r[column]) for r in by_mode[mode])
+def ratios(mode):  # this mode's requests/s over native's, round by round
+    per_round = {}
+    for r in rows:
+        per_round.setdefault(r[0], {})[r[1]] = float(r[2])
+    return [v[mode] / v["native"] for v in per_round.values() if "native" in v and mode in v]
+print("| mode | requests/s | × native | × native, per round | p50 (ms) | p99 (ms) | non-2xx | "
+      "sidecar Envoy CPU/request (µs) | signer CPU/request (µs) |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+native = median("native", 0) if "native" in modes else None
+for mode in modes:
+    rps = median(mode, 0)
+    ratio = f"{rps / native:.2f}" if native else "–"
+    spread = ratios(mode)
+    spread = f"{min(spread):.2f}–{max(spread):.2f}" if spread else "–"
+    errors = sum(int(r[3]) for r in by_mode[mode])
+    print(f"| {mode} | {rps:.0f} | {ratio} | {spread} | {median(mode, 1):.2f} | {median(mode, 2):.2f} | "
+          f"{errors} | {median(mode, 4):.0f} | {median(mode, 5):.0f} |")
+PY
