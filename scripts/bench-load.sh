@@ -97,7 +97,7 @@ cpu_seconds() { # CPU seconds (user + system) of each process started for the cu
   done
 }
 
-run_mode() { # MODE -> prints "rps p50 p99"
+run_mode() { # MODE -> prints "rps p50-ms p99-ms non-2xx envoy-µs/request signer-µs/request"
   local mode=$1
   local xds admin egress envoy_admin signer_grpc signer_http
   xds=$(free_port); admin=$(free_port); egress=$(free_port); envoy_admin=$(free_port)
@@ -180,10 +180,10 @@ modes = sys.argv[2:]
 by_mode = {mode: [r[2:] for r in rows if r[1] == mode] for mode in modes}
 def median(mode, column):
     return statistics.median(float(r[column]) for r in by_mode[mode])
+per_round = {}  # round -> mode -> requests/s
+for r in rows:
+    per_round.setdefault(r[0], {})[r[1]] = float(r[2])
 def ratios(mode):  # this mode's requests/s over native's, round by round
-    per_round = {}
-    for r in rows:
-        per_round.setdefault(r[0], {})[r[1]] = float(r[2])
     return [v[mode] / v["native"] for v in per_round.values() if "native" in v and mode in v]
 print("| mode | requests/s | × native | × native, per round | p50 (ms) | p99 (ms) | non-2xx | "
       "sidecar Envoy CPU/request (µs) | signer CPU/request (µs) |")
