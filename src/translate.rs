@@ -7,8 +7,7 @@ mod cluster;
 mod listener;
 mod route;
 
-pub use cluster::provenance_of as provenance;
-pub use route::NO_ROUTE_BODY;
+pub use route::{NO_ROUTE_BODY, provenance_of as provenance};
 mod secret;
 mod signing;
 
@@ -20,12 +19,16 @@ use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::Secret;
 use envoy_types::pb::google::protobuf::Duration;
 
-use crate::model::Mesh;
+use std::collections::BTreeSet;
+
+use crate::model::{Destination, Mesh, Trust, custom_domain_trust};
 
 /// The egress listener's name, and the name of its route configuration.
 pub const EGRESS: &str = "egress";
-/// The dynamic-forward-proxy cluster (and DNS cache) for hosts no route names.
-pub const FALLBACK_CLUSTER: &str = "lattice-fallback";
+/// The virtual host for hosts under the fallback domains that no route names.
+pub const FALLBACK_VHOST: &str = "lattice-fallback";
+/// The DNS cache shared by the dynamic forward proxy filter and every shared cluster.
+pub const DNS_CACHE: &str = "lattice-dns";
 /// The cluster of the signer's ext_proc gRPC service.
 pub const SIGNER_GRPC_CLUSTER: &str = "lattice-xds-signer-grpc";
 /// The cluster of the signer's HTTP endpoint (Lua mode).
@@ -41,15 +44,23 @@ pub struct Resources {
 }
 
 /// Translates `mesh` into listeners, routes, clusters and secrets.
+///
+/// The sidecar's cost must not grow with destinations: every destination that needs nothing of
+/// its own goes through a shared dynamic-forward-proxy cluster of its trust class, which sets
+/// SNI and checks the SAN per request. Only pinned destinations and those on a port of their
+/// own get a cluster each.
 pub fn translate(mesh: &Mesh) -> Resources {
-    let mut clusters: Vec<Cluster> = mesh
-        .destinations
-        .values()
-        .map(|destination| cluster::destination(destination, mesh))
-        .collect();
-    if !mesh.fallback_domains.is_empty() {
-        clusters.push(cluster::fallback(mesh));
+    let mut clusters: Vec<Cluster> = Vec::new();
+    for destination in mesh.destinations.values() {
+        if let Upstream::Own = upstream(destination) {
+            clusters.push(cluster::destination(destination, mesh));
+        }
     }
+    clusters.extend(
+        shared_classes(mesh)
+            .iter()
+            .map(|tls| cluster::shared(tls.as_ref(), mesh)),
+    );
     clusters.extend(signing::clusters(&mesh.signing));
     clusters.sort_by(|a, b| a.name.cmp(&b.name));
     Resources {
@@ -60,15 +71,62 @@ pub fn translate(mesh: &Mesh) -> Resources {
     }
 }
 
-/// The name of the cluster serving one destination.
-pub fn destination_cluster_name(host: &str, port: u16) -> String {
-    format!("lattice|{host}|{port}")
+/// Where a destination's requests go.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Upstream {
+    /// A cluster of its own: a pinned address, or a port other than its scheme's default.
+    Own,
+    /// The shared dynamic-forward-proxy cluster of its trust class (`None`: plain HTTP).
+    Shared(Option<Trust>),
 }
 
-/// The host and port of a destination cluster's name; `None` for the other clusters.
-pub fn parse_destination_cluster_name(name: &str) -> Option<(&str, u16)> {
-    let (host, port) = name.strip_prefix("lattice|")?.rsplit_once('|')?;
-    Some((host, port.parse().ok()?))
+fn upstream(destination: &Destination) -> Upstream {
+    let default_port = if destination.tls.is_some() { 443 } else { 80 };
+    if destination.pinned.is_some() || destination.port != default_port {
+        Upstream::Own
+    } else {
+        Upstream::Shared(destination.tls.clone())
+    }
+}
+
+/// The trust classes that need a shared cluster: those of the shared destinations, and the
+/// custom domains' when fallback domains are configured.
+fn shared_classes(mesh: &Mesh) -> BTreeSet<Option<Trust>> {
+    let mut classes: BTreeSet<Option<Trust>> = mesh
+        .destinations
+        .values()
+        .filter_map(|destination| match upstream(destination) {
+            Upstream::Shared(tls) => Some(tls),
+            Upstream::Own => None,
+        })
+        .collect();
+    if !mesh.fallback_domains.is_empty() {
+        classes.insert(Some(custom_domain_trust(&mesh.bundles)));
+    }
+    classes
+}
+
+/// The name of a shared dynamic-forward-proxy cluster: `lattice-http` for plain HTTP,
+/// `lattice-tls|<bundle>` or `lattice-tls|system-roots` for TLS.
+pub fn shared_cluster_name(tls: Option<&Trust>) -> String {
+    match tls {
+        None => "lattice-http".to_string(),
+        Some(Trust::SystemRoots) => "lattice-tls|system-roots".to_string(),
+        Some(Trust::Bundle(bundle)) => format!("lattice-tls|{bundle}"),
+    }
+}
+
+/// The name of the cluster a destination's requests go to.
+fn cluster_name_of(destination: &Destination) -> String {
+    match upstream(destination) {
+        Upstream::Own => destination_cluster_name(&destination.host, destination.port),
+        Upstream::Shared(tls) => shared_cluster_name(tls.as_ref()),
+    }
+}
+
+/// The name of a cluster serving one destination alone.
+pub fn destination_cluster_name(host: &str, port: u16) -> String {
+    format!("lattice|{host}|{port}")
 }
 
 /// The name of the SDS secret holding a trust bundle.

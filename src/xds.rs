@@ -7,6 +7,7 @@ pub mod registry;
 pub mod server;
 pub mod snapshot;
 mod sotw;
+pub mod wire;
 
 /// Type URLs of the resources served, in the order pushes are made: clusters before the
 /// listeners and routes that use them, secrets last (make-before-break, `xds_protocol.rst`

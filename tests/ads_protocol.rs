@@ -24,6 +24,9 @@ async fn controller(dir: &std::path::Path) -> Controller {
         &[
             "--manifests=examples".to_string(),
             "--signing=none".to_string(),
+            // Pinned destinations get clusters of their own: CDS then holds several resources.
+            "--resolve=demo-cluster1.example.com=127.0.0.1:9".to_string(),
+            "--resolve=demo-cluster2.example.com=127.0.0.1:9".to_string(),
         ],
     )
     .await

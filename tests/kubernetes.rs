@@ -48,36 +48,68 @@ fn controller_args(kubeconfig: &std::path::Path) -> Vec<String> {
     ]
 }
 
-/// The destination clusters in Envoy's own config dump, by name, with their metadata.
+/// The destinations in Envoy's own config dump: the virtual hosts that carry the controller's
+/// provenance, by `host:port`, with their metadata.
 async fn envoy_destinations(envoy: &Envoy) -> Vec<(String, serde_json::Value)> {
     let dump = envoy.config_dump().await;
-    let mut clusters = Vec::new();
-    for config in dump["configs"].as_array().into_iter().flatten() {
-        for entry in config["dynamic_active_clusters"]
-            .as_array()
-            .into_iter()
-            .flatten()
-        {
-            let cluster = &entry["cluster"];
-            let name = cluster["name"].as_str().unwrap_or_default();
-            if name.starts_with("lattice|") {
-                clusters.push((name.to_string(), cluster["metadata"].clone()));
+    let mut destinations = Vec::new();
+    let route_configs = dump["configs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|config| {
+            config["dynamic_route_configs"]
+                .as_array()
+                .into_iter()
+                .flatten()
+        });
+    for route_config in route_configs {
+        let virtual_hosts = route_config["route_config"]["virtual_hosts"].as_array();
+        for virtual_host in virtual_hosts.into_iter().flatten() {
+            let metadata = &virtual_host["metadata"];
+            let source = metadata["filter_metadata"]["lattice-xds"]["source"].as_array();
+            let destination = source
+                .and_then(|entries| entries.first())
+                .and_then(|entry| entry.as_str())
+                .and_then(|entry| entry.strip_prefix("destination "));
+            if let Some(destination) = destination {
+                destinations.push((destination.to_string(), metadata.clone()));
             }
         }
     }
-    clusters.sort_by(|a, b| a.0.cmp(&b.0));
-    clusters
+    destinations.sort_by(|a, b| a.0.cmp(&b.0));
+    destinations
+}
+
+/// The names of the clusters Envoy received over CDS.
+async fn envoy_clusters(envoy: &Envoy) -> Vec<String> {
+    let dump = envoy.config_dump().await;
+    let clusters = dump["configs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|config| {
+            config["dynamic_active_clusters"]
+                .as_array()
+                .into_iter()
+                .flatten()
+        });
+    let mut names: Vec<String> = clusters
+        .filter_map(|entry| entry["cluster"]["name"].as_str().map(str::to_string))
+        .collect();
+    names.sort();
+    names
 }
 
 fn names(destinations: &[(String, serde_json::Value)]) -> BTreeSet<String> {
     destinations.iter().map(|(name, _)| name.clone()).collect()
 }
 
-fn cluster_name(host: &str, port: u16) -> String {
-    format!("lattice|{host}|{port}")
+fn destination(host: &str, port: u16) -> String {
+    format!("{host}:{port}")
 }
 
-/// Waits until Envoy's destination clusters are exactly `expected`.
+/// Waits until Envoy's destinations are exactly `expected`.
 async fn wait_for_destinations(envoy: &Envoy, expected: &[String]) {
     let expected: BTreeSet<String> = expected.iter().cloned().collect();
     eventually(
@@ -128,25 +160,29 @@ async fn envoy_follows_the_cluster_and_invalid_routes_get_events() {
     let envoy = Envoy::start(cluster.dir(), "pod-a", controller.xds_port, "delta").await;
 
     let assigned = |n: u8, id: &str| {
-        cluster_name(
+        destination(
             &format!("demo-cluster{n}-apps-{id}.7d67968.vpc-lattice-svcs.ap-northeast-2.on.aws"),
             443,
         )
     };
     let walkthrough = vec![
-        cluster_name("demo-cluster1.example.com", 443),
-        cluster_name("demo-cluster2.example.com", 443),
+        destination("demo-cluster1.example.com", 443),
+        destination("demo-cluster2.example.com", 443),
         assigned(1, "05a011bb3aacd80e4"),
         assigned(2, "0c2b8a7f5e1d94a36"),
     ];
     let mut expected = walkthrough.clone();
-    expected.push(cluster_name("demo-cluster3.example.com", 443));
+    expected.push(destination("demo-cluster3.example.com", 443));
     wait_for_destinations(&envoy, &expected).await;
     let proxies = controller.proxies().await;
     assert!(
         synced(&proxies, "pod-a", &["CDS", "LDS", "RDS"]),
         "{proxies}"
     );
+
+    // Every destination goes through one shared cluster: the sidecar's cost does not grow with
+    // destinations.
+    assert_eq!(envoy_clusters(&envoy).await, ["lattice-tls|system-roots"]);
 
     // The IAMAuthPolicy shows beside the destination it guards, in Envoy's own dump.
     let destinations = envoy_destinations(&envoy).await;
@@ -157,7 +193,7 @@ async fn envoy_follows_the_cluster_and_invalid_routes_get_events() {
             .map(|(_, metadata)| metadata["filter_metadata"]["lattice-xds"]["source"].to_string())
             .unwrap()
     };
-    let guarded = metadata(&cluster_name("demo-cluster1.example.com", 443));
+    let guarded = metadata(&destination("demo-cluster1.example.com", 443));
     assert!(
         guarded.contains("route apps/demo-cluster1")
             && guarded.contains("auth policy apps/demo-cluster1-iam-auth-policy (service)")
@@ -166,7 +202,7 @@ async fn envoy_follows_the_cluster_and_invalid_routes_get_events() {
             ),
         "{guarded}"
     );
-    let other = metadata(&cluster_name("demo-cluster2.example.com", 443));
+    let other = metadata(&destination("demo-cluster2.example.com", 443));
     assert!(!other.contains("demo-cluster1-iam-auth-policy"), "{other}");
     // And in `proxy-status`, one row per destination.
     let status = std::process::Command::new(support::lattice_xds())
@@ -206,7 +242,7 @@ async fn envoy_follows_the_cluster_and_invalid_routes_get_events() {
         r#"{"spec":{"hostnames":["demo-cluster3-renamed.example.com"]}}"#,
     ]);
     let mut expected = walkthrough.clone();
-    expected.push(cluster_name("demo-cluster3-renamed.example.com", 443));
+    expected.push(destination("demo-cluster3-renamed.example.com", 443));
     wait_for_destinations(&envoy, &expected).await;
 
     // A deletion.
@@ -235,7 +271,7 @@ async fn envoy_follows_the_cluster_and_invalid_routes_get_events() {
     // Another change rebuilds the snapshot; the same problem is not reported twice.
     cluster.apply(&v1_route("demo-cluster4", "demo-cluster4.example.com"));
     let mut expected = walkthrough.clone();
-    expected.push(cluster_name("demo-cluster4.example.com", 443));
+    expected.push(destination("demo-cluster4.example.com", 443));
     wait_for_destinations(&envoy, &expected).await;
     assert_eq!(events_about(&cluster, "wildcard").len(), 1);
     let metrics = controller.metrics().await;
@@ -260,7 +296,7 @@ async fn an_api_server_restart_never_publishes_an_empty_snapshot() {
     let envoy = Envoy::start(cluster.dir(), "pod-b", controller.xds_port, "sotw").await;
     let walkthrough: Vec<String> = ["demo-cluster1.example.com", "demo-cluster2.example.com"]
         .iter()
-        .map(|host| cluster_name(host, 443))
+        .map(|host| destination(host, 443))
         .collect();
     let before = eventually("Envoy to hold the walkthrough", WAIT, || async {
         let found = names(&envoy_destinations(&envoy).await);
@@ -285,7 +321,7 @@ async fn an_api_server_restart_never_publishes_an_empty_snapshot() {
     cluster.up();
     cluster.apply(&v1_route("after-restart", "after-restart.example.com"));
     let mut expected: Vec<String> = before.iter().cloned().collect();
-    expected.push(cluster_name("after-restart.example.com", 443));
+    expected.push(destination("after-restart.example.com", 443));
     wait_for_destinations(&envoy, &expected).await;
 
     // Exactly one snapshot was published since: the change. None for the re-list itself, so

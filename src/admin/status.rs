@@ -16,7 +16,7 @@ use crate::xds::json::{JsonError, any_to_json};
 use crate::xds::registry::Registry;
 use crate::xds::server::Snapshots;
 use crate::xds::type_url;
-use envoy_types::pb::envoy::config::cluster::v3::Cluster;
+use envoy_types::pb::envoy::config::route::v3::{RouteConfiguration, VirtualHost};
 use prost::Message;
 use tokio::sync::watch;
 
@@ -87,35 +87,25 @@ impl StatusService {
         }
     }
 
-    /// The destinations of the served snapshot, read back from its clusters' provenance.
+    /// The destinations of the served snapshot, read back from its virtual hosts' provenance.
     pub fn destinations(&self) -> Vec<DestinationStatus> {
         let snapshot = self.snapshots.borrow();
-        let Some(clusters) = snapshot
+        let Some(routes) = snapshot
             .as_ref()
-            .and_then(|snapshot| snapshot.resources(type_url::CLUSTER))
+            .and_then(|snapshot| snapshot.resources(type_url::ROUTE))
         else {
             return Vec::new();
         };
-        clusters
+        let configurations = routes
             .resources
             .values()
-            .filter_map(|resource| {
-                let cluster = Cluster::decode(resource.any.value.as_slice()).ok()?;
-                let (host, port) = translate::parse_destination_cluster_name(&cluster.name)?;
-                let mut status = DestinationStatus {
-                    destination: format!("{host}:{port}"),
-                    ..Default::default()
-                };
-                for entry in translate::provenance(&cluster) {
-                    if let Some(route) = entry.strip_prefix("route ") {
-                        status.route = route.to_string();
-                    } else if let Some(policy) = entry.strip_prefix("auth policy ") {
-                        status.auth_policies.push(policy.to_string());
-                    }
-                }
-                Some(status)
-            })
-            .collect()
+            .filter_map(|resource| RouteConfiguration::decode(resource.any.value.as_slice()).ok());
+        let mut destinations: Vec<DestinationStatus> = configurations
+            .flat_map(|configuration| configuration.virtual_hosts)
+            .filter_map(|virtual_host| destination_status(&virtual_host))
+            .collect();
+        destinations.sort_by(|a, b| a.destination.cmp(&b.destination));
+        destinations
     }
 
     /// What `node_id` has been sent, as `{ "node": ..., "resources": { type_url: [...] } }`.
@@ -154,4 +144,19 @@ impl ProxyStatusService for StatusService {
             Err(error) => Err(Status::internal(error.to_string())),
         }
     }
+}
+
+/// A destination's row, from the provenance its virtual host carries; `None` for other hosts.
+fn destination_status(virtual_host: &VirtualHost) -> Option<DestinationStatus> {
+    let mut status = DestinationStatus::default();
+    for entry in translate::provenance(virtual_host) {
+        if let Some(destination) = entry.strip_prefix("destination ") {
+            status.destination = destination.to_string();
+        } else if let Some(route) = entry.strip_prefix("route ") {
+            status.route = route.to_string();
+        } else if let Some(policy) = entry.strip_prefix("auth policy ") {
+            status.auth_policies.push(policy.to_string());
+        }
+    }
+    (!status.destination.is_empty()).then_some(status)
 }

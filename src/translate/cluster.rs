@@ -1,5 +1,6 @@
-//! Clusters: one per destination (DNS-resolved or pinned, TLS with SNI and SAN checks), and the
-//! dynamic-forward-proxy fallback for hosts under the configured domains.
+//! Clusters: a shared dynamic-forward-proxy cluster per trust class, and a cluster of its own for
+//! each destination that needs one (pinned, or on a port of its own), with TLS, SNI and SAN
+//! checks.
 
 use std::net::SocketAddr;
 
@@ -8,9 +9,10 @@ use envoy_types::pb::envoy::config::cluster::v3::cluster::{
     ClusterDiscoveryType, CustomClusterType, DiscoveryType, DnsLookupFamily, LbPolicy,
 };
 use envoy_types::pb::envoy::config::core::v3::{
-    Address, DataSource, Metadata, SocketAddress, TransportSocket, TypedExtensionConfig, address,
+    Address, DataSource, SocketAddress, TransportSocket, TypedExtensionConfig, address,
     data_source::Specifier, socket_address, socket_address::PortSpecifier, transport_socket,
 };
+use envoy_types::pb::envoy::config::core::v3::{Http1ProtocolOptions, UpstreamHttpProtocolOptions};
 use envoy_types::pb::envoy::config::endpoint::v3::{
     ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints, lb_endpoint::HostIdentifier,
 };
@@ -25,12 +27,18 @@ use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
     common_tls_context::{CombinedCertificateValidationContext, ValidationContextType},
     subject_alt_name_matcher::SanType,
 };
+use envoy_types::pb::envoy::extensions::upstreams::http::v3::HttpProtocolOptions;
+use envoy_types::pb::envoy::extensions::upstreams::http::v3::http_protocol_options::{
+    ExplicitHttpConfig, UpstreamProtocolOptions, explicit_http_config::ProtocolConfig,
+};
 use envoy_types::pb::envoy::r#type::matcher::v3::{StringMatcher, string_matcher::MatchPattern};
-use envoy_types::pb::google::protobuf::{ListValue, Struct, Value, value::Kind};
+use envoy_types::pb::google::protobuf::UInt32Value;
 use envoy_types::util::pack_any;
 
-use super::{FALLBACK_CLUSTER, ads, destination_cluster_name, seconds, trust_secret_name};
-use crate::model::{Destination, Mesh, Trust, custom_domain_trust};
+use super::{
+    DNS_CACHE, ads, destination_cluster_name, seconds, shared_cluster_name, trust_secret_name,
+};
+use crate::model::{Destination, Mesh, Trust};
 
 const CONNECT_TIMEOUT_SECONDS: i64 = 5;
 
@@ -60,73 +68,15 @@ pub fn destination(destination: &Destination, mesh: &Mesh) -> Cluster {
             .tls
             .as_ref()
             .map(|trust| tls_socket(Some(&destination.host), trust, system_ca_file)),
-        metadata: Some(provenance(destination)),
         ..Default::default()
     }
 }
 
-/// The filter metadata key under which a cluster records where it came from.
-const METADATA_KEY: &str = "lattice-xds";
-
-/// The provenance entries a destination cluster carries (`route ns/name`, then `auth policy
-/// ns/name (level)` for each policy); empty for other clusters.
-pub fn provenance_of(cluster: &Cluster) -> Vec<String> {
-    let Some(metadata) = &cluster.metadata else {
-        return Vec::new();
-    };
-    let Some(Kind::ListValue(list)) = metadata
-        .filter_metadata
-        .get(METADATA_KEY)
-        .and_then(|fields| fields.fields.get("source"))
-        .and_then(|value| value.kind.as_ref())
-    else {
-        return Vec::new();
-    };
-    list.values
-        .iter()
-        .filter_map(|value| match &value.kind {
-            Some(Kind::StringValue(text)) => Some(text.clone()),
-            _ => None,
-        })
-        .collect()
-}
-
-/// Where a destination came from, readable in any config dump: the route, then the IAM auth
-/// policies VPC Lattice evaluates for it. One list under one key: protobuf maps encode in no
-/// fixed order, and the encoding must not change while the destination does not.
-fn provenance(destination: &Destination) -> Metadata {
-    let string = |text: String| Value {
-        kind: Some(Kind::StringValue(text)),
-    };
-    let values = std::iter::once(format!("route {}", destination.source))
-        .chain(
-            destination
-                .auth_policies
-                .iter()
-                .map(|policy| format!("auth policy {policy}")),
-        )
-        .map(string)
-        .collect();
-    let source = Value {
-        kind: Some(Kind::ListValue(ListValue { values })),
-    };
-    Metadata {
-        filter_metadata: [(
-            METADATA_KEY.to_string(),
-            Struct {
-                fields: [("source".to_string(), source)].into_iter().collect(),
-            },
-        )]
-        .into_iter()
-        .collect(),
-        ..Default::default()
-    }
-}
-
-/// Hosts under the fallback domains that no route names (services in other clusters): resolved
-/// per request from the Host header, TLS to port 443 unless the header names another port.
-pub fn fallback(mesh: &Mesh) -> Cluster {
-    let trust = custom_domain_trust(&mesh.bundles);
+/// A shared dynamic-forward-proxy cluster for one trust class (`None`: plain HTTP). Each
+/// request's host (rewritten per destination, or the Host header under a fallback domain) is
+/// resolved through the shared DNS cache; `auto_sni` and `auto_san_validation` keep SNI and
+/// the SAN check per host, so one cluster serves every destination of the class.
+pub fn shared(tls: Option<&Trust>, mesh: &Mesh) -> Cluster {
     let config = ClusterConfig {
         cluster_implementation_specifier: Some(ClusterImplementationSpecifier::DnsCacheConfig(
             dns_cache(mesh.dns_resolver),
@@ -134,23 +84,54 @@ pub fn fallback(mesh: &Mesh) -> Cluster {
         ..Default::default()
     };
     Cluster {
-        name: FALLBACK_CLUSTER.to_string(),
+        name: shared_cluster_name(tls),
         connect_timeout: Some(seconds(CONNECT_TIMEOUT_SECONDS)),
         lb_policy: LbPolicy::ClusterProvided.into(),
         cluster_discovery_type: Some(ClusterDiscoveryType::ClusterType(CustomClusterType {
             name: "envoy.clusters.dynamic_forward_proxy".to_string(),
             typed_config: Some(pack_any(config)),
         })),
-        // The forward proxy sets SNI and checks the SAN against each request's host itself.
-        transport_socket: Some(tls_socket(None, &trust, &mesh.system_ca_file)),
+        transport_socket: tls.map(|trust| tls_socket(None, trust, &mesh.system_ca_file)),
+        typed_extension_protocol_options: tls
+            .map(|_| (HTTP_PROTOCOL_OPTIONS.to_string(), pack_any(per_host_tls())))
+            .into_iter()
+            .collect(),
         ..Default::default()
     }
 }
 
+const HTTP_PROTOCOL_OPTIONS: &str = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
+
+/// HTTP/1.1 upstream, with SNI set to and the certificate checked against each request's host.
+fn per_host_tls() -> HttpProtocolOptions {
+    HttpProtocolOptions {
+        upstream_http_protocol_options: Some(UpstreamHttpProtocolOptions {
+            auto_sni: true,
+            auto_san_validation: true,
+            ..Default::default()
+        }),
+        upstream_protocol_options: Some(UpstreamProtocolOptions::ExplicitHttpConfig(
+            ExplicitHttpConfig {
+                protocol_config: Some(ProtocolConfig::HttpProtocolOptions(
+                    Http1ProtocolOptions::default(),
+                )),
+            },
+        )),
+        ..Default::default()
+    }
+}
+
+/// Hosts one sidecar can hold in its DNS cache at once: generous, since an entry exists only
+/// for a host the pod actually calls, and a full cache refuses new hosts with a 503.
+const DNS_CACHE_MAX_HOSTS: u32 = 65_536;
+
 /// The DNS cache shared by the fallback cluster and the dynamic forward proxy filter.
 pub fn dns_cache(resolver: Option<SocketAddr>) -> DnsCacheConfig {
     DnsCacheConfig {
-        name: FALLBACK_CLUSTER.to_string(),
+        name: DNS_CACHE.to_string(),
+        max_hosts: Some(UInt32Value {
+            value: DNS_CACHE_MAX_HOSTS,
+        }),
         dns_lookup_family: DnsLookupFamily::V4Preferred.into(),
         typed_dns_resolver_config: resolver.map(dns_resolver),
         ..Default::default()

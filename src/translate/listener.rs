@@ -14,7 +14,7 @@ use envoy_types::pb::envoy::extensions::filters::network::http_connection_manage
 use envoy_types::util::pack_any;
 
 use super::cluster::{dns_cache, socket_address};
-use super::{EGRESS, ads, signing};
+use super::{EGRESS, ads, shared_classes, signing};
 use crate::model::Mesh;
 
 /// The listener on every configured address at the egress port.
@@ -46,20 +46,23 @@ pub fn egress(mesh: &Mesh) -> Listener {
     }
 }
 
+/// The dynamic forward proxy filter: resolves the host of requests bound for a shared cluster.
+pub const FORWARD_PROXY_FILTER: &str = "envoy.filters.http.dynamic_forward_proxy";
+
+/// The forward proxy first (it may rewrite the Host header, which must happen before it is
+/// signed), then the signing filter, then the router.
 fn connection_manager(mesh: &Mesh) -> HttpConnectionManager {
-    let mut http_filters: Vec<HttpFilter> = signing::filter(&mesh.signing).into_iter().collect();
-    if !mesh.fallback_domains.is_empty() {
+    let mut http_filters: Vec<HttpFilter> = Vec::new();
+    if uses_shared_clusters(mesh) {
         let config = DynamicForwardProxy {
             implementation_specifier: Some(ImplementationSpecifier::DnsCacheConfig(dns_cache(
                 mesh.dns_resolver,
             ))),
             ..Default::default()
         };
-        http_filters.push(http_filter(
-            "envoy.filters.http.dynamic_forward_proxy",
-            pack_any(config),
-        ));
+        http_filters.push(http_filter(FORWARD_PROXY_FILTER, pack_any(config)));
     }
+    http_filters.extend(signing::filter(&mesh.signing));
     http_filters.push(http_filter(
         "envoy.filters.http.router",
         pack_any(Router::default()),
@@ -82,4 +85,8 @@ pub fn http_filter(name: &str, config: envoy_types::pb::google::protobuf::Any) -
         config_type: Some(http_filter::ConfigType::TypedConfig(config)),
         ..Default::default()
     }
+}
+
+fn uses_shared_clusters(mesh: &Mesh) -> bool {
+    !shared_classes(mesh).is_empty()
 }

@@ -1,15 +1,23 @@
-//! The egress route configuration: a virtual host per destination, the fallback domains, and a
-//! clear local 404 for every other host.
+//! The egress route configuration: a virtual host per destination (its route, its own request
+//! stats, and where it came from), the fallback domains, and a clear local 404 for every other
+//! host.
 
-use envoy_types::pb::envoy::config::core::v3::{DataSource, data_source::Specifier};
+use envoy_types::pb::envoy::config::core::v3::{DataSource, Metadata, data_source::Specifier};
 use envoy_types::pb::envoy::config::route::v3::{
     DirectResponseAction, FilterConfig, Route, RouteAction, RouteConfiguration, RouteMatch,
     VirtualHost, route::Action, route_action::ClusterSpecifier, route_match::PathSpecifier,
 };
+use envoy_types::pb::envoy::extensions::filters::http::dynamic_forward_proxy::v3::{
+    PerRouteConfig as ForwardProxyPerRoute, per_route_config::HostRewriteSpecifier,
+};
+use envoy_types::pb::google::protobuf::{ListValue, Struct, Value, value::Kind};
 use envoy_types::util::pack_any;
 
-use super::{EGRESS, FALLBACK_CLUSTER, destination_cluster_name, signing};
-use crate::model::{Destination, Mesh};
+use super::listener::FORWARD_PROXY_FILTER;
+use super::{
+    EGRESS, FALLBACK_VHOST, Upstream, cluster_name_of, shared_cluster_name, signing, upstream,
+};
+use crate::model::{Destination, Mesh, custom_domain_trust};
 
 /// The body of the local reply for a host that is neither a destination nor under a fallback
 /// domain.
@@ -24,10 +32,11 @@ pub fn egress(mesh: &Mesh) -> RouteConfiguration {
             .iter()
             .flat_map(|domain| with_ports(&format!("*.{domain}")))
             .collect();
+        let trust = custom_domain_trust(&mesh.bundles);
         virtual_hosts.push(VirtualHost {
-            name: FALLBACK_CLUSTER.to_string(),
+            name: FALLBACK_VHOST.to_string(),
             domains,
-            routes: vec![to_cluster(FALLBACK_CLUSTER.to_string())],
+            routes: vec![to_cluster(shared_cluster_name(Some(&trust)))],
             ..Default::default()
         });
     }
@@ -49,16 +58,96 @@ fn with_ports(host: &str) -> Vec<String> {
     ]
 }
 
+/// The statistics prefix of every destination's route: its request stats are
+/// `vhost.<host>.route.destination.*` (status codes, totals, timing).
+const STAT_PREFIX: &str = "destination";
+
 fn destination(destination: &Destination) -> VirtualHost {
+    let mut route = to_cluster(cluster_name_of(destination));
+    route.stat_prefix = STAT_PREFIX.to_string();
+    // Through a shared cluster, the forward proxy resolves the destination's own name whatever
+    // port the Host header carries; it runs before signing, so the signed Host is the one sent.
+    let typed_per_filter_config = match upstream(destination) {
+        Upstream::Shared(_) => {
+            let rewrite = ForwardProxyPerRoute {
+                host_rewrite_specifier: Some(HostRewriteSpecifier::HostRewriteLiteral(
+                    destination.host.clone(),
+                )),
+            };
+            [(FORWARD_PROXY_FILTER.to_string(), pack_any(rewrite))].into()
+        }
+        Upstream::Own => Default::default(),
+    };
     VirtualHost {
         name: destination.host.clone(),
         domains: with_ports(&destination.host),
-        routes: vec![to_cluster(destination_cluster_name(
-            &destination.host,
-            destination.port,
-        ))],
+        routes: vec![route],
+        typed_per_filter_config,
+        metadata: Some(provenance(destination)),
         ..Default::default()
     }
+}
+
+/// The filter metadata key under which a virtual host records where it came from.
+const METADATA_KEY: &str = "lattice-xds";
+
+/// Where a destination came from, readable in any config dump: `destination host:port`, the
+/// route, then the IAM auth policies VPC Lattice evaluates for it. One list under one key:
+/// protobuf maps encode in no fixed order, and the encoding must not change while the
+/// destination does not.
+fn provenance(destination: &Destination) -> Metadata {
+    let string = |text: String| Value {
+        kind: Some(Kind::StringValue(text)),
+    };
+    let values = [
+        format!("destination {}:{}", destination.host, destination.port),
+        format!("route {}", destination.source),
+    ]
+    .into_iter()
+    .chain(
+        destination
+            .auth_policies
+            .iter()
+            .map(|policy| format!("auth policy {policy}")),
+    )
+    .map(string)
+    .collect();
+    let source = Value {
+        kind: Some(Kind::ListValue(ListValue { values })),
+    };
+    Metadata {
+        filter_metadata: [(
+            METADATA_KEY.to_string(),
+            Struct {
+                fields: [("source".to_string(), source)].into(),
+            },
+        )]
+        .into(),
+        ..Default::default()
+    }
+}
+
+/// The provenance entries of a destination's virtual host (`destination host:port`, `route
+/// ns/name`, then `auth policy ns/name (level)` for each policy); empty for other hosts.
+pub fn provenance_of(virtual_host: &VirtualHost) -> Vec<String> {
+    let Some(metadata) = &virtual_host.metadata else {
+        return Vec::new();
+    };
+    let Some(Kind::ListValue(list)) = metadata
+        .filter_metadata
+        .get(METADATA_KEY)
+        .and_then(|fields| fields.fields.get("source"))
+        .and_then(|value| value.kind.as_ref())
+    else {
+        return Vec::new();
+    };
+    list.values
+        .iter()
+        .filter_map(|value| match &value.kind {
+            Some(Kind::StringValue(text)) => Some(text.clone()),
+            _ => None,
+        })
+        .collect()
 }
 
 fn to_cluster(cluster: String) -> Route {

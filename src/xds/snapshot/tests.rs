@@ -4,14 +4,15 @@ use super::*;
 use crate::model::{Destination, ObjectRef, Settings, Trust};
 use crate::translate::translate;
 
-fn mesh_with(hosts: &[&str]) -> Resources {
+/// Destinations on the system roots; pinned ones get a cluster of their own.
+fn mesh_with(hosts: &[&str], pinned: bool) -> Resources {
     let mut mesh = Settings::default().mesh();
     for host in hosts {
         let destination = Destination {
             host: host.to_string(),
             port: 443,
             tls: Some(Trust::SystemRoots),
-            pinned: None,
+            pinned: pinned.then(|| "127.0.0.1:8443".parse().unwrap()),
             source: ObjectRef {
                 namespace: "apps".into(),
                 name: "demo".into(),
@@ -25,7 +26,7 @@ fn mesh_with(hosts: &[&str]) -> Resources {
 
 #[test]
 fn a_route_to_a_missing_cluster_is_inconsistent() {
-    let mut resources = mesh_with(&["a.example.com"]);
+    let mut resources = mesh_with(&["a.example.com"], true);
     resources
         .clusters
         .retain(|cluster| !cluster.name.contains("a.example.com"));
@@ -38,7 +39,7 @@ fn a_route_to_a_missing_cluster_is_inconsistent() {
 
 #[test]
 fn a_cluster_defined_twice_is_inconsistent() {
-    let mut resources = mesh_with(&[]);
+    let mut resources = mesh_with(&[], false);
     resources.clusters.push(Cluster {
         name: "twice".into(),
         ..Default::default()
@@ -58,10 +59,10 @@ fn a_cluster_defined_twice_is_inconsistent() {
 
 #[test]
 fn unchanged_types_keep_their_version() {
-    let first = Snapshot::new(1, &mesh_with(&["a.example.com"]), None).unwrap();
+    let first = Snapshot::new(1, &mesh_with(&["a.example.com"], true), None).unwrap();
     let second = Snapshot::new(
         2,
-        &mesh_with(&["a.example.com", "b.example.com"]),
+        &mesh_with(&["a.example.com", "b.example.com"], true),
         Some(&first),
     )
     .unwrap();
@@ -78,4 +79,21 @@ fn unchanged_types_keep_their_version() {
         kept.version, again.version,
         "an unchanged resource keeps its Delta version"
     );
+}
+
+#[test]
+fn destinations_without_settings_of_their_own_share_one_cluster() {
+    let first = Snapshot::new(1, &mesh_with(&["a.example.com"], false), None).unwrap();
+    let hosts: Vec<String> = (0..100).map(|n| format!("h{n}.example.com")).collect();
+    let hosts: Vec<&str> = hosts.iter().map(String::as_str).collect();
+    let second = Snapshot::new(2, &mesh_with(&hosts, false), Some(&first)).unwrap();
+    let clusters = &second.types[type_url::CLUSTER];
+    let destination_clusters: Vec<&String> = clusters
+        .resources
+        .keys()
+        .filter(|name| !name.starts_with("lattice-xds-signer"))
+        .collect();
+    assert_eq!(destination_clusters, ["lattice-tls|system-roots"]);
+    assert_eq!(clusters.version, "1", "adding destinations left CDS alone");
+    assert_eq!(second.types[type_url::ROUTE].version, "2");
 }

@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# A sidecar's memory as destinations grow: for each N, a manifest directory with N HTTPRoutes
+# (custom domains under example.com, on the walkthrough's gateway), one controller, and one
+# stock Envoy (`--concurrency 2`, as a pod runs it) that follows it over ADS. Once Envoy holds
+# all N virtual hosts and is LIVE, its RSS and cluster count are read. Prints a Markdown table
+# for docs/benchmarks.md.
+#
+#   [BIN=target/release/lattice-xds] scripts/bench-sidecar.sh [N...]   (default: 10 1000 10000)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+sizes=("$@")
+[ ${#sizes[@]} -gt 0 ] || sizes=(10 1000 10000)
+bin="${BIN:-target/release/lattice-xds}"
+if [ -z "${BIN:-}" ]; then cargo build --release --locked --quiet; fi
+envoy=$(scripts/install-envoy.sh)
+work=$(mktemp -d -t lattice-xds-sidecar.XXXXXX)
+pids=()
+stop_all() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  pids=()
+}
+trap 'stop_all; rm -rf "$work"' EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+
+# N routes on the walkthrough's gateway, each with one custom domain on the HTTPS listener.
+write_routes() { # DIR N
+  mkdir -p "$1"
+  cp examples/cluster1/gateway.yaml "$1/"
+  python3 - "$1/routes.yaml" "$2" <<'PY'
+import sys
+path, n = sys.argv[1], int(sys.argv[2])
+with open(path, "w") as out:
+    for i in range(n):
+        out.write(f"""---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata:
+  name: svc-{i}
+  namespace: apps
+spec:
+  hostnames:
+  - svc-{i}.example.com
+  parentRefs:
+  - name: lattice-gateway
+    namespace: lattice-gateway
+    sectionName: https-listener-with-custom-domain
+  rules:
+  - backendRefs:
+    - name: svc-{i}
+      port: 80
+""")
+PY
+}
+
+# Waits until Envoy's admin answers CHECK (a python expression over `text`) for URL.
+wait_admin() { # URL CHECK WHAT
+  for _ in $(seq 1 1200); do
+    if curl -fsS "$1" 2>/dev/null | python3 -c "import sys; text=sys.stdin.read(); sys.exit(0 if ($2) else 1)"; then
+      return 0
+    fi
+    sleep 0.1
+  done
+  echo "bench-sidecar: timed out waiting for $3" >&2
+  return 1
+}
+
+echo "| destinations | Envoy RSS (\`--concurrency 2\`) | × RSS at ${sizes[0]} | clusters | virtual hosts |"
+echo "|---:|---:|---:|---:|---:|"
+base=""
+for n in "${sizes[@]}"; do
+  dir="$work/routes-$n"
+  write_routes "$dir" "$n"
+  xds=$(free_port); admin=$(free_port); envoy_admin=$(free_port); egress=$(free_port)
+  "$bin" controller --manifests "$dir" --xds-listen "127.0.0.1:$xds" --admin-listen "127.0.0.1:$admin" \
+    --domain example.com --signing native --region us-west-2 \
+    --egress-address 127.0.0.1 --egress-port "$egress" >"$work/controller-$n.log" 2>&1 &
+  pids+=($!)
+  "$bin" bootstrap --node-id "sidecar-$n" --cluster bench --xds-address "127.0.0.1:$xds" \
+    --admin-port "$envoy_admin" >"$work/bootstrap-$n.yaml"
+  "$envoy" -c "$work/bootstrap-$n.yaml" --concurrency 2 --log-level warn \
+    >"$work/envoy-$n.log" 2>&1 &
+  envoy_pid=$!
+  pids+=("$envoy_pid")
+  # Every destination's virtual host, plus the fallback and the 404 host.
+  wait_admin "http://127.0.0.1:$envoy_admin/stats?filter=^http.egress.rds.egress.config_reload$" \
+    "int(text.split(':')[-1] or 0) >= 1" "Envoy to load its routes"
+  wait_admin "http://127.0.0.1:$envoy_admin/config_dump?resource=dynamic_route_configs" \
+    "text.count('\"svc-') >= $n" "all $n virtual hosts"
+  wait_admin "http://127.0.0.1:$envoy_admin/server_info" "'\"LIVE\"' in text" "Envoy to be LIVE"
+  rss=$(rss_kb "$envoy_pid")
+  clusters=$(curl -fsS "http://127.0.0.1:$envoy_admin/clusters?format=json" |
+    python3 -c 'import json,sys; print(len(json.load(sys.stdin).get("cluster_statuses", [])))')
+  vhosts=$(curl -fsS "http://127.0.0.1:$envoy_admin/config_dump?resource=dynamic_route_configs" |
+    python3 -c 'import json,sys; d=json.load(sys.stdin); print(sum(len(c["route_config"].get("virtual_hosts", [])) for c in d["configs"]))')
+  [ -n "$base" ] || base=$rss
+  ratio=$(python3 -c "print(f'{$rss / $base:.2f}')")
+  printf '| %s | %s MB | %s | %s | %s |\n' "$n" "$(python3 -c "print(f'{$rss / 1024:.0f}')")" \
+    "$ratio" "$clusters" "$vhosts"
+  stop_all
+done
