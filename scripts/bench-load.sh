@@ -27,15 +27,8 @@ bin=target/release/lattice-xds
 envoy=$(scripts/install-envoy.sh)
 wrk=$(scripts/install-wrk.sh)
 work=$(mktemp -d -t lattice-xds-load.XXXXXX)
-pids=()
-stop_all() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  pids=()
-}
-trap 'stop_all; rm -rf "$work"' EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# shellcheck source=scripts/bench-common.sh
+source scripts/bench-common.sh
 wait_for() { # URL EXPECTED-SUBSTRING WHAT [HOST]
   for _ in $(seq 1 400); do
     if curl -sS ${4:+-H "Host: $4"} "$1" 2>/dev/null | grep -q "$2"; then return 0; fi

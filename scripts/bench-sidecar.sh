@@ -5,7 +5,8 @@
 # all N virtual hosts and is LIVE, its RSS and cluster count are read. Prints a Markdown table
 # for docs/benchmarks.md.
 #
-#   [BIN=target/release/lattice-xds] scripts/bench-sidecar.sh [N...]   (default: 10 1000 10000)
+#   [BIN=target/release/lattice-xds] [CONTROLLER_ARGS="--destination-stats false"] \
+#     scripts/bench-sidecar.sh [N...]   (default: 10 1000 10000)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,15 +16,8 @@ bin="${BIN:-target/release/lattice-xds}"
 if [ -z "${BIN:-}" ]; then cargo build --release --locked --quiet; fi
 envoy=$(scripts/install-envoy.sh)
 work=$(mktemp -d -t lattice-xds-sidecar.XXXXXX)
-pids=()
-stop_all() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  pids=()
-}
-trap 'stop_all; rm -rf "$work"' EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# shellcheck source=scripts/bench-common.sh
+source scripts/bench-common.sh
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 
 # N routes on the walkthrough's gateway, each with one custom domain on the HTTPS listener.
@@ -77,10 +71,12 @@ for n in "${sizes[@]}"; do
   xds=$(free_port); admin=$(free_port); envoy_admin=$(free_port); egress=$(free_port)
   "$bin" controller --manifests "$dir" --xds-listen "127.0.0.1:$xds" --admin-listen "127.0.0.1:$admin" \
     --domain example.com --signing native --region us-west-2 \
-    --egress-address 127.0.0.1 --egress-port "$egress" >"$work/controller-$n.log" 2>&1 &
+    --egress-address 127.0.0.1 --egress-port "$egress" ${CONTROLLER_ARGS:-} \
+    >"$work/controller-$n.log" 2>&1 &
   pids+=($!)
   "$bin" bootstrap --node-id "sidecar-$n" --cluster bench --xds-address "127.0.0.1:$xds" \
     --admin-port "$envoy_admin" >"$work/bootstrap-$n.yaml"
+  if [ -n "${BOOTSTRAP_EXTRA:-}" ]; then printf '%s\n' "$BOOTSTRAP_EXTRA" >>"$work/bootstrap-$n.yaml"; fi
   "$envoy" -c "$work/bootstrap-$n.yaml" --concurrency 2 --log-level warn \
     >"$work/envoy-$n.log" 2>&1 &
   envoy_pid=$!
@@ -91,6 +87,8 @@ for n in "${sizes[@]}"; do
   wait_admin "http://127.0.0.1:$envoy_admin/config_dump?resource=dynamic_route_configs" \
     "text.count('\"svc-') >= $n" "all $n virtual hosts"
   wait_admin "http://127.0.0.1:$envoy_admin/server_info" "'\"LIVE\"' in text" "Envoy to be LIVE"
+  # Steady state: what Envoy holds once the update's transient allocations are returned.
+  sleep "${SETTLE:-3}"
   rss=$(rss_kb "$envoy_pid")
   clusters=$(curl -fsS "http://127.0.0.1:$envoy_admin/clusters?format=json" |
     python3 -c 'import json,sys; print(len(json.load(sys.stdin).get("cluster_statuses", [])))')

@@ -422,6 +422,16 @@ pub struct ControllerArgs {
     /// of the system's resolver.
     #[arg(long, env = "LATTICE_XDS_DNS_RESOLVER")]
     pub dns_resolver: Option<SocketAddr>,
+    /// Request stats per destination in every sidecar (`vhost.<host>.route.destination.*`).
+    /// They cost each sidecar about 2 KB per destination; `false` drops them on large meshes.
+    #[arg(
+        long,
+        env = "LATTICE_XDS_DESTINATION_STATS",
+        default_value_t = true,
+        action = clap::ArgAction::Set,
+        value_name = "BOOL"
+    )]
+    pub destination_stats: bool,
     /// Milliseconds that input changes settle before a rebuild.
     #[arg(long, env = "LATTICE_XDS_DEBOUNCE_MS", default_value_t = 100)]
     pub debounce_ms: u64,
@@ -595,6 +605,7 @@ impl ControllerArgs {
             system_ca_file: self.system_ca_file,
             gateway_class: self.gateway_class,
             dns_resolver: self.dns_resolver,
+            destination_stats: self.destination_stats,
         };
         anyhow::ensure!(
             self.kubeconfig.is_none() || self.kubernetes,

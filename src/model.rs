@@ -29,6 +29,8 @@ pub struct Mesh {
     pub system_ca_file: String,
     /// A DNS server Envoy asks instead of the system's resolver (`--dns-resolver`).
     pub dns_resolver: Option<SocketAddr>,
+    /// Whether each destination gets request stats of its own in the sidecar.
+    pub destination_stats: bool,
 }
 
 /// One host that the sidecar routes to a VPC Lattice service.
@@ -165,6 +167,7 @@ pub struct Settings {
     /// the AWS Gateway API Controller.
     pub gateway_class: String,
     pub dns_resolver: Option<SocketAddr>,
+    pub destination_stats: bool,
 }
 
 /// The GatewayClass name the AWS Gateway API Controller's installation creates.
@@ -184,6 +187,7 @@ impl Default for Settings {
             system_ca_file: DEFAULT_SYSTEM_CA_FILE.to_string(),
             gateway_class: DEFAULT_GATEWAY_CLASS.to_string(),
             dns_resolver: None,
+            destination_stats: true,
         }
     }
 }
@@ -204,6 +208,7 @@ impl Settings {
             egress: self.egress.clone(),
             system_ca_file: self.system_ca_file.clone(),
             dns_resolver: self.dns_resolver,
+            destination_stats: self.destination_stats,
         }
     }
 }

@@ -48,9 +48,9 @@ fn controller_args(kubeconfig: &std::path::Path) -> Vec<String> {
     ]
 }
 
-/// The destinations in Envoy's own config dump: the virtual hosts that carry the controller's
-/// provenance, by `host:port`, with their metadata.
-async fn envoy_destinations(envoy: &Envoy) -> Vec<(String, serde_json::Value)> {
+/// The destinations in Envoy's own config dump: the virtual hosts whose route names where the
+/// destination came from, by `host:port`, with that provenance (`destination h:p; route ...`).
+async fn envoy_destinations(envoy: &Envoy) -> Vec<(String, String)> {
     let dump = envoy.config_dump().await;
     let mut destinations = Vec::new();
     let route_configs = dump["configs"]
@@ -66,14 +66,15 @@ async fn envoy_destinations(envoy: &Envoy) -> Vec<(String, serde_json::Value)> {
     for route_config in route_configs {
         let virtual_hosts = route_config["route_config"]["virtual_hosts"].as_array();
         for virtual_host in virtual_hosts.into_iter().flatten() {
-            let metadata = &virtual_host["metadata"];
-            let source = metadata["filter_metadata"]["lattice-xds"]["source"].as_array();
-            let destination = source
-                .and_then(|entries| entries.first())
-                .and_then(|entry| entry.as_str())
+            let provenance = virtual_host["routes"][0]["name"]
+                .as_str()
+                .unwrap_or_default();
+            let destination = provenance
+                .split("; ")
+                .next()
                 .and_then(|entry| entry.strip_prefix("destination "));
             if let Some(destination) = destination {
-                destinations.push((destination.to_string(), metadata.clone()));
+                destinations.push((destination.to_string(), provenance.to_string()));
             }
         }
     }
@@ -101,7 +102,7 @@ async fn envoy_clusters(envoy: &Envoy) -> Vec<String> {
     names
 }
 
-fn names(destinations: &[(String, serde_json::Value)]) -> BTreeSet<String> {
+fn names(destinations: &[(String, String)]) -> BTreeSet<String> {
     destinations.iter().map(|(name, _)| name.clone()).collect()
 }
 
@@ -186,14 +187,14 @@ async fn envoy_follows_the_cluster_and_invalid_routes_get_events() {
 
     // The IAMAuthPolicy shows beside the destination it guards, in Envoy's own dump.
     let destinations = envoy_destinations(&envoy).await;
-    let metadata = |name: &str| {
+    let provenance = |name: &str| {
         destinations
             .iter()
             .find(|(n, _)| n == name)
-            .map(|(_, metadata)| metadata["filter_metadata"]["lattice-xds"]["source"].to_string())
+            .map(|(_, provenance)| provenance.clone())
             .unwrap()
     };
-    let guarded = metadata(&destination("demo-cluster1.example.com", 443));
+    let guarded = provenance(&destination("demo-cluster1.example.com", 443));
     assert!(
         guarded.contains("route apps/demo-cluster1")
             && guarded.contains("auth policy apps/demo-cluster1-iam-auth-policy (service)")
@@ -202,7 +203,7 @@ async fn envoy_follows_the_cluster_and_invalid_routes_get_events() {
             ),
         "{guarded}"
     );
-    let other = metadata(&destination("demo-cluster2.example.com", 443));
+    let other = provenance(&destination("demo-cluster2.example.com", 443));
     assert!(!other.contains("demo-cluster1-iam-auth-policy"), "{other}");
     // And in `proxy-status`, one row per destination.
     let status = std::process::Command::new(support::lattice_xds())

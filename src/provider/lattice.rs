@@ -295,7 +295,9 @@ impl AuthPolicies {
             .flat_map(|gateway| at("Gateway", gateway, PolicyLevel::ServiceNetwork))
             .chain(at("HTTPRoute", route, PolicyLevel::Service))
             .collect();
+        // The same policy may be seen through several inputs naming it; it guards once.
         guarding.sort();
+        guarding.dedup();
         guarding
     }
 }

@@ -9,7 +9,9 @@ use envoy_types::pb::envoy::extensions::filters::http::dynamic_forward_proxy::v3
 };
 use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
-    HttpConnectionManager, HttpFilter, Rds, http_connection_manager::RouteSpecifier, http_filter,
+    HttpConnectionManager, HttpFilter, Rds,
+    http_connection_manager::{RouteSpecifier, StripPortMode},
+    http_filter,
 };
 use envoy_types::util::pack_any;
 
@@ -47,10 +49,12 @@ pub fn egress(mesh: &Mesh) -> Listener {
 }
 
 /// The dynamic forward proxy filter: resolves the host of requests bound for a shared cluster.
-pub const FORWARD_PROXY_FILTER: &str = "envoy.filters.http.dynamic_forward_proxy";
+const FORWARD_PROXY_FILTER: &str = "envoy.filters.http.dynamic_forward_proxy";
 
-/// The forward proxy first (it may rewrite the Host header, which must happen before it is
-/// signed), then the signing filter, then the router.
+/// The forward proxy (it resolves hosts bound for a shared cluster), the signing filter, then
+/// the router. Any port is stripped from the Host header first: routes match the bare name,
+/// the forward proxy then uses the shared cluster's default port (443 with TLS, 80 without),
+/// and the Host that is signed is the one sent.
 fn connection_manager(mesh: &Mesh) -> HttpConnectionManager {
     let mut http_filters: Vec<HttpFilter> = Vec::new();
     if uses_shared_clusters(mesh) {
@@ -74,6 +78,7 @@ fn connection_manager(mesh: &Mesh) -> HttpConnectionManager {
             route_config_name: EGRESS.to_string(),
         })),
         http_filters,
+        strip_port_mode: Some(StripPortMode::StripAnyHostPort(true)),
         ..Default::default()
     }
 }

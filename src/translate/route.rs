@@ -1,22 +1,15 @@
-//! The egress route configuration: a virtual host per destination (its route, its own request
-//! stats, and where it came from), the fallback domains, and a clear local 404 for every other
-//! host.
+//! The egress route configuration: a virtual host per destination (its route, where it came
+//! from, and its own request stats), the fallback domains, and a clear local 404 for every
+//! other host.
 
-use envoy_types::pb::envoy::config::core::v3::{DataSource, Metadata, data_source::Specifier};
+use envoy_types::pb::envoy::config::core::v3::{DataSource, data_source::Specifier};
 use envoy_types::pb::envoy::config::route::v3::{
     DirectResponseAction, FilterConfig, Route, RouteAction, RouteConfiguration, RouteMatch,
     VirtualHost, route::Action, route_action::ClusterSpecifier, route_match::PathSpecifier,
 };
-use envoy_types::pb::envoy::extensions::filters::http::dynamic_forward_proxy::v3::{
-    PerRouteConfig as ForwardProxyPerRoute, per_route_config::HostRewriteSpecifier,
-};
-use envoy_types::pb::google::protobuf::{ListValue, Struct, Value, value::Kind};
 use envoy_types::util::pack_any;
 
-use super::listener::FORWARD_PROXY_FILTER;
-use super::{
-    EGRESS, FALLBACK_VHOST, Upstream, cluster_name_of, shared_cluster_name, signing, upstream,
-};
+use super::{EGRESS, FALLBACK_VHOST, cluster_name_of, shared_cluster_name, signing};
 use crate::model::{Destination, Mesh, custom_domain_trust};
 
 /// The body of the local reply for a host that is neither a destination nor under a fallback
@@ -25,12 +18,16 @@ pub const NO_ROUTE_BODY: &str =
     "lattice-xds: no VPC Lattice destination is configured for this host\n";
 
 pub fn egress(mesh: &Mesh) -> RouteConfiguration {
-    let mut virtual_hosts: Vec<VirtualHost> = mesh.destinations.values().map(destination).collect();
+    let mut virtual_hosts: Vec<VirtualHost> = mesh
+        .destinations
+        .values()
+        .map(|d| destination(d, mesh))
+        .collect();
     if !mesh.fallback_domains.is_empty() {
         let domains = mesh
             .fallback_domains
             .iter()
-            .flat_map(|domain| with_ports(&format!("*.{domain}")))
+            .map(|domain| format!("*.{domain}"))
             .collect();
         let trust = custom_domain_trust(&mesh.bundles);
         virtual_hosts.push(VirtualHost {
@@ -48,58 +45,39 @@ pub fn egress(mesh: &Mesh) -> RouteConfiguration {
     }
 }
 
-/// `host`, `host:80` and `host:443`: the Host header an application sends, with or without a
-/// default port. Envoy matches domains case-insensitively.
-fn with_ports(host: &str) -> Vec<String> {
-    vec![
-        host.to_string(),
-        format!("{host}:80"),
-        format!("{host}:443"),
-    ]
-}
-
 /// The statistics prefix of every destination's route: its request stats are
-/// `vhost.<host>.route.destination.*` (status codes, totals, timing).
+/// `vhost.<host>.route.destination.*` (totals, status codes, timing).
 const STAT_PREFIX: &str = "destination";
 
-fn destination(destination: &Destination) -> VirtualHost {
+/// A destination's virtual host: its one name (the connection manager strips any port from the
+/// Host header before routing, so `host:80` and `host:443` match it too), and one route whose
+/// name says where the destination came from.
+///
+/// Each virtual host costs every sidecar memory, so it carries only what is its own: the
+/// provenance is the route's name (a string, about a tenth of what the same facts cost Envoy as
+/// metadata; see `docs/benchmarks.md`), and the request stats are optional.
+fn destination(destination: &Destination, mesh: &Mesh) -> VirtualHost {
     let mut route = to_cluster(cluster_name_of(destination));
-    route.stat_prefix = STAT_PREFIX.to_string();
-    // Through a shared cluster, the forward proxy resolves the destination's own name whatever
-    // port the Host header carries; it runs before signing, so the signed Host is the one sent.
-    let typed_per_filter_config = match upstream(destination) {
-        Upstream::Shared(_) => {
-            let rewrite = ForwardProxyPerRoute {
-                host_rewrite_specifier: Some(HostRewriteSpecifier::HostRewriteLiteral(
-                    destination.host.clone(),
-                )),
-            };
-            [(FORWARD_PROXY_FILTER.to_string(), pack_any(rewrite))].into()
-        }
-        Upstream::Own => Default::default(),
-    };
+    route.name = provenance(destination);
+    if mesh.destination_stats {
+        route.stat_prefix = STAT_PREFIX.to_string();
+    }
     VirtualHost {
         name: destination.host.clone(),
-        domains: with_ports(&destination.host),
+        domains: vec![destination.host.clone()],
         routes: vec![route],
-        typed_per_filter_config,
-        metadata: Some(provenance(destination)),
         ..Default::default()
     }
 }
 
-/// The filter metadata key under which a virtual host records where it came from.
-const METADATA_KEY: &str = "lattice-xds";
+/// Separates the provenance entries in a route's name.
+const PROVENANCE_SEPARATOR: &str = "; ";
 
-/// Where a destination came from, readable in any config dump: `destination host:port`, the
-/// route, then the IAM auth policies VPC Lattice evaluates for it. One list under one key:
-/// protobuf maps encode in no fixed order, and the encoding must not change while the
-/// destination does not.
-fn provenance(destination: &Destination) -> Metadata {
-    let string = |text: String| Value {
-        kind: Some(Kind::StringValue(text)),
-    };
-    let values = [
+/// Where a destination came from, readable in any config dump and as `%ROUTE_NAME%` in access
+/// logs: `destination host:port`, the route, then the IAM auth policies VPC Lattice evaluates
+/// for it, separated by `; ` (no Kubernetes name contains one).
+fn provenance(destination: &Destination) -> String {
+    let entries = [
         format!("destination {}:{}", destination.host, destination.port),
         format!("route {}", destination.source),
     ]
@@ -109,44 +87,23 @@ fn provenance(destination: &Destination) -> Metadata {
             .auth_policies
             .iter()
             .map(|policy| format!("auth policy {policy}")),
-    )
-    .map(string)
-    .collect();
-    let source = Value {
-        kind: Some(Kind::ListValue(ListValue { values })),
-    };
-    Metadata {
-        filter_metadata: [(
-            METADATA_KEY.to_string(),
-            Struct {
-                fields: [("source".to_string(), source)].into(),
-            },
-        )]
-        .into(),
-        ..Default::default()
-    }
+    );
+    entries.collect::<Vec<_>>().join(PROVENANCE_SEPARATOR)
 }
 
 /// The provenance entries of a destination's virtual host (`destination host:port`, `route
 /// ns/name`, then `auth policy ns/name (level)` for each policy); empty for other hosts.
 pub fn provenance_of(virtual_host: &VirtualHost) -> Vec<String> {
-    let Some(metadata) = &virtual_host.metadata else {
+    let Some(route) = virtual_host.routes.first() else {
         return Vec::new();
     };
-    let Some(Kind::ListValue(list)) = metadata
-        .filter_metadata
-        .get(METADATA_KEY)
-        .and_then(|fields| fields.fields.get("source"))
-        .and_then(|value| value.kind.as_ref())
-    else {
+    if !route.name.starts_with("destination ") {
         return Vec::new();
-    };
-    list.values
-        .iter()
-        .filter_map(|value| match &value.kind {
-            Some(Kind::StringValue(text)) => Some(text.clone()),
-            _ => None,
-        })
+    }
+    route
+        .name
+        .split(PROVENANCE_SEPARATOR)
+        .map(str::to_string)
         .collect()
 }
 

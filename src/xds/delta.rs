@@ -8,9 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use envoy_types::pb::envoy::service::discovery::v3::{
-    DeltaDiscoveryRequest, DeltaDiscoveryResponse, Resource,
-};
+use envoy_types::pb::envoy::service::discovery::v3::DeltaDiscoveryRequest;
 use envoy_types::pb::google::protobuf::Any;
 use futures::StreamExt;
 use tokio::sync::mpsc;
@@ -19,6 +17,7 @@ use tonic::{Status, Streaming};
 use super::server::StreamContext;
 use super::snapshot::Snapshot;
 use super::type_url;
+use super::wire::{DeltaDiscoveryResponse, DeltaResource as Resource};
 
 type Responses = mpsc::Sender<Result<DeltaDiscoveryResponse, Status>>;
 
@@ -198,8 +197,7 @@ impl Stream {
                 diff.added.push(Resource {
                     name: resource.name.clone(),
                     version: resource.version.clone(),
-                    resource: Some(resource.any.as_ref().clone()),
-                    ..Default::default()
+                    resource: Arc::clone(&resource.any),
                 });
             }
         }
@@ -243,11 +241,9 @@ impl Stream {
             state
                 .known
                 .insert(resource.name.clone(), resource.version.clone());
-            if let Some(any) = &resource.resource {
-                state
-                    .served
-                    .insert(resource.name.clone(), Arc::new(any.clone()));
-            }
+            state
+                .served
+                .insert(resource.name.clone(), Arc::clone(&resource.resource));
         }
         for name in &diff.removed {
             if state.known.remove(name).is_none() {
@@ -261,7 +257,6 @@ impl Stream {
             type_url: type_url.to_string(),
             removed_resources: diff.removed,
             nonce: state.nonce.clone(),
-            ..Default::default()
         };
         self.context
             .proxy

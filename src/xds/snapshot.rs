@@ -44,13 +44,14 @@ pub struct TypeResources {
     pub resources: BTreeMap<String, Resource>,
 }
 
-/// An immutable, consistent set of resources of every served type.
+/// An immutable, consistent set of resources of every served type. Every stream shares it;
+/// a type whose content did not change is shared with the previous snapshot too.
 #[derive(Debug)]
 pub struct Snapshot {
     /// Increases with every published snapshot.
     pub version: u64,
     pub created: Instant,
-    pub types: BTreeMap<&'static str, TypeResources>,
+    pub types: BTreeMap<&'static str, Arc<TypeResources>>,
 }
 
 /// A reference inside the resources that does not resolve.
@@ -85,15 +86,22 @@ impl Snapshot {
         );
         types.insert(type_url::ROUTE, packed(&resources.routes, |r| &r.name)?);
         types.insert(type_url::SECRET, packed(&resources.secrets, |s| &s.name)?);
-        for (type_url, current) in &mut types {
-            let unchanged = previous
-                .and_then(|previous| previous.types.get(type_url))
-                .filter(|old| old.resources == current.resources);
-            current.version = match unchanged {
-                Some(old) => old.version.clone(),
-                None => version.to_string(),
-            };
-        }
+        let types = types
+            .into_iter()
+            .map(|(type_url, mut current)| {
+                let unchanged = previous
+                    .and_then(|previous| previous.types.get(type_url))
+                    .filter(|old| old.resources == current.resources);
+                let shared = match unchanged {
+                    Some(old) => Arc::clone(old),
+                    None => {
+                        current.version = version.to_string();
+                        Arc::new(current)
+                    }
+                };
+                (type_url, shared)
+            })
+            .collect();
         Ok(Snapshot {
             version,
             created: Instant::now(),
@@ -103,7 +111,7 @@ impl Snapshot {
 
     /// The resources of one type; empty for a type this server does not serve.
     pub fn resources(&self, type_url: &str) -> Option<&TypeResources> {
-        self.types.get(type_url)
+        self.types.get(type_url).map(Arc::as_ref)
     }
 }
 

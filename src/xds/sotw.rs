@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
+use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
 use envoy_types::pb::google::protobuf::Any;
 use futures::StreamExt;
 use tokio::sync::mpsc;
@@ -16,6 +16,7 @@ use tonic::{Status, Streaming};
 use super::server::StreamContext;
 use super::snapshot::Snapshot;
 use super::type_url;
+use super::wire::DiscoveryResponse;
 
 type Responses = mpsc::Sender<Result<DiscoveryResponse, Status>>;
 
@@ -211,10 +212,9 @@ impl Stream {
         state.sent.clone_from(&served);
         let response = DiscoveryResponse {
             version_info: version.clone(),
-            resources: served.values().map(|any| any.as_ref().clone()).collect(),
+            resources: served.values().map(Arc::clone).collect(),
             type_url: type_url.to_string(),
             nonce: state.nonce.clone(),
-            ..Default::default()
         };
         self.context.proxy.sent(type_url, &version, served);
         let latency = snapshot.created.elapsed().as_secs_f64();

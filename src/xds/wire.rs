@@ -43,6 +43,26 @@ pub struct DeltaDiscoveryResponse {
     pub removed_resources: Vec<String>,
 }
 
+/// The decoding half of `Message` for a response that only leaves the server: every field
+/// read into it is skipped.
+macro_rules! only_sent {
+    () => {
+        fn merge_field(
+            &mut self,
+            tag: u32,
+            wire_type: WireType,
+            buf: &mut impl Buf,
+            ctx: DecodeContext,
+        ) -> Result<(), DecodeError> {
+            prost::encoding::skip_field(wire_type, tag, buf, ctx)
+        }
+
+        fn clear(&mut self) {
+            *self = Self::default();
+        }
+    };
+}
+
 impl Message for DiscoveryResponse {
     fn encode_raw(&self, buf: &mut impl BufMut) {
         string(1, &self.version_info, buf);
@@ -54,15 +74,7 @@ impl Message for DiscoveryResponse {
         string(5, &self.nonce, buf);
     }
 
-    fn merge_field(
-        &mut self,
-        tag: u32,
-        wire_type: WireType,
-        buf: &mut impl Buf,
-        ctx: DecodeContext,
-    ) -> Result<(), DecodeError> {
-        skip(tag, wire_type, buf, ctx)
-    }
+    only_sent!();
 
     fn encoded_len(&self) -> usize {
         let resources: usize = self
@@ -74,10 +86,6 @@ impl Message for DiscoveryResponse {
             + resources
             + string_len(4, &self.type_url)
             + string_len(5, &self.nonce)
-    }
-
-    fn clear(&mut self) {
-        *self = Self::default();
     }
 }
 
@@ -112,15 +120,7 @@ impl Message for DeltaDiscoveryResponse {
         }
     }
 
-    fn merge_field(
-        &mut self,
-        tag: u32,
-        wire_type: WireType,
-        buf: &mut impl Buf,
-        ctx: DecodeContext,
-    ) -> Result<(), DecodeError> {
-        skip(tag, wire_type, buf, ctx)
-    }
+    only_sent!();
 
     fn encoded_len(&self) -> usize {
         let resources: usize = self
@@ -139,20 +139,6 @@ impl Message for DeltaDiscoveryResponse {
             + string_len(5, &self.nonce)
             + removed
     }
-
-    fn clear(&mut self) {
-        *self = Self::default();
-    }
-}
-
-/// These messages only leave the server: whatever is decoded into them is skipped.
-fn skip(
-    tag: u32,
-    wire_type: WireType,
-    buf: &mut impl Buf,
-    ctx: DecodeContext,
-) -> Result<(), DecodeError> {
-    prost::encoding::skip_field(wire_type, tag, buf, ctx)
 }
 
 /// Field key plus length prefix of a length-delimited field.
