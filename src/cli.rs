@@ -21,6 +21,7 @@ use crate::provider::kubernetes::{KubernetesConfig, LeaseConfig};
 use crate::redirect::{Cidr, RedirectConfig};
 use crate::signer::{Algorithm, Defaults, SignerConfig};
 use crate::trust::fetch::{CaArn, TrustSettings};
+use crate::xds::limits::Limits;
 
 /// An xDS control plane for Envoy sidecars that call services through Amazon VPC Lattice.
 #[derive(Debug, Parser)]
@@ -435,6 +436,38 @@ pub struct ControllerArgs {
     /// Milliseconds that input changes settle before a rebuild.
     #[arg(long, env = "LATTICE_XDS_DEBOUNCE_MS", default_value_t = 100)]
     pub debounce_ms: u64,
+    /// Resource names one ADS stream may subscribe to, over every type; more ends the stream
+    /// with RESOURCE_EXHAUSTED.
+    #[arg(
+        long,
+        env = "LATTICE_XDS_XDS_MAX_SUBSCRIPTIONS",
+        default_value_t = 1024
+    )]
+    pub xds_max_subscriptions: usize,
+    /// Bytes of a node id; a longer one ends the stream with RESOURCE_EXHAUSTED.
+    #[arg(long, env = "LATTICE_XDS_XDS_MAX_NODE_ID_BYTES", default_value_t = 512)]
+    pub xds_max_node_id_bytes: usize,
+    /// Bytes of a node's metadata (encoded); more ends the stream with RESOURCE_EXHAUSTED.
+    #[arg(
+        long,
+        env = "LATTICE_XDS_XDS_MAX_NODE_METADATA_BYTES",
+        default_value_t = 16384
+    )]
+    pub xds_max_node_metadata_bytes: usize,
+    /// Bytes of one ADS request; a larger one ends the stream with RESOURCE_EXHAUSTED.
+    #[arg(long, env = "LATTICE_XDS_XDS_MAX_REQUEST_BYTES", default_value_t = 4 * 1024 * 1024)]
+    pub xds_max_request_bytes: usize,
+    /// Bytes of a NACK's error detail that are logged and shown in proxy status; the rest is cut.
+    #[arg(
+        long,
+        env = "LATTICE_XDS_XDS_MAX_ERROR_DETAIL_BYTES",
+        default_value_t = 2048
+    )]
+    pub xds_max_error_detail_bytes: usize,
+    /// How long a proxy may leave a response unread before its stream is closed with
+    /// UNAVAILABLE (it holds one response at most meanwhile).
+    #[arg(long, env = "LATTICE_XDS_XDS_WRITE_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub xds_write_timeout: Duration,
 }
 
 #[derive(Debug, Args)]
@@ -676,6 +709,14 @@ impl ControllerArgs {
                 endpoint_url: self.aws_endpoint_url,
             },
             debounce: Duration::from_millis(self.debounce_ms),
+            xds_limits: Limits {
+                max_subscriptions: self.xds_max_subscriptions,
+                max_node_id_bytes: self.xds_max_node_id_bytes,
+                max_node_metadata_bytes: self.xds_max_node_metadata_bytes,
+                max_request_bytes: self.xds_max_request_bytes,
+                max_error_detail_bytes: self.xds_max_error_detail_bytes,
+                write_timeout: self.xds_write_timeout,
+            },
         })
     }
 }

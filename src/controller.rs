@@ -21,6 +21,7 @@ use crate::model::Settings;
 use crate::provider::file;
 use crate::provider::kubernetes::{self, KubernetesConfig, ca_bundle, events, leader};
 use crate::trust::fetch::{self as trust, TrustSettings, TrustState};
+use crate::xds::limits::Limits;
 use crate::xds::registry::Registry;
 use crate::xds::server::AdsServer;
 
@@ -62,6 +63,8 @@ pub struct ControllerConfig {
     pub trust: TrustSettings,
     /// How long input changes settle before a rebuild.
     pub debounce: Duration,
+    /// What one ADS stream may ask of the controller.
+    pub xds_limits: Limits,
 }
 
 /// gRPC keepalive, as istiod uses: ping every 30 s, give up after 10 s without an answer.
@@ -149,7 +152,12 @@ pub async fn run(config: ControllerConfig) -> anyhow::Result<()> {
     ));
     tokio::spawn(pipeline.run(observed_rx, trust_rx.clone(), snapshot_tx));
 
-    let ads = AdsServer::new(snapshot_rx.clone(), Arc::clone(&registry), shutdown.clone());
+    let ads = AdsServer::new(
+        snapshot_rx.clone(),
+        Arc::clone(&registry),
+        shutdown.clone(),
+        config.xds_limits.clone(),
+    );
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(xds_listener);
     let xds = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))

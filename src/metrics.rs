@@ -19,6 +19,13 @@ pub struct KindLabel {
     pub kind: String,
 }
 
+/// Labels a refused or closed ADS stream with why (`unknown_type`, `missing_node`,
+/// `node_changed`, `node_too_large`, `too_many_subscriptions`, `write_timeout`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    pub reason: String,
+}
+
 /// Labels a trust metric with the CA's ARN.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CaLabel {
@@ -35,6 +42,8 @@ pub struct Metrics {
     pub push_latency: Histogram,
     pub acks: Family<TypeLabel, Counter>,
     pub nacks: Family<TypeLabel, Counter>,
+    /// ADS streams the controller refused or closed, by reason.
+    pub stream_errors: Family<ReasonLabel, Counter>,
     /// Objects currently skipped because they are invalid, by kind.
     pub invalid_inputs: Family<KindLabel, Gauge>,
     pub snapshots: Counter,
@@ -69,6 +78,7 @@ impl Default for Metrics {
             push_latency: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
             acks: Family::default(),
             nacks: Family::default(),
+            stream_errors: Family::default(),
             invalid_inputs: Family::default(),
             snapshots: Counter::default(),
             snapshot_errors: Counter::default(),
@@ -107,6 +117,11 @@ impl Default for Metrics {
             "nacks",
             "xDS responses Envoy rejected, by type",
             metrics.nacks.clone(),
+        );
+        registry.register(
+            "stream_errors",
+            "ADS streams refused or closed by the controller, by reason (bad request, limit, unread responses)",
+            metrics.stream_errors.clone(),
         );
         registry.register(
             "invalid_inputs",

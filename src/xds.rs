@@ -2,11 +2,14 @@
 //! Service (state of the world and incremental), with per-proxy status.
 
 mod delta;
+pub mod holdings;
 pub mod json;
+pub mod limits;
 pub mod registry;
 pub mod server;
 pub mod snapshot;
 mod sotw;
+mod stream;
 pub mod wire;
 
 /// Type URLs of the resources served, in the order pushes are made: clusters before the

@@ -116,7 +116,8 @@ impl StatusService {
             .ok_or_else(|| DumpError::UnknownNode(node_id.to_string()))?;
         let mut resources = serde_json::Map::new();
         for (type_url, items) in served {
-            let rendered: Result<Vec<_>, _> = items.values().map(|any| any_to_json(any)).collect();
+            let contents = items.contents();
+            let rendered: Result<Vec<_>, _> = contents.iter().map(|any| any_to_json(any)).collect();
             resources.insert(type_url, serde_json::Value::Array(rendered?));
         }
         Ok(serde_json::json!({ "node": node_id, "resources": resources }))

@@ -1,271 +1,348 @@
 //! Incremental ADS streams (`xds_protocol.rst` "Incremental xDS").
 //!
-//! Per type the stream tracks what the proxy holds (name → resource version, seeded from
-//! `initial_resource_versions` on reconnect) and sends only what differs: changed resources in
-//! `resources`, deleted or non-existent subscribed ones in `removed_resources`. Subscription
-//! changes apply even with a stale nonce; ACK/NACK bookkeeping only with the current one.
+//! Per type the stream tracks what the proxy holds (the shared snapshot type it was last sent,
+//! with the names that differ on top, seeded from `initial_resource_versions` on reconnect) and
+//! sends only what differs: changed resources in `resources`, deleted or non-existent
+//! subscribed ones in `removed_resources`. Subscription changes apply even with a stale nonce;
+//! ACK/NACK bookkeeping only with the current one.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::envoy::service::discovery::v3::DeltaDiscoveryRequest;
-use envoy_types::pb::google::protobuf::Any;
-use futures::StreamExt;
-use tokio::sync::mpsc;
-use tonic::{Status, Streaming};
+use tonic::Status;
 
-use super::server::StreamContext;
-use super::snapshot::Snapshot;
+use super::holdings::{Held, Holdings};
+use super::limits::{Limits, truncated};
+use super::registry::ProxyHandle;
+use super::snapshot::{Snapshot, TypeResources};
+use super::stream::Variant;
 use super::type_url;
-use super::wire::{DeltaDiscoveryResponse, DeltaResource as Resource};
-
-type Responses = mpsc::Sender<Result<DeltaDiscoveryResponse, Status>>;
-
-struct Closed;
+use super::wire::{DeltaDiscoveryResponse, DeltaResource};
 
 #[derive(Debug, Default)]
 struct TypeState {
     wildcard: bool,
     names: BTreeSet<String>,
-    /// What the proxy holds: resource name → version.
-    known: BTreeMap<String, String>,
+    /// What the proxy holds.
+    holdings: Holdings,
+    /// The snapshot type the last diff was made against.
+    diffed: Option<Arc<TypeResources>>,
     /// Subscribed names already reported as not existing.
     reported_absent: BTreeSet<String>,
     nonce: String,
     sent_version: String,
-    /// Whether any response was sent; the first request is always answered.
-    answered: bool,
-    served: BTreeMap<String, Arc<Any>>,
+    /// The first request of the type: answered even when there is nothing to send.
+    must_answer: bool,
+    /// New names were subscribed: send them if they exist.
+    subscribed: bool,
+    /// Clusters whose removal waits until listeners and routes have moved off them.
+    removals_waiting: bool,
+    /// The nonce of the last NACK logged, so that a repeated NACK is logged once.
+    nacked_nonce: String,
 }
 
 impl TypeState {
     fn wants(&self, name: &str) -> bool {
         self.wildcard || self.names.contains(name)
     }
+
+    fn subscription(&self) -> Option<BTreeSet<String>> {
+        (!self.wildcard).then(|| self.names.clone())
+    }
 }
 
 /// What one response carries.
 #[derive(Default)]
 struct Diff {
-    added: Vec<Resource>,
+    added: Vec<DeltaResource>,
     removed: Vec<String>,
 }
 
-struct Stream {
-    context: StreamContext,
-    responses: Responses,
-    types: BTreeMap<String, TypeState>,
+/// The incremental variant of a stream.
+pub(super) struct Delta {
+    limits: Arc<Limits>,
+    types: BTreeMap<&'static str, TypeState>,
     snapshot: Option<Arc<Snapshot>>,
     nonces: u64,
 }
 
-pub(super) async fn run(
-    context: StreamContext,
-    requests: Streaming<DeltaDiscoveryRequest>,
-    responses: Responses,
-) {
-    let snapshot = context.snapshots.borrow().clone();
-    let mut stream = Stream {
-        context,
-        responses,
-        types: BTreeMap::new(),
-        snapshot,
-        nonces: 0,
-    };
-    let _ = stream.serve(requests).await;
-}
-
-impl Stream {
-    async fn serve(
-        &mut self,
-        mut requests: Streaming<DeltaDiscoveryRequest>,
-    ) -> Result<(), Closed> {
-        loop {
-            tokio::select! {
-                () = self.context.shutdown.cancelled() => return Ok(()),
-                changed = self.context.snapshots.changed() => {
-                    if changed.is_err() {
-                        return Ok(());
-                    }
-                    self.snapshot = self.context.snapshots.borrow_and_update().clone();
-                    self.push_changes().await?;
-                }
-                request = requests.next() => match request {
-                    Some(Ok(request)) => self.on_request(request).await?,
-                    Some(Err(status)) => {
-                        tracing::debug!(%status, "delta ADS stream ended by the proxy");
-                        return Err(Closed);
-                    }
-                    None => return Ok(()),
-                },
-            }
+impl Delta {
+    pub fn new(limits: Arc<Limits>) -> Self {
+        Self {
+            limits,
+            types: BTreeMap::new(),
+            snapshot: None,
+            nonces: 0,
         }
     }
 
-    async fn on_request(&mut self, request: DeltaDiscoveryRequest) -> Result<(), Closed> {
-        if let Some(node) = &request.node {
-            self.context.proxy.identify(node);
-        }
-        let proxy = &self.context.proxy;
-        let first = !self.types.contains_key(&request.type_url);
-        let state = self.types.entry(request.type_url.clone()).or_default();
-        if first {
-            state.known = request
-                .initial_resource_versions
-                .clone()
-                .into_iter()
-                .collect();
-            // Legacy wildcard: a first request that names nothing.
-            state.wildcard = request.resource_names_subscribe.is_empty();
-        }
-        if !request.response_nonce.is_empty() {
-            if request.response_nonce == state.nonce {
-                match &request.error_detail {
-                    Some(error) => {
-                        tracing::warn!(type_url = %request.type_url, version = %state.sent_version, error = %error.message, "proxy rejected configuration");
-                        proxy.nacked(&request.type_url, &state.sent_version, &error.message);
-                    }
-                    None => proxy.acked(&request.type_url, &state.sent_version),
-                }
-            } else {
-                tracing::debug!(type_url = %request.type_url, nonce = %request.response_nonce, "stale nonce; applying subscription changes only");
-            }
-        }
-        for name in &request.resource_names_subscribe {
-            if name == "*" {
-                state.wildcard = true;
-                continue;
-            }
-            state.names.insert(name.clone());
-            state.reported_absent.remove(name);
-            // A re-subscribe is answered even if the proxy had the resource, unless it told us
-            // its version on reconnect.
-            if !(first && request.initial_resource_versions.contains_key(name)) {
-                state.known.remove(name);
-            }
-        }
-        for name in &request.resource_names_unsubscribe {
-            if name == "*" {
-                state.wildcard = false;
-            } else {
-                state.names.remove(name);
-                state.known.remove(name);
-                state.served.remove(name);
-            }
-        }
-        if first || !request.resource_names_subscribe.is_empty() {
-            let diff = self.diff(&request.type_url);
-            self.send(&request.type_url, diff, first).await?;
-        }
-        Ok(())
+    fn current(&self, type_url: &str) -> Option<&Arc<TypeResources>> {
+        self.snapshot.as_ref()?.types.get(type_url)
     }
 
-    /// Pushes what changed in every subscribed type: additions in push order, then the removal
-    /// of clusters, once listeners and routes no longer use them.
-    async fn push_changes(&mut self) -> Result<(), Closed> {
-        let mut type_urls: Vec<String> = self.types.keys().cloned().collect();
-        type_urls.sort_by_key(|t| type_url::rank(t));
-        let mut removed_clusters = Vec::new();
-        for type_url in type_urls {
-            let mut diff = self.diff(&type_url);
-            if type_url == type_url::CLUSTER {
-                removed_clusters = std::mem::take(&mut diff.removed);
-            }
-            let unanswered = !self.types[&type_url].answered;
-            self.send(&type_url, diff, unanswered).await?;
-        }
-        let removals = Diff {
-            added: Vec::new(),
-            removed: removed_clusters,
+    fn needs_send(&self, type_url: &str, state: &TypeState) -> bool {
+        let Some(current) = self.current(type_url) else {
+            return false;
         };
-        self.send(type_url::CLUSTER, removals, false).await
+        let moved = state
+            .diffed
+            .as_ref()
+            .is_some_and(|diffed| !Arc::ptr_eq(diffed, current));
+        state.must_answer || state.subscribed || state.removals_waiting || moved
     }
 
     fn diff(&self, type_url: &str) -> Diff {
-        let Some(snapshot) = &self.snapshot else {
+        let (Some(state), Some(current)) = (self.types.get(type_url), self.current(type_url))
+        else {
             return Diff::default();
         };
-        let Some(state) = self.types.get(type_url) else {
-            return Diff::default();
-        };
-        let current = snapshot.resources(type_url).map(|typed| &typed.resources);
-        let exists = |name: &str| current.is_some_and(|resources| resources.contains_key(name));
         let mut diff = Diff::default();
-        for resource in current.into_iter().flat_map(|resources| resources.values()) {
-            let fresh = state.known.get(&resource.name) != Some(&resource.version);
+        if state.holdings.is_exactly(current) && !state.subscribed {
+            return diff;
+        }
+        for resource in current.resources.values() {
+            let fresh = state.holdings.version(&resource.name) != Some(resource.version.as_str());
             if fresh && state.wants(&resource.name) {
-                diff.added.push(Resource {
+                diff.added.push(DeltaResource {
                     name: resource.name.clone(),
                     version: resource.version.clone(),
                     resource: Arc::clone(&resource.any),
                 });
             }
         }
-        diff.removed
-            .extend(state.known.keys().filter(|name| !exists(name)).cloned());
+        let held = state.holdings.held();
+        let exists = |name: &str| current.resources.contains_key(name);
+        diff.removed.extend(
+            held.keys()
+                .filter(|name| !exists(name))
+                .map(|n| n.to_string()),
+        );
         diff.removed.extend(
             state
                 .names
                 .iter()
-                .filter(|name| !exists(name) && !state.known.contains_key(*name))
+                .filter(|name| !exists(name) && !held.contains_key(name.as_str()))
                 .filter(|name| !state.reported_absent.contains(*name))
                 .cloned(),
         );
         diff
     }
 
-    /// Sends `diff` (or an empty response when `even_if_empty`), and records what the proxy
-    /// now holds so that nothing is sent twice.
-    async fn send(
+    /// Records that the proxy now holds the current resources of `type_url` (less the
+    /// removals still `waiting`) and makes the response, or `None` when it would be empty and
+    /// nothing requires an answer.
+    fn send(
         &mut self,
-        type_url: &str,
+        type_url: &'static str,
         diff: Diff,
-        even_if_empty: bool,
-    ) -> Result<(), Closed> {
-        let Some(snapshot) = self.snapshot.clone() else {
-            return Ok(());
-        };
-        if diff.added.is_empty() && diff.removed.is_empty() && !even_if_empty {
-            return Ok(());
-        }
-        let version = snapshot
-            .resources(type_url)
-            .map(|t| t.version.clone())
-            .unwrap_or_default();
-        self.nonces += 1;
-        let state = self.types.entry(type_url.to_string()).or_default();
-        state.nonce = self.nonces.to_string();
-        state.sent_version.clone_from(&version);
-        state.answered = true;
-        for resource in &diff.added {
-            state
-                .known
-                .insert(resource.name.clone(), resource.version.clone());
-            state
-                .served
-                .insert(resource.name.clone(), Arc::clone(&resource.resource));
+        waiting: Vec<String>,
+        proxy: &ProxyHandle,
+    ) -> Option<DeltaDiscoveryResponse> {
+        let snapshot = Arc::clone(self.snapshot.as_ref()?);
+        let current = Arc::clone(snapshot.types.get(type_url)?);
+        let state = self.types.get_mut(type_url)?;
+        let answer = state.must_answer;
+        let previous = std::mem::take(&mut state.holdings);
+        let kept: Vec<(String, Held)> = previous
+            .held()
+            .into_iter()
+            .filter(|(name, _)| waiting.iter().any(|w| w == name))
+            .map(|(name, held)| (name.to_string(), held))
+            .collect();
+        state.holdings = Holdings::of(Arc::clone(&current), state.subscription());
+        for (name, held) in kept {
+            state.holdings.set(&name, Some(held));
         }
         for name in &diff.removed {
-            if state.known.remove(name).is_none() {
+            if !current.resources.contains_key(name) {
                 state.reported_absent.insert(name.clone());
             }
-            state.served.remove(name);
         }
-        let response = DeltaDiscoveryResponse {
-            system_version_info: snapshot.version.to_string(),
-            resources: diff.added,
-            type_url: type_url.to_string(),
-            removed_resources: diff.removed,
-            nonce: state.nonce.clone(),
-        };
-        self.context
-            .proxy
-            .sent(type_url, &version, state.served.clone());
-        self.context
-            .proxy
+        state.diffed = Some(current);
+        state.must_answer = false;
+        state.subscribed = false;
+        state.removals_waiting = !waiting.is_empty();
+        if diff.added.is_empty() && diff.removed.is_empty() && !answer {
+            return None;
+        }
+        self.nonces += 1;
+        let state = self.types.get_mut(type_url)?;
+        state.nonce = self.nonces.to_string();
+        state
+            .sent_version
+            .clone_from(&snapshot.types[type_url].version);
+        proxy.sent(type_url, &state.sent_version, state.holdings.clone());
+        proxy
             .metrics()
             .push_latency
             .observe(snapshot.created.elapsed().as_secs_f64());
-        self.responses.send(Ok(response)).await.map_err(|_| Closed)
+        Some(DeltaDiscoveryResponse {
+            system_version_info: snapshot.version.to_string(),
+            resources: diff.added,
+            type_url: type_url.to_string(),
+            nonce: state.nonce.clone(),
+            removed_resources: diff.removed,
+        })
+    }
+
+    /// The names the stream would be subscribed to, over every type, after `request`; the
+    /// names a reconnecting client claims to hold count too.
+    fn subscriptions_after(&self, type_url: &str, request: &DeltaDiscoveryRequest) -> usize {
+        let others: usize = self
+            .types
+            .iter()
+            .filter(|(known, _)| **known != type_url)
+            .map(|(_, state)| state.names.len())
+            .sum();
+        let mut names: BTreeSet<&str> = self
+            .types
+            .get(type_url)
+            .map(|state| state.names.iter().map(String::as_str).collect())
+            .unwrap_or_default();
+        names.extend(request.resource_names_subscribe.iter().map(String::as_str));
+        for name in &request.resource_names_unsubscribe {
+            names.remove(name.as_str());
+        }
+        others + names.len().max(request.initial_resource_versions.len())
+    }
+}
+
+impl Variant for Delta {
+    type Request = DeltaDiscoveryRequest;
+    type Response = DeltaDiscoveryResponse;
+
+    fn header(request: &DeltaDiscoveryRequest) -> (&str, Option<&Node>) {
+        (&request.type_url, request.node.as_ref())
+    }
+
+    fn on_request(
+        &mut self,
+        request: DeltaDiscoveryRequest,
+        proxy: &ProxyHandle,
+    ) -> Result<(), Status> {
+        let Some(type_url) = type_url::ORDER
+            .into_iter()
+            .find(|known| *known == request.type_url)
+        else {
+            return Err(Status::invalid_argument("unknown type URL"));
+        };
+        let limit = self.limits.max_subscriptions;
+        let after = self.subscriptions_after(type_url, &request);
+        if after > limit {
+            proxy.refused("too_many_subscriptions");
+            return Err(Status::resource_exhausted(format!(
+                "the stream subscribes to {after} names, more than the {limit} allowed (--xds-max-subscriptions)"
+            )));
+        }
+        let max_error = self.limits.max_error_detail_bytes;
+        let first = !self.types.contains_key(type_url);
+        let state = self.types.entry(type_url).or_default();
+        if first {
+            state.must_answer = true;
+            for (name, version) in &request.initial_resource_versions {
+                let version = version.clone();
+                state.holdings.set(name, Some(Held { version, any: None }));
+            }
+            // Legacy wildcard: a first request for listeners or clusters that names nothing.
+            state.wildcard =
+                request.resource_names_subscribe.is_empty() && type_url::is_full_state(type_url);
+        }
+        if !request.response_nonce.is_empty() {
+            if request.response_nonce == state.nonce {
+                match &request.error_detail {
+                    Some(error) if state.nacked_nonce != request.response_nonce => {
+                        let error = truncated(&error.message, max_error);
+                        tracing::warn!(type_url, version = %state.sent_version, %error, "proxy rejected configuration");
+                        proxy.nacked(type_url, &state.sent_version, &error);
+                        state.nacked_nonce.clone_from(&request.response_nonce);
+                    }
+                    Some(_) => {}
+                    None => proxy.acked(type_url, &state.sent_version),
+                }
+            } else {
+                tracing::debug!(type_url, nonce = %request.response_nonce, "stale nonce; applying subscription changes only");
+            }
+        }
+        for name in &request.resource_names_subscribe {
+            if name == "*" {
+                state.wildcard = true;
+                state.subscribed = true;
+                continue;
+            }
+            state.names.insert(name.clone());
+            state.reported_absent.remove(name);
+            state.subscribed = true;
+            // A re-subscribe is answered even if the proxy had the resource, unless it told us
+            // its version on reconnect.
+            if !(first && request.initial_resource_versions.contains_key(name)) {
+                state.holdings.set(name, None);
+            }
+        }
+        for name in &request.resource_names_unsubscribe {
+            if name == "*" {
+                state.wildcard = false;
+                continue;
+            }
+            state.names.remove(name);
+            state.reported_absent.remove(name);
+            if state.wildcard {
+                // Still wanted through the wildcard: the proxy is answered with it again.
+                state.subscribed = true;
+            }
+            if state.holdings.version(name).is_some() {
+                state.holdings.set(name, None);
+            }
+        }
+        Ok(())
+    }
+
+    fn on_snapshot(&mut self, snapshot: Arc<Snapshot>) {
+        self.snapshot = Some(snapshot);
+    }
+
+    fn pending(&self) -> bool {
+        self.types
+            .iter()
+            .any(|(type_url, state)| self.needs_send(type_url, state))
+    }
+
+    /// What changed, type by type in push order: additions first, then the removal of
+    /// clusters, once listeners and routes no longer use them.
+    fn next_response(&mut self, proxy: &ProxyHandle) -> Option<DeltaDiscoveryResponse> {
+        loop {
+            let mut due: Vec<&'static str> = self
+                .types
+                .iter()
+                .filter(|(type_url, state)| self.needs_send(type_url, state))
+                .map(|(type_url, _)| *type_url)
+                .collect();
+            due.sort_by_key(|type_url| type_url::rank(type_url));
+            let first = *due.first()?;
+            let others = due.len() > 1;
+            let mut diff = self.diff(first);
+            let waiting = if first == type_url::CLUSTER && others {
+                std::mem::take(&mut diff.removed)
+            } else {
+                Vec::new()
+            };
+            if first == type_url::CLUSTER && others && self.types[first].removals_waiting {
+                // Clusters that appeared meanwhile go before what may use them; removals wait
+                // for the other types.
+                if !diff.added.is_empty() {
+                    return self.send(first, diff, waiting, proxy);
+                }
+                let next = due[1];
+                let diff = self.diff(next);
+                if let Some(response) = self.send(next, diff, Vec::new(), proxy) {
+                    return Some(response);
+                }
+                continue;
+            }
+            if let Some(response) = self.send(first, diff, waiting, proxy) {
+                return Some(response);
+            }
+        }
     }
 }

@@ -7,13 +7,14 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use envoy_types::pb::envoy::config::core::v3::Node;
-use envoy_types::pb::google::protobuf::Any;
+
+use super::holdings::Holdings;
 
 use crate::admin_api::{ProxyStatus, TypeStatus};
 use crate::metrics::Metrics;
 
-/// What one stream has been served, by type URL and resource name.
-pub type Served = BTreeMap<String, BTreeMap<String, Arc<Any>>>;
+/// What one stream holds, by type URL: shared with the snapshot it was sent, never a copy.
+pub type Served = BTreeMap<String, Holdings>;
 
 #[derive(Debug, Default)]
 struct Entry {
@@ -148,7 +149,7 @@ impl ProxyHandle {
     }
 
     /// Records a response: its version and the resources the proxy now has of that type.
-    pub fn sent(&self, type_url: &str, version: &str, served: BTreeMap<String, Arc<Any>>) {
+    pub fn sent(&self, type_url: &str, version: &str, served: Holdings) {
         self.update_type(type_url, |status| {
             status.sent_version = version.to_string();
             status.pushes += 1;
@@ -160,6 +161,18 @@ impl ProxyHandle {
         metrics
             .pushes
             .get_or_create(&Metrics::type_label(type_url))
+            .inc();
+    }
+
+    /// Counts a stream refused or closed by the controller, by reason.
+    pub fn refused(&self, reason: &str) {
+        let label = crate::metrics::ReasonLabel {
+            reason: reason.to_string(),
+        };
+        self.registry
+            .metrics()
+            .stream_errors
+            .get_or_create(&label)
             .inc();
     }
 

@@ -1,29 +1,26 @@
 //! State-of-the-world ADS streams (`xds_protocol.rst` "State of the World variants").
 //!
 //! Per type the stream remembers the subscription, the last nonce and version sent, and what
-//! was sent. A request whose nonce is not the last one sent is stale and ignored. A NACK is
-//! recorded and not answered: the rejected version is never sent again, only a newer one.
+//! the proxy holds (the shared snapshot type it was sent, never a copy). A request whose nonce
+//! is not the last one sent is stale and ignored. A NACK is recorded and not answered: the
+//! rejected version is never sent again, only a newer one.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
-use envoy_types::pb::google::protobuf::Any;
-use futures::StreamExt;
-use tokio::sync::mpsc;
-use tonic::{Status, Streaming};
+use tonic::Status;
 
-use super::server::StreamContext;
-use super::snapshot::Snapshot;
+use super::holdings::Holdings;
+use super::limits::{Limits, truncated};
+use super::registry::ProxyHandle;
+use super::snapshot::{Snapshot, TypeResources};
+use super::stream::Variant;
 use super::type_url;
 use super::wire::DiscoveryResponse;
 
-type Responses = mpsc::Sender<Result<DiscoveryResponse, Status>>;
-
-/// The stream ended because Envoy went away; nothing to report.
-struct Closed;
-
-#[derive(Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 enum Subscription {
     #[default]
     Wildcard,
@@ -31,10 +28,12 @@ enum Subscription {
 }
 
 impl Subscription {
-    /// LDS and CDS with no names is the legacy wildcard; `*` is the explicit one.
-    fn of(request: &DiscoveryRequest) -> Self {
+    /// LDS and CDS with no names is the legacy wildcard, until the type has named resources
+    /// once (then no names means none); `*` is the explicit wildcard.
+    fn of(request: &DiscoveryRequest, named_before: bool) -> Self {
         let names = &request.resource_names;
-        let legacy = names.is_empty() && type_url::is_full_state(&request.type_url);
+        let legacy =
+            names.is_empty() && !named_before && type_url::is_full_state(&request.type_url);
         if legacy || names.iter().any(|name| name == "*") {
             Self::Wildcard
         } else {
@@ -42,10 +41,17 @@ impl Subscription {
         }
     }
 
-    fn contains(&self, name: &str) -> bool {
+    fn len(&self) -> usize {
         match self {
-            Self::Wildcard => true,
-            Self::Names(names) => names.contains(name),
+            Self::Wildcard => 0,
+            Self::Names(names) => names.len(),
+        }
+    }
+
+    fn names(&self) -> Option<BTreeSet<String>> {
+        match self {
+            Self::Wildcard => None,
+            Self::Names(names) => Some(names.clone()),
         }
     }
 }
@@ -56,169 +62,225 @@ struct TypeState {
     nonce: String,
     /// `None` until the first response for this type.
     version: Option<String>,
-    sent: BTreeMap<String, Arc<Any>>,
+    /// What the proxy holds after the last response.
+    holdings: Holdings,
+    /// The first request of the type or a new subscription: answer even if nothing changed.
+    must_answer: bool,
+    /// Clusters were sent with the removed ones kept; the final set goes after the others.
+    in_transition: bool,
+    /// The nonce of the last NACK logged, so that a repeated NACK is logged once.
+    nacked_nonce: String,
+    /// The type was subscribed by name once: an empty list no longer means the wildcard.
+    named: bool,
 }
 
-struct Stream {
-    context: StreamContext,
-    responses: Responses,
-    types: BTreeMap<String, TypeState>,
+/// The state-of-the-world variant of a stream.
+pub(super) struct Sotw {
+    limits: Arc<Limits>,
+    types: BTreeMap<&'static str, TypeState>,
     snapshot: Option<Arc<Snapshot>>,
     nonces: u64,
 }
 
-/// Serves one stream until Envoy closes it or the server shuts down.
-pub(super) async fn run(
-    context: StreamContext,
-    requests: Streaming<DiscoveryRequest>,
-    responses: Responses,
-) {
-    let snapshot = context.snapshots.borrow().clone();
-    let mut stream = Stream {
-        context,
-        responses,
-        types: BTreeMap::new(),
-        snapshot,
-        nonces: 0,
-    };
-    let _ = stream.serve(requests).await;
-}
-
-impl Stream {
-    async fn serve(&mut self, mut requests: Streaming<DiscoveryRequest>) -> Result<(), Closed> {
-        loop {
-            tokio::select! {
-                () = self.context.shutdown.cancelled() => return Ok(()),
-                changed = self.context.snapshots.changed() => {
-                    if changed.is_err() {
-                        return Ok(());
-                    }
-                    self.snapshot = self.context.snapshots.borrow_and_update().clone();
-                    self.push_changes().await?;
-                }
-                request = requests.next() => match request {
-                    Some(Ok(request)) => self.on_request(request).await?,
-                    Some(Err(status)) => {
-                        tracing::debug!(%status, "ADS stream ended by the proxy");
-                        return Err(Closed);
-                    }
-                    None => return Ok(()),
-                },
-            }
+impl Sotw {
+    pub fn new(limits: Arc<Limits>) -> Self {
+        Self {
+            limits,
+            types: BTreeMap::new(),
+            snapshot: None,
+            nonces: 0,
         }
     }
 
-    async fn on_request(&mut self, request: DiscoveryRequest) -> Result<(), Closed> {
-        if let Some(node) = &request.node {
-            self.context.proxy.identify(node);
+    fn current(&self, type_url: &str) -> Option<&Arc<TypeResources>> {
+        self.snapshot.as_ref()?.types.get(type_url)
+    }
+
+    /// Whether `type_url` must be sent: answered never or for an old subscription, or its
+    /// version moved on.
+    fn needs_send(&self, type_url: &str, state: &TypeState) -> bool {
+        let Some(current) = self.current(type_url) else {
+            return false;
+        };
+        state.must_answer
+            || state.in_transition
+            || state
+                .version
+                .as_ref()
+                .is_some_and(|sent| *sent != current.version)
+    }
+
+    /// Whether sending the current clusters would remove some the proxy holds.
+    fn removes_clusters(&self) -> bool {
+        let (Some(state), Some(current)) = (
+            self.types.get(type_url::CLUSTER),
+            self.current(type_url::CLUSTER),
+        ) else {
+            return false;
+        };
+        state
+            .holdings
+            .held()
+            .keys()
+            .any(|name| !current.resources.contains_key(*name))
+    }
+
+    /// Whether the current clusters hold any the proxy lacks or holds at another version.
+    fn adds_clusters(&self) -> bool {
+        let (Some(state), Some(current)) = (
+            self.types.get(type_url::CLUSTER),
+            self.current(type_url::CLUSTER),
+        ) else {
+            return false;
+        };
+        current
+            .resources
+            .values()
+            .any(|resource| state.holdings.version(&resource.name) != Some(&resource.version))
+    }
+
+    /// Sends `type_url`: its subscribed resources, plus, during a make-before-break cluster
+    /// update, the clusters the proxy holds that are going away.
+    fn respond(
+        &mut self,
+        type_url: &'static str,
+        transition: bool,
+        proxy: &ProxyHandle,
+    ) -> Option<DiscoveryResponse> {
+        let snapshot = Arc::clone(self.snapshot.as_ref()?);
+        let current = Arc::clone(snapshot.types.get(type_url)?);
+        self.nonces += 1;
+        let nonce = self.nonces.to_string();
+        let state = self.types.get_mut(type_url)?;
+        let mut holdings = Holdings::of(Arc::clone(&current), state.subscription.names());
+        let mut version = current.version.clone();
+        if transition {
+            for (name, held) in state.holdings.held() {
+                if !current.resources.contains_key(name) {
+                    holdings.set(name, Some(held));
+                }
+            }
+            version.push_str("-transition");
         }
-        let proxy = &self.context.proxy;
-        let state = self.types.entry(request.type_url.clone()).or_default();
-        if !request.response_nonce.is_empty() {
+        state.nonce.clone_from(&nonce);
+        state.version = Some(version.clone());
+        state.must_answer = false;
+        state.in_transition = transition;
+        state.holdings = holdings;
+        proxy.sent(type_url, &version, state.holdings.clone());
+        proxy
+            .metrics()
+            .push_latency
+            .observe(snapshot.created.elapsed().as_secs_f64());
+        Some(DiscoveryResponse {
+            version_info: version,
+            resources: state.holdings.contents(),
+            type_url: type_url.to_string(),
+            nonce,
+        })
+    }
+}
+
+impl Variant for Sotw {
+    type Request = DiscoveryRequest;
+    type Response = DiscoveryResponse;
+
+    fn header(request: &DiscoveryRequest) -> (&str, Option<&Node>) {
+        (&request.type_url, request.node.as_ref())
+    }
+
+    fn on_request(&mut self, request: DiscoveryRequest, proxy: &ProxyHandle) -> Result<(), Status> {
+        let Some(type_url) = type_url::ORDER
+            .into_iter()
+            .find(|known| *known == request.type_url)
+        else {
+            return Err(Status::invalid_argument("unknown type URL"));
+        };
+        let named_before = self.types.get(type_url).is_some_and(|state| state.named);
+        let subscription = Subscription::of(&request, named_before);
+        let others: usize = self
+            .types
+            .iter()
+            .filter(|(known, _)| **known != type_url)
+            .map(|(_, state)| state.subscription.len())
+            .sum();
+        if others + subscription.len() > self.limits.max_subscriptions {
+            proxy.refused("too_many_subscriptions");
+            return Err(Status::resource_exhausted(format!(
+                "the stream subscribes to {} names, more than the {} allowed (--xds-max-subscriptions)",
+                others + subscription.len(),
+                self.limits.max_subscriptions
+            )));
+        }
+        let state = self.types.entry(type_url).or_default();
+        state.named |= !request.resource_names.is_empty();
+        // Nothing was sent yet: whatever nonce the request carries, it is a first request.
+        let answered = state.version.is_some();
+        if answered && !request.response_nonce.is_empty() {
             if request.response_nonce != state.nonce {
-                tracing::debug!(type_url = %request.type_url, nonce = %request.response_nonce, "stale nonce ignored");
+                tracing::debug!(type_url, nonce = %request.response_nonce, "stale nonce ignored");
                 return Ok(());
             }
             let sent = state.version.clone().unwrap_or_default();
             match &request.error_detail {
-                Some(error) => {
-                    tracing::warn!(type_url = %request.type_url, version = %sent, error = %error.message, "proxy rejected configuration");
-                    proxy.nacked(&request.type_url, &sent, &error.message);
+                Some(error) if state.nacked_nonce != request.response_nonce => {
+                    let error = truncated(&error.message, self.limits.max_error_detail_bytes);
+                    tracing::warn!(type_url, version = %sent, %error, "proxy rejected configuration");
+                    proxy.nacked(type_url, &sent, &error);
+                    state.nacked_nonce.clone_from(&request.response_nonce);
                 }
-                None => proxy.acked(&request.type_url, &request.version_info),
+                Some(_) => {}
+                None => proxy.acked(type_url, &request.version_info),
             }
         }
-        let subscription = Subscription::of(&request);
         let resubscribed = subscription != state.subscription;
         state.subscription = subscription;
         // Answer the first request of a type and every change of names; an ACK or a NACK of
         // the current subscription needs no answer.
-        if request.response_nonce.is_empty() || resubscribed {
-            self.respond(&request.type_url, None).await?;
+        if !answered || request.response_nonce.is_empty() || resubscribed {
+            state.must_answer = true;
         }
         Ok(())
     }
 
-    /// Pushes every subscribed type whose version changed, in make-before-break order: new
-    /// clusters are added before the listeners and routes that use them, and clusters that are
-    /// gone are removed only after the routes have moved off them.
-    async fn push_changes(&mut self) -> Result<(), Closed> {
-        let Some(snapshot) = self.snapshot.clone() else {
-            return Ok(());
-        };
-        let mut pending: Vec<String> = self
+    fn on_snapshot(&mut self, snapshot: Arc<Snapshot>) {
+        self.snapshot = Some(snapshot);
+    }
+
+    fn pending(&self) -> bool {
+        self.types
+            .iter()
+            .any(|(type_url, state)| self.needs_send(type_url, state))
+    }
+
+    /// The next type to send, in push order (make-before-break, `xds_protocol.rst` "Eventual
+    /// consistency considerations"): new clusters before the listeners and routes that use
+    /// them, and clusters that are gone removed only after the routes have moved off them.
+    fn next_response(&mut self, proxy: &ProxyHandle) -> Option<DiscoveryResponse> {
+        let mut due: Vec<&'static str> = self
             .types
             .iter()
-            .filter(|(type_url, state)| {
-                let current = snapshot.resources(type_url).map(|r| r.version.as_str());
-                state.version.as_deref() != Some(current.unwrap_or(""))
-            })
-            .map(|(type_url, _)| type_url.clone())
+            .filter(|(type_url, state)| self.needs_send(type_url, state))
+            .map(|(type_url, _)| *type_url)
             .collect();
-        pending.sort_by_key(|t| type_url::rank(t));
-        let removes_clusters = pending.iter().any(|t| t == type_url::CLUSTER) && {
-            let kept = snapshot.resources(type_url::CLUSTER);
-            self.types[type_url::CLUSTER]
-                .sent
-                .keys()
-                .any(|name| kept.is_none_or(|kept| !kept.resources.contains_key(name)))
-        };
-        if removes_clusters && pending.len() > 1 {
-            self.respond(
-                type_url::CLUSTER,
-                Some(&self.types[type_url::CLUSTER].sent.clone()),
-            )
-            .await?;
-            pending.rotate_left(1);
+        due.sort_by_key(|type_url| type_url::rank(type_url));
+        let first = *due.first()?;
+        if first != type_url::CLUSTER {
+            return self.respond(first, false, proxy);
         }
-        for type_url in pending {
-            self.respond(&type_url, None).await?;
-        }
-        Ok(())
-    }
-
-    /// Sends the subscribed resources of `type_url`; `keep` adds resources already sent that
-    /// must survive this response (the first half of a make-before-break cluster update).
-    async fn respond(
-        &mut self,
-        type_url: &str,
-        keep: Option<&BTreeMap<String, Arc<Any>>>,
-    ) -> Result<(), Closed> {
-        let Some(snapshot) = self.snapshot.clone() else {
-            return Ok(());
-        };
-        let state = self.types.entry(type_url.to_string()).or_default();
-        let current = snapshot.resources(type_url);
-        let mut served: BTreeMap<String, Arc<Any>> = current
-            .into_iter()
-            .flat_map(|typed| typed.resources.values())
-            .filter(|resource| state.subscription.contains(&resource.name))
-            .map(|resource| (resource.name.clone(), Arc::clone(&resource.any)))
-            .collect();
-        let mut version = current
-            .map(|typed| typed.version.clone())
-            .unwrap_or_default();
-        if let Some(keep) = keep {
-            for (name, any) in keep {
-                served
-                    .entry(name.clone())
-                    .or_insert_with(|| Arc::clone(any));
+        let others = due.len() > 1;
+        if self.types[type_url::CLUSTER].in_transition {
+            // Clusters that appeared meanwhile go before what may use them; the kept ones go
+            // once everything else has moved.
+            if others && self.adds_clusters() {
+                return self.respond(type_url::CLUSTER, true, proxy);
             }
-            version.push_str("-transition");
+            return match due.get(1) {
+                Some(next) => self.respond(next, false, proxy),
+                None => self.respond(type_url::CLUSTER, false, proxy),
+            };
         }
-        self.nonces += 1;
-        state.nonce = self.nonces.to_string();
-        state.version = Some(version.clone());
-        state.sent.clone_from(&served);
-        let response = DiscoveryResponse {
-            version_info: version.clone(),
-            resources: served.values().map(Arc::clone).collect(),
-            type_url: type_url.to_string(),
-            nonce: state.nonce.clone(),
-        };
-        self.context.proxy.sent(type_url, &version, served);
-        let latency = snapshot.created.elapsed().as_secs_f64();
-        self.context.proxy.metrics().push_latency.observe(latency);
-        self.responses.send(Ok(response)).await.map_err(|_| Closed)
+        let transition = others && self.removes_clusters();
+        self.respond(type_url::CLUSTER, transition, proxy)
     }
 }
