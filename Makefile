@@ -3,7 +3,7 @@
 
 CARGO ?= cargo
 
-.PHONY: demo test build envoy peers kube helm iptables kube-up kube-down
+.PHONY: demo test build envoy peers kube helm iptables kube-up kube-down bench-xds
 
 build:
 	$(CARGO) build --locked
@@ -40,3 +40,8 @@ demo: build envoy peers
 
 test: envoy peers kube helm iptables
 	$(CARGO) test --locked
+
+# The controller against go-control-plane under sidecar-like ADS load, and stock Envoy's memory
+# as destinations grow (release builds, several minutes; results go in docs/benchmarks.md).
+bench-xds: envoy
+	scripts/bench-xds.sh

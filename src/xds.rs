@@ -42,6 +42,11 @@ pub mod type_url {
         type_url == CLUSTER || type_url == LISTENER
     }
 
+    /// The served type URL equal to `type_url`; `None` for any other.
+    pub fn known(type_url: &str) -> Option<&'static str> {
+        ORDER.into_iter().find(|known| *known == type_url)
+    }
+
     /// Where in the push order a type goes; unknown types last.
     pub fn rank(type_url: &str) -> usize {
         ORDER

@@ -6,7 +6,7 @@
 //! subscribed ones in `removed_resources`. Subscription changes apply even with a stale nonce;
 //! ACK/NACK bookkeeping only with the current one.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use envoy_types::pb::envoy::config::core::v3::Node;
@@ -17,7 +17,7 @@ use super::holdings::{Held, Holdings};
 use super::limits::{Limits, truncated};
 use super::registry::ProxyHandle;
 use super::snapshot::{Snapshot, TypeResources};
-use super::stream::Variant;
+use super::stream::{PerType, Variant};
 use super::type_url;
 use super::wire::{DeltaDiscoveryResponse, DeltaResource};
 
@@ -63,27 +63,19 @@ struct Diff {
 /// The incremental variant of a stream.
 pub(super) struct Delta {
     limits: Arc<Limits>,
-    types: BTreeMap<&'static str, TypeState>,
-    snapshot: Option<Arc<Snapshot>>,
-    nonces: u64,
+    per: PerType<TypeState>,
 }
 
 impl Delta {
     pub fn new(limits: Arc<Limits>) -> Self {
         Self {
             limits,
-            types: BTreeMap::new(),
-            snapshot: None,
-            nonces: 0,
+            per: PerType::new(),
         }
     }
 
-    fn current(&self, type_url: &str) -> Option<&Arc<TypeResources>> {
-        self.snapshot.as_ref()?.types.get(type_url)
-    }
-
     fn needs_send(&self, type_url: &str, state: &TypeState) -> bool {
-        let Some(current) = self.current(type_url) else {
+        let Some(current) = self.per.current(type_url) else {
             return false;
         };
         let moved = state
@@ -94,7 +86,8 @@ impl Delta {
     }
 
     fn diff(&self, type_url: &str) -> Diff {
-        let (Some(state), Some(current)) = (self.types.get(type_url), self.current(type_url))
+        let (Some(state), Some(current)) =
+            (self.per.types.get(type_url), self.per.current(type_url))
         else {
             return Diff::default();
         };
@@ -140,9 +133,9 @@ impl Delta {
         waiting: Vec<String>,
         proxy: &ProxyHandle,
     ) -> Option<DeltaDiscoveryResponse> {
-        let snapshot = Arc::clone(self.snapshot.as_ref()?);
+        let snapshot = Arc::clone(self.per.snapshot.as_ref()?);
         let current = Arc::clone(snapshot.types.get(type_url)?);
-        let state = self.types.get_mut(type_url)?;
+        let state = self.per.types.get_mut(type_url)?;
         let answer = state.must_answer;
         let previous = std::mem::take(&mut state.holdings);
         let kept: Vec<(String, Held)> = previous
@@ -167,9 +160,9 @@ impl Delta {
         if diff.added.is_empty() && diff.removed.is_empty() && !answer {
             return None;
         }
-        self.nonces += 1;
-        let state = self.types.get_mut(type_url)?;
-        state.nonce = self.nonces.to_string();
+        let nonce = self.per.nonce();
+        let state = self.per.types.get_mut(type_url)?;
+        state.nonce = nonce;
         state
             .sent_version
             .clone_from(&snapshot.types[type_url].version);
@@ -191,12 +184,14 @@ impl Delta {
     /// names a reconnecting client claims to hold count too.
     fn subscriptions_after(&self, type_url: &str, request: &DeltaDiscoveryRequest) -> usize {
         let others: usize = self
+            .per
             .types
             .iter()
             .filter(|(known, _)| **known != type_url)
             .map(|(_, state)| state.names.len())
             .sum();
         let mut names: BTreeSet<&str> = self
+            .per
             .types
             .get(type_url)
             .map(|state| state.names.iter().map(String::as_str).collect())
@@ -222,10 +217,7 @@ impl Variant for Delta {
         request: DeltaDiscoveryRequest,
         proxy: &ProxyHandle,
     ) -> Result<(), Status> {
-        let Some(type_url) = type_url::ORDER
-            .into_iter()
-            .find(|known| *known == request.type_url)
-        else {
+        let Some(type_url) = type_url::known(&request.type_url) else {
             return Err(Status::invalid_argument("unknown type URL"));
         };
         let limit = self.limits.max_subscriptions;
@@ -237,8 +229,8 @@ impl Variant for Delta {
             )));
         }
         let max_error = self.limits.max_error_detail_bytes;
-        let first = !self.types.contains_key(type_url);
-        let state = self.types.entry(type_url).or_default();
+        let first = !self.per.types.contains_key(type_url);
+        let state = self.per.types.entry(type_url).or_default();
         if first {
             state.must_answer = true;
             for (name, version) in &request.initial_resource_versions {
@@ -299,13 +291,14 @@ impl Variant for Delta {
     }
 
     fn on_snapshot(&mut self, snapshot: Arc<Snapshot>) {
-        self.snapshot = Some(snapshot);
+        self.per.snapshot = Some(snapshot);
     }
 
     fn pending(&self) -> bool {
-        self.types
-            .iter()
-            .any(|(type_url, state)| self.needs_send(type_url, state))
+        !self
+            .per
+            .due(|type_url, state| self.needs_send(type_url, state))
+            .is_empty()
     }
 
     /// What changed, type by type in push order: additions first, then the removal of
@@ -313,6 +306,7 @@ impl Variant for Delta {
     fn next_response(&mut self, proxy: &ProxyHandle) -> Option<DeltaDiscoveryResponse> {
         loop {
             let mut due: Vec<&'static str> = self
+                .per
                 .types
                 .iter()
                 .filter(|(type_url, state)| self.needs_send(type_url, state))
@@ -327,7 +321,7 @@ impl Variant for Delta {
             } else {
                 Vec::new()
             };
-            if first == type_url::CLUSTER && others && self.types[first].removals_waiting {
+            if first == type_url::CLUSTER && others && self.per.types[first].removals_waiting {
                 // Clusters that appeared meanwhile go before what may use them; removals wait
                 // for the other types.
                 if !diff.added.is_empty() {

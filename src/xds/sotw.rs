@@ -5,7 +5,7 @@
 //! is not the last one sent is stale and ignored. A NACK is recorded and not answered: the
 //! rejected version is never sent again, only a newer one.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use envoy_types::pb::envoy::config::core::v3::Node;
@@ -15,8 +15,8 @@ use tonic::Status;
 use super::holdings::Holdings;
 use super::limits::{Limits, truncated};
 use super::registry::ProxyHandle;
-use super::snapshot::{Snapshot, TypeResources};
-use super::stream::Variant;
+use super::snapshot::Snapshot;
+use super::stream::{PerType, Variant};
 use super::type_url;
 use super::wire::DiscoveryResponse;
 
@@ -77,29 +77,21 @@ struct TypeState {
 /// The state-of-the-world variant of a stream.
 pub(super) struct Sotw {
     limits: Arc<Limits>,
-    types: BTreeMap<&'static str, TypeState>,
-    snapshot: Option<Arc<Snapshot>>,
-    nonces: u64,
+    per: PerType<TypeState>,
 }
 
 impl Sotw {
     pub fn new(limits: Arc<Limits>) -> Self {
         Self {
             limits,
-            types: BTreeMap::new(),
-            snapshot: None,
-            nonces: 0,
+            per: PerType::new(),
         }
-    }
-
-    fn current(&self, type_url: &str) -> Option<&Arc<TypeResources>> {
-        self.snapshot.as_ref()?.types.get(type_url)
     }
 
     /// Whether `type_url` must be sent: answered never or for an old subscription, or its
     /// version moved on.
     fn needs_send(&self, type_url: &str, state: &TypeState) -> bool {
-        let Some(current) = self.current(type_url) else {
+        let Some(current) = self.per.current(type_url) else {
             return false;
         };
         state.must_answer
@@ -113,8 +105,8 @@ impl Sotw {
     /// Whether sending the current clusters would remove some the proxy holds.
     fn removes_clusters(&self) -> bool {
         let (Some(state), Some(current)) = (
-            self.types.get(type_url::CLUSTER),
-            self.current(type_url::CLUSTER),
+            self.per.types.get(type_url::CLUSTER),
+            self.per.current(type_url::CLUSTER),
         ) else {
             return false;
         };
@@ -128,8 +120,8 @@ impl Sotw {
     /// Whether the current clusters hold any the proxy lacks or holds at another version.
     fn adds_clusters(&self) -> bool {
         let (Some(state), Some(current)) = (
-            self.types.get(type_url::CLUSTER),
-            self.current(type_url::CLUSTER),
+            self.per.types.get(type_url::CLUSTER),
+            self.per.current(type_url::CLUSTER),
         ) else {
             return false;
         };
@@ -147,11 +139,10 @@ impl Sotw {
         transition: bool,
         proxy: &ProxyHandle,
     ) -> Option<DiscoveryResponse> {
-        let snapshot = Arc::clone(self.snapshot.as_ref()?);
+        let snapshot = Arc::clone(self.per.snapshot.as_ref()?);
         let current = Arc::clone(snapshot.types.get(type_url)?);
-        self.nonces += 1;
-        let nonce = self.nonces.to_string();
-        let state = self.types.get_mut(type_url)?;
+        let nonce = self.per.nonce();
+        let state = self.per.types.get_mut(type_url)?;
         let mut holdings = Holdings::of(Arc::clone(&current), state.subscription.names());
         let mut version = current.version.clone();
         if transition {
@@ -190,15 +181,17 @@ impl Variant for Sotw {
     }
 
     fn on_request(&mut self, request: DiscoveryRequest, proxy: &ProxyHandle) -> Result<(), Status> {
-        let Some(type_url) = type_url::ORDER
-            .into_iter()
-            .find(|known| *known == request.type_url)
-        else {
+        let Some(type_url) = type_url::known(&request.type_url) else {
             return Err(Status::invalid_argument("unknown type URL"));
         };
-        let named_before = self.types.get(type_url).is_some_and(|state| state.named);
+        let named_before = self
+            .per
+            .types
+            .get(type_url)
+            .is_some_and(|state| state.named);
         let subscription = Subscription::of(&request, named_before);
         let others: usize = self
+            .per
             .types
             .iter()
             .filter(|(known, _)| **known != type_url)
@@ -212,7 +205,7 @@ impl Variant for Sotw {
                 self.limits.max_subscriptions
             )));
         }
-        let state = self.types.entry(type_url).or_default();
+        let state = self.per.types.entry(type_url).or_default();
         state.named |= !request.resource_names.is_empty();
         // Nothing was sent yet: whatever nonce the request carries, it is a first request.
         let answered = state.version.is_some();
@@ -244,13 +237,14 @@ impl Variant for Sotw {
     }
 
     fn on_snapshot(&mut self, snapshot: Arc<Snapshot>) {
-        self.snapshot = Some(snapshot);
+        self.per.snapshot = Some(snapshot);
     }
 
     fn pending(&self) -> bool {
-        self.types
-            .iter()
-            .any(|(type_url, state)| self.needs_send(type_url, state))
+        !self
+            .per
+            .due(|type_url, state| self.needs_send(type_url, state))
+            .is_empty()
     }
 
     /// The next type to send, in push order (make-before-break, `xds_protocol.rst` "Eventual
@@ -258,6 +252,7 @@ impl Variant for Sotw {
     /// them, and clusters that are gone removed only after the routes have moved off them.
     fn next_response(&mut self, proxy: &ProxyHandle) -> Option<DiscoveryResponse> {
         let mut due: Vec<&'static str> = self
+            .per
             .types
             .iter()
             .filter(|(type_url, state)| self.needs_send(type_url, state))
@@ -269,7 +264,7 @@ impl Variant for Sotw {
             return self.respond(first, false, proxy);
         }
         let others = due.len() > 1;
-        if self.types[type_url::CLUSTER].in_transition {
+        if self.per.types[type_url::CLUSTER].in_transition {
             // Clusters that appeared meanwhile go before what may use them; the kept ones go
             // once everything else has moved.
             if others && self.adds_clusters() {

@@ -7,6 +7,7 @@
 //! one that leaves it unread for the write timeout is closed with `UNAVAILABLE`. Neither blocks
 //! other streams or shutdown.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -22,7 +23,7 @@ use tonic::{Code, Status, Streaming};
 use super::limits::{Limits, truncated};
 use super::registry::ProxyHandle;
 use super::server::Snapshots;
-use super::snapshot::Snapshot;
+use super::snapshot::{Snapshot, TypeResources};
 use super::type_url;
 
 /// What the loop needs of a protocol variant (state of the world or incremental).
@@ -45,6 +46,46 @@ pub(super) trait Variant: Send + 'static {
     /// Makes the next response, in push order, from the newest state; `None` when, after all,
     /// nothing needs sending.
     fn next_response(&mut self, proxy: &ProxyHandle) -> Option<Self::Response>;
+}
+
+/// What both variants keep: per-type state, the snapshot served, and the nonce counter.
+pub(super) struct PerType<S> {
+    pub types: BTreeMap<&'static str, S>,
+    pub snapshot: Option<Arc<Snapshot>>,
+    nonces: u64,
+}
+
+impl<S> PerType<S> {
+    pub fn new() -> Self {
+        Self {
+            types: BTreeMap::new(),
+            snapshot: None,
+            nonces: 0,
+        }
+    }
+
+    /// The served resources of `type_url`, once there is a snapshot.
+    pub fn current(&self, type_url: &str) -> Option<&Arc<TypeResources>> {
+        self.snapshot.as_ref()?.types.get(type_url)
+    }
+
+    /// A nonce never used on this stream before.
+    pub fn nonce(&mut self) -> String {
+        self.nonces += 1;
+        self.nonces.to_string()
+    }
+
+    /// The types `needs_send` selects, in push order.
+    pub fn due(&self, needs_send: impl Fn(&str, &S) -> bool) -> Vec<&'static str> {
+        let mut due: Vec<&'static str> = self
+            .types
+            .iter()
+            .filter(|(type_url, state)| needs_send(type_url, state))
+            .map(|(type_url, _)| *type_url)
+            .collect();
+        due.sort_by_key(|type_url| type_url::rank(type_url));
+        due
+    }
 }
 
 /// What every stream task owns besides its variant.
@@ -193,7 +234,7 @@ impl<V: Variant> Task<V> {
             proxy.refused(label);
             status
         };
-        if !type_url::ORDER.contains(&type_url) {
+        if type_url::known(type_url).is_none() {
             return Err(refused(
                 "unknown_type",
                 Status::invalid_argument(format!(

@@ -1,0 +1,260 @@
+//! `make bench-xds`: the controller against go-control-plane under the same sidecar-like load,
+//! side by side in one run. For each route count the controller's resources are captured once
+//! (and once more after one route is added) so the go-control-plane peer serves exactly the
+//! same bytes. Then, round after round with the order alternating, each server is started
+//! fresh, S streams connect (each on its own connection, subscribing and ACKing as Envoy does),
+//! one destination is added, and the script records:
+//!
+//! - initial sync: connecting until every stream holds the route configuration;
+//! - push: the change until every stream holds the new one (p50, p99, max over streams);
+//! - server RSS idle, with the streams, and per stream; server CPU seconds for the push.
+//!
+//! Prints a Markdown table of medians over the rounds, with the ratio of the two servers.
+//!
+//!   cargo bench --bench xds -- --peer PATH [--routes 1000,10000] [--streams 1000]
+//!       [--protocols delta,sotw] [--rounds 3]
+
+mod client;
+mod targets;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use client::{Progress, Protocol};
+use prost::Message;
+use targets::Target;
+
+#[derive(Parser)]
+struct Args {
+    /// The go-control-plane peer (scripts/build-go-peer.sh prints its path).
+    #[arg(long)]
+    peer: PathBuf,
+    /// Route counts, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1000")]
+    routes: Vec<usize>,
+    /// Streams per measurement.
+    #[arg(long, default_value_t = 1000)]
+    streams: usize,
+    #[arg(long, value_delimiter = ',', default_value = "delta,sotw", value_parser = protocol)]
+    protocols: Vec<Protocol>,
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// Cargo passes `--bench` to every bench binary.
+    #[arg(long, hide = true)]
+    bench: bool,
+}
+
+fn protocol(text: &str) -> Result<Protocol, String> {
+    match text {
+        "delta" => Ok(Protocol::Delta),
+        "sotw" => Ok(Protocol::Sotw),
+        other => Err(format!("{other:?} is not delta or sotw")),
+    }
+}
+
+/// One measurement of one server.
+#[derive(Clone, Debug, Default)]
+struct Sample {
+    initial_sync: f64,
+    push_p50: f64,
+    push_p99: f64,
+    push_max: f64,
+    rss_idle: f64,
+    rss_streams: f64,
+    cpu_push: f64,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let work = tempfile::tempdir()?;
+    println!(
+        "| routes | streams | protocol | server | initial sync | push p50 | push p99 | push max | RSS idle | RSS with streams | per stream | CPU per push |"
+    );
+    println!("|---:|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for &routes in &args.routes {
+        let manifests = work.path().join(format!("routes-{routes}"));
+        let (before, after) = capture(&manifests, routes, work.path()).await?;
+        for &protocol in &args.protocols {
+            let mut ours = Vec::new();
+            let mut theirs = Vec::new();
+            for round in 0..args.rounds {
+                for peer_first in [round % 2 == 1, round % 2 == 0] {
+                    let sample = if peer_first {
+                        let target = targets::peer(&args.peer, &before, &after).await?;
+                        let sample = measure(target, protocol, args.streams).await?;
+                        theirs.push(sample.clone());
+                        sample
+                    } else {
+                        targets::manifests(&manifests, routes)?;
+                        let target = targets::controller(&manifests, work.path()).await?;
+                        let sample = measure(target, protocol, args.streams).await?;
+                        ours.push(sample.clone());
+                        sample
+                    };
+                    eprintln!("round {round} {protocol} peer={peer_first}: {sample:?}");
+                }
+            }
+            let ours = median(&ours);
+            let theirs = median(&theirs);
+            row(routes, args.streams, protocol, "lattice-xds", &ours);
+            row(routes, args.streams, protocol, "go-control-plane", &theirs);
+            ratio_row(routes, args.streams, protocol, &ours, &theirs);
+        }
+    }
+    Ok(())
+}
+
+/// The controller's resources for `routes` routes, and after one more route, as files the
+/// peer loads.
+async fn capture(
+    manifests: &Path,
+    routes: usize,
+    work: &Path,
+) -> anyhow::Result<(PathBuf, PathBuf)> {
+    targets::manifests(manifests, routes)?;
+    let target = targets::controller(manifests, work).await?;
+    let before = work.join(format!("resources-{routes}.pb"));
+    write_resources(&before, &client::fetch_all(&target.xds).await?)?;
+    target.trigger().await?;
+    let after = work.join(format!("resources-{routes}-added.pb"));
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let fetched = loop {
+        let responses = client::fetch_all(&target.xds).await?;
+        let needle = b"bench-added.example.com";
+        let added = responses.iter().any(|response| {
+            let mut values = response.resources.iter().map(|any| &any.value);
+            values.any(|value| value.windows(needle.len()).any(|window| window == needle))
+        });
+        if added {
+            break responses;
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the added route was never served"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    write_resources(&after, &fetched)?;
+    Ok((before, after))
+}
+
+fn write_resources(
+    path: &Path,
+    responses: &[envoy_types::pb::envoy::service::discovery::v3::DiscoveryResponse],
+) -> anyhow::Result<()> {
+    let mut bytes = Vec::new();
+    for response in responses {
+        response.encode_length_delimited(&mut bytes)?;
+    }
+    std::fs::write(path, bytes)?;
+    Ok(())
+}
+
+/// Connects `streams` streams to `target`, waits for their sync, adds a destination and waits
+/// until every stream has it.
+async fn measure(target: Target, protocol: Protocol, streams: usize) -> anyhow::Result<Sample> {
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let rss_idle = target.rss()? as f64;
+    let started = Instant::now();
+    let opens =
+        (0..streams).map(|n| client::open(&target.xds, protocol, format!("sidecar-{n}.bench")));
+    let progress: Vec<Arc<Progress>> = futures::future::try_join_all(opens).await?;
+    let all_have = |count: u32| {
+        let progress = progress.clone();
+        move || {
+            let done = progress
+                .iter()
+                .all(|p| p.routes.load(Ordering::SeqCst) >= count);
+            async move { done }
+        }
+    };
+    targets::wait_until("every stream's initial sync", all_have(1)).await?;
+    let initial_sync = started.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let rss_streams = target.rss()? as f64;
+    let cpu_before = target.cpu_seconds()?;
+    let triggered = Instant::now();
+    target.trigger().await?;
+    targets::wait_until("every stream to hold the change", all_have(2)).await?;
+    let mut latencies = Vec::with_capacity(streams);
+    for p in &progress {
+        let last = p.last.lock().await.unwrap_or(triggered);
+        latencies.push(last.saturating_duration_since(triggered).as_secs_f64());
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let cpu_push = target.cpu_seconds()? - cpu_before;
+    latencies.sort_by(f64::total_cmp);
+    let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q).round() as usize];
+    drop(target);
+    Ok(Sample {
+        initial_sync,
+        push_p50: at(0.5),
+        push_p99: at(0.99),
+        push_max: at(1.0),
+        rss_idle,
+        rss_streams,
+        cpu_push,
+    })
+}
+
+/// The median of each field over the rounds.
+fn median(samples: &[Sample]) -> Sample {
+    let of = |field: fn(&Sample) -> f64| {
+        let mut values: Vec<f64> = samples.iter().map(field).collect();
+        values.sort_by(f64::total_cmp);
+        values[values.len() / 2]
+    };
+    Sample {
+        initial_sync: of(|s| s.initial_sync),
+        push_p50: of(|s| s.push_p50),
+        push_p99: of(|s| s.push_p99),
+        push_max: of(|s| s.push_max),
+        rss_idle: of(|s| s.rss_idle),
+        rss_streams: of(|s| s.rss_streams),
+        cpu_push: of(|s| s.cpu_push),
+    }
+}
+
+fn per_stream(sample: &Sample, streams: usize) -> f64 {
+    (sample.rss_streams - sample.rss_idle).max(0.0) / streams as f64
+}
+
+fn row(routes: usize, streams: usize, protocol: Protocol, server: &str, s: &Sample) {
+    const MB: f64 = 1024.0 * 1024.0;
+    println!(
+        "| {routes} | {streams} | {protocol} | {server} | {:.2} s | {:.0} ms | {:.0} ms | {:.0} ms | {:.0} MB | {:.0} MB | {:.0} KB | {:.2} s |",
+        s.initial_sync,
+        s.push_p50 * 1e3,
+        s.push_p99 * 1e3,
+        s.push_max * 1e3,
+        s.rss_idle / MB,
+        s.rss_streams / MB,
+        per_stream(s, streams) / 1024.0,
+        s.cpu_push,
+    );
+}
+
+fn ratio_row(routes: usize, streams: usize, protocol: Protocol, ours: &Sample, theirs: &Sample) {
+    let r = |a: f64, b: f64| {
+        if b > 0.0 {
+            format!("{:.2}×", a / b)
+        } else {
+            "–".to_string()
+        }
+    };
+    println!(
+        "| {routes} | {streams} | {protocol} | ratio | {} | {} | {} | {} | {} | {} | {} | {} |",
+        r(ours.initial_sync, theirs.initial_sync),
+        r(ours.push_p50, theirs.push_p50),
+        r(ours.push_p99, theirs.push_p99),
+        r(ours.push_max, theirs.push_max),
+        r(ours.rss_idle, theirs.rss_idle),
+        r(ours.rss_streams, theirs.rss_streams),
+        r(per_stream(ours, streams), per_stream(theirs, streams)),
+        r(ours.cpu_push, theirs.cpu_push),
+    );
+}
