@@ -1,7 +1,6 @@
-//! Compiles the project's own gRPC API (`proto/`) with protox, the ADS server stubs over the
-//! controller's shared-resource responses, and a descriptor set of the Envoy resources the
-//! controller serves, so that config dumps and golden files can be written as the proto3 JSON
-//! that Envoy itself reads. No system `protoc` is needed.
+//! Compiles the project's own gRPC API (`proto/`) with protox, and a descriptor set of the Envoy
+//! resources the controller serves, so that config dumps and golden files can be written as the
+//! proto3 JSON that Envoy itself reads. No system `protoc` is needed.
 
 use std::env;
 use std::fs;
@@ -53,7 +52,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .type_attribute(".", "#[derive(serde::Serialize)]")
         .compile_fds(admin)?;
-    aggregated_discovery_service();
 
     let root = envoy_proto_dir()?;
     let fixed = out.join("envoy-fixed");
@@ -71,46 +69,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         compiler.encode_file_descriptor_set(),
     )?;
     Ok(())
-}
-
-/// The Aggregated Discovery Service with Envoy's requests and the controller's own response
-/// types (`src/xds/wire.rs`), which encode as Envoy's responses but borrow their resources
-/// from the shared snapshot instead of copying them per stream.
-fn aggregated_discovery_service() {
-    use tonic_prost_build::manual::{Builder, Method, Service};
-    let method = |name: &str, route: &str, input: &str, output: &str| {
-        Method::builder()
-            .name(name)
-            .route_name(route)
-            .input_type(format!(
-                "envoy_types::pb::envoy::service::discovery::v3::{input}"
-            ))
-            .output_type(format!("crate::xds::wire::{output}"))
-            .codec_path("tonic_prost::ProstCodec")
-            .client_streaming()
-            .server_streaming()
-            .build()
-    };
-    let service = Service::builder()
-        .name("AggregatedDiscoveryService")
-        .package("envoy.service.discovery.v3")
-        .method(method(
-            "stream_aggregated_resources",
-            "StreamAggregatedResources",
-            "DiscoveryRequest",
-            "DiscoveryResponse",
-        ))
-        .method(method(
-            "delta_aggregated_resources",
-            "DeltaAggregatedResources",
-            "DeltaDiscoveryRequest",
-            "DeltaDiscoveryResponse",
-        ))
-        .build();
-    Builder::new()
-        .build_client(false)
-        .build_transport(false)
-        .compile(&[service]);
 }
 
 /// Finds the `proto/` directory of the `envoy-types` package this build resolved.

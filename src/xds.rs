@@ -10,6 +10,7 @@ pub mod server;
 pub mod snapshot;
 mod sotw;
 mod stream;
+mod transport;
 pub mod wire;
 
 /// Type URLs of the resources served, in the order pushes are made: clusters before the

@@ -42,6 +42,10 @@ struct Args {
     protocols: Vec<Protocol>,
     #[arg(long, default_value_t = 3)]
     rounds: usize,
+    /// Route counts for the translation measurement (start to first snapshot, one route's
+    /// change to the next, RSS), comma-separated; none skips it.
+    #[arg(long, value_delimiter = ',', default_value = "10000,50000")]
+    translate: Vec<usize>,
     /// Cargo passes `--bench` to every bench binary.
     #[arg(long, hide = true)]
     bench: bool,
@@ -70,14 +74,33 @@ struct Sample {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let work = tempfile::tempdir()?;
+    // LATTICE_XDS_BENCH_KEEP=1 keeps the manifests, resource files and server logs.
+    let dir = tempfile::tempdir()?;
+    let (work, _removed_on_exit) = if std::env::var_os("LATTICE_XDS_BENCH_KEEP").is_some() {
+        let kept = dir.keep();
+        eprintln!("keeping {}", kept.display());
+        (kept, None)
+    } else {
+        (dir.path().to_path_buf(), Some(dir))
+    };
+    let work = work.as_path();
+    if !args.translate.is_empty() {
+        println!(
+            "| routes | start → first snapshot | one route added → next snapshot | controller RSS | route configuration |"
+        );
+        println!("|---:|---:|---:|---:|---:|");
+        for &routes in &args.translate {
+            translation(routes, work).await?;
+        }
+        println!();
+    }
     println!(
         "| routes | streams | protocol | server | initial sync | push p50 | push p99 | push max | RSS idle | RSS with streams | per stream | CPU per push |"
     );
     println!("|---:|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     for &routes in &args.routes {
-        let manifests = work.path().join(format!("routes-{routes}"));
-        let (before, after) = capture(&manifests, routes, work.path()).await?;
+        let manifests = work.join(format!("routes-{routes}"));
+        let (before, after) = capture(&manifests, routes, work).await?;
         for &protocol in &args.protocols {
             let mut ours = Vec::new();
             let mut theirs = Vec::new();
@@ -90,7 +113,7 @@ async fn main() -> anyhow::Result<()> {
                         sample
                     } else {
                         targets::manifests(&manifests, routes)?;
-                        let target = targets::controller(&manifests, work.path()).await?;
+                        let target = targets::controller(&manifests, work).await?;
                         let sample = measure(target, protocol, args.streams).await?;
                         ours.push(sample.clone());
                         sample
@@ -105,6 +128,42 @@ async fn main() -> anyhow::Result<()> {
             ratio_row(routes, args.streams, protocol, &ours, &theirs);
         }
     }
+    Ok(())
+}
+
+/// How the controller copes with `routes` routes: from its start to the first snapshot, from
+/// one added route to the next snapshot, its RSS, and the size of the route configuration.
+async fn translation(routes: usize, work: &Path) -> anyhow::Result<()> {
+    let manifests = work.join(format!("translate-{routes}"));
+    targets::manifests(&manifests, routes)?;
+    let started = Instant::now();
+    let target = targets::controller(&manifests, work).await?;
+    targets::wait_until("the first snapshot", || async {
+        target.snapshots().await.is_ok_and(|n| n >= 1)
+    })
+    .await?;
+    let first = started.elapsed().as_secs_f64();
+    let before = target.snapshots().await?;
+    let changed = Instant::now();
+    target.trigger().await?;
+    targets::wait_until("the next snapshot", || async {
+        target.snapshots().await.is_ok_and(|n| n > before)
+    })
+    .await?;
+    let next = changed.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let rss = target.rss()? as f64 / (1024.0 * 1024.0);
+    let fetched = client::fetch_all(&target.xds).await?;
+    let route_bytes: usize = fetched
+        .iter()
+        .filter(|response| response.type_url == lattice_xds::xds::type_url::ROUTE)
+        .flat_map(|response| &response.resources)
+        .map(|any| any.value.len())
+        .sum();
+    println!(
+        "| {routes} | {first:.2} s | {next:.2} s | {rss:.0} MB | {:.1} MB |",
+        route_bytes as f64 / (1024.0 * 1024.0)
+    );
     Ok(())
 }
 
@@ -172,7 +231,13 @@ async fn measure(target: Target, protocol: Protocol, streams: usize) -> anyhow::
             async move { done }
         }
     };
-    targets::wait_until("every stream's initial sync", all_have(1)).await?;
+    if let Err(error) = targets::wait_until("every stream's initial sync", all_have(1)).await {
+        let synced = progress
+            .iter()
+            .filter(|p| p.routes.load(Ordering::SeqCst) >= 1)
+            .count();
+        anyhow::bail!("{error}: {synced} of {streams} streams synced");
+    }
     let initial_sync = started.elapsed().as_secs_f64();
     tokio::time::sleep(Duration::from_secs(2)).await;
     let rss_streams = target.rss()? as f64;

@@ -14,6 +14,8 @@ use tokio::process::{Child, Command};
 pub struct Target {
     pub child: Child,
     pub xds: String,
+    /// The controller's admin address; `None` for the peer.
+    pub admin: Option<String>,
     trigger: Trigger,
 }
 
@@ -49,6 +51,23 @@ impl Target {
             }
         }
         Ok(())
+    }
+
+    /// Snapshots the controller has published (`lattice_xds_snapshots_total`).
+    pub async fn snapshots(&self) -> anyhow::Result<u64> {
+        let admin = self
+            .admin
+            .as_ref()
+            .context("only the controller publishes snapshots")?;
+        let output = Command::new("curl")
+            .args(["-fsS", &format!("http://{admin}/metrics")])
+            .output()
+            .await?;
+        let text = String::from_utf8_lossy(&output.stdout);
+        text.lines()
+            .find_map(|line| line.strip_prefix("lattice_xds_snapshots_total "))
+            .and_then(|value| value.trim().parse().ok())
+            .context("no lattice_xds_snapshots_total")
     }
 
     /// The server's resident memory, in bytes.
@@ -135,6 +154,7 @@ pub async fn controller(manifests: &Path, logs: &Path) -> anyhow::Result<Target>
     Ok(Target {
         child,
         xds: format!("127.0.0.1:{xds}"),
+        admin: Some(format!("127.0.0.1:{admin}")),
         trigger: Trigger::Manifest {
             dir: manifests.to_path_buf(),
         },
@@ -165,6 +185,7 @@ pub async fn peer(binary: &Path, initial: &Path, next: &Path) -> anyhow::Result<
     };
     Ok(Target {
         xds: field("ads=")?,
+        admin: None,
         trigger: Trigger::Load {
             control: field("control=")?,
             file: next.to_path_buf(),
