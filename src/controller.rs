@@ -76,6 +76,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// Runs the controller until a termination signal; streams are closed cleanly on the way out.
 pub async fn run(config: ControllerConfig) -> anyhow::Result<()> {
+    crate::memory::return_large_blocks();
     let xds_listener = TcpListener::bind(config.xds_listen)
         .await
         .with_context(|| format!("cannot listen for xDS on {}", config.xds_listen))?;

@@ -9,6 +9,7 @@ pub mod controller;
 pub mod emulator;
 pub mod https;
 pub mod inject;
+pub mod memory;
 pub mod metrics;
 pub mod model;
 pub mod policy;
