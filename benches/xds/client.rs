@@ -39,6 +39,8 @@ impl std::fmt::Display for Protocol {
 pub struct Progress {
     pub routes: AtomicU32,
     pub last: Mutex<Option<Instant>>,
+    /// Why the stream ended, if it did.
+    pub ended: Mutex<Option<String>>,
 }
 
 impl Progress {
@@ -61,10 +63,17 @@ pub async fn open(
         AggregatedDiscoveryServiceClient::new(channel).max_decoding_message_size(usize::MAX);
     let progress = Arc::new(Progress::default());
     let watched = Arc::clone(&progress);
-    match protocol {
-        Protocol::Delta => tokio::spawn(delta(client, node, watched)),
-        Protocol::Sotw => tokio::spawn(sotw(client, node, watched)),
-    };
+    tokio::spawn(async move {
+        let result = match protocol {
+            Protocol::Delta => delta(client, node, Arc::clone(&watched)).await,
+            Protocol::Sotw => sotw(client, node, Arc::clone(&watched)).await,
+        };
+        let why = match result {
+            Ok(()) => "closed by the server".to_string(),
+            Err(error) => format!("{error:#}"),
+        };
+        *watched.ended.lock().await = Some(why);
+    });
     Ok(progress)
 }
 

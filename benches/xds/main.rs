@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use client::{Progress, Protocol};
+use futures::{StreamExt, TryStreamExt};
 use prost::Message;
 use targets::Target;
 
@@ -220,9 +221,13 @@ async fn measure(target: Target, protocol: Protocol, streams: usize) -> anyhow::
     tokio::time::sleep(Duration::from_secs(1)).await;
     let rss_idle = target.rss()? as f64;
     let started = Instant::now();
+    // Sidecars connect in waves, not all in one instant: 64 connections at a time.
     let opens =
         (0..streams).map(|n| client::open(&target.xds, protocol, format!("sidecar-{n}.bench")));
-    let progress: Vec<Arc<Progress>> = futures::future::try_join_all(opens).await?;
+    let progress: Vec<Arc<Progress>> = futures::stream::iter(opens)
+        .buffered(64)
+        .try_collect()
+        .await?;
     let all_have = |count: u32| {
         let progress = progress.clone();
         move || {
@@ -237,7 +242,15 @@ async fn measure(target: Target, protocol: Protocol, streams: usize) -> anyhow::
             .iter()
             .filter(|p| p.routes.load(Ordering::SeqCst) >= 1)
             .count();
-        anyhow::bail!("{error}: {synced} of {streams} streams synced");
+        let mut ended = Vec::new();
+        for p in &progress {
+            if let Some(why) = p.ended.lock().await.clone() {
+                ended.push(why);
+            }
+        }
+        ended.sort();
+        ended.dedup();
+        anyhow::bail!("{error}: {synced} of {streams} streams synced; streams ended: {ended:?}");
     }
     let initial_sync = started.elapsed().as_secs_f64();
     tokio::time::sleep(Duration::from_secs(2)).await;
