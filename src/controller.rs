@@ -74,11 +74,26 @@ const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long connections may take to close after a termination signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
+/// Connections waiting to be accepted on the xDS port. When the controller restarts, every
+/// sidecar of the cluster reconnects at once; the kernel caps this at `net.core.somaxconn`.
+const XDS_BACKLOG: u32 = 4096;
+
+/// The xDS listener, with room for a whole fleet reconnecting at once (the default backlog of
+/// 1,024 drops connection attempts of larger fleets, which then wait seconds to retry).
+fn listen_for_sidecars(address: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = match address {
+        std::net::SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        std::net::SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(address)?;
+    socket.listen(XDS_BACKLOG)
+}
+
 /// Runs the controller until a termination signal; streams are closed cleanly on the way out.
 pub async fn run(config: ControllerConfig) -> anyhow::Result<()> {
     crate::memory::return_large_blocks();
-    let xds_listener = TcpListener::bind(config.xds_listen)
-        .await
+    let xds_listener = listen_for_sidecars(config.xds_listen)
         .with_context(|| format!("cannot listen for xDS on {}", config.xds_listen))?;
     let admin_listener = TcpListener::bind(config.admin_listen)
         .await

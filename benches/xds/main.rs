@@ -285,7 +285,12 @@ fn median(samples: &[Sample]) -> Sample {
     let of = |field: fn(&Sample) -> f64| {
         let mut values: Vec<f64> = samples.iter().map(field).collect();
         values.sort_by(f64::total_cmp);
-        values[values.len() / 2]
+        let middle = values.len() / 2;
+        if values.len() % 2 == 0 {
+            (values[middle - 1] + values[middle]) / 2.0
+        } else {
+            values[middle]
+        }
     };
     Sample {
         initial_sync: of(|s| s.initial_sync),
