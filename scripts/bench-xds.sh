@@ -2,7 +2,7 @@
 # `make bench-xds`: the controller against go-control-plane (built from its Go module by
 # scripts/build-go-peer.sh) under sidecar-like ADS load, side by side in one run, then stock
 # Envoy's memory as destinations grow. Release builds; not part of `make test`. Prints the
-# Markdown tables for docs/benchmarks.md.
+# Markdown tables for docs/benchmarks.md and draws docs/benchmarks-xds.png from them.
 #
 #   [ROUTES=1000,10000] [STREAMS=1000] [PROTOCOLS=delta,sotw] [ROUNDS=3] scripts/bench-xds.sh
 set -euo pipefail
@@ -12,8 +12,13 @@ cd "$(dirname "$0")/.."
 ulimit -n "$(ulimit -Hn)"
 peer=$(scripts/build-go-peer.sh)
 cargo build --release --locked --quiet
-cargo bench --locked --quiet --bench xds -- --peer "$peer" \
-  --routes "${ROUTES:-1000,10000}" --streams "${STREAMS:-1000}" \
-  --protocols "${PROTOCOLS:-delta,sotw}" --rounds "${ROUNDS:-3}"
-echo
-BIN=target/release/lattice-xds scripts/bench-sidecar.sh 10 1000 10000
+results=$(mktemp -t lattice-xds-bench.XXXXXX)
+trap 'rm -f "$results"' EXIT
+{
+  cargo bench --locked --quiet --bench xds -- --peer "$peer" \
+    --routes "${ROUTES:-1000,10000}" --streams "${STREAMS:-1000}" \
+    --protocols "${PROTOCOLS:-delta,sotw}" --rounds "${ROUNDS:-3}"
+  echo
+  BIN=target/release/lattice-xds scripts/bench-sidecar.sh 10 1000 10000
+} | tee "$results"
+scripts/bench-chart.sh "$results"
