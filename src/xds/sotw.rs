@@ -279,3 +279,6 @@ impl Variant for Sotw {
         self.respond(type_url::CLUSTER, transition, proxy)
     }
 }
+
+#[cfg(test)]
+mod tests;
