@@ -55,11 +55,11 @@ impl Holdings {
         if let Some(change) = self.changes.get(name) {
             return change.as_ref().map(|held| held.version.as_str());
         }
-        self.from_base(name)
+        self.in_base(name)
             .map(|resource| resource.version.as_str())
     }
 
-    fn from_base(&self, name: &str) -> Option<&super::snapshot::Resource> {
+    fn in_base(&self, name: &str) -> Option<&super::snapshot::Resource> {
         let selected = self.names.as_ref().is_none_or(|names| names.contains(name));
         selected.then(|| self.base.as_ref()?.resources.get(name))?
     }
@@ -69,7 +69,7 @@ impl Holdings {
         let mut held: BTreeMap<&str, Held> = BTreeMap::new();
         if let Some(base) = &self.base {
             for (name, resource) in &base.resources {
-                if self.from_base(name).is_some() {
+                if self.in_base(name).is_some() {
                     let any = Some(Arc::clone(&resource.any));
                     let version = resource.version.clone();
                     held.insert(name, Held { version, any });
