@@ -74,6 +74,12 @@ impl Delta {
         }
     }
 
+    /// The types that must be sent, in push order.
+    fn due(&self) -> Vec<&'static str> {
+        self.per
+            .due(|type_url, state| self.needs_send(type_url, state))
+    }
+
     fn needs_send(&self, type_url: &str, state: &TypeState) -> bool {
         let Some(current) = self.per.current(type_url) else {
             return false;
@@ -295,24 +301,14 @@ impl Variant for Delta {
     }
 
     fn pending(&self) -> bool {
-        !self
-            .per
-            .due(|type_url, state| self.needs_send(type_url, state))
-            .is_empty()
+        !self.due().is_empty()
     }
 
     /// What changed, type by type in push order: additions first, then the removal of
     /// clusters, once listeners and routes no longer use them.
     fn next_response(&mut self, proxy: &ProxyHandle) -> Option<DeltaDiscoveryResponse> {
         loop {
-            let mut due: Vec<&'static str> = self
-                .per
-                .types
-                .iter()
-                .filter(|(type_url, state)| self.needs_send(type_url, state))
-                .map(|(type_url, _)| *type_url)
-                .collect();
-            due.sort_by_key(|type_url| type_url::rank(type_url));
+            let due = self.due();
             let first = *due.first()?;
             let others = due.len() > 1;
             let mut diff = self.diff(first);

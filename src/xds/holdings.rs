@@ -55,8 +55,7 @@ impl Holdings {
         if let Some(change) = self.changes.get(name) {
             return change.as_ref().map(|held| held.version.as_str());
         }
-        self.in_base(name)
-            .map(|resource| resource.version.as_str())
+        self.in_base(name).map(|resource| resource.version.as_str())
     }
 
     fn in_base(&self, name: &str) -> Option<&super::snapshot::Resource> {

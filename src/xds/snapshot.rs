@@ -245,4 +245,4 @@ fn secret_name(cluster: &Cluster) -> Option<String> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

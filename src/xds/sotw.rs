@@ -15,7 +15,7 @@ use tonic::Status;
 use super::holdings::Holdings;
 use super::limits::{Limits, truncated};
 use super::registry::ProxyHandle;
-use super::snapshot::Snapshot;
+use super::snapshot::{Resource, Snapshot, TypeResources};
 use super::stream::{PerType, Variant};
 use super::type_url;
 use super::wire::DiscoveryResponse;
@@ -90,6 +90,12 @@ impl Sotw {
 
     /// Whether `type_url` must be sent: answered never or for an old subscription, or its
     /// version moved on.
+    /// The types that must be sent, in push order.
+    fn due(&self) -> Vec<&'static str> {
+        self.per
+            .due(|type_url, state| self.needs_send(type_url, state))
+    }
+
     fn needs_send(&self, type_url: &str, state: &TypeState) -> bool {
         let Some(current) = self.per.current(type_url) else {
             return false;
@@ -104,31 +110,25 @@ impl Sotw {
 
     /// Whether sending the current clusters would remove some the proxy holds.
     fn removes_clusters(&self) -> bool {
-        let (Some(state), Some(current)) = (
-            self.per.types.get(type_url::CLUSTER),
-            self.per.current(type_url::CLUSTER),
-        ) else {
-            return false;
-        };
-        state
-            .holdings
-            .held()
-            .keys()
-            .any(|name| !current.resources.contains_key(*name))
+        self.clusters().is_some_and(|(held, current)| {
+            held.held()
+                .keys()
+                .any(|name| !current.resources.contains_key(*name))
+        })
     }
 
     /// Whether the current clusters hold any the proxy lacks or holds at another version.
     fn adds_clusters(&self) -> bool {
-        let (Some(state), Some(current)) = (
-            self.per.types.get(type_url::CLUSTER),
-            self.per.current(type_url::CLUSTER),
-        ) else {
-            return false;
-        };
-        current
-            .resources
-            .values()
-            .any(|resource| state.holdings.version(&resource.name) != Some(&resource.version))
+        self.clusters().is_some_and(|(held, current)| {
+            let differs = |r: &Resource| held.version(&r.name) != Some(&r.version);
+            current.resources.values().any(differs)
+        })
+    }
+
+    /// The clusters the proxy holds and the current ones, once both exist.
+    fn clusters(&self) -> Option<(&Holdings, &Arc<TypeResources>)> {
+        let state = self.per.types.get(type_url::CLUSTER)?;
+        Some((&state.holdings, self.per.current(type_url::CLUSTER)?))
     }
 
     /// Sends `type_url`: its subscribed resources, plus, during a make-before-break cluster
@@ -241,24 +241,14 @@ impl Variant for Sotw {
     }
 
     fn pending(&self) -> bool {
-        !self
-            .per
-            .due(|type_url, state| self.needs_send(type_url, state))
-            .is_empty()
+        !self.due().is_empty()
     }
 
     /// The next type to send, in push order (make-before-break, `xds_protocol.rst` "Eventual
     /// consistency considerations"): new clusters before the listeners and routes that use
     /// them, and clusters that are gone removed only after the routes have moved off them.
     fn next_response(&mut self, proxy: &ProxyHandle) -> Option<DiscoveryResponse> {
-        let mut due: Vec<&'static str> = self
-            .per
-            .types
-            .iter()
-            .filter(|(type_url, state)| self.needs_send(type_url, state))
-            .map(|(type_url, _)| *type_url)
-            .collect();
-        due.sort_by_key(|type_url| type_url::rank(type_url));
+        let due = self.due();
         let first = *due.first()?;
         if first != type_url::CLUSTER {
             return self.respond(first, false, proxy);

@@ -5,7 +5,7 @@ use crate::model::{Destination, ObjectRef, Settings, Trust};
 use crate::translate::translate;
 
 /// Destinations on the system roots; pinned ones get a cluster of their own.
-fn mesh_with(hosts: &[&str], pinned: bool) -> Resources {
+pub(crate) fn mesh_with(hosts: &[&str], pinned: bool) -> Resources {
     let mut mesh = Settings::default().mesh();
     for host in hosts {
         let destination = Destination {

@@ -3,28 +3,12 @@ use prost::Message as _;
 
 use super::*;
 use crate::metrics::Metrics;
-use crate::model::{Destination, ObjectRef, Settings, Trust};
-use crate::translate::translate;
 use crate::xds::registry::Registry;
+use crate::xds::snapshot::tests::mesh_with;
 
 /// A snapshot whose destinations each have a cluster of their own (they are pinned).
 fn snapshot(version: u64, hosts: &[&str], previous: Option<&Snapshot>) -> Arc<Snapshot> {
-    let mut mesh = Settings::default().mesh();
-    for host in hosts {
-        let destination = Destination {
-            host: host.to_string(),
-            port: 443,
-            tls: Some(Trust::SystemRoots),
-            pinned: Some("127.0.0.1:8443".parse().unwrap()),
-            source: ObjectRef {
-                namespace: "apps".into(),
-                name: host.to_string(),
-            },
-            auth_policies: Vec::new(),
-        };
-        mesh.destinations.insert(host.to_string(), destination);
-    }
-    Arc::new(Snapshot::new(version, &translate(&mesh), previous).unwrap())
+    Arc::new(Snapshot::new(version, &mesh_with(hosts, true), previous).unwrap())
 }
 
 fn request(type_url: &str, names: &[&str]) -> DiscoveryRequest {
