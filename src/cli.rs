@@ -585,13 +585,9 @@ impl ControllerArgs {
         for path in &self.ca_files {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("cannot read CA file {}", path.display()))?;
-            anyhow::ensure!(
-                text.contains("-----BEGIN CERTIFICATE-----"),
-                "CA file {} holds no PEM certificate",
-                path.display()
-            );
-            pem.push_str(text.trim_end());
-            pem.push('\n');
+            let certificates = crate::trust::validate::certificates_only(&text)
+                .with_context(|| format!("refusing CA file {}", path.display()))?;
+            pem.push_str(&certificates);
         }
         let mut sources: Vec<String> = self
             .ca_files

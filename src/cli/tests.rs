@@ -126,3 +126,34 @@ fn the_source_is_a_directory_or_the_kubernetes_api_never_both_or_neither() {
     assert_eq!(kube.ca_bundle_namespaces, "lattice-xds/ca-bundle=true");
     assert_eq!(config.settings.gateway_class, "amazon-vpc-lattice");
 }
+
+#[test]
+fn a_ca_file_with_a_private_key_is_refused_and_only_certificates_are_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = "-----BEGIN PRIVATE KEY-----\nc2VjcmV0\n-----END PRIVATE KEY-----\n";
+    let combined = write(dir.path(), "combined.pem", &format!("{PEM}{key}"));
+    let error = controller(&[&format!("--ca-file={combined}")]).unwrap_err();
+    let message = format!("{error:#}");
+    assert!(message.contains(&combined), "{message}");
+    assert!(message.contains("private key"), "{message}");
+    assert!(!message.contains("c2VjcmV0"), "{message}");
+    let ec_key = key.replace("PRIVATE KEY", "EC PRIVATE KEY");
+    let ec = write(dir.path(), "ec.pem", &format!("{ec_key}{PEM}"));
+    assert!(controller(&[&format!("--ca-file={ec}")]).is_err());
+
+    let annotated = write(
+        dir.path(),
+        "annotated.pem",
+        &format!(
+            "# the team's CA\nsubject=CN=team\n{PEM}-----BEGIN PUBLIC KEY-----\nUFVC\n-----END PUBLIC KEY-----\n"
+        ),
+    );
+    let config = controller(&[&format!("--ca-file={annotated}")]).unwrap();
+    assert_eq!(config.settings.bundles[PRIVATE_CA_BUNDLE].pem, PEM);
+    let empty = write(dir.path(), "empty.pem", "# nothing here\n");
+    let error = controller(&[&format!("--ca-file={empty}")]).unwrap_err();
+    assert!(
+        format!("{error:#}").contains("holds no PEM certificate"),
+        "{error:#}"
+    );
+}

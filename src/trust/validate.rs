@@ -126,6 +126,44 @@ fn certificates(
     Ok(found)
 }
 
+/// Why a CA file was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum NotCertificates {
+    #[error(
+        "it holds a private key (a PEM {0:?} block); a CA file must hold certificates only, and nothing of this one is served"
+    )]
+    PrivateKey(String),
+    #[error("it holds no PEM certificate")]
+    NoCertificate,
+    #[error("it is not valid PEM: {0}")]
+    Unreadable(String),
+}
+
+/// The `CERTIFICATE` blocks of a PEM file, re-encoded, and nothing else: comments, parameters
+/// and public keys are dropped. A file holding any private key is refused whole, so a combined
+/// certificate-and-key file never reaches a sidecar or a ConfigMap.
+pub fn certificates_only(text: &str) -> Result<String, NotCertificates> {
+    if let Some(label) = text
+        .lines()
+        .filter_map(|line| line.trim().strip_prefix("-----BEGIN "))
+        .map(|rest| rest.trim_end_matches('-'))
+        .find(|label| label.contains("PRIVATE KEY"))
+    {
+        return Err(NotCertificates::PrivateKey(label.to_string()));
+    }
+    let mut pem = String::new();
+    for block in Pem::iter_from_buffer(text.as_bytes()) {
+        let block = block.map_err(|error| NotCertificates::Unreadable(error.to_string()))?;
+        if block.label == "CERTIFICATE" {
+            push_pem(&block.contents, &mut pem);
+        }
+    }
+    if pem.is_empty() {
+        return Err(NotCertificates::NoCertificate);
+    }
+    Ok(pem)
+}
+
 /// Appends DER as a PEM `CERTIFICATE` block.
 fn push_pem(der: &[u8], out: &mut String) {
     use base64::Engine as _;
