@@ -10,9 +10,9 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
 use crate::bootstrap::{BootstrapConfig, XdsAddress, XdsProtocol};
-use crate::controller::{ControllerConfig, Source, WebhookConfig};
+use crate::certificates::CertificateSource;
+use crate::controller::{ControllerConfig, Source, WebhookConfig, XdsAuth};
 use crate::inject::InjectConfig;
-use crate::inject::tls::CertificateSource;
 use crate::model::{
     DEFAULT_GATEWAY_CLASS, DEFAULT_SYSTEM_CA_FILE, Egress, PRIVATE_CA_BUNDLE, Settings, Signing,
     SigningAlgorithm, SigningMode, TrustBundle,
@@ -21,7 +21,17 @@ use crate::provider::kubernetes::{KubernetesConfig, LeaseConfig};
 use crate::redirect::{Cidr, RedirectConfig};
 use crate::signer::{Algorithm, Defaults, SignerConfig};
 use crate::trust::fetch::{CaArn, TrustSettings};
+use crate::xds::auth::DEFAULT_AUDIENCE;
 use crate::xds::limits::Limits;
+
+/// How ADS streams authenticate (`--xds-auth`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum XdsAuthMode {
+    /// A projected service account token per stream, checked with a TokenReview.
+    Kubernetes,
+    /// No authentication.
+    None,
+}
 
 /// An xDS control plane for Envoy sidecars that call services through Amazon VPC Lattice.
 #[derive(Debug, Parser)]
@@ -294,6 +304,35 @@ pub struct ControllerArgs {
         default_value = "127.0.0.1:18000"
     )]
     pub xds_listen: SocketAddr,
+    /// How ADS streams authenticate: `kubernetes` (each stream carries its pod's projected
+    /// service account token, checked with a TokenReview, and may only use the node id
+    /// `<pod>.<namespace>`; needs --kubernetes and xDS over TLS) or `none` (anyone who reaches
+    /// the port is served, under any node id).
+    #[arg(long, env = "LATTICE_XDS_XDS_AUTH", value_enum, default_value_t = XdsAuthMode::None)]
+    pub xds_auth: XdsAuthMode,
+    /// The audience sidecars' xDS tokens are issued for (their projected token's `audience`).
+    #[arg(long, env = "LATTICE_XDS_XDS_AUDIENCE", default_value = DEFAULT_AUDIENCE)]
+    pub xds_audience: String,
+    /// Serve ADS over TLS with this certificate chain (PEM, re-read as it changes, for example
+    /// from a cert-manager Secret); needs --xds-tls-key.
+    #[arg(long, env = "LATTICE_XDS_XDS_TLS_CERT", requires = "xds_tls_key")]
+    pub xds_tls_cert: Option<PathBuf>,
+    /// The private key of --xds-tls-cert (PEM).
+    #[arg(long, env = "LATTICE_XDS_XDS_TLS_KEY", requires = "xds_tls_cert")]
+    pub xds_tls_key: Option<PathBuf>,
+    /// The CA that issued --xds-tls-cert (PEM): injected sidecars verify the controller with it.
+    #[arg(long, env = "LATTICE_XDS_XDS_TLS_CA", requires = "xds_tls_cert")]
+    pub xds_tls_ca: Option<PathBuf>,
+    /// Serve ADS over TLS with a certificate the controller makes for this name from its CA
+    /// (the Secret --webhook-ca-secret) and renews every --webhook-renew-every; needs
+    /// --kubernetes. Repeatable: the Service's names.
+    #[arg(
+        long = "xds-tls-host",
+        env = "LATTICE_XDS_XDS_TLS_HOST",
+        value_delimiter = ',',
+        conflicts_with = "xds_tls_cert"
+    )]
+    pub xds_tls_hosts: Vec<String>,
     /// Address of the admin server: /healthz, /readyz, /metrics, /debug/*, and the status API.
     #[arg(
         long,
@@ -493,6 +532,17 @@ pub struct BootstrapArgs {
     /// Write the bootstrap to this file instead of standard output.
     #[arg(long, env = "LATTICE_XDS_OUTPUT")]
     pub output: Option<PathBuf>,
+    /// Reach the controller over TLS, verifying its certificate with this CA (PEM text; the
+    /// injected bootstrap container gets it in LATTICE_XDS_XDS_CA).
+    #[arg(long, env = "LATTICE_XDS_XDS_CA", conflicts_with = "xds_ca_file")]
+    pub xds_ca: Option<String>,
+    /// The same CA, from a PEM file.
+    #[arg(long, env = "LATTICE_XDS_XDS_CA_FILE")]
+    pub xds_ca_file: Option<PathBuf>,
+    /// Send this file's token as `authorization: Bearer <token>` on every ADS stream (Envoy
+    /// reads it again for each new stream, so the kubelet's renewals are used); needs TLS.
+    #[arg(long, env = "LATTICE_XDS_XDS_TOKEN_FILE")]
+    pub xds_token_file: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -641,6 +691,43 @@ impl ControllerArgs {
             "--kubeconfig needs --kubernetes (the manifest directory needs no credentials)"
         );
         let lease_namespace = self.lease_namespace.unwrap_or_else(default_lease_namespace);
+        let xds_tls = match (self.xds_tls_cert, self.xds_tls_key) {
+            (Some(certificate), Some(key)) => Some(CertificateSource::Pair {
+                certificate,
+                key,
+                ca: self.xds_tls_ca,
+            }),
+            _ if !self.xds_tls_hosts.is_empty() => {
+                anyhow::ensure!(
+                    self.kubernetes,
+                    "--xds-tls-host needs --kubernetes: the controller's CA is kept in a Secret (use --xds-tls-cert and --xds-tls-key otherwise)"
+                );
+                Some(CertificateSource::Managed {
+                    namespace: lease_namespace.clone(),
+                    secret: self.webhook_ca_secret.clone(),
+                    hosts: self.xds_tls_hosts,
+                    configuration: None,
+                    renew_every: self.webhook_renew_every,
+                })
+            }
+            _ => None,
+        };
+        let xds_auth = match self.xds_auth {
+            XdsAuthMode::None => XdsAuth::None,
+            XdsAuthMode::Kubernetes => {
+                anyhow::ensure!(
+                    self.kubernetes,
+                    "--xds-auth kubernetes needs --kubernetes: tokens are checked with the Kubernetes API"
+                );
+                anyhow::ensure!(
+                    xds_tls.is_some(),
+                    "--xds-auth kubernetes needs xDS over TLS (--xds-tls-host, or --xds-tls-cert and --xds-tls-key): tokens are never sent in plain text"
+                );
+                XdsAuth::Kubernetes {
+                    audience: self.xds_audience,
+                }
+            }
+        };
         let webhook = match self.webhook_listen {
             None => None,
             Some(listen) => {
@@ -659,7 +746,7 @@ impl ControllerArgs {
                             namespace: lease_namespace.clone(),
                             secret: self.webhook_ca_secret,
                             hosts: self.webhook_hosts,
-                            configuration: self.webhook_configuration,
+                            configuration: Some(self.webhook_configuration),
                             renew_every: self.webhook_renew_every,
                         }
                     }
@@ -676,6 +763,10 @@ impl ControllerArgs {
                         signing: settings.signing.mode,
                         region: settings.signing.region.clone(),
                         signer_probe_port: self.signer_probe_port,
+                        xds_token_audience: match &xds_auth {
+                            XdsAuth::Kubernetes { audience } => Some(audience.clone()),
+                            XdsAuth::None => None,
+                        },
                     },
                 })
             }
@@ -696,6 +787,8 @@ impl ControllerArgs {
         Ok(ControllerConfig {
             source,
             webhook,
+            xds_tls,
+            xds_auth,
             xds_listen: self.xds_listen,
             admin_listen: self.admin_listen,
             settings,
@@ -740,16 +833,35 @@ fn default_lease_namespace() -> String {
         .unwrap_or_else(|| "default".to_string())
 }
 
-impl From<BootstrapArgs> for BootstrapConfig {
-    fn from(args: BootstrapArgs) -> Self {
-        Self {
-            node_id: args.node_id,
-            cluster: args.cluster,
-            namespace: args.namespace,
-            xds_address: args.xds_address,
-            admin_port: args.admin_port,
-            protocol: args.xds_protocol,
+impl BootstrapArgs {
+    /// The bootstrap's configuration; reads the CA file, naming it when it cannot be used.
+    pub fn into_config(self) -> anyhow::Result<BootstrapConfig> {
+        let xds_ca = match (self.xds_ca, &self.xds_ca_file) {
+            (Some(pem), _) => Some(pem),
+            (None, Some(path)) => Some(
+                std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read the xDS CA file {}", path.display()))?,
+            ),
+            (None, None) => None,
+        };
+        if let Some(pem) = &xds_ca {
+            crate::trust::validate::certificates_only(pem)
+                .context("--xds-ca must be the PEM certificate of the controller's CA")?;
         }
+        anyhow::ensure!(
+            xds_ca.is_some() || self.xds_token_file.is_none(),
+            "--xds-token-file needs --xds-ca or --xds-ca-file: the token is only sent over TLS"
+        );
+        Ok(BootstrapConfig {
+            node_id: self.node_id,
+            cluster: self.cluster,
+            namespace: self.namespace,
+            xds_address: self.xds_address,
+            admin_port: self.admin_port,
+            protocol: self.xds_protocol,
+            xds_ca,
+            xds_token_file: self.xds_token_file,
+        })
     }
 }
 

@@ -9,18 +9,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use futures::FutureExt;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::admin::{self, status::StatusService};
-use crate::inject::tls::{self as webhook_tls, CertificateSource, ServingCertificate};
+use crate::certificates::{self, CertificateSource, ServingCertificate};
 use crate::inject::{InjectConfig, webhook};
 use crate::metrics::Metrics;
 use crate::model::Settings;
 use crate::provider::file;
 use crate::provider::kubernetes::{self, KubernetesConfig, ca_bundle, events, leader};
 use crate::trust::fetch::{self as trust, TrustSettings, TrustState};
+use crate::xds::auth::{Authenticator, TokenReviews};
 use crate::xds::limits::Limits;
 use crate::xds::registry::Registry;
 use crate::xds::server::AdsServer;
@@ -51,11 +53,23 @@ pub struct WebhookConfig {
     pub inject: InjectConfig,
 }
 
+/// How ADS streams authenticate.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum XdsAuth {
+    /// Anyone who reaches the port is served.
+    None,
+    /// Each stream carries a pod's projected service account token for `audience`.
+    Kubernetes { audience: String },
+}
+
 /// Everything `lattice-xds controller` needs, parsed from flags and environment.
 #[derive(Clone, Debug)]
 pub struct ControllerConfig {
     pub source: Source,
     pub webhook: Option<WebhookConfig>,
+    /// Where the ADS server's TLS certificate comes from; `None` serves plain text.
+    pub xds_tls: Option<CertificateSource>,
+    pub xds_auth: XdsAuth,
     pub xds_listen: SocketAddr,
     pub admin_listen: SocketAddr,
     pub settings: Settings,
@@ -110,6 +124,40 @@ pub async fn run(config: ControllerConfig) -> anyhow::Result<()> {
         Arc::clone(&metrics),
         config.debounce,
     );
+    let client = match &config.source {
+        Source::Kubernetes(kube) => Some(kubernetes::client(kube).await?),
+        Source::Manifests(_) => None,
+    };
+    let xds_certificate = match &config.xds_tls {
+        Some(source) => {
+            let serving = Arc::new(ServingCertificate::default());
+            let (_, not_leading) = watch::channel(false);
+            tokio::spawn(certificates::run(
+                source.clone(),
+                client.clone(),
+                Arc::clone(&serving),
+                not_leading,
+                Arc::clone(&metrics),
+                shutdown.clone(),
+            ));
+            Some(serving)
+        }
+        None => None,
+    };
+    let authenticator = match (&config.xds_auth, &client) {
+        (XdsAuth::None, _) => {
+            if !config.xds_listen.ip().is_loopback() {
+                tracing::warn!(xds = %config.xds_listen, "ADS streams are not authenticated (--xds-auth none): anyone who reaches this address can read the configuration of every sidecar under any node id");
+            }
+            Authenticator::Open
+        }
+        (XdsAuth::Kubernetes { audience }, Some(client)) => Authenticator::Kubernetes(Arc::new(
+            TokenReviews::new(client.clone(), audience.clone(), Arc::clone(&metrics)),
+        )),
+        (XdsAuth::Kubernetes { .. }, None) => {
+            anyhow::bail!("--xds-auth kubernetes needs --kubernetes")
+        }
+    };
     let provider = match &config.source {
         Source::Manifests(dir) => {
             let dir = dir.clone();
@@ -120,7 +168,7 @@ pub async fn run(config: ControllerConfig) -> anyhow::Result<()> {
             })
         }
         Source::Kubernetes(kube) => {
-            let client = kubernetes::client(kube).await?;
+            let client = client.clone().expect("a client for the Kubernetes source");
             let (stores_tx, stores_rx) = watch::channel(None);
             let (leader_tx, leader_rx) = watch::channel(false);
             tokio::spawn(leader::run(
@@ -149,7 +197,16 @@ pub async fn run(config: ControllerConfig) -> anyhow::Result<()> {
                 shutdown.clone(),
             ));
             if let Some(config) = &config.webhook {
-                start_webhook(config, client.clone(), leader_rx, &metrics, &shutdown).await?;
+                let xds_ca = xds_certificate.clone();
+                start_webhook(
+                    config,
+                    client.clone(),
+                    xds_ca,
+                    leader_rx,
+                    &metrics,
+                    &shutdown,
+                )
+                .await?;
             }
             let metrics = Arc::clone(&metrics);
             tokio::spawn(async move {
@@ -173,17 +230,39 @@ pub async fn run(config: ControllerConfig) -> anyhow::Result<()> {
         Arc::clone(&registry),
         shutdown.clone(),
         config.xds_limits.clone(),
+        authenticator,
     );
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(xds_listener);
-    let xds = tonic::transport::Server::builder()
+    let xds_server = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
         .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
         .tcp_keepalive(Some(KEEPALIVE_INTERVAL))
-        .add_service(ads.into_service())
-        .serve_with_incoming_shutdown(incoming, shutdown.clone().cancelled_owned());
+        .add_service(ads.into_service());
+    let stopped = shutdown.clone().cancelled_owned();
+    let xds = match &xds_certificate {
+        Some(serving) => {
+            let incoming =
+                crate::https::grpc_incoming(xds_listener, serving.clone(), shutdown.clone())?;
+            xds_server
+                .serve_with_incoming_shutdown(incoming, stopped)
+                .boxed()
+        }
+        None => {
+            let incoming = tokio_stream::wrappers::TcpListenerStream::new(xds_listener);
+            xds_server
+                .serve_with_incoming_shutdown(incoming, stopped)
+                .boxed()
+        }
+    };
     let status = StatusService::new(registry, snapshot_rx, trust_rx);
     let admin = admin::serve(admin_listener, status, shutdown.clone());
-    tracing::info!(xds = %config.xds_listen, admin = %config.admin_listen, source = %config.source, "controller started");
+    tracing::info!(
+        xds = %config.xds_listen,
+        xds_tls = xds_certificate.is_some(),
+        xds_auth = ?config.xds_auth,
+        admin = %config.admin_listen,
+        source = %config.source,
+        "controller started"
+    );
 
     let stop = shutdown.clone();
     tokio::spawn(async move {
@@ -227,15 +306,16 @@ pub async fn run(config: ControllerConfig) -> anyhow::Result<()> {
 async fn start_webhook(
     config: &WebhookConfig,
     client: kube::Client,
+    xds_ca: Option<Arc<ServingCertificate>>,
     leader: watch::Receiver<bool>,
     metrics: &Arc<Metrics>,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<()> {
     let listener = webhook::bind(config.listen).await?;
     let serving = Arc::new(ServingCertificate::default());
-    let certificates = tokio::spawn(webhook_tls::run(
+    let certificates = tokio::spawn(certificates::run(
         config.certificate.clone(),
-        client,
+        Some(client),
         Arc::clone(&serving),
         leader,
         Arc::clone(metrics),
@@ -254,7 +334,9 @@ async fn start_webhook(
                 return;
             }
         }
-        if let Err(error) = webhook::serve(listener, serving, inject, metrics, shutdown).await {
+        if let Err(error) =
+            webhook::serve(listener, serving, inject, xds_ca, metrics, shutdown).await
+        {
             tracing::error!(error = format!("{error:#}"), "the webhook stopped");
         }
     });

@@ -1,10 +1,13 @@
-//! HTTPS serving for the webhook and the Lattice emulator: TLS from rustls with a certificate
-//! resolver (so certificates can change while serving), HTTP/1.1 and HTTP/2 from hyper, and an
-//! axum router.
+//! TLS serving for the webhook, the Lattice emulator and the xDS server: rustls with a
+//! certificate resolver (so certificates can change while serving); HTTP/1.1 and HTTP/2 from
+//! hyper with an axum router, or a stream of TLS connections for tonic.
 
+use std::pin::Pin;
 use std::sync::{Arc, RwLock};
+use std::task::{Context, Poll};
+use std::time::Duration;
 
-use anyhow::Context;
+use anyhow::Context as _;
 use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::service::TowerToHyperService;
@@ -12,10 +15,32 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
-use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
 use tokio_rustls::TlsAcceptor;
+use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
+use tonic::transport::server::{Connected, TcpConnectInfo};
+
+/// How long a client may take to finish its TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A TLS acceptor presenting `certificates`, offering `alpn` protocols.
+fn acceptor(
+    certificates: Arc<dyn ResolvesServerCert>,
+    alpn: &[&[u8]],
+) -> anyhow::Result<TlsAcceptor> {
+    let mut tls = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .context("TLS configuration")?
+    .with_no_client_auth()
+    .with_cert_resolver(certificates);
+    tls.alpn_protocols = alpn.iter().map(|protocol| protocol.to_vec()).collect();
+    Ok(TlsAcceptor::from(Arc::new(tls)))
+}
 
 /// Serves `app` over TLS on `listener` until `shutdown`; each connection on its own task.
 pub async fn serve(
@@ -24,15 +49,7 @@ pub async fn serve(
     app: Router,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let mut tls = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .context("TLS configuration")?
-    .with_no_client_auth()
-    .with_cert_resolver(certificates);
-    tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    let acceptor = TlsAcceptor::from(Arc::new(tls));
+    let acceptor = acceptor(certificates, &[b"h2", b"http/1.1"])?;
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => accepted.context("the HTTPS listener failed")?,
@@ -59,10 +76,104 @@ pub async fn serve(
     }
 }
 
+/// A TLS connection accepted for a gRPC server.
+pub struct TlsConnection(tokio_rustls::server::TlsStream<TcpStream>);
+
+impl Connected for TlsConnection {
+    type ConnectInfo = TcpConnectInfo;
+
+    fn connect_info(&self) -> Self::ConnectInfo {
+        self.0.get_ref().0.connect_info()
+    }
+}
+
+impl AsyncRead for TlsConnection {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for TlsConnection {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.0.is_write_vectored()
+    }
+}
+
+/// The HTTP/2 connections that complete a TLS handshake on `listener`, for a gRPC server.
+/// Handshakes run on their own tasks, so a client that stalls in one delays no one else; a
+/// plain-text or failed handshake is logged and dropped. Ends at `shutdown`.
+pub fn grpc_incoming(
+    listener: TcpListener,
+    certificates: Arc<dyn ResolvesServerCert>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<ReceiverStream<std::io::Result<TlsConnection>>> {
+    let acceptor = acceptor(certificates, &[b"h2"])?;
+    let (connections, incoming) = mpsc::channel(64);
+    tokio::spawn(async move {
+        loop {
+            let (stream, peer) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(accepted) => accepted,
+                    Err(error) => {
+                        // Out of file descriptors and the like: wait, then accept again.
+                        tracing::warn!(%error, "cannot accept a connection");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                },
+                () = shutdown.cancelled() => return,
+                () = connections.closed() => return,
+            };
+            let acceptor = acceptor.clone();
+            let connections = connections.clone();
+            tokio::spawn(async move {
+                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                    Ok(Ok(stream)) => {
+                        let _ = connections.send(Ok(TlsConnection(stream))).await;
+                    }
+                    Ok(Err(error)) => tracing::debug!(%peer, %error, "TLS handshake failed"),
+                    Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                }
+            });
+        }
+    });
+    Ok(ReceiverStream::new(incoming))
+}
+
 /// The serving certificate the TLS listener presents, swapped in place on rotation.
 #[derive(Debug)]
 pub struct ServingCertificate {
     current: RwLock<Option<Arc<CertifiedKey>>>,
+    /// The CA that issued it, PEM, when known: what clients are told to trust.
+    ca: RwLock<Option<String>>,
     loaded: watch::Sender<bool>,
 }
 
@@ -70,6 +181,7 @@ impl Default for ServingCertificate {
     fn default() -> Self {
         Self {
             current: RwLock::default(),
+            ca: RwLock::default(),
             loaded: watch::Sender::new(false),
         }
     }
@@ -92,6 +204,16 @@ impl ServingCertificate {
         *self.current.write().expect("lock") = Some(Arc::new(CertifiedKey::new(chain, key)));
         self.loaded.send_replace(true);
         Ok(())
+    }
+
+    /// Records the CA that issued the certificate (PEM).
+    pub fn set_ca_pem(&self, ca_pem: &str) {
+        *self.ca.write().expect("lock") = Some(ca_pem.to_string());
+    }
+
+    /// The issuing CA (PEM), once known.
+    pub fn ca_pem(&self) -> Option<String> {
+        self.ca.read().expect("lock").clone()
     }
 
     /// Resolves once a certificate is in place.

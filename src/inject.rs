@@ -14,7 +14,6 @@
 //! The sidecars are native sidecars (init containers that keep running), so they are up before
 //! the application starts. A marker annotation makes injection idempotent.
 
-pub mod tls;
 pub mod webhook;
 
 use serde_json::{Value, json};
@@ -33,6 +32,11 @@ pub const NAMESPACE_LABEL: &str = "lattice-xds/inject";
 const BOOTSTRAP_VOLUME: &str = "lattice-xds-bootstrap";
 const BOOTSTRAP_DIR: &str = "/etc/lattice-xds";
 const BOOTSTRAP_FILE: &str = "/etc/lattice-xds/envoy.yaml";
+const TOKEN_VOLUME: &str = "lattice-xds-token";
+const TOKEN_DIR: &str = "/var/run/secrets/lattice-xds";
+const TOKEN_FILE: &str = "/var/run/secrets/lattice-xds/xds-token";
+/// How long the projected xDS token lives; the kubelet renews it at 80% of that.
+const TOKEN_SECONDS: u32 = 3600;
 /// The uid the signer runs as (distroless `nonroot`).
 const SIGNER_UID: u32 = 65532;
 
@@ -52,6 +56,8 @@ pub struct InjectConfig {
     pub region: Option<String>,
     /// Port of the signer's probe listener (/healthz, /readyz; never signs).
     pub signer_probe_port: u16,
+    /// When ADS streams must authenticate: the audience of the projected token Envoy sends.
+    pub xds_token_audience: Option<String>,
 }
 
 /// Why a pod was or was not injected.
@@ -88,8 +94,8 @@ fn has_container(pod: &Value, name: &str) -> bool {
     })
 }
 
-/// The pod with the sidecars added.
-pub fn inject(pod: &Value, config: &InjectConfig) -> Value {
+/// The pod with the sidecars added. `xds_ca` (PEM) when the controller serves ADS over TLS.
+pub fn inject(pod: &Value, config: &InjectConfig, xds_ca: Option<&str>) -> Value {
     let mut pod = pod.clone();
     let workload = workload_name(&pod);
     let metadata = as_object(&mut pod["metadata"]);
@@ -99,7 +105,7 @@ pub fn inject(pod: &Value, config: &InjectConfig) -> Value {
     let spec = as_object(&mut pod["spec"]);
     let mut init = vec![
         redirect_container(config),
-        bootstrap_container(config, &workload),
+        bootstrap_container(config, &workload, xds_ca),
     ];
     init.push(envoy_container(config));
     if config.signing != SigningMode::Native && config.signing != SigningMode::None {
@@ -116,6 +122,16 @@ pub fn inject(pod: &Value, config: &InjectConfig) -> Value {
         .or_insert_with(|| Value::Array(Vec::new()));
     if let Value::Array(volumes) = volumes {
         volumes.push(json!({ "name": BOOTSTRAP_VOLUME, "emptyDir": {} }));
+        if let Some(audience) = &config.xds_token_audience {
+            volumes.push(json!({
+                "name": TOKEN_VOLUME,
+                "projected": { "sources": [{ "serviceAccountToken": {
+                    "audience": audience,
+                    "expirationSeconds": TOKEN_SECONDS,
+                    "path": "xds-token",
+                } }] }
+            }));
+        }
     }
     pod
 }
@@ -172,19 +188,32 @@ fn redirect_container(config: &InjectConfig) -> Value {
     })
 }
 
-fn bootstrap_container(config: &InjectConfig, workload: &str) -> Value {
+fn bootstrap_container(config: &InjectConfig, workload: &str, xds_ca: Option<&str>) -> Value {
+    let mut args = vec![
+        "bootstrap",
+        "--node-id",
+        "$(POD_NAME).$(POD_NAMESPACE)",
+        "--cluster",
+        workload,
+        "--namespace",
+        "$(POD_NAMESPACE)",
+        "--xds-address",
+        &config.xds_address,
+        "--output",
+        BOOTSTRAP_FILE,
+    ];
+    if config.xds_token_audience.is_some() {
+        args.extend(["--xds-token-file", TOKEN_FILE]);
+    }
+    let mut env = downward_env();
+    if let (Some(ca), Value::Array(env)) = (xds_ca, &mut env) {
+        env.push(json!({ "name": "LATTICE_XDS_XDS_CA", "value": ca }));
+    }
     json!({
         "name": "lattice-xds-bootstrap",
         "image": config.image,
-        "args": [
-            "bootstrap",
-            "--node-id", "$(POD_NAME).$(POD_NAMESPACE)",
-            "--cluster", workload,
-            "--namespace", "$(POD_NAMESPACE)",
-            "--xds-address", config.xds_address,
-            "--output", BOOTSTRAP_FILE,
-        ],
-        "env": downward_env(),
+        "args": args,
+        "env": env,
         "volumeMounts": [{ "name": BOOTSTRAP_VOLUME, "mountPath": BOOTSTRAP_DIR }],
         "securityContext": restricted(SIGNER_UID),
         "resources": { "requests": { "cpu": "10m", "memory": "16Mi" } }
@@ -192,12 +221,17 @@ fn bootstrap_container(config: &InjectConfig, workload: &str) -> Value {
 }
 
 fn envoy_container(config: &InjectConfig) -> Value {
+    let mut mounts =
+        vec![json!({ "name": BOOTSTRAP_VOLUME, "mountPath": BOOTSTRAP_DIR, "readOnly": true })];
+    if config.xds_token_audience.is_some() {
+        mounts.push(json!({ "name": TOKEN_VOLUME, "mountPath": TOKEN_DIR, "readOnly": true }));
+    }
     json!({
         "name": "lattice-xds-envoy",
         "image": config.envoy_image,
         "restartPolicy": "Always",
         "args": ["-c", BOOTSTRAP_FILE, "--disable-hot-restart", "--log-level", "warn"],
-        "volumeMounts": [{ "name": BOOTSTRAP_VOLUME, "mountPath": BOOTSTRAP_DIR, "readOnly": true }],
+        "volumeMounts": mounts,
         "securityContext": {
             "runAsUser": config.proxy_uid,
             "runAsGroup": config.proxy_uid,

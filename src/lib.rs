@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod bootstrap;
+pub mod certificates;
 pub mod check;
 pub mod cli;
 pub mod controller;

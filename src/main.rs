@@ -29,16 +29,8 @@ async fn main() -> std::process::ExitCode {
         },
         Command::Bootstrap(args) => {
             let output = args.output.clone();
-            let rendered = bootstrap::render(&args.into());
-            match output {
-                None => {
-                    print!("{rendered}");
-                    Ok(())
-                }
-                Some(path) => std::fs::write(&path, rendered).map_err(|error| {
-                    anyhow::anyhow!("cannot write the bootstrap to {}: {error}", path.display())
-                }),
-            }
+            args.into_config()
+                .and_then(|config| bootstrap::write(&config, output.as_deref()))
         }
         Command::ProxyStatus(args) => proxy_status::run(&args.admin).await,
         Command::Check(args) => check::run(&args.into()).await,

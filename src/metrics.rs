@@ -20,10 +20,25 @@ pub struct KindLabel {
 }
 
 /// Labels a refused or closed ADS stream with why (`unknown_type`, `missing_node`,
-/// `node_changed`, `node_too_large`, `too_many_subscriptions`, `write_timeout`).
+/// `node_changed`, `node_too_large`, `too_many_subscriptions`, `write_timeout`,
+/// `unauthenticated`, `not_a_pod`, `node_mismatch`, `token_review_failed`, `token_expired`).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabel {
     pub reason: String,
+}
+
+/// Labels an outcome: `authenticated`, `refused`, `error`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabel {
+    pub result: String,
+}
+
+impl ResultLabel {
+    pub fn new(result: &str) -> Self {
+        Self {
+            result: result.to_string(),
+        }
+    }
 }
 
 /// Labels a trust metric with the CA's ARN.
@@ -44,6 +59,10 @@ pub struct Metrics {
     pub nacks: Family<TypeLabel, Counter>,
     /// ADS streams the controller refused or closed, by reason.
     pub stream_errors: Family<ReasonLabel, Counter>,
+    /// TokenReviews asked of the API server for ADS streams, by result.
+    pub token_reviews: Family<ResultLabel, Counter>,
+    /// ADS streams whose token was checked recently enough to need no TokenReview.
+    pub token_review_cache_hits: Counter,
     /// Objects currently skipped because they are invalid, by kind.
     pub invalid_inputs: Family<KindLabel, Gauge>,
     pub snapshots: Counter,
@@ -79,6 +98,8 @@ impl Default for Metrics {
             acks: Family::default(),
             nacks: Family::default(),
             stream_errors: Family::default(),
+            token_reviews: Family::default(),
+            token_review_cache_hits: Counter::default(),
             invalid_inputs: Family::default(),
             snapshots: Counter::default(),
             snapshot_errors: Counter::default(),
@@ -122,6 +143,16 @@ impl Default for Metrics {
             "stream_errors",
             "ADS streams refused or closed by the controller, by reason (bad request, limit, unread responses)",
             metrics.stream_errors.clone(),
+        );
+        registry.register(
+            "token_reviews",
+            "TokenReviews of sidecar tokens asked of the Kubernetes API, by result (authenticated, refused, error)",
+            metrics.token_reviews.clone(),
+        );
+        registry.register(
+            "token_review_cache_hits",
+            "ADS streams authenticated from a recent TokenReview of the same token",
+            metrics.token_review_cache_hits.clone(),
         );
         registry.register(
             "invalid_inputs",

@@ -18,13 +18,17 @@ pub async fn run(admin: &str) -> anyhow::Result<()> {
 }
 
 /// The table: one row per proxy, one column per type: SYNCED, STALE (sent, not yet acked),
-/// NACKED, or NOT SENT.
+/// NACKED, or NOT SENT; and the pod each stream authenticated as, when streams authenticate.
 pub fn table(response: &ListProxiesResponse) -> String {
-    let mut rows = vec![
-        ["NODE", "CLUSTER", "PROTOCOL", "CDS", "LDS", "RDS", "SDS"]
-            .map(str::to_string)
-            .to_vec(),
-    ];
+    // Streams carry an identity when the controller authenticates them (--xds-auth).
+    let authenticated = response.proxies.iter().any(|p| !p.identity.is_empty());
+    let mut header = ["NODE", "CLUSTER", "PROTOCOL", "CDS", "LDS", "RDS", "SDS"]
+        .map(str::to_string)
+        .to_vec();
+    if authenticated {
+        header.push("IDENTITY".to_string());
+    }
+    let mut rows = vec![header];
     for proxy in &response.proxies {
         let mut row = vec![
             proxy.node_id.clone(),
@@ -32,6 +36,9 @@ pub fn table(response: &ListProxiesResponse) -> String {
             proxy.protocol.clone(),
         ];
         row.extend(type_url::ORDER.iter().map(|t| cell(proxy, t)));
+        if authenticated {
+            row.push(proxy.identity.clone());
+        }
         rows.push(row);
     }
     let mut out = format!("snapshot version: {}\n", response.snapshot_version);

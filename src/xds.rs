@@ -1,6 +1,7 @@
 //! Serving Envoy: versioned snapshots of the translated resources and the Aggregated Discovery
 //! Service (state of the world and incremental), with per-proxy status.
 
+pub mod auth;
 mod delta;
 pub mod holdings;
 pub mod json;

@@ -260,12 +260,13 @@ fn the_kyverno_policy_injects_what_the_webhook_injects() {
         signing: SigningMode::ExtProc,
         region: Some("ap-northeast-2".to_string()),
         signer_probe_port: 9003,
+        xds_token_audience: None,
     };
     let pod = serde_json::json!({
         "metadata": { "name": "client", "labels": { "app": "client" } },
         "spec": { "containers": [{ "name": "app", "image": "busybox" }] }
     });
-    let injected = inject(&pod, &config);
+    let injected = inject(&pod, &config, None);
 
     // Kyverno names the workload with a JMESPath expression; everything else must be equal.
     let workload_arg = |containers: &Value| {

@@ -243,17 +243,7 @@ async fn the_webhook_injects_the_pods_that_ask_once() {
     );
 
     // The serving certificate is renewed from the same CA; the API server keeps trusting it.
-    let ca = cluster.kubectl(&[
-        "get",
-        "secret",
-        "lattice-xds-webhook-ca",
-        "-n",
-        "default",
-        "-o",
-        "jsonpath={.data.ca\\.crt}",
-    ]);
-    let ca = base64::engine::Engine::decode(&base64::engine::general_purpose::STANDARD, ca.trim())
-        .expect("the CA in the Secret is base64");
+    let ca = cluster.controller_ca();
     let first = served_certificate(webhook_port, &ca).await;
     let renewed = eventually("a renewed serving certificate", WAIT, || async {
         let now = served_certificate(webhook_port, &ca).await;

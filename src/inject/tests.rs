@@ -12,6 +12,7 @@ fn config(signing: SigningMode) -> InjectConfig {
         signing,
         region: Some("ap-northeast-2".to_string()),
         signer_probe_port: 9003,
+        xds_token_audience: None,
     }
 }
 
@@ -39,7 +40,7 @@ fn opting_in_and_out() {
 #[test]
 fn injection_adds_the_sidecars_once() {
     let original = pod(json!({ INJECT_ANNOTATION: "true" }));
-    let injected = inject(&original, &config(SigningMode::ExtProc));
+    let injected = inject(&original, &config(SigningMode::ExtProc), None);
     let names: Vec<&str> = injected["spec"]["initContainers"]
         .as_array()
         .unwrap()
@@ -76,8 +77,50 @@ fn injection_adds_the_sidecars_once() {
 
 #[test]
 fn the_native_mode_needs_no_signer() {
-    let injected = inject(&pod(json!({})), &config(SigningMode::Native));
+    let injected = inject(&pod(json!({})), &config(SigningMode::Native), None);
     let text = injected["spec"]["initContainers"].to_string();
     assert!(!text.contains("lattice-xds-signer"), "{text}");
     assert!(text.contains("lattice-xds-envoy"), "{text}");
+}
+
+#[test]
+fn authenticated_xds_gives_envoy_a_projected_token_and_the_bootstrap_the_ca() {
+    let mut config = config(SigningMode::Native);
+    config.xds_token_audience = Some("lattice-xds".to_string());
+    let ca = "-----BEGIN CERTIFICATE-----\nQ0E=\n-----END CERTIFICATE-----\n";
+    let injected = inject(&pod(json!({})), &config, Some(ca));
+    let token = injected["spec"]["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|volume| volume["name"] == TOKEN_VOLUME)
+        .expect("a token volume");
+    let projected = &token["projected"]["sources"][0]["serviceAccountToken"];
+    assert_eq!(projected["audience"], "lattice-xds");
+    assert_eq!(projected["expirationSeconds"], TOKEN_SECONDS);
+    let init = injected["spec"]["initContainers"].as_array().unwrap();
+    let envoy = init
+        .iter()
+        .find(|c| c["name"] == "lattice-xds-envoy")
+        .unwrap();
+    assert!(
+        envoy["volumeMounts"].to_string().contains(TOKEN_DIR),
+        "{}",
+        envoy["volumeMounts"]
+    );
+    let bootstrap = init
+        .iter()
+        .find(|c| c["name"] == "lattice-xds-bootstrap")
+        .unwrap();
+    assert!(bootstrap["args"].to_string().contains(TOKEN_FILE));
+    let env = bootstrap["env"].as_array().unwrap();
+    assert!(
+        env.iter()
+            .any(|e| e["name"] == "LATTICE_XDS_XDS_CA" && e["value"] == ca),
+        "{env:?}"
+    );
+    // Without authentication there is neither.
+    let plain = inject(&pod(json!({})), &self::config(SigningMode::Native), None);
+    assert!(!plain.to_string().contains(TOKEN_VOLUME));
+    assert!(!plain.to_string().contains("LATTICE_XDS_XDS_CA"));
 }

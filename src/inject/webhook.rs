@@ -20,8 +20,8 @@ use prometheus_client::encoding::EncodeLabelSet;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use super::tls::ServingCertificate;
 use super::{Decision, InjectConfig, decide, inject};
+use crate::certificates::ServingCertificate;
 use crate::metrics::Metrics;
 
 /// Labels the injection counter with what was decided.
@@ -33,6 +33,8 @@ pub struct DecisionLabel {
 #[derive(Clone)]
 struct Webhook {
     config: Arc<InjectConfig>,
+    /// The ADS server's certificate, when ADS is served over TLS: sidecars get its CA.
+    xds_certificate: Option<Arc<ServingCertificate>>,
     metrics: Arc<Metrics>,
 }
 
@@ -41,11 +43,13 @@ pub async fn serve(
     listener: TcpListener,
     serving: Arc<ServingCertificate>,
     config: InjectConfig,
+    xds_certificate: Option<Arc<ServingCertificate>>,
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let webhook = Webhook {
         config: Arc::new(config),
+        xds_certificate,
         metrics,
     };
     let app = Router::new()
@@ -125,7 +129,18 @@ impl Webhook {
             tracing::debug!(%namespace, pod = %name, ?decision, "not injected");
             return allowed;
         }
-        let patch = json_patch::diff(&pod, &inject(&pod, &self.config));
+        let xds_ca = match &self.xds_certificate {
+            None => None,
+            Some(certificate) => match certificate.ca_pem() {
+                Some(ca) => Some(ca),
+                None => {
+                    return allowed.deny(
+                        "lattice-xds: the controller's xDS certificate is not ready yet; the pod can be created again in a moment",
+                    );
+                }
+            },
+        };
+        let patch = json_patch::diff(&pod, &inject(&pod, &self.config, xds_ca.as_deref()));
         tracing::info!(%namespace, pod = %name, "sidecar injected");
         match allowed.with_patch(patch) {
             Ok(response) => response,

@@ -8,6 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use envoy_types::pb::envoy::config::core::v3::Node;
 
+use super::auth::Identity;
 use super::holdings::Holdings;
 
 use crate::admin_api::{ProxyStatus, TypeStatus};
@@ -83,6 +84,14 @@ impl Registry {
             .values()
             .find(|entry| entry.status.node_id == node_id)?;
         Some(entry.served.clone())
+    }
+
+    /// Counts a stream refused or closed by the controller, by reason.
+    pub fn refused(&self, reason: &str) {
+        let label = crate::metrics::ReasonLabel {
+            reason: reason.to_string(),
+        };
+        self.metrics.stream_errors.get_or_create(&label).inc();
     }
 
     fn lock(&self) -> MutexGuard<'_, BTreeMap<u64, Entry>> {
@@ -166,14 +175,13 @@ impl ProxyHandle {
 
     /// Counts a stream refused or closed by the controller, by reason.
     pub fn refused(&self, reason: &str) {
-        let label = crate::metrics::ReasonLabel {
-            reason: reason.to_string(),
-        };
-        self.registry
-            .metrics()
-            .stream_errors
-            .get_or_create(&label)
-            .inc();
+        self.registry.refused(reason);
+    }
+
+    /// Records who the stream authenticated as.
+    pub fn authenticated(&self, identity: &Identity) {
+        let described = identity.describe();
+        self.update(|entry| entry.status.identity = described);
     }
 
     pub fn acked(&self, type_url: &str, version: &str) {

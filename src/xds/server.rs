@@ -8,6 +8,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tonic::Streaming;
 
+use super::auth::{Authenticator, Identity, Refusal};
 use super::delta::Delta;
 use super::limits::Limits;
 use super::registry::Registry;
@@ -27,6 +28,7 @@ pub struct AdsServer {
     registry: Arc<Registry>,
     shutdown: CancellationToken,
     limits: Arc<Limits>,
+    authenticator: Authenticator,
 }
 
 impl AdsServer {
@@ -35,13 +37,28 @@ impl AdsServer {
         registry: Arc<Registry>,
         shutdown: CancellationToken,
         limits: Limits,
+        authenticator: Authenticator,
     ) -> Self {
         Self {
             snapshots,
             registry,
             shutdown,
             limits: Arc::new(limits),
+            authenticator,
         }
+    }
+
+    /// Who a new stream's credentials say it is; a refusal is counted and logged here.
+    pub async fn authenticate(
+        &self,
+        headers: &tonic::codegen::http::HeaderMap,
+    ) -> Result<Option<Identity>, Refusal> {
+        let authenticated = self.authenticator.authenticate(headers).await;
+        if let Err(refusal) = &authenticated {
+            self.registry.refused(refusal.reason);
+            tracing::info!(reason = refusal.reason, status = %refusal.status, "ADS stream refused");
+        }
+        authenticated
     }
 
     /// The gRPC service for the tonic server.
@@ -58,23 +75,30 @@ impl AdsServer {
     pub fn state_of_the_world(
         &self,
         requests: Streaming<DiscoveryRequest>,
+        identity: Option<Identity>,
     ) -> Outgoing<DiscoveryResponse> {
         let variant = Sotw::new(Arc::clone(&self.limits));
-        stream::spawn(variant, self.stream("sotw"), requests)
+        stream::spawn(variant, self.stream("sotw", identity), requests)
     }
 
     /// Serves one incremental stream.
     pub fn incremental(
         &self,
         requests: Streaming<DeltaDiscoveryRequest>,
+        identity: Option<Identity>,
     ) -> Outgoing<DeltaDiscoveryResponse> {
         let variant = Delta::new(Arc::clone(&self.limits));
-        stream::spawn(variant, self.stream("delta"), requests)
+        stream::spawn(variant, self.stream("delta", identity), requests)
     }
 
-    fn stream(&self, protocol: &str) -> StreamContext {
+    fn stream(&self, protocol: &str, identity: Option<Identity>) -> StreamContext {
+        let proxy = self.registry.connect(protocol);
+        if let Some(identity) = &identity {
+            proxy.authenticated(identity);
+        }
         StreamContext {
-            proxy: self.registry.connect(protocol),
+            proxy,
+            identity,
             snapshots: self.snapshots.clone(),
             shutdown: self.shutdown.clone(),
             limits: Arc::clone(&self.limits),

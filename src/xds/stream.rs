@@ -20,6 +20,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tonic::{Code, Status, Streaming};
 
+use super::auth::Identity;
 use super::limits::{Limits, truncated};
 use super::registry::ProxyHandle;
 use super::server::Snapshots;
@@ -91,6 +92,8 @@ impl<S> PerType<S> {
 /// What every stream task owns besides its variant.
 pub(super) struct StreamContext {
     pub proxy: ProxyHandle,
+    /// The pod the stream authenticated as, when streams must authenticate.
+    pub identity: Option<Identity>,
     pub snapshots: Snapshots,
     pub shutdown: tokio_util::sync::CancellationToken,
     pub limits: Arc<Limits>,
@@ -178,6 +181,12 @@ impl<V: Variant> Task<V> {
         }
         let write_timeout = self.context.limits.write_timeout;
         let mut waiting_since: Option<Instant> = None;
+        let token_expires = self.context.identity.as_ref().and_then(|identity| {
+            let left = identity
+                .expires_at?
+                .duration_since(std::time::SystemTime::now());
+            Some(Instant::now() + left.unwrap_or_default())
+        });
         loop {
             let pending = self.variant.pending();
             // The write timeout runs from when a response first waited for room.
@@ -212,6 +221,13 @@ impl<V: Variant> Task<V> {
                     if let Some(response) = self.variant.next_response(&self.context.proxy) {
                         permit.send(response);
                     }
+                }
+                () = tokio::time::sleep_until(token_expires.unwrap_or(deadline)), if token_expires.is_some() => {
+                    self.context.proxy.refused("token_expired");
+                    tracing::info!(node = ?self.node_id, "ADS stream closed: its token expired; the proxy reconnects with its current one");
+                    return Some(Status::unauthenticated(
+                        "the stream's token expired; open a new stream with the current token",
+                    ));
                 }
                 () = tokio::time::sleep_until(deadline), if pending => {
                     self.context.proxy.refused("write_timeout");
@@ -252,6 +268,19 @@ impl<V: Variant> Task<V> {
             }
             (Some(node), None) => {
                 check_node(node, &limits).map_err(|(label, status)| refused(label, status))?;
+                if let Some(identity) = &self.context.identity
+                    && node.id != identity.node_id()
+                {
+                    return Err(refused(
+                        "node_mismatch",
+                        Status::permission_denied(format!(
+                            "node id {:?} is not the authenticated {}; it must be {:?}",
+                            truncated(&node.id, 200),
+                            identity.describe(),
+                            identity.node_id()
+                        )),
+                    ));
+                }
                 self.context.proxy.identify(node);
                 self.node_id = Some(node.id.clone());
             }

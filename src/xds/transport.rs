@@ -66,17 +66,22 @@ impl Service<http::Request<Body>> for AdsService {
                 let status = Status::unimplemented("compressed requests are not accepted");
                 return Ok(status.into_http());
             }
+            let path = request.uri().path();
+            if path != STATE_OF_THE_WORLD && path != INCREMENTAL {
+                let status = Status::new(Code::Unimplemented, format!("no method {path}"));
+                return Ok(status.into_http());
+            }
+            let identity = match server.authenticate(request.headers()).await {
+                Ok(identity) => identity,
+                Err(refusal) => return Ok(refusal.status.into_http()),
+            };
             let limit = Some(server.max_request_bytes());
-            let response = match request.uri().path() {
-                STATE_OF_THE_WORLD => {
-                    let requests = requests::<DiscoveryRequest>(request, limit);
-                    respond(server.state_of_the_world(requests))
-                }
-                INCREMENTAL => {
-                    let requests = requests::<DeltaDiscoveryRequest>(request, limit);
-                    respond(server.incremental(requests))
-                }
-                other => Status::new(Code::Unimplemented, format!("no method {other}")).into_http(),
+            let response = if request.uri().path() == STATE_OF_THE_WORLD {
+                let requests = requests::<DiscoveryRequest>(request, limit);
+                respond(server.state_of_the_world(requests, identity))
+            } else {
+                let requests = requests::<DeltaDiscoveryRequest>(request, limit);
+                respond(server.incremental(requests, identity))
             };
             Ok(response)
         })

@@ -32,6 +32,19 @@ pub fn write_bootstrap(
     admin_port: u16,
     protocol: &str,
 ) -> PathBuf {
+    write_bootstrap_with(dir, node, xds_port, admin_port, protocol, &[])
+}
+
+/// The same, with more `lattice-xds bootstrap` arguments.
+pub fn write_bootstrap_with(
+    dir: &Path,
+    node: &str,
+    xds_port: u16,
+    admin_port: u16,
+    protocol: &str,
+    extra: &[String],
+) -> PathBuf {
+    let path = dir.join(format!("bootstrap-{node}.yaml"));
     let output = Command::new(lattice_xds())
         .args([
             "bootstrap",
@@ -45,6 +58,9 @@ pub fn write_bootstrap(
         .arg(format!("--xds-address=127.0.0.1:{xds_port}"))
         .arg(format!("--admin-port={admin_port}"))
         .arg(format!("--xds-protocol={protocol}"))
+        .arg("--output")
+        .arg(&path)
+        .args(extra)
         .output()
         .expect("run lattice-xds bootstrap");
     assert!(
@@ -52,8 +68,6 @@ pub fn write_bootstrap(
         "bootstrap failed: {}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let path = dir.join(format!("bootstrap-{node}.yaml"));
-    std::fs::write(&path, output.stdout).expect("write bootstrap");
     path
 }
 
@@ -78,8 +92,21 @@ impl Envoy {
         protocol: &str,
         env: &[(&str, String)],
     ) -> Envoy {
+        Self::start_with(dir, node, xds_port, protocol, env, &[]).await
+    }
+
+    /// The same, with extra environment and `lattice-xds bootstrap` arguments.
+    pub async fn start_with(
+        dir: &Path,
+        node: &str,
+        xds_port: u16,
+        protocol: &str,
+        env: &[(&str, String)],
+        bootstrap_args: &[String],
+    ) -> Envoy {
         let admin_port = free_port();
-        let bootstrap = write_bootstrap(dir, node, xds_port, admin_port, protocol);
+        let bootstrap =
+            write_bootstrap_with(dir, node, xds_port, admin_port, protocol, bootstrap_args);
         let mut command = Command::new(binary());
         command.arg("-c").arg(&bootstrap).args([
             "--disable-hot-restart",

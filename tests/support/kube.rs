@@ -161,6 +161,21 @@ impl KubeCluster {
         (false, text)
     }
 
+    /// The controller's CA certificate (PEM), from the Secret it keeps in `default`.
+    pub fn controller_ca(&self) -> Vec<u8> {
+        let ca = self.kubectl(&[
+            "get",
+            "secret",
+            "lattice-xds-webhook-ca",
+            "-n",
+            "default",
+            "-o",
+            "jsonpath={.data.ca\\.crt}",
+        ]);
+        base64::engine::Engine::decode(&base64::engine::general_purpose::STANDARD, ca.trim())
+            .expect("the CA in the Secret is base64")
+    }
+
     /// A kubeconfig that authenticates with a service account's token instead of the admin
     /// certificate.
     pub fn service_account_kubeconfig(&self, namespace: &str, account: &str) -> PathBuf {

@@ -1,11 +1,13 @@
-//! The webhook's TLS certificate, made and rotated by the controller itself, or read from files
+//! The TLS certificates the controller serves with (the injection webhook, and ADS when
+//! `--xds-tls-host` asks for it), made and rotated by the controller itself, or read from files
 //! that cert-manager keeps up to date.
 //!
 //! Made by the controller: a CA kept in a Secret in the controller's namespace (the first
 //! replica to start creates it; the API server lets only one create win), and a serving
-//! certificate per replica, issued from that CA for the webhook's host names and re-issued
-//! every `--webhook-renew-every` (a day by default), valid for seven times as long. The leader keeps the webhook configuration's `caBundle` equal to the
-//! CA certificate.
+//! certificate per replica and listener, issued from that CA for the listener's host names and
+//! re-issued every renewal period (a day by default), valid for seven times as long. For the
+//! webhook, the leader keeps the webhook configuration's `caBundle` equal to the CA
+//! certificate; sidecars get the same CA in their bootstrap to verify the ADS server.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,53 +36,72 @@ const CHECK_EVERY: Duration = Duration::from_secs(10);
 const CA_CERT_KEY: &str = "ca.crt";
 const CA_KEY_KEY: &str = "ca.key";
 
-/// Where the webhook's certificate comes from.
+/// Where a serving certificate comes from.
 #[derive(Clone, Debug)]
 pub enum CertificateSource {
-    /// `tls.crt` and `tls.key` in a directory (a cert-manager Secret volume), re-read as they
-    /// change; cert-manager also keeps the caBundle.
+    /// `tls.crt` and `tls.key` (and the issuer's `ca.crt`, when present) in a directory, such
+    /// as a cert-manager Secret volume, re-read as they change; cert-manager also keeps the
+    /// webhook's caBundle.
     Files(std::path::PathBuf),
+    /// A certificate file and its key file (and the issuer's certificate, for clients to
+    /// trust), re-read as they change.
+    Pair {
+        certificate: std::path::PathBuf,
+        key: std::path::PathBuf,
+        ca: Option<std::path::PathBuf>,
+    },
     /// Made by the controller, from a CA in Secret `secret` of `namespace`.
     Managed {
         namespace: String,
         secret: String,
         /// DNS names and IP addresses the serving certificate is valid for.
         hosts: Vec<String>,
-        /// The MutatingWebhookConfiguration whose caBundle the leader keeps in sync.
-        configuration: String,
+        /// The MutatingWebhookConfiguration whose caBundle the leader keeps in sync, for the
+        /// webhook's certificate.
+        configuration: Option<String>,
         /// How often the serving certificate is replaced.
         renew_every: Duration,
     },
 }
 
-/// Keeps `serving` current until `shutdown`.
+impl CertificateSource {
+    /// Whether keeping this certificate needs the Kubernetes API.
+    pub fn needs_kubernetes(&self) -> bool {
+        matches!(self, Self::Managed { .. })
+    }
+}
+
+/// Keeps `serving` current until `shutdown`. `client` is needed for a managed certificate.
 pub async fn run(
     source: CertificateSource,
-    client: Client,
+    client: Option<Client>,
     serving: Arc<ServingCertificate>,
     leader: watch::Receiver<bool>,
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     match source {
-        CertificateSource::Files(dir) => loop {
-            let read = std::fs::read_to_string(dir.join("tls.crt")).and_then(|chain| {
-                std::fs::read_to_string(dir.join("tls.key")).map(|key| (chain, key))
-            });
-            match read
-                .map_err(anyhow::Error::from)
-                .and_then(|(chain, key)| serving.set_pem(&chain, &key))
-            {
-                Ok(()) => {}
-                Err(error) => {
-                    tracing::error!(dir = %dir.display(), %error, "cannot load the webhook certificate; keeping the last one")
-                }
-            }
-            tokio::select! {
-                () = tokio::time::sleep(CHECK_EVERY) => {}
-                () = shutdown.cancelled() => return Ok(()),
-            }
-        },
+        CertificateSource::Files(dir) => {
+            let ca = dir.join("ca.crt");
+            let ca = ca.exists().then_some(ca);
+            keep_reading(
+                &dir.join("tls.crt"),
+                &dir.join("tls.key"),
+                ca,
+                &serving,
+                &shutdown,
+            )
+            .await;
+            Ok(())
+        }
+        CertificateSource::Pair {
+            certificate,
+            key,
+            ca,
+        } => {
+            keep_reading(&certificate, &key, ca, &serving, &shutdown).await;
+            Ok(())
+        }
         CertificateSource::Managed {
             namespace,
             secret,
@@ -88,17 +109,21 @@ pub async fn run(
             configuration,
             renew_every,
         } => {
+            let client =
+                client.context("a certificate made by the controller needs --kubernetes")?;
             let validity = renew_every * VALIDITY_PERIODS;
             let ca = load_or_create_ca(&client, &namespace, &secret).await?;
+            serving.set_ca_pem(&ca.cert_pem);
             let issued = std::time::Instant::now();
             let (chain, key) = ca.issue(&hosts, validity)?;
             serving.set_pem(&chain, &key)?;
-            tracing::info!(?hosts, "webhook serving certificate issued");
+            tracing::info!(?hosts, "serving certificate issued");
             let mut last_issue = issued;
             loop {
                 let leading = *leader.borrow();
                 if leading
-                    && let Err(error) = sync_ca_bundle(&client, &configuration, &ca.cert_pem).await
+                    && let Some(configuration) = &configuration
+                    && let Err(error) = sync_ca_bundle(&client, configuration, &ca.cert_pem).await
                 {
                     tracing::warn!(%error, configuration, "cannot keep the webhook caBundle in sync; retrying");
                     metrics.kubernetes_write_errors.inc();
@@ -109,11 +134,11 @@ pub async fn run(
                         .and_then(|(chain, key)| serving.set_pem(&chain, &key))
                     {
                         Ok(()) => {
-                            tracing::info!("webhook serving certificate renewed");
+                            tracing::info!(?hosts, "serving certificate renewed");
                             last_issue = std::time::Instant::now();
                         }
                         Err(error) => {
-                            tracing::error!(%error, "cannot renew the webhook certificate")
+                            tracing::error!(%error, ?hosts, "cannot renew the serving certificate")
                         }
                     }
                 }
@@ -126,19 +151,52 @@ pub async fn run(
     }
 }
 
-/// The webhook CA: certificate and key, PEM.
-pub struct WebhookCa {
+/// Loads the certificate, key and (optionally) CA files into `serving` every few seconds until
+/// `shutdown`; a file that cannot be read or used keeps the last good certificate.
+async fn keep_reading(
+    certificate: &std::path::Path,
+    key: &std::path::Path,
+    ca: Option<std::path::PathBuf>,
+    serving: &ServingCertificate,
+    shutdown: &CancellationToken,
+) {
+    loop {
+        let loaded = std::fs::read_to_string(certificate)
+            .with_context(|| format!("cannot read {}", certificate.display()))
+            .and_then(|chain| {
+                let key_pem = std::fs::read_to_string(key)
+                    .with_context(|| format!("cannot read {}", key.display()))?;
+                serving.set_pem(&chain, &key_pem)
+            })
+            .and_then(|()| match &ca {
+                Some(ca) => std::fs::read_to_string(ca)
+                    .with_context(|| format!("cannot read {}", ca.display()))
+                    .map(|pem| serving.set_ca_pem(&pem)),
+                None => Ok(()),
+            });
+        if let Err(error) = loaded {
+            tracing::error!(certificate = %certificate.display(), error = format!("{error:#}"), "cannot load the serving certificate; keeping the last one");
+        }
+        tokio::select! {
+            () = tokio::time::sleep(CHECK_EVERY) => {}
+            () = shutdown.cancelled() => return,
+        }
+    }
+}
+
+/// The controller CA (webhook and xDS serving certificates): certificate and key, PEM.
+pub struct ControllerCa {
     pub cert_pem: String,
     key_pem: String,
 }
 
-impl WebhookCa {
+impl ControllerCa {
     fn generate() -> anyhow::Result<Self> {
         let key = KeyPair::generate()?;
         let mut params = CertificateParams::default();
         params
             .distinguished_name
-            .push(DnType::CommonName, "lattice-xds webhook CA");
+            .push(DnType::CommonName, "lattice-xds controller CA");
         params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
         params.not_before = time::OffsetDateTime::now_utc() - time::Duration::hours(1);
         params.not_after = time::OffsetDateTime::now_utc() + CA_VALIDITY;
@@ -151,9 +209,10 @@ impl WebhookCa {
 
     /// A serving certificate for `hosts` (DNS names or IP addresses): chain and key, PEM.
     pub fn issue(&self, hosts: &[String], validity: Duration) -> anyhow::Result<(String, String)> {
-        let ca_key = KeyPair::from_pem(&self.key_pem).context("the webhook CA key is not PEM")?;
+        let ca_key =
+            KeyPair::from_pem(&self.key_pem).context("the controller CA key is not PEM")?;
         let issuer = Issuer::from_ca_cert_pem(&self.cert_pem, ca_key)
-            .context("the webhook CA certificate is not usable")?;
+            .context("the controller CA certificate is not usable")?;
         let key = KeyPair::generate()?;
         let mut params = CertificateParams::default();
         params.distinguished_name.push(
@@ -170,7 +229,7 @@ impl WebhookCa {
                 Err(_) => host.clone().try_into().map(SanType::DnsName),
             })
             .collect::<Result<_, _>>()
-            .context("a webhook host is not a valid DNS name")?;
+            .context("a serving host is not a valid DNS name")?;
         params.not_before = time::OffsetDateTime::now_utc() - time::Duration::minutes(5);
         params.not_after = time::OffsetDateTime::now_utc() + validity;
         let cert = params.signed_by(&key, &issuer)?;
@@ -183,13 +242,13 @@ async fn load_or_create_ca(
     client: &Client,
     namespace: &str,
     name: &str,
-) -> anyhow::Result<WebhookCa> {
+) -> anyhow::Result<ControllerCa> {
     let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
     loop {
         if let Some(secret) = api
             .get_opt(name)
             .await
-            .with_context(|| format!("cannot read the webhook CA Secret {namespace}/{name}"))?
+            .with_context(|| format!("cannot read the controller CA Secret {namespace}/{name}"))?
         {
             let field = |key: &str| {
                 secret
@@ -199,12 +258,12 @@ async fn load_or_create_ca(
                     .and_then(|value| String::from_utf8(value.0.clone()).ok())
                     .with_context(|| format!("Secret {namespace}/{name} has no {key}"))
             };
-            return Ok(WebhookCa {
+            return Ok(ControllerCa {
                 cert_pem: field(CA_CERT_KEY)?,
                 key_pem: field(CA_KEY_KEY)?,
             });
         }
-        let ca = WebhookCa::generate()?;
+        let ca = ControllerCa::generate()?;
         let secret = Secret {
             metadata: ObjectMeta {
                 name: Some(name.to_string()),
@@ -228,14 +287,14 @@ async fn load_or_create_ca(
         };
         match api.create(&PostParams::default(), &secret).await {
             Ok(_) => {
-                tracing::info!(namespace, name, "webhook CA created");
+                tracing::info!(namespace, name, "controller CA created");
                 return Ok(ca);
             }
             // Another replica created it first: use theirs.
             Err(kube::Error::Api(status)) if status.code == 409 => continue,
             Err(error) => {
                 return Err(error).with_context(|| {
-                    format!("cannot create the webhook CA Secret {namespace}/{name}")
+                    format!("cannot create the controller CA Secret {namespace}/{name}")
                 });
             }
         }

@@ -1,0 +1,452 @@
+//! Who is at the other end of an ADS stream.
+//!
+//! With `--xds-auth kubernetes`, every stream opens with a projected ServiceAccount token
+//! (audience `--xds-audience`) in its `authorization: Bearer …` header. Envoy reads the token
+//! file when it opens a stream, so the token the kubelet renews is the one the next stream
+//! carries. The controller asks the API server who the token belongs to (a TokenReview, at most
+//! one per stream: answers are kept until the token expires, refusals for a short while), and
+//! the stream may speak only for that pod: its node id must be `<pod>.<namespace>`. A stream
+//! ends when its token expires, and Envoy opens the next one with the current token.
+//!
+//! No token, or one the API server does not accept (wrong audience, expired, of a deleted pod):
+//! `UNAUTHENTICATED`. A valid token that names no pod, or a node id of another pod:
+//! `PERMISSION_DENIED`. The API server unreachable: `UNAVAILABLE` (Envoy retries).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec};
+use kube::api::{Api, PostParams};
+use sha2::{Digest, Sha256};
+use tokio::time::Instant;
+use tonic::Status;
+use tonic::codegen::http::HeaderMap;
+
+use crate::metrics::{Metrics, ResultLabel};
+
+/// The audience sidecars' xDS tokens are issued for, unless `--xds-audience` says otherwise.
+pub const DEFAULT_AUDIENCE: &str = "lattice-xds";
+
+/// How long an accepted token is trusted without asking again (capped by its expiry): a pod
+/// deleted meanwhile can reconnect for at most this long.
+const TRUSTED_FOR: Duration = Duration::from_secs(300);
+/// How long a refused token stays refused without asking again.
+const REFUSED_FOR: Duration = Duration::from_secs(30);
+/// How long one TokenReview may take.
+const REVIEW_TIMEOUT: Duration = Duration::from_secs(5);
+/// Answers kept at most; beyond it, expired ones are dropped, then all.
+const MAX_CACHED: usize = 65_536;
+/// Bytes of a token worth reviewing; service account tokens are around 1 KB.
+const MAX_TOKEN_BYTES: usize = 16 * 1024;
+
+/// The pod a stream authenticated as.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Identity {
+    pub namespace: String,
+    pub pod: String,
+    pub pod_uid: String,
+    pub service_account: String,
+    /// When the token expires (its `exp` claim); the stream ends then.
+    pub expires_at: Option<SystemTime>,
+}
+
+impl Identity {
+    /// The only node id this identity may use.
+    pub fn node_id(&self) -> String {
+        format!("{}.{}", self.pod, self.namespace)
+    }
+
+    /// How proxy status shows it: `pod NS/NAME (sa SA)`.
+    pub fn describe(&self) -> String {
+        format!(
+            "pod {}/{} (service account {})",
+            self.namespace, self.pod, self.service_account
+        )
+    }
+}
+
+/// Why a stream was refused before it started: a status for the proxy and a metric reason.
+#[derive(Debug)]
+pub struct Refusal {
+    pub reason: &'static str,
+    pub status: Status,
+}
+
+impl Refusal {
+    fn unauthenticated(message: impl Into<String>) -> Self {
+        Self {
+            reason: "unauthenticated",
+            status: Status::unauthenticated(message.into()),
+        }
+    }
+
+    fn permission_denied(reason: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            reason,
+            status: Status::permission_denied(message.into()),
+        }
+    }
+}
+
+/// How streams authenticate.
+#[derive(Clone, Debug)]
+pub enum Authenticator {
+    /// Every stream is served, under any node id (`--xds-auth none`).
+    Open,
+    /// Every stream carries a pod's ServiceAccount token, checked by the API server.
+    Kubernetes(Arc<TokenReviews>),
+}
+
+impl Authenticator {
+    /// The identity the request's credentials prove; `None` when streams are open.
+    pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Option<Identity>, Refusal> {
+        let Self::Kubernetes(reviews) = self else {
+            return Ok(None);
+        };
+        let token = bearer_token(headers)?;
+        reviews.review(token).await.map(Some)
+    }
+}
+
+/// The token of an `authorization: Bearer …` header.
+fn bearer_token(headers: &HeaderMap) -> Result<&str, Refusal> {
+    let header = headers.get("authorization").ok_or_else(|| {
+        Refusal::unauthenticated(
+            "no credentials: send the pod's projected service account token as authorization: Bearer <token>",
+        )
+    })?;
+    let token = header
+        .to_str()
+        .ok()
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|token| !token.is_empty())
+        .ok_or_else(|| {
+            Refusal::unauthenticated("the authorization header is not a bearer token")
+        })?;
+    if token.len() > MAX_TOKEN_BYTES {
+        return Err(Refusal::unauthenticated(format!(
+            "the bearer token is longer than {MAX_TOKEN_BYTES} bytes"
+        )));
+    }
+    Ok(token)
+}
+
+/// TokenReviews against the API server, with their answers kept for a while.
+pub struct TokenReviews {
+    client: kube::Client,
+    audience: String,
+    metrics: Arc<Metrics>,
+    answers: Mutex<HashMap<[u8; 32], Answer>>,
+}
+
+impl std::fmt::Debug for TokenReviews {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenReviews")
+            .field("audience", &self.audience)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Clone, Debug)]
+struct Answer {
+    /// The identity, or why the token was refused.
+    outcome: Result<Identity, (&'static str, String)>,
+    until: Instant,
+}
+
+impl TokenReviews {
+    pub fn new(client: kube::Client, audience: String, metrics: Arc<Metrics>) -> Self {
+        Self {
+            client,
+            audience,
+            metrics,
+            answers: Mutex::default(),
+        }
+    }
+
+    /// The pod `token` belongs to.
+    pub async fn review(&self, token: &str) -> Result<Identity, Refusal> {
+        let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let now = Instant::now();
+        let known = self.lock().get(&key).filter(|a| a.until > now).cloned();
+        let outcome = match known {
+            Some(answer) => {
+                self.metrics.token_review_cache_hits.inc();
+                answer.outcome
+            }
+            None => {
+                let outcome = self.ask(token).await?;
+                let until = match &outcome {
+                    Ok(identity) => now + trusted_for(identity),
+                    Err(_) => now + REFUSED_FOR,
+                };
+                self.remember(key, outcome.clone(), until);
+                outcome
+            }
+        };
+        let identity = outcome.map_err(|(reason, message)| match reason {
+            "unauthenticated" => Refusal::unauthenticated(message),
+            _ => Refusal::permission_denied(reason, message),
+        })?;
+        // The API server allows a minute of clock skew past `exp`; a stream never starts on
+        // a token that has expired by its own claim.
+        if identity
+            .expires_at
+            .is_some_and(|expires| expires <= SystemTime::now())
+        {
+            return Err(Refusal::unauthenticated(
+                "the token has expired; send the current one",
+            ));
+        }
+        Ok(identity)
+    }
+
+    /// One TokenReview. `Err` only when the API server gave no answer.
+    async fn ask(&self, token: &str) -> Result<Result<Identity, (&'static str, String)>, Refusal> {
+        let review = TokenReview {
+            spec: TokenReviewSpec {
+                token: Some(token.to_string()),
+                audiences: Some(vec![self.audience.clone()]),
+            },
+            ..Default::default()
+        };
+        let api: Api<TokenReview> = Api::all(self.client.clone());
+        let answered =
+            tokio::time::timeout(REVIEW_TIMEOUT, api.create(&PostParams::default(), &review)).await;
+        let review = match answered {
+            Ok(Ok(review)) => review,
+            Ok(Err(error)) => return Err(self.unanswered(error.to_string())),
+            Err(_) => return Err(self.unanswered(format!("no answer within {REVIEW_TIMEOUT:?}"))),
+        };
+        let outcome = identity(&review, &self.audience).map(|mut identity| {
+            identity.expires_at = expiry(token);
+            identity
+        });
+        let result = if outcome.is_ok() {
+            "authenticated"
+        } else {
+            "refused"
+        };
+        self.metrics
+            .token_reviews
+            .get_or_create(&ResultLabel::new(result))
+            .inc();
+        Ok(outcome)
+    }
+
+    fn unanswered(&self, error: String) -> Refusal {
+        self.metrics
+            .token_reviews
+            .get_or_create(&ResultLabel::new("error"))
+            .inc();
+        tracing::warn!(%error, "TokenReview failed; the stream is refused and may retry");
+        Refusal {
+            reason: "token_review_failed",
+            status: Status::unavailable(format!(
+                "cannot check the token with the Kubernetes API: {error}"
+            )),
+        }
+    }
+
+    fn remember(
+        &self,
+        key: [u8; 32],
+        outcome: Result<Identity, (&'static str, String)>,
+        until: Instant,
+    ) {
+        let mut answers = self.lock();
+        if answers.len() >= MAX_CACHED {
+            let now = Instant::now();
+            answers.retain(|_, answer| answer.until > now);
+            if answers.len() >= MAX_CACHED {
+                answers.clear();
+            }
+        }
+        answers.insert(key, Answer { outcome, until });
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Answer>> {
+        self.answers
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// How long an accepted identity is kept: [`TRUSTED_FOR`], or until its token expires.
+fn trusted_for(identity: &Identity) -> Duration {
+    identity
+        .expires_at
+        .and_then(|expires| expires.duration_since(SystemTime::now()).ok())
+        .map_or(TRUSTED_FOR, |left| left.min(TRUSTED_FOR))
+}
+
+/// The pod a reviewed token belongs to, or why it does not prove one.
+fn identity(review: &TokenReview, audience: &str) -> Result<Identity, (&'static str, String)> {
+    let status = review.status.as_ref();
+    if !status.and_then(|s| s.authenticated).unwrap_or(false) {
+        let why = status
+            .and_then(|s| s.error.clone())
+            .filter(|error| !error.is_empty())
+            .unwrap_or_else(|| "the token is not valid".to_string());
+        return Err((
+            "unauthenticated",
+            format!("the Kubernetes API did not accept the token: {why}"),
+        ));
+    }
+    let status = status.expect("authenticated implies a status");
+    if let Some(audiences) = &status.audiences
+        && !audiences.iter().any(|a| a == audience)
+    {
+        return Err((
+            "unauthenticated",
+            format!("the token is not for audience {audience:?}"),
+        ));
+    }
+    let user = status.user.clone().unwrap_or_default();
+    let username = user.username.unwrap_or_default();
+    let Some((namespace, service_account)) = username
+        .strip_prefix("system:serviceaccount:")
+        .and_then(|rest| rest.split_once(':'))
+    else {
+        return Err((
+            "not_a_pod",
+            format!(
+                "{username:?} is not a service account; sidecars authenticate with their pod's token"
+            ),
+        ));
+    };
+    let extra = |key: &str| {
+        user.extra
+            .as_ref()
+            .and_then(|extra| extra.get(key))
+            .and_then(|values| values.first())
+            .cloned()
+    };
+    let (Some(pod), Some(pod_uid)) = (
+        extra("authentication.kubernetes.io/pod-name"),
+        extra("authentication.kubernetes.io/pod-uid"),
+    ) else {
+        return Err((
+            "not_a_pod",
+            format!(
+                "the token of service account {namespace}/{service_account} is not bound to a pod; mount a projected service account token"
+            ),
+        ));
+    };
+    Ok(Identity {
+        namespace: namespace.to_string(),
+        pod,
+        pod_uid,
+        service_account: service_account.to_string(),
+        expires_at: None,
+    })
+}
+
+/// The `exp` claim of a JWT the API server has just accepted (so its signature is not checked
+/// again here).
+fn expiry(token: &str) -> Option<SystemTime> {
+    let payload = token.split('.').nth(1)?;
+    let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .ok()?;
+    let claims: serde_json::Value = serde_json::from_slice(&payload).ok()?;
+    let exp = claims.get("exp")?.as_u64()?;
+    Some(UNIX_EPOCH + Duration::from_secs(exp))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::authentication::v1::{TokenReviewStatus, UserInfo};
+
+    fn reviewed(username: &str, pod: Option<&str>, audiences: &[&str]) -> TokenReview {
+        let mut extra = std::collections::BTreeMap::new();
+        if let Some(pod) = pod {
+            extra.insert(
+                "authentication.kubernetes.io/pod-name".to_string(),
+                vec![pod.to_string()],
+            );
+            extra.insert(
+                "authentication.kubernetes.io/pod-uid".to_string(),
+                vec!["uid-1".to_string()],
+            );
+        }
+        TokenReview {
+            status: Some(TokenReviewStatus {
+                authenticated: Some(true),
+                audiences: Some(audiences.iter().map(|a| a.to_string()).collect()),
+                user: Some(UserInfo {
+                    username: Some(username.to_string()),
+                    extra: Some(extra),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_pod_bound_token_names_its_pod_and_node_id() {
+        let review = reviewed(
+            "system:serviceaccount:apps:client",
+            Some("client-7d9"),
+            &["lattice-xds"],
+        );
+        let identity = identity(&review, "lattice-xds").unwrap();
+        assert_eq!(identity.node_id(), "client-7d9.apps");
+        assert_eq!(identity.service_account, "client");
+        assert_eq!(
+            identity.describe(),
+            "pod apps/client-7d9 (service account client)"
+        );
+    }
+
+    #[test]
+    fn tokens_that_prove_no_pod_are_refused() {
+        let unbound = reviewed("system:serviceaccount:apps:client", None, &["lattice-xds"]);
+        assert_eq!(
+            identity(&unbound, "lattice-xds").unwrap_err().0,
+            "not_a_pod"
+        );
+        let user = reviewed("alice", Some("p"), &["lattice-xds"]);
+        assert_eq!(identity(&user, "lattice-xds").unwrap_err().0, "not_a_pod");
+        let other = reviewed("system:serviceaccount:a:b", Some("p"), &["vault"]);
+        assert_eq!(
+            identity(&other, "lattice-xds").unwrap_err().0,
+            "unauthenticated"
+        );
+        let refused = TokenReview::default();
+        assert_eq!(
+            identity(&refused, "lattice-xds").unwrap_err().0,
+            "unauthenticated"
+        );
+    }
+
+    #[test]
+    fn the_expiry_is_read_from_the_claims() {
+        let encode = |json: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json);
+        let token = format!("{}.{}.sig", encode("{}"), encode(r#"{"exp":1700000000}"#));
+        assert_eq!(
+            expiry(&token),
+            Some(UNIX_EPOCH + Duration::from_secs(1_700_000_000))
+        );
+        assert_eq!(expiry("not-a-jwt"), None);
+    }
+
+    #[test]
+    fn only_bearer_tokens_are_read() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(
+            bearer_token(&headers).unwrap_err().reason,
+            "unauthenticated"
+        );
+        headers.insert("authorization", "Basic abc".parse().unwrap());
+        assert!(bearer_token(&headers).is_err());
+        headers.insert("authorization", "Bearer abc.def".parse().unwrap());
+        assert_eq!(bearer_token(&headers).unwrap(), "abc.def");
+    }
+}

@@ -1,0 +1,407 @@
+//! ADS over TLS, every stream authenticated as a pod (`--xds-auth kubernetes`), against a real
+//! API server: a pod's own projected token is served; no token, a token for another audience,
+//! an expired token, a token of another pod, a node id that is not the pod's, and a token bound
+//! to no pod are each refused with the status that says so; a plain-text client is refused;
+//! stock Envoy keeps being served past its first token's lifetime because it reads the renewed
+//! token file for its next stream; proxy status shows who each stream is.
+
+mod support;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use envoy_types::pb::envoy::config::core::v3::Node;
+use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
+use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
+use lattice_xds::xds::type_url;
+use serde_json::{Value, json};
+use support::envoy::Envoy;
+use support::eventually;
+use support::kube::KubeCluster;
+use support::process::Controller;
+use tonic::Code;
+
+const GATEWAY: &str = include_str!("../examples/cluster1/gateway.yaml");
+const CLUSTER1: &str = include_str!("../examples/cluster1/demo-cluster1.yaml");
+const WAIT: Duration = Duration::from_secs(30);
+const AUDIENCE: &str = "lattice-xds";
+
+fn base64url(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+fn decode_part(token: &str, index: usize) -> Value {
+    let part = token.trim().split('.').nth(index).expect("a JWT");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(part)
+        .expect("base64url");
+    serde_json::from_slice(&bytes).expect("JSON")
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// The test cluster's tokens: issued by the API server (TokenRequest), or signed here with the
+/// cluster's own service account key for lifetimes the API refuses to issue (an expired token,
+/// one that lives seconds).
+struct Tokens<'a> {
+    cluster: &'a KubeCluster,
+}
+
+impl Tokens<'_> {
+    /// A TokenRequest for service account `apps/client`, bound to `pod` when given.
+    fn issued(&self, audience: &str, pod: Option<&str>) -> String {
+        let mut args = vec![
+            "create".to_string(),
+            "token".to_string(),
+            "client".to_string(),
+            "-n".to_string(),
+            "apps".to_string(),
+            format!("--audience={audience}"),
+            "--duration=10m".to_string(),
+        ];
+        if let Some(pod) = pod {
+            let uid = self.cluster.kubectl(&[
+                "get",
+                "pod",
+                pod,
+                "-n",
+                "apps",
+                "-o",
+                "jsonpath={.metadata.uid}",
+            ]);
+            args.extend([
+                "--bound-object-kind=Pod".to_string(),
+                format!("--bound-object-name={pod}"),
+                format!("--bound-object-uid={}", uid.trim()),
+            ]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.cluster.kubectl(&args).trim().to_string()
+    }
+
+    /// `pod`'s token with its lifetime moved to [`now - age`, `now - age + lifetime`], signed
+    /// with the API server's key, so it is valid in every other way.
+    fn signed(&self, pod: &str, age: Duration, lifetime: Duration) -> String {
+        let model = self.issued(AUDIENCE, Some(pod));
+        let header = decode_part(&model, 0);
+        let mut claims = decode_part(&model, 1);
+        let issued_at = now() - age.as_secs();
+        claims["iat"] = json!(issued_at);
+        claims["nbf"] = json!(issued_at);
+        claims["exp"] = json!(issued_at + lifetime.as_secs());
+        let input = format!(
+            "{}.{}",
+            base64url(header.to_string().as_bytes()),
+            base64url(claims.to_string().as_bytes())
+        );
+        let key = self.cluster.dir().join("pki/service-account.key");
+        let mut openssl = Command::new("openssl")
+            .args(["dgst", "-sha256", "-sign"])
+            .arg(&key)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("run openssl");
+        use std::io::Write as _;
+        openssl
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        let signature = openssl.wait_with_output().unwrap();
+        assert!(signature.status.success(), "openssl could not sign");
+        format!("{input}.{}", base64url(&signature.stdout))
+    }
+}
+
+/// A state-of-the-world ADS client over TLS that trusts `ca_pem`.
+async fn tls_client(
+    port: u16,
+    ca_pem: &str,
+) -> AggregatedDiscoveryServiceClient<tonic::transport::Channel> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}"))
+        .unwrap()
+        .connect_with_connector(tower::service_fn(move |_| {
+            let connector = connector.clone();
+            async move {
+                let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+                let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+                let tls = connector.connect(name, tcp).await?;
+                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(tls))
+            }
+        }))
+        .await
+        .expect("a TLS connection to the controller's ADS port");
+    AggregatedDiscoveryServiceClient::new(channel)
+}
+
+/// Opens a stream as `node` with `token` and returns its first answer, or how it was refused.
+async fn first_answer(
+    client: &mut AggregatedDiscoveryServiceClient<tonic::transport::Channel>,
+    token: Option<&str>,
+    node: &str,
+) -> Result<DiscoveryResponse, tonic::Status> {
+    let request = DiscoveryRequest {
+        type_url: type_url::LISTENER.to_string(),
+        node: Some(Node {
+            id: node.to_string(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let requests =
+        futures::StreamExt::chain(futures::stream::iter([request]), futures::stream::pending());
+    let mut call = tonic::Request::new(requests);
+    if let Some(token) = token {
+        call.metadata_mut()
+            .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    }
+    let answer = tokio::time::timeout(Duration::from_secs(10), async {
+        let mut responses = client.stream_aggregated_resources(call).await?.into_inner();
+        responses
+            .message()
+            .await?
+            .ok_or_else(|| tonic::Status::unknown("the stream closed without an answer"))
+    })
+    .await;
+    answer.expect("an answer or a refusal within 10 s")
+}
+
+fn expect_refused(outcome: Result<DiscoveryResponse, tonic::Status>, code: Code, what: &str) {
+    match outcome {
+        Ok(_) => panic!("{what}: served, but should have been refused with {code:?}"),
+        Err(status) => assert_eq!(status.code(), code, "{what}: {status:?}"),
+    }
+}
+
+fn pod(name: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n  serviceAccountName: client\n  containers:\n  - name: app\n    image: busybox\n"
+    )
+}
+
+/// Writes `token` into `dir` the way the kubelet updates a projected volume: the file is a
+/// symlink through `..data`, and an update writes a new timestamped directory and renames a new
+/// `..data` symlink over the old one. Returns the token file's path.
+fn write_token(dir: &Path, token: &str) -> std::path::PathBuf {
+    use std::os::unix::fs::symlink;
+    std::fs::create_dir_all(dir).unwrap();
+    let since_epoch = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+    let version = format!("..{}", since_epoch.as_nanos());
+    std::fs::create_dir(dir.join(&version)).unwrap();
+    std::fs::write(dir.join(&version).join("xds-token"), token).unwrap();
+    let staged = dir.join("..data_tmp");
+    let _ = std::fs::remove_file(&staged);
+    symlink(&version, &staged).unwrap();
+    std::fs::rename(&staged, dir.join("..data")).unwrap();
+    let file = dir.join("xds-token");
+    if std::fs::symlink_metadata(&file).is_err() {
+        symlink("..data/xds-token", &file).unwrap();
+    }
+    file
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ads_serves_each_pod_only_under_its_own_name() {
+    let cluster = KubeCluster::start();
+    cluster.kubectl(&["create", "namespace", "apps"]);
+    cluster.kubectl(&["create", "namespace", "lattice-gateway"]);
+    cluster.kubectl(&["create", "serviceaccount", "client", "-n", "apps"]);
+    cluster.kubectl_in("apps", &pod("client-a"));
+    cluster.kubectl_in("apps", &pod("client-b"));
+    cluster.apply(GATEWAY);
+    cluster.apply(CLUSTER1);
+    let tokens = Tokens { cluster: &cluster };
+
+    let args = vec![
+        "--kubernetes".to_string(),
+        format!("--kubeconfig={}", cluster.kubeconfig.display()),
+        "--signing=none".to_string(),
+        "--xds-auth=kubernetes".to_string(),
+        "--xds-tls-host=127.0.0.1".to_string(),
+    ];
+    let controller = Controller::start(cluster.dir(), &args).await;
+    let ca = String::from_utf8(cluster.controller_ca()).unwrap();
+
+    // A plain-text client gets nothing: the port speaks TLS only.
+    let plain = async {
+        let mut client = AggregatedDiscoveryServiceClient::connect(format!(
+            "http://127.0.0.1:{}",
+            controller.xds_port
+        ))
+        .await
+        .map_err(|error| tonic::Status::unavailable(error.to_string()))?;
+        first_answer(&mut client, None, "client-a.apps").await
+    };
+    assert!(
+        plain.await.is_err(),
+        "a plain-text client was served by a TLS-only ADS port"
+    );
+
+    let mut client = tls_client(controller.xds_port, &ca).await;
+    let own = tokens.issued(AUDIENCE, Some("client-a"));
+    let served = first_answer(&mut client, Some(&own), "client-a.apps")
+        .await
+        .expect("a pod's own token, under its own node id, is served");
+    assert!(!served.resources.is_empty(), "no listeners in {served:?}");
+    // The same token again is answered from the cache: no second TokenReview.
+    first_answer(&mut client, Some(&own), "client-a.apps")
+        .await
+        .expect("served again");
+
+    expect_refused(
+        first_answer(&mut client, None, "client-a.apps").await,
+        Code::Unauthenticated,
+        "no token",
+    );
+    let vault = tokens.issued("vault", Some("client-a"));
+    expect_refused(
+        first_answer(&mut client, Some(&vault), "client-a.apps").await,
+        Code::Unauthenticated,
+        "a token for another audience",
+    );
+    let expired = tokens.signed(
+        "client-a",
+        Duration::from_secs(7200),
+        Duration::from_secs(3600),
+    );
+    expect_refused(
+        first_answer(&mut client, Some(&expired), "client-a.apps").await,
+        Code::Unauthenticated,
+        "an expired token",
+    );
+    let other = tokens.issued(AUDIENCE, Some("client-b"));
+    expect_refused(
+        first_answer(&mut client, Some(&other), "client-a.apps").await,
+        Code::PermissionDenied,
+        "another pod's token",
+    );
+    expect_refused(
+        first_answer(&mut client, Some(&own), "client-a.other").await,
+        Code::PermissionDenied,
+        "a node id that is not the pod's",
+    );
+    let unbound = tokens.issued(AUDIENCE, None);
+    expect_refused(
+        first_answer(&mut client, Some(&unbound), "client-a.apps").await,
+        Code::PermissionDenied,
+        "a token bound to no pod",
+    );
+
+    let metrics = controller.metrics().await;
+    for expected in [
+        "lattice_xds_token_reviews_total{result=\"authenticated\"} 2",
+        "lattice_xds_token_reviews_total{result=\"refused\"} 3",
+        "lattice_xds_token_review_cache_hits_total 2",
+        "lattice_xds_stream_errors_total{reason=\"unauthenticated\"} 3",
+        "lattice_xds_stream_errors_total{reason=\"node_mismatch\"} 2",
+        "lattice_xds_stream_errors_total{reason=\"not_a_pod\"} 1",
+    ] {
+        assert!(metrics.contains(expected), "{expected} not in\n{metrics}");
+    }
+
+    // Stock Envoy, first with a token that lives 15 seconds. The renewed token is in the file
+    // before the first expires; the controller ends the stream at expiry and Envoy's next one
+    // carries the file's new token.
+    let dir = cluster.dir();
+    let ca_file = dir.join("xds-ca.crt");
+    std::fs::write(&ca_file, &ca).unwrap();
+    let token_dir = dir.join("tokens");
+    let lifetime = Duration::from_secs(15);
+    let token_file = write_token(
+        &token_dir,
+        &tokens.signed("client-a", Duration::ZERO, lifetime),
+    );
+    let started = std::time::Instant::now();
+    let bootstrap_args = [
+        format!("--xds-ca-file={}", ca_file.display()),
+        format!("--xds-token-file={}", token_file.display()),
+    ];
+    let envoy = Envoy::start_with(
+        dir,
+        "client-a.apps",
+        controller.xds_port,
+        "delta",
+        &[],
+        &bootstrap_args,
+    )
+    .await;
+    let identity = eventually("Envoy to be served as pod client-a", WAIT, || async {
+        let proxies = controller.proxies().await;
+        proxies["proxies"]
+            .as_array()?
+            .iter()
+            .find(|proxy| proxy["node_id"] == "client-a.apps")
+            .map(|proxy| proxy["identity"].clone())
+    })
+    .await;
+    assert_eq!(identity, "pod apps/client-a (service account client)");
+    let status = Command::new(support::lattice_xds())
+        .args(["proxy-status", "--admin", &controller.admin_url("")])
+        .output()
+        .expect("proxy-status");
+    let table = String::from_utf8_lossy(&status.stdout);
+    assert!(table.contains("IDENTITY"), "{table}");
+    assert!(
+        table.contains("pod apps/client-a (service account client)"),
+        "{table}"
+    );
+
+    write_token(&token_dir, &tokens.issued(AUDIENCE, Some("client-a")));
+    eventually(
+        "the first token's stream to end at its expiry",
+        WAIT,
+        || async {
+            let metrics = controller.metrics().await;
+            metrics
+                .contains("lattice_xds_stream_errors_total{reason=\"token_expired\"} 1")
+                .then_some(())
+        },
+    )
+    .await;
+    assert!(started.elapsed() >= lifetime - Duration::from_secs(1));
+    // A change made now reaches Envoy over the stream its renewed token opened.
+    cluster.apply_in(
+        "apps",
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata:\n  name: after-rotation\n  namespace: apps\n\
+         spec:\n  hostnames: [\"after-rotation.example.com\"]\n  parentRefs:\n  - name: lattice-gateway\n    namespace: lattice-gateway\n\
+         \x20   sectionName: https-listener-with-custom-domain\n",
+    );
+    eventually(
+        "Envoy to get the route made after the rotation",
+        WAIT,
+        || async {
+            let dump = envoy.config_dump().await.to_string();
+            dump.contains("after-rotation.example.com").then_some(())
+        },
+    )
+    .await;
+    let metrics = controller.metrics().await;
+    assert!(
+        !metrics.contains("lattice_xds_stream_errors_total{reason=\"unauthenticated\"} 4"),
+        "Envoy reconnected with its expired token:\n{metrics}"
+    );
+}
