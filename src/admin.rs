@@ -1,5 +1,7 @@
 //! The admin listener: health, readiness, Prometheus metrics, and proxy status as JSON and as
-//! the `ProxyStatusService` gRPC API (both on the same port; gRPC over HTTP/2 cleartext).
+//! the `ProxyStatusService` gRPC API (both on the same port; gRPC over HTTP/2 cleartext). It
+//! shows every proxy's configuration, so it listens on loopback by default; the probe listener
+//! serves only `/healthz`, `/readyz` and `/metrics`, for the kubelet and Prometheus.
 
 pub mod status;
 
@@ -22,10 +24,7 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let grpc = tonic::service::Routes::new(ProxyStatusServiceServer::new(status.clone()));
-    let http = axum::Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
+    let http = probes()
         .route("/debug/proxies", get(proxies))
         .route("/debug/config_dump", get(config_dump))
         .route("/debug/trust", get(trust))
@@ -34,6 +33,25 @@ pub async fn serve(
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await
+}
+
+/// Serves only `/healthz`, `/readyz` and `/metrics` on `listener` until `shutdown`.
+pub async fn serve_probes(
+    listener: tokio::net::TcpListener,
+    status: StatusService,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    axum::serve(listener, probes().with_state(Arc::new(status)))
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+}
+
+/// What faces the cluster network: health, readiness and metrics.
+fn probes() -> axum::Router<Arc<StatusService>> {
+    axum::Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
 }
 
 type Shared = State<Arc<StatusService>>;

@@ -17,11 +17,24 @@ use crate::xds::type_url;
 /// What to check.
 #[derive(Clone, Debug)]
 pub struct CheckConfig {
-    /// The admin URL, `http://host:port`.
+    /// The admin (or probe) URL, `http://host:port`.
     pub admin: String,
     /// The ADS address, `host:port`.
     pub xds_address: String,
+    pub xds_tls: XdsTls,
     pub timeout: Duration,
+}
+
+/// How the check reaches ADS.
+#[derive(Clone, Debug)]
+pub enum XdsTls {
+    /// Plain text.
+    Off,
+    /// TLS, verifying the controller's certificate against this CA (PEM).
+    Verify(String),
+    /// TLS without verifying the certificate: the check sends no credential and only learns
+    /// whether ADS answers.
+    Unverified,
 }
 
 /// Checks readiness, then asks for listeners over ADS; prints what it found.
@@ -43,14 +56,17 @@ pub async fn run(config: &CheckConfig) -> anyhow::Result<()> {
     );
     println!("ready: {}", config.admin);
 
-    let listeners = tokio::time::timeout(config.timeout, fetch_listeners(&config.xds_address))
-        .await
-        .with_context(|| {
-            format!(
-                "no xDS answer from {} within {:?}",
-                config.xds_address, config.timeout
-            )
-        })??;
+    let listeners = tokio::time::timeout(
+        config.timeout,
+        fetch_listeners(&config.xds_address, &config.xds_tls),
+    )
+    .await
+    .with_context(|| {
+        format!(
+            "no xDS answer from {} within {:?}",
+            config.xds_address, config.timeout
+        )
+    })??;
     println!("serving xDS: {} at {}", listeners, config.xds_address);
     Ok(())
 }
@@ -80,11 +96,13 @@ async fn get(url: &str) -> anyhow::Result<(u16, String)> {
     Ok((status, String::from_utf8_lossy(&body).into_owned()))
 }
 
-/// One state-of-the-world request for listeners; a description of the answer.
-async fn fetch_listeners(address: &str) -> anyhow::Result<String> {
-    let mut client = AggregatedDiscoveryServiceClient::connect(format!("http://{address}"))
+/// One state-of-the-world request for listeners; a description of the answer. A controller
+/// that refuses an unauthenticated stream with `UNAUTHENTICATED` is serving, too.
+async fn fetch_listeners(address: &str, tls: &XdsTls) -> anyhow::Result<String> {
+    let channel = channel(address, tls)
         .await
         .with_context(|| format!("cannot connect to the xDS server at {address}"))?;
+    let mut client = AggregatedDiscoveryServiceClient::new(channel);
     let request = DiscoveryRequest {
         node: Some(Node {
             id: format!("lattice-xds-check-{}", std::process::id()),
@@ -94,13 +112,21 @@ async fn fetch_listeners(address: &str) -> anyhow::Result<String> {
         type_url: type_url::LISTENER.to_string(),
         ..Default::default()
     };
-    let mut responses = client
+    let opened = client
         .stream_aggregated_resources(
             futures::stream::iter([request]).chain(futures::stream::pending()),
         )
-        .await
-        .context("the xDS server refused the stream")?
-        .into_inner();
+        .await;
+    let mut responses = match opened {
+        Ok(responses) => responses.into_inner(),
+        Err(status) if status.code() == tonic::Code::Unauthenticated => {
+            return Ok(format!(
+                "streams must authenticate as a pod ({})",
+                status.message()
+            ));
+        }
+        Err(status) => return Err(status).context("the xDS server refused the stream"),
+    };
     let response = responses
         .message()
         .await
@@ -111,4 +137,37 @@ async fn fetch_listeners(address: &str) -> anyhow::Result<String> {
         response.resources.len(),
         response.version_info
     ))
+}
+
+/// A gRPC channel to `address`, over TLS unless `tls` is off.
+async fn channel(address: &str, tls: &XdsTls) -> anyhow::Result<tonic::transport::Channel> {
+    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{address}"))?;
+    let config = match tls {
+        XdsTls::Off => return Ok(endpoint.connect().await?),
+        XdsTls::Verify(ca) => crate::https::client_config(Some(ca))?,
+        XdsTls::Unverified => crate::https::client_config(None)?,
+    };
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let (host, port) = address
+        .rsplit_once(':')
+        .with_context(|| format!("{address:?} is not HOST:PORT"))?;
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+    let port: u16 = port
+        .parse()
+        .with_context(|| format!("{port:?} is not a port"))?;
+    let name = rustls::pki_types::ServerName::try_from(host.clone())
+        .with_context(|| format!("{host:?} is not a host name"))?;
+    let connect = tower::service_fn(move |_| {
+        let connector = connector.clone();
+        let (host, name) = (host.clone(), name.clone());
+        async move {
+            let tcp = tokio::net::TcpStream::connect((host.as_str(), port)).await?;
+            let tls = connector.connect(name, tcp).await?;
+            Ok::<_, std::io::Error>(TokioIo::new(tls))
+        }
+    });
+    Ok(endpoint.connect_with_connector(connect).await?)
 }

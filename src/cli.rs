@@ -210,15 +210,37 @@ pub struct CheckArgs {
     /// How long each step may take.
     #[arg(long, env = "LATTICE_XDS_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub timeout: Duration,
+    /// Reach ADS over TLS, verifying the controller's certificate with this CA (PEM file).
+    #[arg(
+        long,
+        env = "LATTICE_XDS_XDS_CA_FILE",
+        conflicts_with = "xds_tls_unverified"
+    )]
+    pub xds_ca_file: Option<PathBuf>,
+    /// Reach ADS over TLS without verifying the controller's certificate: the check sends no
+    /// credential and only learns whether ADS answers (what the chart's `helm test` does).
+    #[arg(long, env = "LATTICE_XDS_XDS_TLS_UNVERIFIED")]
+    pub xds_tls_unverified: bool,
 }
 
-impl From<CheckArgs> for crate::check::CheckConfig {
-    fn from(args: CheckArgs) -> Self {
-        Self {
-            admin: args.admin.trim_end_matches('/').to_string(),
-            xds_address: args.xds_address,
-            timeout: args.timeout,
-        }
+impl CheckArgs {
+    /// The check's configuration; reads the CA file, naming it when it cannot be read.
+    pub fn into_config(self) -> anyhow::Result<crate::check::CheckConfig> {
+        use crate::check::XdsTls;
+        let xds_tls = match (&self.xds_ca_file, self.xds_tls_unverified) {
+            (Some(path), _) => XdsTls::Verify(
+                std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read the xDS CA file {}", path.display()))?,
+            ),
+            (None, true) => XdsTls::Unverified,
+            (None, false) => XdsTls::Off,
+        };
+        Ok(crate::check::CheckConfig {
+            admin: self.admin.trim_end_matches('/').to_string(),
+            xds_address: self.xds_address,
+            xds_tls,
+            timeout: self.timeout,
+        })
     }
 }
 
@@ -333,13 +355,19 @@ pub struct ControllerArgs {
         conflicts_with = "xds_tls_cert"
     )]
     pub xds_tls_hosts: Vec<String>,
-    /// Address of the admin server: /healthz, /readyz, /metrics, /debug/*, and the status API.
+    /// Address of the admin server: /healthz, /readyz, /metrics, /debug/* and the status API
+    /// (proxy-status). It shows every proxy's configuration: keep it on loopback and reach it
+    /// with `kubectl port-forward`.
     #[arg(
         long,
         env = "LATTICE_XDS_ADMIN_LISTEN",
         default_value = "127.0.0.1:19000"
     )]
     pub admin_listen: SocketAddr,
+    /// Another address serving /healthz, /readyz and /metrics only: for the kubelet's probes
+    /// and Prometheus.
+    #[arg(long, env = "LATTICE_XDS_PROBE_LISTEN")]
+    pub probe_listen: Option<SocketAddr>,
     /// Domain whose hosts that no route names are forwarded by DNS (services of other
     /// clusters). Repeatable.
     #[arg(long = "domain", env = "LATTICE_XDS_DOMAIN", value_delimiter = ',')]
@@ -763,6 +791,7 @@ impl ControllerArgs {
                         signing: settings.signing.mode,
                         region: settings.signing.region.clone(),
                         signer_probe_port: self.signer_probe_port,
+                        controller_namespace: lease_namespace.clone(),
                         xds_token_audience: match &xds_auth {
                             XdsAuth::Kubernetes { audience } => Some(audience.clone()),
                             XdsAuth::None => None,
@@ -791,6 +820,7 @@ impl ControllerArgs {
             xds_auth,
             xds_listen: self.xds_listen,
             admin_listen: self.admin_listen,
+            probe_listen: self.probe_listen,
             settings,
             trust: TrustSettings {
                 cas: self.ca_arns,

@@ -72,6 +72,8 @@ pub struct ControllerConfig {
     pub xds_auth: XdsAuth,
     pub xds_listen: SocketAddr,
     pub admin_listen: SocketAddr,
+    /// Where `/healthz`, `/readyz` and `/metrics` alone are served, when given.
+    pub probe_listen: Option<SocketAddr>,
     pub settings: Settings,
     /// Private CAs to fetch from ACM PCA.
     pub trust: TrustSettings,
@@ -112,6 +114,17 @@ pub async fn run(config: ControllerConfig) -> anyhow::Result<()> {
     let admin_listener = TcpListener::bind(config.admin_listen)
         .await
         .with_context(|| format!("cannot listen for admin on {}", config.admin_listen))?;
+    let probe_listener = match config.probe_listen {
+        Some(address) => Some(
+            TcpListener::bind(address)
+                .await
+                .with_context(|| format!("cannot listen for probes on {address}"))?,
+        ),
+        None => None,
+    };
+    if !config.admin_listen.ip().is_loopback() {
+        tracing::warn!(admin = %config.admin_listen, "the admin listener is not on loopback: whoever reaches it can read every proxy's configuration (--probe-listen serves only health and metrics)");
+    }
 
     let metrics = Arc::new(Metrics::default());
     let registry = Registry::new(Arc::clone(&metrics));
@@ -254,12 +267,17 @@ pub async fn run(config: ControllerConfig) -> anyhow::Result<()> {
         }
     };
     let status = StatusService::new(registry, snapshot_rx, trust_rx);
+    let probes = match probe_listener {
+        Some(listener) => admin::serve_probes(listener, status.clone(), shutdown.clone()).boxed(),
+        None => async { Ok(()) }.boxed(),
+    };
     let admin = admin::serve(admin_listener, status, shutdown.clone());
     tracing::info!(
         xds = %config.xds_listen,
         xds_tls = xds_certificate.is_some(),
         xds_auth = ?config.xds_auth,
         admin = %config.admin_listen,
+        probes = ?config.probe_listen,
         source = %config.source,
         "controller started"
     );
@@ -277,7 +295,7 @@ pub async fn run(config: ControllerConfig) -> anyhow::Result<()> {
         }
     };
     let served = async {
-        tokio::join!(xds, admin, async {
+        tokio::join!(xds, admin, probes, async {
             tokio::select! {
                 result = watched => { shutdown.cancel(); result }
                 () = shutdown.cancelled() => Ok(()),
@@ -289,9 +307,10 @@ pub async fn run(config: ControllerConfig) -> anyhow::Result<()> {
         tokio::time::sleep(SHUTDOWN_GRACE).await;
     };
     tokio::select! {
-        (xds, admin, watched) = served => {
+        (xds, admin, probes, watched) = served => {
             xds.context("xDS server failed")?;
             admin.context("admin server failed")?;
+            probes.context("probe server failed")?;
             watched
         }
         () = grace => {

@@ -1,9 +1,12 @@
 //! Sidecar injection: what the admission webhook adds to a pod that opted in.
 //!
-//! A pod opts in through its namespace (the webhook is called on a path that says so) or with
-//! the annotation `vpc-lattice-svcs.amazonaws.com/agent-inject: "true"` (the walkthrough's
-//! misspelt `vpc-lattices-svcs.…` is accepted too); `"false"` opts a pod out of an opted-in
-//! namespace. It gets:
+//! A pod opts in through its namespace's label `lattice-xds/inject=enabled` (the webhook is
+//! called on a path that says so) or its own label `lattice-xds/inject=enabled`: labels, so
+//! that the API server sends only those pods to the webhook. Inside an opted-in namespace the
+//! walkthrough's annotation `vpc-lattice-svcs.amazonaws.com/agent-inject` still decides (its
+//! misspelt `vpc-lattices-svcs.…` too): `"false"` opts a pod out, as does the label
+//! `lattice-xds/inject=disabled`. Pods with `hostNetwork`, and pods of `kube-system` or the
+//! controller's own namespace, are never injected. A pod that is injected gets:
 //! - init container `lattice-xds-redirect`: `lattice-xds redirect`, the iptables rules that
 //!   send Lattice-bound connections to the egress port (root, NET_ADMIN and NET_RAW only);
 //! - init container `lattice-xds-bootstrap`: `lattice-xds bootstrap` writes Envoy's bootstrap,
@@ -26,8 +29,11 @@ pub const INJECTED_ANNOTATION: &str = "lattice-xds/injected";
 pub const INJECT_ANNOTATION: &str = "vpc-lattice-svcs.amazonaws.com/agent-inject";
 /// The same, as the walkthrough's Kyverno policy spells it.
 pub const WALKTHROUGH_INJECT_ANNOTATION: &str = "vpc-lattices-svcs.amazonaws.com/agent-inject";
-/// The namespace label that opts every pod in (the webhook configuration selects on it).
+/// The label that opts a namespace's pods, or a single pod, in (`enabled`) or a pod out
+/// (`disabled`); the webhook configuration selects on it.
 pub const NAMESPACE_LABEL: &str = "lattice-xds/inject";
+/// Namespaces never injected, whatever they say (besides the controller's own).
+pub const NEVER_INJECTED: &[&str] = &["kube-system"];
 
 const BOOTSTRAP_VOLUME: &str = "lattice-xds-bootstrap";
 const BOOTSTRAP_DIR: &str = "/etc/lattice-xds";
@@ -58,6 +64,8 @@ pub struct InjectConfig {
     pub signer_probe_port: u16,
     /// When ADS streams must authenticate: the audience of the projected token Envoy sends.
     pub xds_token_audience: Option<String>,
+    /// The controller's namespace: never injected.
+    pub controller_namespace: String,
 }
 
 /// Why a pod was or was not injected.
@@ -67,6 +75,8 @@ pub enum Decision {
     NotRequested,
     OptedOut,
     AlreadyInjected,
+    /// `hostNetwork: true`: the redirect would rewrite the node's iptables.
+    HostNetwork,
 }
 
 /// Whether `pod` should be injected; `namespace_opted_in` when its namespace has the label.
@@ -75,15 +85,22 @@ pub fn decide(pod: &Value, namespace_opted_in: bool) -> Decision {
     if annotations.get(INJECTED_ANNOTATION).is_some() || has_container(pod, "lattice-xds-envoy") {
         return Decision::AlreadyInjected;
     }
-    let requested = [INJECT_ANNOTATION, WALKTHROUGH_INJECT_ANNOTATION]
+    let annotated = [INJECT_ANNOTATION, WALKTHROUGH_INJECT_ANNOTATION]
         .iter()
         .find_map(|key| annotations.get(*key).and_then(Value::as_str))
         .map(|value| value.trim().eq_ignore_ascii_case("true"));
-    match (requested, namespace_opted_in) {
-        (Some(false), _) => Decision::OptedOut,
-        (Some(true), _) | (None, true) => Decision::Inject,
-        (None, false) => Decision::NotRequested,
+    let labelled = pod["metadata"]["labels"][NAMESPACE_LABEL]
+        .as_str()
+        .map(|value| value == "enabled");
+    let decision = match (labelled, annotated, namespace_opted_in) {
+        (Some(false), _, _) | (_, Some(false), _) => Decision::OptedOut,
+        (Some(true), _, _) | (_, Some(true), _) | (None, None, true) => Decision::Inject,
+        (None, None, false) => Decision::NotRequested,
+    };
+    if decision == Decision::Inject && pod["spec"]["hostNetwork"].as_bool() == Some(true) {
+        return Decision::HostNetwork;
     }
+    decision
 }
 
 fn has_container(pod: &Value, name: &str) -> bool {

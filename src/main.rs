@@ -33,7 +33,10 @@ async fn main() -> std::process::ExitCode {
                 .and_then(|config| bootstrap::write(&config, output.as_deref()))
         }
         Command::ProxyStatus(args) => proxy_status::run(&args.admin).await,
-        Command::Check(args) => check::run(&args.into()).await,
+        Command::Check(args) => match args.into_config() {
+            Ok(config) => check::run(&config).await,
+            Err(error) => Err(error),
+        },
         Command::EmulateLattice(args) => emulator::run(args.into()).await,
         Command::Signer(args) => signer::run(args.into()).await,
         Command::Redirect(args) => {

@@ -97,6 +97,8 @@ fn the_schema_rejects_bad_values_with_clear_errors() {
         ),
         ("sidecar.egressPort=70000", "/sidecar/egressPort"),
         ("signer.mode=lua", "'signer'"),
+        ("xds.auth=token", "/xds/auth"),
+        ("kyverno.enabled=true", "set xds.auth=none"),
     ] {
         let (ok, output) = render(set);
         assert!(!ok, "--set {set} was accepted");
@@ -261,6 +263,7 @@ fn the_kyverno_policy_injects_what_the_webhook_injects() {
         region: Some("ap-northeast-2".to_string()),
         signer_probe_port: 9003,
         xds_token_audience: None,
+        controller_namespace: "lattice-xds".to_string(),
     };
     let pod = serde_json::json!({
         "metadata": { "name": "client", "labels": { "app": "client" } },

@@ -1,7 +1,9 @@
 //! Sidecar injection end to end: the chart's MutatingWebhookConfiguration, installed in a real
 //! API server and pointed at a controller on 127.0.0.1, injects the init container, Envoy and
-//! the signer into the pods that ask, leaves the others alone, never injects twice, and with
-//! `failurePolicy: Ignore` pods are still admitted while the controller is down.
+//! the signer into the pods that opted in by label, leaves the others alone (they never reach
+//! the webhook: pods of other namespaces are created on a fresh install, during an outage and
+//! in the cert-manager mode), never injects twice or a hostNetwork pod, and with
+//! `failurePolicy: Ignore` pods that opted in are still admitted while the controller is down.
 
 mod support;
 
@@ -15,6 +17,11 @@ use support::{eventually, free_port, helm};
 const WAIT: Duration = Duration::from_secs(30);
 
 fn pod(name: &str, annotations: &[(&str, &str)]) -> String {
+    labelled_pod(name, "", annotations)
+}
+
+/// A pod with `extra` lines under `metadata.labels` (indented by four spaces).
+fn labelled_pod(name: &str, extra_labels: &str, annotations: &[(&str, &str)]) -> String {
     let annotations: Vec<String> = annotations
         .iter()
         .map(|(key, value)| format!("    {key}: \"{value}\"\n"))
@@ -25,7 +32,7 @@ fn pod(name: &str, annotations: &[(&str, &str)]) -> String {
         format!("  annotations:\n{}", annotations.concat())
     };
     format!(
-        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  labels:\n    app: client\n{annotations}\
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  labels:\n    app: client\n{extra_labels}{annotations}\
          spec:\n  containers:\n  - name: app\n    image: busybox\n    command: [sleep, infinity]\n"
     )
 }
@@ -60,9 +67,15 @@ const INJECTED: [&str; 4] = [
 
 /// The chart's webhook configuration for a controller at `url`.
 fn webhook_configuration(url: &str, failure_policy: &str) -> String {
+    webhook_configuration_with(url, failure_policy, false)
+}
+
+/// The same, with cert-manager keeping the caBundle when `cert_manager`.
+fn webhook_configuration_with(url: &str, failure_policy: &str, cert_manager: bool) -> String {
     helm::template(&[
         &format!("--set=injection.url={url}"),
         &format!("--set=injection.failurePolicy={failure_policy}"),
+        &format!("--set=certManager.enabled={cert_manager}"),
     ])
     .into_iter()
     .find(|document| document.contains("kind: MutatingWebhookConfiguration"))
@@ -113,6 +126,15 @@ async fn the_webhook_injects_the_pods_that_ask_once() {
             ]);
         }
     }
+
+    // A fresh install: no controller answers and the caBundle is empty. Pods that did not opt
+    // in are created all the same; a pod that opted in is refused (failurePolicy Fail).
+    assert_outside_pods_are_created(&cluster, "fresh-install");
+    let (created, refusal) = cluster.try_kubectl_in("labelled", &pod("before-controller", &[]));
+    assert!(
+        !created,
+        "a pod that opted in was admitted unsigned: {refusal}"
+    );
 
     let args = vec![
         "--kubernetes".to_string(),
@@ -203,20 +225,43 @@ async fn the_webhook_injects_the_pods_that_ask_once() {
     // The application's own container is untouched.
     assert_eq!(injected["spec"]["containers"].as_array().unwrap().len(), 1);
 
-    // No annotation, no label: untouched. The correctly spelt annotation: injected.
+    // No label: untouched, and never sent to the webhook, even with the annotation (the API
+    // server cannot select on annotations). The pod's own label: injected.
     cluster.kubectl_in("plain", &pod("untouched", &[]));
     assert!(init_container_names(&stored_pod(&cluster, "plain", "untouched")).is_empty());
     cluster.kubectl_in(
         "plain",
         &pod(
-            "spelt-right",
+            "annotated-only",
             &[("vpc-lattice-svcs.amazonaws.com/agent-inject", "true")],
         ),
     );
+    assert!(init_container_names(&stored_pod(&cluster, "plain", "annotated-only")).is_empty());
+    cluster.kubectl_in(
+        "plain",
+        &labelled_pod("pod-label", "    lattice-xds/inject: enabled\n", &[]),
+    );
     assert_eq!(
-        init_container_names(&stored_pod(&cluster, "plain", "spelt-right")),
+        init_container_names(&stored_pod(&cluster, "plain", "pod-label")),
         INJECTED
     );
+    // In an opted-in namespace a pod opts out with the label.
+    cluster.kubectl_in(
+        "labelled",
+        &labelled_pod("opted-out", "    lattice-xds/inject: disabled\n", &[]),
+    );
+    assert!(init_container_names(&stored_pod(&cluster, "labelled", "opted-out")).is_empty());
+    // A pod on the host's network is admitted unchanged, with a warning.
+    let host = pod("host-network", &[]).replace(
+        "spec:\n  containers:",
+        "spec:\n  hostNetwork: true\n  containers:",
+    );
+    let created = cluster.kubectl_with_warnings_in("labelled", &host);
+    assert!(
+        created.contains("hostNetwork are never injected"),
+        "{created}"
+    );
+    assert!(init_container_names(&stored_pod(&cluster, "labelled", "host-network")).is_empty());
 
     // A pod made from an injected pod's manifest is not injected again.
     let mut again = injected.clone();
@@ -253,10 +298,7 @@ async fn the_webhook_injects_the_pods_that_ask_once() {
     assert_ne!(renewed, first);
     cluster.kubectl_in(
         "plain",
-        &pod(
-            "after-renewal",
-            &[("vpc-lattice-svcs.amazonaws.com/agent-inject", "true")],
-        ),
+        &labelled_pod("after-renewal", "    lattice-xds/inject: enabled\n", &[]),
     );
     assert_eq!(
         init_container_names(&stored_pod(&cluster, "plain", "after-renewal")),
@@ -268,6 +310,12 @@ async fn the_webhook_injects_the_pods_that_ask_once() {
         metrics.contains("lattice_xds_injections_total{decision=\"injected\"} 3"),
         "{metrics}"
     );
+    assert!(
+        metrics.contains("lattice_xds_injections_total{decision=\"host_network\"} 1"),
+        "{metrics}"
+    );
+    // Pods that did not opt in were never sent to the webhook.
+    assert!(!metrics.contains("not_requested"), "{metrics}");
 
     // The controller goes away. With failurePolicy Fail the pod is refused; with Ignore it is
     // admitted, without the sidecar.
@@ -278,8 +326,25 @@ async fn the_webhook_injects_the_pods_that_ask_once() {
         "a pod was admitted without its webhook: {refusal}"
     );
     assert!(refusal.contains("inject.lattice-xds.io"), "{refusal}");
+    assert_outside_pods_are_created(&cluster, "outage");
     cluster.apply(&webhook_configuration(&url, "Ignore"));
     let (created, output) = cluster.try_kubectl_in("labelled", &pod("while-down", &[]));
     assert!(created, "{output}");
     assert!(init_container_names(&stored_pod(&cluster, "labelled", "while-down")).is_empty());
+
+    // cert-manager keeps the caBundle (here no cert-manager runs, so there is none): the same
+    // selectors, the same guarantee.
+    cluster.apply(&webhook_configuration_with(&url, "Fail", true));
+    assert_outside_pods_are_created(&cluster, "cert-manager");
+}
+
+/// Pods of a namespace that did not opt in are created, unchanged, whatever the webhook's state.
+fn assert_outside_pods_are_created(cluster: &KubeCluster, case: &str) {
+    let name = format!("outside-{case}");
+    let (created, output) = cluster.try_kubectl_in("plain", &pod(&name, &[]));
+    assert!(
+        created,
+        "{case}: a pod that did not opt in was refused: {output}"
+    );
+    assert!(init_container_names(&stored_pod(cluster, "plain", &name)).is_empty());
 }

@@ -3,7 +3,8 @@
 //! an expired token, a token of another pod, a node id that is not the pod's, and a token bound
 //! to no pod are each refused with the status that says so; a plain-text client is refused;
 //! stock Envoy keeps being served past its first token's lifetime because it reads the renewed
-//! token file for its next stream; proxy status shows who each stream is.
+//! token file for its next stream; proxy status shows who each stream is; `lattice-xds check`
+//! sees ADS answer.
 
 mod support;
 
@@ -261,6 +262,28 @@ async fn ads_serves_each_pod_only_under_its_own_name() {
         "a plain-text client was served by a TLS-only ADS port"
     );
 
+    // `lattice-xds check` (the chart's helm test) sees ADS answer and refuse it.
+    let ca_file = cluster.dir().join("xds-ca.crt");
+    std::fs::write(&ca_file, &ca).unwrap();
+    for tls in [
+        format!("--xds-ca-file={}", ca_file.display()),
+        "--xds-tls-unverified".to_string(),
+    ] {
+        let check = Command::new(support::lattice_xds())
+            .args(["check", "--admin", &controller.admin_url("")])
+            .arg(format!("--xds-address=127.0.0.1:{}", controller.xds_port))
+            .arg(&tls)
+            .output()
+            .expect("lattice-xds check");
+        let printed = String::from_utf8_lossy(&check.stdout);
+        assert!(
+            check.status.success(),
+            "{tls}: {printed}{}",
+            String::from_utf8_lossy(&check.stderr)
+        );
+        assert!(printed.contains("streams must authenticate"), "{printed}");
+    }
+
     let mut client = tls_client(controller.xds_port, &ca).await;
     let own = tokens.issued(AUDIENCE, Some("client-a"));
     let served = first_answer(&mut client, Some(&own), "client-a.apps")
@@ -316,7 +339,7 @@ async fn ads_serves_each_pod_only_under_its_own_name() {
         "lattice_xds_token_reviews_total{result=\"authenticated\"} 2",
         "lattice_xds_token_reviews_total{result=\"refused\"} 3",
         "lattice_xds_token_review_cache_hits_total 2",
-        "lattice_xds_stream_errors_total{reason=\"unauthenticated\"} 3",
+        "lattice_xds_stream_errors_total{reason=\"unauthenticated\"} 5",
         "lattice_xds_stream_errors_total{reason=\"node_mismatch\"} 2",
         "lattice_xds_stream_errors_total{reason=\"not_a_pod\"} 1",
     ] {
@@ -327,8 +350,6 @@ async fn ads_serves_each_pod_only_under_its_own_name() {
     // before the first expires; the controller ends the stream at expiry and Envoy's next one
     // carries the file's new token.
     let dir = cluster.dir();
-    let ca_file = dir.join("xds-ca.crt");
-    std::fs::write(&ca_file, &ca).unwrap();
     let token_dir = dir.join("tokens");
     let lifetime = Duration::from_secs(15);
     let token_file = write_token(
@@ -401,7 +422,7 @@ async fn ads_serves_each_pod_only_under_its_own_name() {
     .await;
     let metrics = controller.metrics().await;
     assert!(
-        !metrics.contains("lattice_xds_stream_errors_total{reason=\"unauthenticated\"} 4"),
+        !metrics.contains("lattice_xds_stream_errors_total{reason=\"unauthenticated\"} 6"),
         "Envoy reconnected with its expired token:\n{metrics}"
     );
 }

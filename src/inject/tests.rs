@@ -13,6 +13,7 @@ fn config(signing: SigningMode) -> InjectConfig {
         region: Some("ap-northeast-2".to_string()),
         signer_probe_port: 9003,
         xds_token_audience: None,
+        controller_namespace: "lattice-xds".to_string(),
     }
 }
 
@@ -123,4 +124,23 @@ fn authenticated_xds_gives_envoy_a_projected_token_and_the_bootstrap_the_ca() {
     let plain = inject(&pod(json!({})), &self::config(SigningMode::Native), None);
     assert!(!plain.to_string().contains(TOKEN_VOLUME));
     assert!(!plain.to_string().contains("LATTICE_XDS_XDS_CA"));
+}
+
+#[test]
+fn labels_opt_pods_in_and_out_and_host_network_pods_never() {
+    let labelled = |value: &str| {
+        let mut pod = pod(json!({}));
+        pod["metadata"]["labels"][NAMESPACE_LABEL] = json!(value);
+        pod
+    };
+    assert_eq!(decide(&labelled("enabled"), false), Decision::Inject);
+    assert_eq!(decide(&labelled("disabled"), true), Decision::OptedOut);
+    let mut annotated_out = labelled("enabled");
+    annotated_out["metadata"]["annotations"][INJECT_ANNOTATION] = json!("false");
+    assert_eq!(decide(&annotated_out, true), Decision::OptedOut);
+    let mut host = pod(json!({}));
+    host["spec"]["hostNetwork"] = json!(true);
+    assert_eq!(decide(&host, true), Decision::HostNetwork);
+    host["spec"]["hostNetwork"] = json!(false);
+    assert_eq!(decide(&host, true), Decision::Inject);
 }

@@ -1,8 +1,13 @@
 //! The mutating admission webhook, over HTTPS. Two paths, so that the webhook configuration
-//! (not the controller) decides which namespaces opted in:
+//! (not the controller) decides which namespaces opted in, and only pods that opted in are
+//! sent at all:
 //! - `/inject/namespace`: the pod's namespace carries the inject label; every pod is injected
-//!   unless it opts out with the annotation set to `"false"`;
-//! - `/inject/annotation`: any other namespace; only pods that ask with the annotation.
+//!   unless it opts out (label `disabled`, or the annotation set to `"false"`);
+//! - `/inject/pod` (and `/inject/annotation`, its name before labels): the pod itself carries
+//!   the inject label.
+//!
+//! Pods with `hostNetwork`, and pods of `kube-system` or the controller's namespace, are
+//! admitted unchanged with a warning the user sees.
 //!
 //! A request the webhook cannot read is answered with an error the API server shows the user;
 //! whether the pod is then admitted is the configuration's `failurePolicy`.
@@ -20,7 +25,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use super::{Decision, InjectConfig, decide, inject};
+use super::{Decision, InjectConfig, NEVER_INJECTED, decide, inject};
 use crate::certificates::ServingCertificate;
 use crate::metrics::Metrics;
 
@@ -54,7 +59,8 @@ pub async fn serve(
     };
     let app = Router::new()
         .route("/inject/namespace", post(namespace_opted_in))
-        .route("/inject/annotation", post(annotation_only))
+        .route("/inject/pod", post(pod_opted_in))
+        .route("/inject/annotation", post(pod_opted_in))
         .with_state(webhook);
     crate::https::serve(listener, serving, app, shutdown).await
 }
@@ -66,7 +72,7 @@ async fn namespace_opted_in(
     Json(webhook.review(review, true))
 }
 
-async fn annotation_only(
+async fn pod_opted_in(
     State(webhook): State<Webhook>,
     Json(review): Json<AdmissionReview<DynamicObject>>,
 ) -> Json<AdmissionReview<DynamicObject>> {
@@ -110,14 +116,18 @@ impl Webhook {
                 return allowed.deny(format!("lattice-xds: cannot read the pod: {error}"));
             }
         };
-        let decision = decide(&pod, namespace_opted_in);
         let name = request.name.clone();
         let namespace = request.namespace.clone().unwrap_or_default();
+        let excluded = NEVER_INJECTED.contains(&namespace.as_str())
+            || namespace == self.config.controller_namespace;
+        let decision = decide(&pod, namespace_opted_in);
         let label = match decision {
+            Decision::Inject if excluded => "excluded_namespace",
             Decision::Inject => "injected",
             Decision::NotRequested => "not_requested",
             Decision::OptedOut => "opted_out",
             Decision::AlreadyInjected => "already_injected",
+            Decision::HostNetwork => "host_network",
         };
         self.metrics
             .injections
@@ -125,6 +135,22 @@ impl Webhook {
                 decision: label.to_string(),
             })
             .inc();
+        if decision == Decision::HostNetwork {
+            tracing::info!(%namespace, pod = %name, "not injected: the pod uses the host's network");
+            return warned(
+                allowed,
+                "lattice-xds: pods with hostNetwork are never injected (the redirect would change the node's iptables); this pod has no sidecar and its requests are not signed".to_string(),
+            );
+        }
+        if decision == Decision::Inject && excluded {
+            tracing::info!(%namespace, pod = %name, "not injected: the namespace is never injected");
+            return warned(
+                allowed,
+                format!(
+                    "lattice-xds: pods of namespace {namespace} are never injected; this pod has no sidecar"
+                ),
+            );
+        }
         if decision != Decision::Inject {
             tracing::debug!(%namespace, pod = %name, ?decision, "not injected");
             return allowed;
@@ -149,6 +175,12 @@ impl Webhook {
             )),
         }
     }
+}
+
+/// The response with a warning the API server shows whoever created the pod.
+fn warned(mut response: AdmissionResponse, warning: String) -> AdmissionResponse {
+    response.warnings.get_or_insert_with(Vec::new).push(warning);
+    response
 }
 
 /// Binds the webhook listener, naming the address on failure.

@@ -126,6 +126,17 @@ impl KubeCluster {
         self.try_kubectl_with_input(&["create", "-n", namespace, "-f", "-"], Some(manifest))
     }
 
+    /// `kubectl create -n namespace -f -` of `manifest`, returning what kubectl printed on both
+    /// outputs (the API server's warnings go to standard error).
+    pub fn kubectl_with_warnings_in(&self, namespace: &str, manifest: &str) -> String {
+        let args = ["create", "-n", namespace, "-f", "-"];
+        let output = self.run_kubectl(&args, Some(manifest));
+        let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
+        text.push_str(&String::from_utf8_lossy(&output.stderr));
+        assert!(output.status.success(), "kubectl {args:?} failed:\n{text}");
+        text
+    }
+
     /// `kubectl apply -n namespace -f -` of `manifest`.
     pub fn apply_in(&self, namespace: &str, manifest: &str) -> String {
         self.kubectl_with_input(&["apply", "-n", namespace, "-f", "-"], Some(manifest))
@@ -138,6 +149,16 @@ impl KubeCluster {
     }
 
     fn try_kubectl_with_input(&self, args: &[&str], input: Option<&str>) -> (bool, String) {
+        let output = self.run_kubectl(args, input);
+        if output.status.success() {
+            return (true, String::from_utf8_lossy(&output.stdout).into_owned());
+        }
+        let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
+        text.push_str(&String::from_utf8_lossy(&output.stderr));
+        (false, text)
+    }
+
+    fn run_kubectl(&self, args: &[&str], input: Option<&str>) -> std::process::Output {
         let mut child = Command::new(&self.kubectl)
             .arg("--kubeconfig")
             .arg(&self.kubeconfig)
@@ -152,13 +173,7 @@ impl KubeCluster {
             stdin.write_all(input.as_bytes()).unwrap();
         }
         drop(stdin);
-        let output = child.wait_with_output().unwrap();
-        if output.status.success() {
-            return (true, String::from_utf8_lossy(&output.stdout).into_owned());
-        }
-        let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
-        text.push_str(&String::from_utf8_lossy(&output.stderr));
-        (false, text)
+        child.wait_with_output().unwrap()
     }
 
     /// The controller's CA certificate (PEM), from the Secret it keeps in `default`.

@@ -35,3 +35,17 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- define "lattice-xds.webhookCertSecret" -}}
 {{- printf "%s-webhook-tls" (include "lattice-xds.fullname" .) -}}
 {{- end -}}
+
+{{- define "lattice-xds.xdsCertSecret" -}}
+{{- printf "%s-xds-tls" (include "lattice-xds.fullname" .) -}}
+{{- end -}}
+
+{{- define "lattice-xds.caCertSecret" -}}
+{{- printf "%s-ca" (include "lattice-xds.fullname" .) -}}
+{{- end -}}
+
+{{/* The names the controller's certificates are valid for. */}}
+{{- define "lattice-xds.serviceNames" -}}
+{{- $name := include "lattice-xds.fullname" . -}}
+{{- printf "%s,%s.%s,%s,%s.cluster.local" $name $name .Release.Namespace (include "lattice-xds.serviceHost" .) (include "lattice-xds.serviceHost" .) -}}
+{{- end -}}
