@@ -1,8 +1,9 @@
 //! The Helm chart: `helm lint` and golden `helm template` output for each value set under
 //! `tests/testdata/chart/<case>/values.yaml`, clear errors from `values.schema.json`, every
 //! rendered manifest accepted by a real API server (server-side dry run, with the Gateway API,
-//! cert-manager and Kyverno CRDs installed), and the Kyverno policy injecting exactly what the
-//! controller's webhook injects. `LATTICE_XDS_UPDATE_GOLDEN=1` rewrites the golden files.
+//! cert-manager and Kyverno CRDs installed), the Kyverno policy injecting exactly what the
+//! controller's webhook injects, and the controller's ServiceAccount able to write only its own
+//! objects (`kubectl auth can-i` and real attempts, refused by the admission policy). `LATTICE_XDS_UPDATE_GOLDEN=1` rewrites the golden files.
 
 mod support;
 
@@ -293,4 +294,151 @@ fn the_kyverno_policy_injects_what_the_webhook_injects() {
         patch["metadata"]["annotations"],
         serde_json::json!({ "lattice-xds/injected": "true" })
     );
+}
+
+/// The chart's RBAC and admission policy for `case`, applied to `cluster`.
+fn apply_permissions(cluster: &KubeCluster, case: &str) {
+    const KINDS: [&str; 7] = [
+        "kind: ServiceAccount",
+        "kind: ClusterRole\n",
+        "kind: ClusterRoleBinding",
+        "kind: Role\n",
+        "kind: RoleBinding",
+        "kind: ValidatingAdmissionPolicy\n",
+        "kind: ValidatingAdmissionPolicyBinding",
+    ];
+    let text = std::fs::read_to_string(Path::new(CASES).join(case).join("rendered.yaml")).unwrap();
+    for document in text.split("\n---\n") {
+        if KINDS.iter().any(|kind| document.contains(kind)) {
+            cluster.apply(document);
+        }
+    }
+}
+
+const CONTROLLER: &str = "--as=system:serviceaccount:lattice-xds:lattice-xds";
+
+/// `kubectl auth can-i` as the controller's ServiceAccount.
+fn can_i(cluster: &KubeCluster, args: &[&str]) -> bool {
+    let mut full = vec!["auth", "can-i", CONTROLLER];
+    full.extend(args);
+    let (_, answer) = cluster.try_kubectl(&full);
+    answer.trim() == "yes"
+}
+
+/// `kubectl create` as the controller's ServiceAccount: whether it worked, and what it said.
+fn create_as_controller(cluster: &KubeCluster, args: &[&str]) -> (bool, String) {
+    let mut full = vec!["create", CONTROLLER];
+    full.extend(args);
+    cluster.try_kubectl(&full)
+}
+
+#[test]
+fn the_controller_can_write_only_its_own_objects() {
+    let cluster = KubeCluster::start();
+    for namespace in ["lattice-xds", "apps"] {
+        cluster.kubectl(&["create", "namespace", namespace]);
+    }
+    cluster.kubectl(&["label", "namespace", "apps", "lattice-xds/ca-bundle=true"]);
+    apply_permissions(&cluster, "default");
+
+    // The admission policy takes a moment to be enforced: wait for its first refusal.
+    let mut attempt = 0;
+    let refusal = loop {
+        attempt += 1;
+        let name = format!("probe-{attempt}");
+        let (created, output) =
+            create_as_controller(&cluster, &["configmap", &name, "-n", "kube-system"]);
+        if !created {
+            break output;
+        }
+        cluster.kubectl(&["delete", "configmap", &name, "-n", "kube-system"]);
+        assert!(attempt < 100, "the admission policy was never enforced");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert!(
+        refusal.contains("lattice-xds may write only the ConfigMap lattice-xds-ca-bundle"),
+        "{refusal}"
+    );
+
+    // RBAC lets it create ConfigMaps anywhere (a name cannot limit create) ...
+    assert!(can_i(
+        &cluster,
+        &["create", "configmaps", "-n", "kube-system"]
+    ));
+    // ... and the API server refuses every other name.
+    let (created, output) =
+        create_as_controller(&cluster, &["configmap", "aws-auth", "-n", "kube-system"]);
+    assert!(!created, "the controller created kube-system/aws-auth");
+    assert!(output.contains("lattice-xds may write only"), "{output}");
+    let (created, output) = create_as_controller(
+        &cluster,
+        &["configmap", "lattice-xds-ca-bundle", "-n", "apps"],
+    );
+    assert!(created, "the CA bundle itself was refused: {output}");
+    let (created, output) = create_as_controller(
+        &cluster,
+        &["secret", "generic", "other", "-n", "lattice-xds"],
+    );
+    assert!(!created, "the controller created another Secret");
+    assert!(output.contains("lattice-xds may write only"), "{output}");
+    let (created, output) = create_as_controller(
+        &cluster,
+        &[
+            "secret",
+            "generic",
+            "lattice-xds-webhook-ca",
+            "-n",
+            "lattice-xds",
+        ],
+    );
+    assert!(created, "its own CA Secret was refused: {output}");
+
+    // What it reads and changes is named.
+    for (allowed, args) in [
+        (true, &["create", "tokenreviews.authentication.k8s.io"][..]),
+        (
+            true,
+            &["patch", "mutatingwebhookconfigurations/lattice-xds"],
+        ),
+        (false, &["patch", "mutatingwebhookconfigurations/other"]),
+        (
+            true,
+            &["patch", "configmaps/lattice-xds-ca-bundle", "-n", "apps"],
+        ),
+        (false, &["patch", "configmaps/other", "-n", "apps"]),
+        (
+            false,
+            &["delete", "configmaps/lattice-xds-ca-bundle", "-n", "apps"],
+        ),
+        (false, &["get", "secrets", "-n", "kube-system"]),
+        (false, &["list", "secrets", "-n", "lattice-xds"]),
+        (
+            true,
+            &["get", "secrets/lattice-xds-webhook-ca", "-n", "lattice-xds"],
+        ),
+        (
+            false,
+            &[
+                "update",
+                "httproutes.gateway.networking.k8s.io",
+                "-n",
+                "apps",
+            ],
+        ),
+    ] {
+        assert_eq!(can_i(&cluster, args), allowed, "can-i {args:?}");
+    }
+
+    // When cert-manager keeps the certificates, the controller neither patches the webhook
+    // configuration nor reads a CA Secret.
+    apply_permissions(&cluster, "cert-manager");
+    cluster.kubectl(&["delete", "role", "lattice-xds", "-n", "lattice-xds"]);
+    assert!(!can_i(
+        &cluster,
+        &["patch", "mutatingwebhookconfigurations/lattice-xds"]
+    ));
+    assert!(!can_i(
+        &cluster,
+        &["get", "secrets/lattice-xds-webhook-ca", "-n", "lattice-xds"]
+    ));
 }
