@@ -618,6 +618,23 @@ pub struct SignerArgs {
     /// SigV4A region set, such as `*` or `us-east-1,us-west-2`.
     #[arg(long, env = "LATTICE_XDS_REGION_SET", default_value = "*")]
     pub region_set: String,
+    /// The only service requests are signed for; anything else is refused with 403.
+    /// Repeatable; by default --service.
+    #[arg(
+        long = "allow-service",
+        env = "LATTICE_XDS_ALLOW_SERVICE",
+        value_delimiter = ','
+    )]
+    pub allow_services: Vec<String>,
+    /// The only region requests are signed for (and SigV4A region sets are made of); anything
+    /// else is refused with 403. Repeatable; by default the signer's own region (--region,
+    /// AWS_REGION, AWS_DEFAULT_REGION).
+    #[arg(
+        long = "allow-region",
+        env = "LATTICE_XDS_ALLOW_REGION",
+        value_delimiter = ','
+    )]
+    pub allow_regions: Vec<String>,
     /// Allow the signing listeners on non-loopback addresses. Anything that reaches them can
     /// sign requests as this pod.
     #[arg(long, env = "LATTICE_XDS_ALLOW_REMOTE")]
@@ -636,6 +653,16 @@ impl From<SignerArgs> for SignerConfig {
             http_listen: args.http_listen,
             admin_listen: args.admin_listen,
             defaults: Defaults {
+                allowed_services: if args.allow_services.is_empty() {
+                    vec![args.service.clone()]
+                } else {
+                    args.allow_services
+                },
+                allowed_regions: if args.allow_regions.is_empty() {
+                    region.iter().cloned().collect()
+                } else {
+                    args.allow_regions
+                },
                 region,
                 service: args.service,
                 algorithm: args.algorithm,

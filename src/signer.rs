@@ -3,7 +3,9 @@
 //!
 //! Envoy reaches it over ext_proc (gRPC) or, in the Lua mode, over a small HTTP endpoint; both
 //! use [`Signer::sign`]. It fails closed: without valid credentials a request is refused with
-//! a 503 that says why, never sent unsigned.
+//! a 503 that says why, never sent unsigned. It signs only for the services and regions it was
+//! configured with: anything in the pod's network namespace can reach it, and must not get
+//! signatures for, say, `s3`; anything else is refused with a 403 that says why.
 
 pub mod canonical;
 pub mod credentials;
@@ -38,6 +40,11 @@ pub struct Defaults {
     pub algorithm: Algorithm,
     /// SigV4A region set, such as `*`.
     pub region_set: String,
+    /// The only services requests are signed for (`--allow-service`).
+    pub allowed_services: Vec<String>,
+    /// The only regions requests are signed for (`--allow-region`), and of which a SigV4A
+    /// region set may be made (besides the signer's own `region_set`).
+    pub allowed_regions: Vec<String>,
 }
 
 /// Settings one request or stream may carry (set by the controller's generated filter config).
@@ -101,6 +108,14 @@ pub enum Refusal {
     /// The request cannot be described to the signer (for example a header that is not UTF-8).
     #[error("cannot sign this request: {0}")]
     BadRequest(String),
+    /// A service or region this signer was not configured to sign for.
+    #[error("{what} is not one this signer signs for ({flag}: {allowed})")]
+    NotAllowed {
+        what: String,
+        flag: &'static str,
+        allowed: String,
+        reason: &'static str,
+    },
 }
 
 impl Refusal {
@@ -110,6 +125,7 @@ impl Refusal {
             Self::Credentials(_) => 503,
             Self::NoRegion => 500,
             Self::BadRequest(_) => 400,
+            Self::NotAllowed { .. } => 403,
         }
     }
 
@@ -119,6 +135,7 @@ impl Refusal {
             Self::Credentials(unavailable) => unavailable.reason(),
             Self::NoRegion => "no_region",
             Self::BadRequest(_) => "bad_request",
+            Self::NotAllowed { reason, .. } => reason,
         }
     }
 
@@ -179,6 +196,14 @@ impl Signer {
             .service
             .as_deref()
             .unwrap_or(&self.defaults.service);
+        if !self.defaults.allowed_services.iter().any(|s| s == service) {
+            return Err(self.not_allowed(
+                format!("service {service:?}"),
+                "--allow-service",
+                &self.defaults.allowed_services,
+                "service_not_allowed",
+            ));
+        }
         let algorithm = overrides.algorithm.unwrap_or(self.defaults.algorithm);
         let now = SystemTime::now();
         let set = match algorithm {
@@ -188,6 +213,14 @@ impl Signer {
                     .as_deref()
                     .or(self.defaults.region.as_deref())
                     .ok_or(Refusal::NoRegion)?;
+                if !self.defaults.allowed_regions.iter().any(|r| r == region) {
+                    return Err(self.not_allowed(
+                        format!("region {region:?}"),
+                        "--allow-region",
+                        &self.defaults.allowed_regions,
+                        "region_not_allowed",
+                    ));
+                }
                 let scope = Scope { region, service };
                 self.sigv4
                     .sign(request, &credentials, scope, now, &Options::default())
@@ -197,6 +230,19 @@ impl Signer {
                     .region_set
                     .as_deref()
                     .unwrap_or(&self.defaults.region_set);
+                let allowed = region_set == self.defaults.region_set
+                    || region_set
+                        .split(',')
+                        .map(str::trim)
+                        .all(|region| self.defaults.allowed_regions.iter().any(|r| r == region));
+                if !allowed {
+                    return Err(self.not_allowed(
+                        format!("region set {region_set:?}"),
+                        "--allow-region",
+                        &self.defaults.allowed_regions,
+                        "region_not_allowed",
+                    ));
+                }
                 let scope = Scope {
                     region: region_set,
                     service,
@@ -219,6 +265,26 @@ impl Signer {
             .map(str::to_string)
             .collect();
         Ok(Mutation { set, remove })
+    }
+
+    fn not_allowed(
+        &self,
+        what: String,
+        flag: &'static str,
+        allowed: &[String],
+        reason: &'static str,
+    ) -> Refusal {
+        let allowed = if allowed.is_empty() {
+            "none".to_string()
+        } else {
+            allowed.join(", ")
+        };
+        Refusal::NotAllowed {
+            what,
+            flag,
+            allowed,
+            reason,
+        }
     }
 }
 

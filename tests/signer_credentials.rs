@@ -1,7 +1,8 @@
 //! The signer's credentials, as a pod on EKS gets them: from a local Pod Identity agent with
 //! the service-account token re-read at every refresh. Rotation is picked up before expiry; an
 //! agent outage makes the signer refuse (503, with the reason) once the credentials expire,
-//! and it recovers when the agent returns. Secrets never reach the logs.
+//! and it recovers when the agent returns. Secrets never reach the logs. It signs only for the
+//! service and regions it was given: anything else is a 403 with the reason, counted.
 
 mod support;
 
@@ -239,6 +240,35 @@ async fn static_credentials_sign_and_strip_what_the_application_sent() {
         !log.contains("static/secret+KEY"),
         "the secret key was logged"
     );
+
+    // Another service, or another region, than the signer was given: 403, with the reason.
+    for (header, value, reason) in [
+        ("x-lattice-xds-service", "s3", "service_not_allowed"),
+        ("x-lattice-xds-region", "us-east-1", "region_not_allowed"),
+    ] {
+        let answer = support::http::request(
+            signer.http,
+            "POST",
+            "signer",
+            "/v1/sign",
+            &[(header, value)],
+            description,
+        )
+        .await
+        .expect("an answer");
+        assert_eq!(answer.status, 403, "{}", answer.body);
+        assert!(
+            answer.body.contains("is not one this signer signs for"),
+            "{}",
+            answer.body
+        );
+        let metrics = support::http::get_url(&signer.url("/metrics"))
+            .await
+            .unwrap()
+            .body;
+        let counted = format!("lattice_xds_signer_requests_refused_total{{reason=\"{reason}\"}} 1");
+        assert!(metrics.contains(&counted), "{counted} not in\n{metrics}");
+    }
 }
 
 #[test]

@@ -163,6 +163,7 @@ fn header_mutation(mutation: Mutation) -> HeaderMutation {
 fn refuse(refusal: &Refusal) -> ImmediateResponse {
     let code = match refusal.status() {
         400 => StatusCode::BadRequest,
+        403 => StatusCode::Forbidden,
         500 => StatusCode::InternalServerError,
         _ => StatusCode::ServiceUnavailable,
     };

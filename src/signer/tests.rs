@@ -8,6 +8,11 @@ const SECRET: &str = "very/secret+KEY";
 const TOKEN: &str = "SESSION-TOKEN-VALUE";
 
 fn signer(region: Option<&str>) -> Signer {
+    let allowed: Vec<&str> = region.into_iter().collect();
+    signer_allowing(region, &["vpc-lattice-svcs"], &allowed)
+}
+
+fn signer_allowing(region: Option<&str>, services: &[&str], regions: &[&str]) -> Signer {
     let credentials = Credentials::new(
         "ASIAEXAMPLE",
         SECRET,
@@ -20,6 +25,8 @@ fn signer(region: Option<&str>) -> Signer {
         service: "vpc-lattice-svcs".to_string(),
         algorithm: Algorithm::SigV4,
         region_set: "*".to_string(),
+        allowed_services: services.iter().map(|s| s.to_string()).collect(),
+        allowed_regions: regions.iter().map(|r| r.to_string()).collect(),
     };
     Signer::new(
         defaults,
@@ -54,7 +61,11 @@ fn debug_output_never_shows_secrets_or_signatures() {
 
 #[test]
 fn the_controllers_overrides_win_over_the_signers_defaults() {
-    let signer = signer(Some("eu-west-1"));
+    let signer = signer_allowing(
+        Some("eu-west-1"),
+        &["vpc-lattice-svcs", "execute-api"],
+        &["eu-west-1", "ap-northeast-2"],
+    );
     let overrides = Overrides::from_headers(|name| match name {
         override_headers::REGION => Some("ap-northeast-2"),
         override_headers::SERVICE => Some("execute-api"),
@@ -107,4 +118,47 @@ fn no_region_and_unknown_algorithms_are_refused_clearly() {
         Overrides::from_headers(|name| (name == override_headers::ALGORITHM).then_some("sigv5"))
             .unwrap_err();
     assert!(error.to_string().contains("expected sigv4 or sigv4a"));
+}
+
+#[test]
+fn services_and_regions_not_configured_are_refused_with_403() {
+    let signer = signer(Some("eu-west-1"));
+    let asked = |service: Option<&str>, region: Option<&str>| {
+        let overrides = Overrides {
+            service: service.map(str::to_string),
+            region: region.map(str::to_string),
+            ..Overrides::default()
+        };
+        signer.sign(&request(), &overrides, "test")
+    };
+    let s3 = asked(Some("s3"), None).unwrap_err();
+    assert_eq!(s3.status(), 403);
+    assert_eq!(s3.reason(), "service_not_allowed");
+    assert!(
+        s3.body().contains(
+            "service \"s3\" is not one this signer signs for (--allow-service: vpc-lattice-svcs)"
+        ),
+        "{}",
+        s3.body()
+    );
+    let elsewhere = asked(None, Some("us-east-1")).unwrap_err();
+    assert_eq!(elsewhere.reason(), "region_not_allowed");
+    assert!(
+        elsewhere.body().contains("--allow-region: eu-west-1"),
+        "{}",
+        elsewhere.body()
+    );
+    assert!(asked(None, Some("eu-west-1")).is_ok());
+    // A region set of allowed regions, or the signer's own, is signed; others are not.
+    let set = |regions: &str| Overrides {
+        algorithm: Some(Algorithm::SigV4a),
+        region_set: Some(regions.to_string()),
+        ..Overrides::default()
+    };
+    assert!(signer.sign(&request(), &set("eu-west-1"), "test").is_ok());
+    assert!(signer.sign(&request(), &set("*"), "test").is_ok());
+    let wide = signer
+        .sign(&request(), &set("eu-west-1,us-east-1"), "test")
+        .unwrap_err();
+    assert_eq!(wide.reason(), "region_not_allowed");
 }
