@@ -4,7 +4,7 @@
 //! to no pod are each refused with the status that says so; a plain-text client is refused;
 //! stock Envoy keeps being served past its first token's lifetime because it reads the renewed
 //! token file for its next stream; proxy status shows who each stream is; `lattice-xds check`
-//! sees ADS answer.
+//! sees ADS answer; the probe listener serves health and metrics only.
 
 mod support;
 
@@ -236,15 +236,34 @@ async fn ads_serves_each_pod_only_under_its_own_name() {
     cluster.apply(GATEWAY);
     cluster.apply(CLUSTER1);
     let tokens = Tokens { cluster: &cluster };
+    let probe_port = support::free_port();
 
     let args = vec![
         "--kubernetes".to_string(),
         format!("--kubeconfig={}", cluster.kubeconfig.display()),
-        "--signing=none".to_string(),
+        // The native mode: Envoy is the pod's only sidecar, and the one holding the token.
+        "--signing=native".to_string(),
+        "--region=ap-northeast-2".to_string(),
         "--xds-auth=kubernetes".to_string(),
         "--xds-tls-host=127.0.0.1".to_string(),
+        format!("--probe-listen=127.0.0.1:{probe_port}"),
     ];
     let controller = Controller::start(cluster.dir(), &args).await;
+
+    // The probe listener serves health and metrics, and nothing about the proxies.
+    for (path, status) in [
+        ("/healthz", 200),
+        ("/readyz", 200),
+        ("/metrics", 200),
+        ("/debug/proxies", 404),
+        ("/debug/config_dump?node=client-a.apps", 404),
+        ("/debug/trust", 404),
+    ] {
+        let answer = support::http::get_url(&format!("http://127.0.0.1:{probe_port}{path}"))
+            .await
+            .expect("the probe listener answers");
+        assert_eq!(answer.status, status, "{path}");
+    }
     let ca = String::from_utf8(cluster.controller_ca()).unwrap();
 
     // A plain-text client gets nothing: the port speaks TLS only.
