@@ -355,6 +355,11 @@ pub struct ControllerArgs {
         conflicts_with = "xds_tls_cert"
     )]
     pub xds_tls_hosts: Vec<String>,
+    /// Keep a ConfigMap of this name in --lease-namespace holding the CA of the ADS certificate
+    /// (key ca.crt; no key material), for injectors other than the controller's webhook
+    /// (the chart's Kyverno policy) to give sidecars.
+    #[arg(long = "xds-ca-configmap", env = "LATTICE_XDS_XDS_CA_CONFIGMAP")]
+    pub xds_ca_config_map: Option<String>,
     /// Address of the admin server: /healthz, /readyz, /metrics, /debug/* and the status API
     /// (proxy-status). It shows every proxy's configuration: keep it on loopback and reach it
     /// with `kubectl port-forward`.
@@ -840,9 +845,14 @@ impl ControllerArgs {
                 ca_bundle_namespaces: self.ca_bundle_namespaces,
             }),
         };
+        anyhow::ensure!(
+            self.xds_ca_config_map.is_none() || (self.kubernetes && xds_tls.is_some()),
+            "--xds-ca-configmap needs --kubernetes and xDS over TLS: it publishes the CA of the ADS certificate"
+        );
         Ok(ControllerConfig {
             source,
             webhook,
+            xds_ca_config_map: self.xds_ca_config_map,
             xds_tls,
             xds_auth,
             xds_listen: self.xds_listen,

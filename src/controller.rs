@@ -69,6 +69,8 @@ pub struct ControllerConfig {
     pub webhook: Option<WebhookConfig>,
     /// Where the ADS server's TLS certificate comes from; `None` serves plain text.
     pub xds_tls: Option<CertificateSource>,
+    /// A ConfigMap (in the lease namespace) the leader keeps holding the ADS certificate's CA.
+    pub xds_ca_config_map: Option<String>,
     pub xds_auth: XdsAuth,
     pub xds_listen: SocketAddr,
     pub admin_listen: SocketAddr,
@@ -209,6 +211,17 @@ pub async fn run(config: ControllerConfig) -> anyhow::Result<()> {
                 Arc::clone(&metrics),
                 shutdown.clone(),
             ));
+            if let (Some(name), Some(certificate)) = (&config.xds_ca_config_map, &xds_certificate) {
+                tokio::spawn(ca_bundle::publish_xds_ca(
+                    client.clone(),
+                    kube.lease.namespace.clone(),
+                    name.clone(),
+                    Arc::clone(certificate),
+                    leader_rx.clone(),
+                    Arc::clone(&metrics),
+                    shutdown.clone(),
+                ));
+            }
             if let Some(config) = &config.webhook {
                 let xds_ca = xds_certificate.clone();
                 start_webhook(

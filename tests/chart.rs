@@ -99,7 +99,6 @@ fn the_schema_rejects_bad_values_with_clear_errors() {
         ("sidecar.egressPort=70000", "/sidecar/egressPort"),
         ("signer.mode=lua", "'signer'"),
         ("xds.auth=token", "/xds/auth"),
-        ("kyverno.enabled=true", "set xds.auth=none"),
     ] {
         let (ok, output) = render(set);
         assert!(!ok, "--set {set} was accepted");
@@ -263,14 +262,15 @@ fn the_kyverno_policy_injects_what_the_webhook_injects() {
         signing: SigningMode::ExtProc,
         region: Some("ap-northeast-2".to_string()),
         signer_probe_port: 9003,
-        xds_token_audience: None,
+        xds_token_audience: Some("lattice-xds".to_string()),
         controller_namespace: "lattice-xds".to_string(),
     };
     let pod = serde_json::json!({
         "metadata": { "name": "client", "labels": { "app": "client" } },
         "spec": { "containers": [{ "name": "app", "image": "busybox" }] }
     });
-    let injected = inject(&pod, &config, None);
+    // Kyverno puts in the CA the controller publishes in a ConfigMap, read at admission.
+    let injected = inject(&pod, &config, Some("{{ xds.data.\"ca.crt\" }}"));
 
     // Kyverno names the workload with a JMESPath expression; everything else must be equal.
     let workload_arg = |containers: &Value| {
@@ -356,7 +356,7 @@ fn the_controller_can_write_only_its_own_objects() {
         std::thread::sleep(std::time::Duration::from_millis(200));
     };
     assert!(
-        refusal.contains("lattice-xds may write only the ConfigMap lattice-xds-ca-bundle"),
+        refusal.contains("lattice-xds may write only the ConfigMaps lattice-xds-ca-bundle"),
         "{refusal}"
     );
 
@@ -370,6 +370,14 @@ fn the_controller_can_write_only_its_own_objects() {
         create_as_controller(&cluster, &["configmap", "aws-auth", "-n", "kube-system"]);
     assert!(!created, "the controller created kube-system/aws-auth");
     assert!(output.contains("lattice-xds may write only"), "{output}");
+    let (created, _) = create_as_controller(
+        &cluster,
+        &["configmap", "lattice-xds-xds-ca", "-n", "kube-system"],
+    );
+    assert!(
+        !created,
+        "the published CA's name was accepted outside the release namespace"
+    );
     let (created, output) = create_as_controller(
         &cluster,
         &["configmap", "lattice-xds-ca-bundle", "-n", "apps"],

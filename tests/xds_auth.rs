@@ -4,7 +4,8 @@
 //! to no pod are each refused with the status that says so; a plain-text client is refused;
 //! stock Envoy keeps being served past its first token's lifetime because it reads the renewed
 //! token file for its next stream; proxy status shows who each stream is; `lattice-xds check`
-//! sees ADS answer; the probe listener serves health and metrics only.
+//! sees ADS answer; the probe listener serves health and metrics only; the CA is published in a
+//! ConfigMap for other injectors.
 
 mod support;
 
@@ -247,6 +248,7 @@ async fn ads_serves_each_pod_only_under_its_own_name() {
         "--xds-auth=kubernetes".to_string(),
         "--xds-tls-host=127.0.0.1".to_string(),
         format!("--probe-listen=127.0.0.1:{probe_port}"),
+        "--xds-ca-configmap=lattice-xds-xds-ca".to_string(),
     ];
     let controller = Controller::start(cluster.dir(), &args).await;
 
@@ -265,6 +267,22 @@ async fn ads_serves_each_pod_only_under_its_own_name() {
         assert_eq!(answer.status, status, "{path}");
     }
     let ca = String::from_utf8(cluster.controller_ca()).unwrap();
+    // The CA (and nothing else) is published for other injectors, by the leader.
+    let published = eventually("the xDS CA ConfigMap", WAIT, || async {
+        let (found, text) = cluster.try_kubectl(&[
+            "get",
+            "configmap",
+            "lattice-xds-xds-ca",
+            "-n",
+            "default",
+            "-o",
+            "jsonpath={.data}",
+        ]);
+        found.then_some(text)
+    })
+    .await;
+    let published: Value = serde_json::from_str(&published).unwrap();
+    assert_eq!(published, json!({ "ca.crt": ca }));
 
     // A plain-text client gets nothing: the port speaks TLS only.
     let plain = async {

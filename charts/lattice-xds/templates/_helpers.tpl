@@ -49,3 +49,8 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- $name := include "lattice-xds.fullname" . -}}
 {{- printf "%s,%s.%s,%s,%s.cluster.local" $name $name .Release.Namespace (include "lattice-xds.serviceHost" .) (include "lattice-xds.serviceHost" .) -}}
 {{- end -}}
+
+{{/* The ConfigMap holding the CA of the ADS certificate, for the Kyverno policy. */}}
+{{- define "lattice-xds.xdsCaConfigMap" -}}
+{{- printf "%s-xds-ca" (include "lattice-xds.fullname" .) -}}
+{{- end -}}

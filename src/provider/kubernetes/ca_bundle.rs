@@ -61,7 +61,7 @@ pub async fn run(
             if written.get(&namespace) == Some(&pem) {
                 continue;
             }
-            match apply(&client, &namespace, &pem).await {
+            match apply(&client, &namespace, CONFIG_MAP, &pem).await {
                 Ok(()) => {
                     tracing::info!(%namespace, "CA bundle ConfigMap written");
                     written.insert(namespace, pem.clone());
@@ -106,11 +106,17 @@ fn watch_namespaces(
     (store, changed)
 }
 
-async fn apply(client: &Client, namespace: &str, pem: &str) -> Result<(), kube::Error> {
+/// Writes ConfigMap `namespace/name` with `pem` under [`KEY`].
+pub async fn apply(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    pem: &str,
+) -> Result<(), kube::Error> {
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
     let config_map = ConfigMap {
         metadata: ObjectMeta {
-            name: Some(CONFIG_MAP.to_string()),
+            name: Some(name.to_string()),
             namespace: Some(namespace.to_string()),
             labels: Some(
                 [(
@@ -128,10 +134,51 @@ async fn apply(client: &Client, namespace: &str, pem: &str) -> Result<(), kube::
     value["apiVersion"] = "v1".into();
     value["kind"] = "ConfigMap".into();
     api.patch(
-        CONFIG_MAP,
+        name,
         &PatchParams::apply(FIELD_MANAGER).force(),
         &Patch::Apply(value),
     )
     .await?;
     Ok(())
+}
+
+/// Publishes the CA of the controller's ADS certificate (public, no key) as ConfigMap
+/// `namespace/name`, key `ca.crt`, while `leader` is true: for injectors other than the
+/// controller's webhook (Kyverno) to put into sidecars' bootstraps.
+pub async fn publish_xds_ca(
+    client: Client,
+    namespace: String,
+    name: String,
+    certificate: Arc<crate::certificates::ServingCertificate>,
+    leader: watch::Receiver<bool>,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+) {
+    const CHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+    let mut written: Option<String> = None;
+    loop {
+        let leading = *leader.borrow();
+        if !leading {
+            written = None;
+        }
+        if let Some(pem) = certificate.ca_pem()
+            && leading
+            && written.as_ref() != Some(&pem)
+        {
+            match apply(&client, &namespace, &name, &pem).await {
+                Ok(()) => {
+                    tracing::info!(%namespace, %name, "xDS CA ConfigMap written");
+                    written = Some(pem);
+                }
+                Err(error) => {
+                    tracing::warn!(%namespace, %name, %error, "cannot write the xDS CA ConfigMap; retrying");
+                    metrics.kubernetes_write_errors.inc();
+                }
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(CHECK_EVERY) => {}
+            () = shutdown.cancelled() => return,
+        }
+    }
 }
