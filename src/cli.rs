@@ -12,10 +12,10 @@ use clap::{Args, Parser, Subcommand};
 use crate::bootstrap::{BootstrapConfig, XdsAddress, XdsProtocol};
 use crate::certificates::CertificateSource;
 use crate::controller::{ControllerConfig, Source, WebhookConfig, XdsAuth};
-use crate::inject::InjectConfig;
+use crate::inject::{InjectConfig, SignerSockets};
 use crate::model::{
-    DEFAULT_GATEWAY_CLASS, DEFAULT_SYSTEM_CA_FILE, Egress, PRIVATE_CA_BUNDLE, Settings, Signing,
-    SigningAlgorithm, SigningMode, TrustBundle,
+    DEFAULT_GATEWAY_CLASS, DEFAULT_SYSTEM_CA_FILE, Egress, PRIVATE_CA_BUNDLE, Settings,
+    SignerAddress, Signing, SigningAlgorithm, SigningMode, TrustBundle,
 };
 use crate::provider::kubernetes::{KubernetesConfig, LeaseConfig};
 use crate::redirect::{Cidr, RedirectConfig};
@@ -410,6 +410,14 @@ pub struct ControllerArgs {
         default_value = "127.0.0.1:9002"
     )]
     pub signer_http_address: SocketAddr,
+    /// Envoy reaches the signer's ext_proc on this Unix socket instead (the signer's
+    /// --grpc-socket; it serves Envoy's uid only). Injected pods share the socket's directory.
+    #[arg(long, env = "LATTICE_XDS_SIGNER_GRPC_SOCKET")]
+    pub signer_grpc_socket: Option<String>,
+    /// Envoy reaches the signer's HTTP endpoint (Lua mode) on this Unix socket instead (the
+    /// signer's --http-socket).
+    #[arg(long, env = "LATTICE_XDS_SIGNER_HTTP_SOCKET")]
+    pub signer_http_socket: Option<String>,
     /// Pin a destination host to an address, like curl's --resolve; TLS still checks the host
     /// name. Repeatable.
     #[arg(long = "resolve", env = "LATTICE_XDS_RESOLVE", value_delimiter = ',', value_parser = parse_resolve)]
@@ -644,6 +652,17 @@ pub struct SignerArgs {
     /// sign requests as this pod.
     #[arg(long, env = "LATTICE_XDS_ALLOW_REMOTE")]
     pub allow_remote: bool,
+    /// Serve ext_proc on this Unix socket instead of --grpc-listen, to connections from
+    /// --socket-peer-uid only (other processes of the pod cannot get signatures).
+    #[arg(long, env = "LATTICE_XDS_GRPC_SOCKET")]
+    pub grpc_socket: Option<PathBuf>,
+    /// Serve POST /v1/sign (the Lua mode) on this Unix socket instead of --http-listen, to
+    /// --socket-peer-uid only; health and metrics are then on --admin-listen.
+    #[arg(long, env = "LATTICE_XDS_HTTP_SOCKET")]
+    pub http_socket: Option<PathBuf>,
+    /// The uid (Envoy's) whose connections the sockets serve; others are closed and counted.
+    #[arg(long, env = "LATTICE_XDS_SOCKET_PEER_UID", default_value_t = 101)]
+    pub socket_peer_uid: u32,
 }
 
 impl From<SignerArgs> for SignerConfig {
@@ -674,6 +693,9 @@ impl From<SignerArgs> for SignerConfig {
                 region_set: args.region_set,
             },
             allow_remote: args.allow_remote,
+            grpc_socket: args.grpc_socket,
+            http_socket: args.http_socket,
+            socket_peer_uid: args.socket_peer_uid,
         }
     }
 }
@@ -731,8 +753,14 @@ impl ControllerArgs {
             signing: Signing {
                 mode: self.signing,
                 region: self.region,
-                signer_grpc: self.signer_grpc_address,
-                signer_http: self.signer_http_address,
+                signer_grpc: match self.signer_grpc_socket {
+                    Some(path) => SignerAddress::Unix(path),
+                    None => SignerAddress::Tcp(self.signer_grpc_address),
+                },
+                signer_http: match self.signer_http_socket {
+                    Some(path) => SignerAddress::Unix(path),
+                    None => SignerAddress::Tcp(self.signer_http_address),
+                },
                 algorithm: self.signing_algorithm,
                 region_set: self.region_set,
                 ..Signing::default()
@@ -824,6 +852,10 @@ impl ControllerArgs {
                         region: settings.signing.region.clone(),
                         signer_probe_port: self.signer_probe_port,
                         controller_namespace: lease_namespace.clone(),
+                        signer_sockets: SignerSockets {
+                            grpc: unix_path(&settings.signing.signer_grpc),
+                            http: unix_path(&settings.signing.signer_http),
+                        },
                         xds_token_audience: match &xds_auth {
                             XdsAuth::Kubernetes { audience } => Some(audience.clone()),
                             XdsAuth::None => None,
@@ -874,6 +906,14 @@ impl ControllerArgs {
                 write_timeout: self.xds_write_timeout,
             },
         })
+    }
+}
+
+/// The path of a signer address that is a Unix socket.
+fn unix_path(address: &SignerAddress) -> Option<String> {
+    match address {
+        SignerAddress::Unix(path) => Some(path.clone()),
+        SignerAddress::Tcp(_) => None,
     }
 }
 

@@ -39,6 +39,7 @@ const BOOTSTRAP_VOLUME: &str = "lattice-xds-bootstrap";
 const BOOTSTRAP_DIR: &str = "/etc/lattice-xds";
 const BOOTSTRAP_FILE: &str = "/etc/lattice-xds/envoy.yaml";
 const TOKEN_VOLUME: &str = "lattice-xds-token";
+const SOCKET_VOLUME: &str = "lattice-xds-signer-sockets";
 const TOKEN_DIR: &str = "/var/run/secrets/lattice-xds";
 const TOKEN_FILE: &str = "/var/run/secrets/lattice-xds/xds-token";
 /// How long the projected xDS token lives; the kubelet renews it at 80% of that.
@@ -66,6 +67,24 @@ pub struct InjectConfig {
     pub xds_token_audience: Option<String>,
     /// The controller's namespace: never injected.
     pub controller_namespace: String,
+    /// Unix sockets the signer serves Envoy on (ext_proc, HTTP), instead of loopback ports.
+    pub signer_sockets: SignerSockets,
+}
+
+/// The signer's Unix sockets, when it uses them; both live in one directory the two sidecars
+/// share.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SignerSockets {
+    pub grpc: Option<String>,
+    pub http: Option<String>,
+}
+
+impl SignerSockets {
+    /// The directory holding the sockets.
+    fn dir(&self) -> Option<&str> {
+        let path = self.grpc.as_deref().or(self.http.as_deref())?;
+        std::path::Path::new(path).parent()?.to_str()
+    }
 }
 
 /// Why a pod was or was not injected.
@@ -125,7 +144,7 @@ pub fn inject(pod: &Value, config: &InjectConfig, xds_ca: Option<&str>) -> Value
         bootstrap_container(config, &workload, xds_ca),
     ];
     init.push(envoy_container(config));
-    if config.signing != SigningMode::Native && config.signing != SigningMode::None {
+    if signs_with_sidecar(config.signing) {
         init.push(signer_container(config));
     }
     let existing = spec.remove("initContainers");
@@ -139,6 +158,9 @@ pub fn inject(pod: &Value, config: &InjectConfig, xds_ca: Option<&str>) -> Value
         .or_insert_with(|| Value::Array(Vec::new()));
     if let Value::Array(volumes) = volumes {
         volumes.push(json!({ "name": BOOTSTRAP_VOLUME, "emptyDir": {} }));
+        if config.signer_sockets.dir().is_some() && signs_with_sidecar(config.signing) {
+            volumes.push(json!({ "name": SOCKET_VOLUME, "emptyDir": {} }));
+        }
         if let Some(audience) = &config.xds_token_audience {
             volumes.push(json!({
                 "name": TOKEN_VOLUME,
@@ -151,6 +173,17 @@ pub fn inject(pod: &Value, config: &InjectConfig, xds_ca: Option<&str>) -> Value
         }
     }
     pod
+}
+
+/// Whether the mode has a signer sidecar.
+fn signs_with_sidecar(mode: SigningMode) -> bool {
+    mode != SigningMode::Native && mode != SigningMode::None
+}
+
+/// The shared socket directory's mount, when the signer serves on Unix sockets.
+fn socket_mount(config: &InjectConfig) -> Option<Value> {
+    let dir = config.signer_sockets.dir()?;
+    signs_with_sidecar(config.signing).then(|| json!({ "name": SOCKET_VOLUME, "mountPath": dir }))
 }
 
 /// `value` as a JSON object, made an empty one when it is anything else (such as missing).
@@ -243,6 +276,7 @@ fn envoy_container(config: &InjectConfig) -> Value {
     if config.xds_token_audience.is_some() {
         mounts.push(json!({ "name": TOKEN_VOLUME, "mountPath": TOKEN_DIR, "readOnly": true }));
     }
+    mounts.extend(socket_mount(config));
     json!({
         "name": "lattice-xds-envoy",
         "image": config.envoy_image,
@@ -268,18 +302,38 @@ fn signer_container(config: &InjectConfig) -> Value {
         env.push(json!({ "name": "AWS_REGION", "value": region }));
     }
     let probe = |path: &str| json!({ "httpGet": { "path": path, "port": config.signer_probe_port }, "periodSeconds": 10 });
-    json!({
+    let mut args = vec!["signer".to_string()];
+    let sockets = &config.signer_sockets;
+    for (flag, socket) in [
+        ("--grpc-socket", &sockets.grpc),
+        ("--http-socket", &sockets.http),
+    ] {
+        if let Some(path) = socket {
+            args.extend([flag.to_string(), path.clone()]);
+        }
+    }
+    if sockets.dir().is_some() {
+        args.extend([
+            "--socket-peer-uid".to_string(),
+            config.proxy_uid.to_string(),
+        ]);
+    }
+    let mut container = json!({
         "name": "lattice-xds-signer",
         "image": config.image,
         "restartPolicy": "Always",
-        "args": ["signer"],
+        "args": args,
         "env": env,
         "ports": [{ "name": "signer-probe", "containerPort": config.signer_probe_port }],
         "livenessProbe": probe("/healthz"),
         "readinessProbe": probe("/readyz"),
         "securityContext": restricted(SIGNER_UID),
         "resources": { "requests": { "cpu": "10m", "memory": "16Mi" } }
-    })
+    });
+    if let Some(mount) = socket_mount(config) {
+        container["volumeMounts"] = json!([mount]);
+    }
+    container
 }
 
 fn restricted(uid: u32) -> Value {

@@ -5,7 +5,8 @@
 mod signing;
 
 pub use signing::{
-    AlgorithmParseError, Signing, SigningAlgorithm, SigningMode, SigningModeParseError,
+    AlgorithmParseError, SignerAddress, Signing, SigningAlgorithm, SigningMode,
+    SigningModeParseError,
 };
 
 use std::collections::BTreeMap;

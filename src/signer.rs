@@ -16,6 +16,7 @@ pub mod metrics;
 mod server;
 pub mod sigv4;
 pub mod sigv4a;
+mod socket;
 pub mod time;
 
 pub use server::{SignerConfig, run};

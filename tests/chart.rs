@@ -99,6 +99,10 @@ fn the_schema_rejects_bad_values_with_clear_errors() {
         ("sidecar.egressPort=70000", "/sidecar/egressPort"),
         ("signer.mode=lua", "'signer'"),
         ("xds.auth=token", "/xds/auth"),
+        (
+            "kyverno.enabled=true,signing.unixSockets=true",
+            "Kyverno policy does not share",
+        ),
     ] {
         let (ok, output) = render(set);
         assert!(!ok, "--set {set} was accepted");
@@ -264,6 +268,7 @@ fn the_kyverno_policy_injects_what_the_webhook_injects() {
         signer_probe_port: 9003,
         xds_token_audience: Some("lattice-xds".to_string()),
         controller_namespace: "lattice-xds".to_string(),
+        signer_sockets: Default::default(),
     };
     let pod = serde_json::json!({
         "metadata": { "name": "client", "labels": { "app": "client" } },

@@ -290,3 +290,58 @@ fn the_signer_refuses_to_listen_beyond_loopback() {
         "{stderr}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_unix_socket_serves_only_the_proxys_uid() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("sign.sock");
+    let me = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(dir.path()).unwrap());
+    let admin = format!("127.0.0.1:{}", support::free_port());
+    let env = [
+        ("AWS_ACCESS_KEY_ID", "AKIASTATIC".to_string()),
+        ("AWS_SECRET_ACCESS_KEY", "static/secret+KEY".to_string()),
+        ("AWS_REGION", "ap-northeast-2".to_string()),
+    ];
+    // Envoy's uid is someone else's: this process is refused.
+    let grpc = format!("127.0.0.1:{}", support::free_port());
+    let signer = Signer::start_on(
+        dir.path(),
+        "signer",
+        grpc.parse().unwrap(),
+        admin.parse().unwrap(),
+        &[
+            &format!("--http-socket={}", socket.display()),
+            &format!("--socket-peer-uid={}", me + 1),
+            &format!("--admin-listen={admin}"),
+        ],
+        &env,
+    )
+    .await;
+    let mut stream = tokio::net::UnixStream::connect(&socket).await.unwrap();
+    let request = "POST /v1/sign HTTP/1.1\r\nhost: signer\r\ncontent-length: 2\r\n\r\nGET";
+    let _ = stream.write_all(request.as_bytes()).await;
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(WAIT, stream.read_to_end(&mut answer)).await;
+    assert!(
+        matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+        "another uid got an answer: {}",
+        String::from_utf8_lossy(&answer)
+    );
+    let metrics = support::http::get_url(&signer.url("/metrics"))
+        .await
+        .unwrap()
+        .body;
+    assert!(
+        metrics
+            .contains("lattice_xds_signer_requests_refused_total{reason=\"peer_not_allowed\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        signer
+            .process
+            .log_text()
+            .contains("refused a connection from another uid"),
+        "the refusal is logged"
+    );
+}

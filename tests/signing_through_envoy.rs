@@ -3,7 +3,8 @@
 //! upstream that recomputes the SigV4 signature with botocore and answers 200; a request signed
 //! with the wrong secret is rejected there with 403; an application's own `authorization`
 //! header does not survive; and with the signer stopped, Envoy answers with an error instead of
-//! sending the request unsigned.
+//! sending the request unsigned. The ext_proc and Lua modes also run with the signer on Unix
+//! sockets that serve Envoy's uid only.
 
 mod support;
 
@@ -40,6 +41,28 @@ async fn native_filter_signs_requests_through_envoy() {
     signs_through_envoy("native").await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ext_proc_signs_over_a_unix_socket() {
+    signs_through(Signing::new("ext-proc", true)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lua_signs_over_a_unix_socket() {
+    signs_through(Signing::new("lua", true)).await;
+}
+
+/// A signing mode, and whether the signer listens on Unix sockets.
+struct Signing {
+    mode: &'static str,
+    sockets: bool,
+}
+
+impl Signing {
+    fn new(mode: &'static str, sockets: bool) -> Self {
+        Self { mode, sockets }
+    }
+}
+
 /// The signer and Envoy of one pod, holding the given secret key.
 struct Pod {
     signer: Option<Signer>,
@@ -52,6 +75,8 @@ struct Setup<'a> {
     controller: &'a Controller,
     signer_grpc: SocketAddr,
     signer_http: SocketAddr,
+    /// The signer's arguments for its Unix sockets, when it uses them.
+    socket_args: Vec<String>,
 }
 
 impl Setup<'_> {
@@ -74,12 +99,13 @@ impl Setup<'_> {
         let (signer, envoy_env) = if self.mode == "native" {
             (None, credentials)
         } else {
+            let args: Vec<&str> = self.socket_args.iter().map(String::as_str).collect();
             let signer = Signer::start_on(
                 self.dir,
                 "signer",
                 self.signer_grpc,
                 self.signer_http,
-                &[],
+                &args,
                 &credentials,
             )
             .await;
@@ -111,7 +137,12 @@ impl Setup<'_> {
     }
 }
 
-async fn signs_through_envoy(mode: &str) {
+async fn signs_through_envoy(mode: &'static str) {
+    signs_through(Signing::new(mode, false)).await;
+}
+
+async fn signs_through(signing: Signing) {
+    let mode = signing.mode;
     let dir = tempfile::tempdir().unwrap();
     let manifests = dir.path().join("manifests");
     std::fs::create_dir(&manifests).unwrap();
@@ -134,6 +165,24 @@ async fn signs_through_envoy(mode: &str) {
         "--egress-address=127.0.0.1".to_string(),
         format!("--egress-port={egress_port}"),
     ];
+    let mut args = args;
+    let mut socket_args = Vec::new();
+    if signing.sockets {
+        let sockets = dir.path().join("signer");
+        std::fs::create_dir(&sockets).unwrap();
+        let grpc = sockets.join("ext-proc.sock").display().to_string();
+        let http = sockets.join("sign.sock").display().to_string();
+        args.push(format!("--signer-grpc-socket={grpc}"));
+        args.push(format!("--signer-http-socket={http}"));
+        // Envoy runs as this test's uid; health stays on the HTTP port (--admin-listen).
+        let uid = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(&sockets).unwrap());
+        socket_args = vec![
+            format!("--grpc-socket={grpc}"),
+            format!("--http-socket={http}"),
+            format!("--socket-peer-uid={uid}"),
+            format!("--admin-listen={signer_http}"),
+        ];
+    }
     let controller = Controller::start(dir.path(), &args).await;
     let setup = Setup {
         dir: dir.path(),
@@ -141,6 +190,7 @@ async fn signs_through_envoy(mode: &str) {
         controller: &controller,
         signer_grpc,
         signer_http,
+        socket_args,
     };
     let egress: SocketAddr = format!("127.0.0.1:{egress_port}").parse().unwrap();
     let call = |path: &'static str| async move {

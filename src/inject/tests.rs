@@ -14,6 +14,7 @@ fn config(signing: SigningMode) -> InjectConfig {
         signer_probe_port: 9003,
         xds_token_audience: None,
         controller_namespace: "lattice-xds".to_string(),
+        signer_sockets: Default::default(),
     }
 }
 
@@ -143,4 +144,47 @@ fn labels_opt_pods_in_and_out_and_host_network_pods_never() {
     assert_eq!(decide(&host, true), Decision::HostNetwork);
     host["spec"]["hostNetwork"] = json!(false);
     assert_eq!(decide(&host, true), Decision::Inject);
+}
+
+#[test]
+fn a_signer_on_unix_sockets_shares_their_directory_with_envoy() {
+    let mut config = config(SigningMode::ExtProc);
+    config.signer_sockets = SignerSockets {
+        grpc: Some("/var/run/lattice-xds-signer/ext-proc.sock".to_string()),
+        http: Some("/var/run/lattice-xds-signer/sign.sock".to_string()),
+    };
+    let injected = inject(&pod(json!({})), &config, None);
+    let init = injected["spec"]["initContainers"].as_array().unwrap();
+    let mounts_dir = |name: &str| {
+        let container = init.iter().find(|c| c["name"] == name).unwrap();
+        container["volumeMounts"]
+            .to_string()
+            .contains("/var/run/lattice-xds-signer")
+    };
+    assert!(mounts_dir("lattice-xds-envoy") && mounts_dir("lattice-xds-signer"));
+    let signer = init
+        .iter()
+        .find(|c| c["name"] == "lattice-xds-signer")
+        .unwrap();
+    assert_eq!(
+        signer["args"],
+        json!([
+            "signer",
+            "--grpc-socket",
+            "/var/run/lattice-xds-signer/ext-proc.sock",
+            "--http-socket",
+            "/var/run/lattice-xds-signer/sign.sock",
+            "--socket-peer-uid",
+            "101"
+        ])
+    );
+    assert!(
+        injected["spec"]["volumes"]
+            .to_string()
+            .contains(SOCKET_VOLUME)
+    );
+    // The native mode has no signer, and no socket directory.
+    config.signing = SigningMode::Native;
+    let native = inject(&pod(json!({})), &config, None);
+    assert!(!native.to_string().contains(SOCKET_VOLUME));
 }

@@ -13,9 +13,9 @@ pub struct Signing {
     /// SigV4 service name.
     pub service: String,
     /// The signer sidecar's ext_proc gRPC address.
-    pub signer_grpc: SocketAddr,
+    pub signer_grpc: SignerAddress,
     /// The signer sidecar's HTTP address, used by the Lua mode.
-    pub signer_http: SocketAddr,
+    pub signer_http: SignerAddress,
     pub algorithm: SigningAlgorithm,
     /// The SigV4A region set, such as `*`.
     pub region_set: String,
@@ -27,12 +27,21 @@ impl Default for Signing {
             mode: SigningMode::ExtProc,
             region: None,
             service: "vpc-lattice-svcs".to_string(),
-            signer_grpc: SocketAddr::from(([127, 0, 0, 1], 9001)),
-            signer_http: SocketAddr::from(([127, 0, 0, 1], 9002)),
+            signer_grpc: SignerAddress::Tcp(SocketAddr::from(([127, 0, 0, 1], 9001))),
+            signer_http: SignerAddress::Tcp(SocketAddr::from(([127, 0, 0, 1], 9002))),
             algorithm: SigningAlgorithm::SigV4,
             region_set: "*".to_string(),
         }
     }
+}
+
+/// Where Envoy reaches the signer sidecar.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SignerAddress {
+    /// A loopback port: any process of the pod can reach it.
+    Tcp(SocketAddr),
+    /// A Unix socket the signer serves to Envoy's uid only.
+    Unix(String),
 }
 
 /// The Envoy filter that signs requests.

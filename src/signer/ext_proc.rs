@@ -44,6 +44,18 @@ pub async fn serve(
         .await
 }
 
+/// Serves ext_proc on a Unix socket that only the proxy's uid may use, until `shutdown`.
+pub async fn serve_unix(
+    listener: super::socket::PeerListener,
+    signer: Arc<Signer>,
+    shutdown: CancellationToken,
+) -> Result<(), tonic::transport::Error> {
+    tonic::transport::Server::builder()
+        .add_service(ExternalProcessorServer::new(Processor { signer }))
+        .serve_with_incoming_shutdown(listener.incoming(), shutdown.cancelled_owned())
+        .await
+}
+
 struct Processor {
     signer: Arc<Signer>,
 }

@@ -37,6 +37,24 @@ pub async fn serve(
     signing: bool,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
+    let listener = axum::serve::ListenerExt::tap_io(listener, |stream| {
+        // One small request and answer per signature: Nagle's algorithm would only add latency.
+        let _ = stream.set_nodelay(true);
+    });
+    serve_on(listener, state, signing, shutdown).await
+}
+
+/// The same on any listener (a Unix socket).
+pub async fn serve_on<L>(
+    listener: L,
+    state: State,
+    signing: bool,
+    shutdown: CancellationToken,
+) -> std::io::Result<()>
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
     let mut app = axum::Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
@@ -44,10 +62,6 @@ pub async fn serve(
     if signing {
         app = app.route("/v1/sign", post(sign));
     }
-    let listener = axum::serve::ListenerExt::tap_io(listener, |stream| {
-        // One small request and answer per signature: Nagle's algorithm would only add latency.
-        let _ = stream.set_nodelay(true);
-    });
     axum::serve(listener, app.with_state(state))
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await

@@ -1,15 +1,18 @@
 //! The signer process: its listeners, the credential refresher, and shutdown on a signal.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
 use aws_credential_types::provider::SharedCredentialsProvider;
+use futures::FutureExt;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use super::credentials::{self, CredentialStore};
 use super::metrics::Metrics;
+use super::socket::PeerListener;
 use super::{Defaults, Signer, ext_proc, http};
 
 /// Everything `lattice-xds signer` needs, parsed from flags and environment.
@@ -23,17 +26,31 @@ pub struct SignerConfig {
     pub defaults: Defaults,
     /// Allow the signing listeners on non-loopback addresses.
     pub allow_remote: bool,
+    /// Serve ext_proc on this Unix socket instead of `grpc_listen`.
+    pub grpc_socket: Option<PathBuf>,
+    /// Serve `POST /v1/sign` (and health) on this Unix socket instead of `http_listen`.
+    pub http_socket: Option<PathBuf>,
+    /// The only uid served on the sockets (the proxy's).
+    pub socket_peer_uid: u32,
 }
 
 impl SignerConfig {
     /// The signing listeners hand out signatures made with the pod's credentials; anything
     /// that can reach them can act as the pod.
     pub fn check_listeners(&self) -> anyhow::Result<()> {
-        for (flag, address) in [
-            ("--grpc-listen", self.grpc_listen),
-            ("--http-listen", self.http_listen),
+        for (flag, address, on_socket) in [
+            (
+                "--grpc-listen",
+                self.grpc_listen,
+                self.grpc_socket.is_some(),
+            ),
+            (
+                "--http-listen",
+                self.http_listen,
+                self.http_socket.is_some(),
+            ),
         ] {
-            if !address.ip().is_loopback() && !self.allow_remote {
+            if !on_socket && !address.ip().is_loopback() && !self.allow_remote {
                 anyhow::bail!(
                     "refusing to listen on {address} ({flag}): the signer signs with this pod's \
                      AWS credentials, so it listens on loopback only; pass --allow-remote to \
@@ -53,14 +70,21 @@ pub async fn run(config: SignerConfig) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("cannot listen for {what} on {address}"))
     };
-    let grpc_listener = bind(config.grpc_listen, "ext_proc").await?;
-    let http_listener = bind(config.http_listen, "HTTP signing").await?;
+    let metrics = Arc::new(Metrics::default());
+    let uid = config.socket_peer_uid;
+    let grpc_listener = match &config.grpc_socket {
+        Some(path) => Signing::Unix(PeerListener::bind(path, uid, Arc::clone(&metrics))?),
+        None => Signing::Tcp(bind(config.grpc_listen, "ext_proc").await?),
+    };
+    let http_listener = match &config.http_socket {
+        Some(path) => Signing::Unix(PeerListener::bind(path, uid, Arc::clone(&metrics))?),
+        None => Signing::Tcp(bind(config.http_listen, "HTTP signing").await?),
+    };
     let admin_listener = match config.admin_listen {
         Some(address) => Some(bind(address, "admin").await?),
         None => None,
     };
 
-    let metrics = Arc::new(Metrics::default());
     let store = CredentialStore::default();
     let shutdown = CancellationToken::new();
     let provider = default_chain(config.defaults.region.clone()).await;
@@ -76,22 +100,40 @@ pub async fn run(config: SignerConfig) -> anyhow::Result<()> {
         Arc::clone(&metrics),
     ));
 
-    let grpc = ext_proc::serve(grpc_listener, Arc::clone(&signer), shutdown.clone());
+    let grpc = match grpc_listener {
+        Signing::Tcp(listener) => {
+            ext_proc::serve(listener, Arc::clone(&signer), shutdown.clone()).boxed()
+        }
+        Signing::Unix(listener) => {
+            ext_proc::serve_unix(listener, Arc::clone(&signer), shutdown.clone()).boxed()
+        }
+    };
     let state = http::State {
         signer,
         metrics,
         credentials: store,
     };
-    let http = http::serve(http_listener, state.clone(), true, shutdown.clone());
+    let http = match http_listener {
+        Signing::Tcp(listener) => {
+            http::serve(listener, state.clone(), true, shutdown.clone()).boxed()
+        }
+        Signing::Unix(listener) => {
+            http::serve_on(listener, state.clone(), true, shutdown.clone()).boxed()
+        }
+    };
     let admin = async {
         match admin_listener {
             Some(listener) => http::serve(listener, state, false, shutdown.clone()).await,
             None => Ok(()),
         }
     };
+    let described = |socket: &Option<PathBuf>, address: SocketAddr| match socket {
+        Some(path) => format!("unix:{} (uid {uid} only)", path.display()),
+        None => address.to_string(),
+    };
     tracing::info!(
-        grpc = %config.grpc_listen,
-        http = %config.http_listen,
+        grpc = %described(&config.grpc_socket, config.grpc_listen),
+        http = %described(&config.http_socket, config.http_listen),
         admin = ?config.admin_listen,
         region = ?config.defaults.region,
         service = %config.defaults.service,
@@ -109,6 +151,12 @@ pub async fn run(config: SignerConfig) -> anyhow::Result<()> {
     http.context("HTTP signing server failed")?;
     admin.context("admin server failed")?;
     Ok(())
+}
+
+/// Where a signing server listens.
+enum Signing {
+    Tcp(TcpListener),
+    Unix(PeerListener),
 }
 
 /// The AWS SDK's default credential chain.

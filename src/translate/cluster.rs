@@ -9,7 +9,7 @@ use envoy_types::pb::envoy::config::cluster::v3::cluster::{
     ClusterDiscoveryType, CustomClusterType, DiscoveryType, DnsLookupFamily, LbPolicy,
 };
 use envoy_types::pb::envoy::config::core::v3::{
-    Address, DataSource, SocketAddress, TransportSocket, TypedExtensionConfig, address,
+    Address, DataSource, Pipe, SocketAddress, TransportSocket, TypedExtensionConfig, address,
     data_source::Specifier, socket_address, socket_address::PortSpecifier, transport_socket,
 };
 use envoy_types::pb::envoy::config::core::v3::{Http1ProtocolOptions, UpstreamHttpProtocolOptions};
@@ -163,9 +163,18 @@ pub fn load_assignment(
     hostname: &str,
     address: (String, u16),
 ) -> ClusterLoadAssignment {
+    load_assignment_at(cluster, hostname, socket_address(&address.0, address.1))
+}
+
+/// One endpoint at `address` (a socket address or a Unix socket).
+pub fn load_assignment_at(
+    cluster: &str,
+    hostname: &str,
+    address: Address,
+) -> ClusterLoadAssignment {
     let endpoint = LbEndpoint {
         host_identifier: Some(HostIdentifier::Endpoint(Endpoint {
-            address: Some(socket_address(&address.0, address.1)),
+            address: Some(address),
             hostname: hostname.to_string(),
             ..Default::default()
         })),
@@ -184,6 +193,16 @@ pub fn load_assignment(
 /// The pinned address of a socket, as a load-assignment `(address, port)` pair.
 pub fn pinned(address: SocketAddr) -> (String, u16) {
     (address.ip().to_string(), address.port())
+}
+
+/// A Unix socket's address.
+pub fn pipe_address(path: &str) -> Address {
+    Address {
+        address: Some(address::Address::Pipe(Pipe {
+            path: path.to_string(),
+            mode: 0,
+        })),
+    }
 }
 
 pub fn socket_address(address: &str, port: u16) -> Address {

@@ -3,8 +3,6 @@
 //! Every mode fails closed: ext_proc with `failure_mode_allow: false`, the Lua script answering
 //! any signer failure with an error, and the native filter signing in Envoy itself.
 
-use std::net::SocketAddr;
-
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::cluster::v3::cluster::{ClusterDiscoveryType, DiscoveryType};
 use envoy_types::pb::envoy::config::core::v3::{
@@ -27,10 +25,10 @@ use envoy_types::pb::envoy::r#type::matcher::v3::{StringMatcher, string_matcher:
 use envoy_types::pb::envoy::r#type::v3::{HttpStatus, StatusCode};
 use envoy_types::util::pack_any;
 
-use super::cluster::{load_assignment, pinned};
+use super::cluster::{load_assignment, load_assignment_at, pinned, pipe_address};
 use super::listener::http_filter;
 use super::{SIGNER_GRPC_CLUSTER, SIGNER_HTTP_CLUSTER, seconds};
-use crate::model::{Signing, SigningAlgorithm, SigningMode};
+use crate::model::{SignerAddress, Signing, SigningAlgorithm, SigningMode};
 
 const LUA_TEMPLATE: &str = include_str!("../../envoy/sign.lua");
 const SIGNER_TIMEOUT_SECONDS: i64 = 1;
@@ -62,12 +60,12 @@ pub fn clusters(signing: &Signing) -> Vec<Cluster> {
     match signing.mode {
         SigningMode::ExtProc => vec![signer_cluster(
             SIGNER_GRPC_CLUSTER,
-            signing.signer_grpc,
+            &signing.signer_grpc,
             true,
         )],
         SigningMode::Lua => vec![signer_cluster(
             SIGNER_HTTP_CLUSTER,
-            signing.signer_http,
+            &signing.signer_http,
             false,
         )],
         SigningMode::Native | SigningMode::None => Vec::new(),
@@ -174,12 +172,16 @@ fn native(signing: &Signing) -> AwsRequestSigning {
     }
 }
 
-fn signer_cluster(name: &str, address: SocketAddr, http2: bool) -> Cluster {
+fn signer_cluster(name: &str, address: &SignerAddress, http2: bool) -> Cluster {
+    let load_assignment = match address {
+        SignerAddress::Tcp(address) => load_assignment(name, "", pinned(*address)),
+        SignerAddress::Unix(path) => load_assignment_at(name, "", pipe_address(path)),
+    };
     let mut cluster = Cluster {
         name: name.to_string(),
         connect_timeout: Some(seconds(SIGNER_TIMEOUT_SECONDS)),
         cluster_discovery_type: Some(ClusterDiscoveryType::Type(DiscoveryType::Static.into())),
-        load_assignment: Some(load_assignment(name, "", pinned(address))),
+        load_assignment: Some(load_assignment),
         ..Default::default()
     };
     if http2 {
