@@ -169,8 +169,13 @@ async fn keep_reading(
                 serving.set_pem(&chain, &key_pem)
             })
             .and_then(|()| match &ca {
+                // Sidecars and ConfigMaps get this file: certificates only, never a key.
                 Some(ca) => std::fs::read_to_string(ca)
                     .with_context(|| format!("cannot read {}", ca.display()))
+                    .and_then(|pem| {
+                        crate::trust::validate::certificates_only(&pem)
+                            .with_context(|| format!("refusing CA file {}", ca.display()))
+                    })
                     .map(|pem| serving.set_ca_pem(&pem)),
                 None => Ok(()),
             });

@@ -22,6 +22,8 @@ pub struct CheckConfig {
     /// The ADS address, `host:port`.
     pub xds_address: String,
     pub xds_tls: XdsTls,
+    /// A pod's token to authenticate the stream with, and that pod's node id.
+    pub identity: Option<(String, String)>,
     pub timeout: Duration,
 }
 
@@ -56,17 +58,14 @@ pub async fn run(config: &CheckConfig) -> anyhow::Result<()> {
     );
     println!("ready: {}", config.admin);
 
-    let listeners = tokio::time::timeout(
-        config.timeout,
-        fetch_listeners(&config.xds_address, &config.xds_tls),
-    )
-    .await
-    .with_context(|| {
-        format!(
-            "no xDS answer from {} within {:?}",
-            config.xds_address, config.timeout
-        )
-    })??;
+    let listeners = tokio::time::timeout(config.timeout, fetch_listeners(config))
+        .await
+        .with_context(|| {
+            format!(
+                "no xDS answer from {} within {:?}",
+                config.xds_address, config.timeout
+            )
+        })??;
     println!("serving xDS: {} at {}", listeners, config.xds_address);
     Ok(())
 }
@@ -96,30 +95,42 @@ async fn get(url: &str) -> anyhow::Result<(u16, String)> {
     Ok((status, String::from_utf8_lossy(&body).into_owned()))
 }
 
-/// One state-of-the-world request for listeners; a description of the answer. A controller
-/// that refuses an unauthenticated stream with `UNAUTHENTICATED` is serving, too.
-async fn fetch_listeners(address: &str, tls: &XdsTls) -> anyhow::Result<String> {
-    let channel = channel(address, tls)
+/// One state-of-the-world request for listeners; a description of the answer. Without a
+/// token, a controller that refuses the stream with `UNAUTHENTICATED` is serving, too; with
+/// one, the stream must be served.
+async fn fetch_listeners(config: &CheckConfig) -> anyhow::Result<String> {
+    let address = &config.xds_address;
+    let channel = channel(address, &config.xds_tls)
         .await
         .with_context(|| format!("cannot connect to the xDS server at {address}"))?;
     let mut client = AggregatedDiscoveryServiceClient::new(channel);
+    let node_id = match &config.identity {
+        Some((_, node_id)) => node_id.clone(),
+        None => format!("lattice-xds-check-{}", std::process::id()),
+    };
     let request = DiscoveryRequest {
         node: Some(Node {
-            id: format!("lattice-xds-check-{}", std::process::id()),
+            id: node_id,
             cluster: "lattice-xds-check".to_string(),
             ..Default::default()
         }),
         type_url: type_url::LISTENER.to_string(),
         ..Default::default()
     };
-    let opened = client
-        .stream_aggregated_resources(
-            futures::stream::iter([request]).chain(futures::stream::pending()),
-        )
-        .await;
+    let mut call =
+        tonic::Request::new(futures::stream::iter([request]).chain(futures::stream::pending()));
+    if let Some((token, _)) = &config.identity {
+        let value = format!("Bearer {}", token.trim())
+            .parse()
+            .context("the token is not a valid header value")?;
+        call.metadata_mut().insert("authorization", value);
+    }
+    let opened = client.stream_aggregated_resources(call).await;
     let mut responses = match opened {
         Ok(responses) => responses.into_inner(),
-        Err(status) if status.code() == tonic::Code::Unauthenticated => {
+        Err(status)
+            if status.code() == tonic::Code::Unauthenticated && config.identity.is_none() =>
+        {
             return Ok(format!(
                 "streams must authenticate as a pod ({})",
                 status.message()

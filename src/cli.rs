@@ -217,10 +217,17 @@ pub struct CheckArgs {
         conflicts_with = "xds_tls_unverified"
     )]
     pub xds_ca_file: Option<PathBuf>,
-    /// Reach ADS over TLS without verifying the controller's certificate: the check sends no
-    /// credential and only learns whether ADS answers (what the chart's `helm test` does).
+    /// Reach ADS over TLS without verifying the controller's certificate (the chart's
+    /// `helm test`, which learns whether ADS answers and accepts its pod's token).
     #[arg(long, env = "LATTICE_XDS_XDS_TLS_UNVERIFIED")]
     pub xds_tls_unverified: bool,
+    /// Authenticate the stream with this pod token file (a projected service account token for
+    /// the controller's audience); the stream must then be served. Needs --node-id.
+    #[arg(long, env = "LATTICE_XDS_XDS_TOKEN_FILE", requires = "node_id")]
+    pub xds_token_file: Option<PathBuf>,
+    /// The node id to ask as: with a token, the token's pod as `<pod>.<namespace>`.
+    #[arg(long, env = "LATTICE_XDS_NODE_ID")]
+    pub node_id: Option<String>,
 }
 
 impl CheckArgs {
@@ -235,10 +242,19 @@ impl CheckArgs {
             (None, true) => XdsTls::Unverified,
             (None, false) => XdsTls::Off,
         };
+        let identity = match (&self.xds_token_file, self.node_id) {
+            (Some(path), Some(node_id)) => {
+                let token = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read the token file {}", path.display()))?;
+                Some((token, node_id))
+            }
+            _ => None,
+        };
         Ok(crate::check::CheckConfig {
             admin: self.admin.trim_end_matches('/').to_string(),
             xds_address: self.xds_address,
             xds_tls,
+            identity,
             timeout: self.timeout,
         })
     }
@@ -779,6 +795,12 @@ impl ControllerArgs {
             "--kubeconfig needs --kubernetes (the manifest directory needs no credentials)"
         );
         let lease_namespace = self.lease_namespace.unwrap_or_else(default_lease_namespace);
+        anyhow::ensure!(
+            self.xds_tls_cert.is_none()
+                || self.xds_tls_ca.is_some()
+                || self.webhook_listen.is_none(),
+            "--webhook-listen with --xds-tls-cert needs --xds-tls-ca: injected sidecars verify the controller with that CA"
+        );
         let xds_tls = match (self.xds_tls_cert, self.xds_tls_key) {
             (Some(certificate), Some(key)) => Some(CertificateSource::Pair {
                 certificate,
@@ -850,6 +872,8 @@ impl ControllerArgs {
                         proxy_uid: self.inject_proxy_uid,
                         signing: settings.signing.mode,
                         region: settings.signing.region.clone(),
+                        algorithm: settings.signing.algorithm,
+                        region_set: settings.signing.region_set.clone(),
                         signer_probe_port: self.signer_probe_port,
                         controller_namespace: lease_namespace.clone(),
                         signer_sockets: SignerSockets {

@@ -144,19 +144,7 @@ pub async fn run(config: ControllerConfig) -> anyhow::Result<()> {
         Source::Manifests(_) => None,
     };
     let xds_certificate = match &config.xds_tls {
-        Some(source) => {
-            let serving = Arc::new(ServingCertificate::default());
-            let (_, not_leading) = watch::channel(false);
-            tokio::spawn(certificates::run(
-                source.clone(),
-                client.clone(),
-                Arc::clone(&serving),
-                not_leading,
-                Arc::clone(&metrics),
-                shutdown.clone(),
-            ));
-            Some(serving)
-        }
+        Some(source) => Some(xds_certificate(source, client.clone(), &metrics, &shutdown).await?),
         None => None,
     };
     let authenticator = match (&config.xds_auth, &client) {
@@ -331,6 +319,44 @@ pub async fn run(config: ControllerConfig) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// How long the controller waits for its first ADS certificate before giving up.
+const CERTIFICATE_WAIT: Duration = Duration::from_secs(60);
+
+/// The ADS server's certificate, kept current from `source`. Serving waits for the first one:
+/// a controller that cannot get it exits with the reason instead of failing every handshake.
+async fn xds_certificate(
+    source: &CertificateSource,
+    client: Option<kube::Client>,
+    metrics: &Arc<Metrics>,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Arc<ServingCertificate>> {
+    let serving = Arc::new(ServingCertificate::default());
+    let (_, not_leading) = watch::channel(false);
+    let mut kept = tokio::spawn(certificates::run(
+        source.clone(),
+        client,
+        Arc::clone(&serving),
+        not_leading,
+        Arc::clone(metrics),
+        shutdown.clone(),
+    ));
+    tokio::select! {
+        () = serving.loaded() => {}
+        ended = &mut kept => {
+            let error = match ended {
+                Ok(Err(error)) => error,
+                Ok(Ok(())) => anyhow::anyhow!("it stopped"),
+                Err(panicked) => anyhow::anyhow!("it failed: {panicked}"),
+            };
+            return Err(error.context("cannot get the xDS serving certificate"));
+        }
+        () = tokio::time::sleep(CERTIFICATE_WAIT) => {
+            anyhow::bail!("no xDS serving certificate after {CERTIFICATE_WAIT:?} (see the errors above)");
+        }
+    }
+    Ok(serving)
 }
 
 /// Binds the injection webhook and keeps its certificate current; serving starts once a

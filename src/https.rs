@@ -25,6 +25,9 @@ use tonic::transport::server::{Connected, TcpConnectInfo};
 
 /// How long a client may take to finish its TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// TLS handshakes in progress at once on the gRPC listener; more connections wait in the
+/// listen backlog.
+const MAX_HANDSHAKES: usize = 1024;
 
 /// A TLS acceptor presenting `certificates`, offering `alpn` protocols.
 fn acceptor(
@@ -137,6 +140,7 @@ pub fn grpc_incoming(
 ) -> anyhow::Result<ReceiverStream<std::io::Result<TlsConnection>>> {
     let acceptor = acceptor(certificates, &[b"h2"])?;
     let (connections, incoming) = mpsc::channel(64);
+    let handshakes = Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES));
     tokio::spawn(async move {
         loop {
             let (stream, peer) = tokio::select! {
@@ -152,9 +156,15 @@ pub fn grpc_incoming(
                 () = shutdown.cancelled() => return,
                 () = connections.closed() => return,
             };
+            // xDS is a few small messages at a time: Nagle's algorithm would only delay them.
+            let _ = stream.set_nodelay(true);
+            let Ok(permit) = Arc::clone(&handshakes).acquire_owned().await else {
+                return;
+            };
             let acceptor = acceptor.clone();
             let connections = connections.clone();
             tokio::spawn(async move {
+                let _permit = permit;
                 match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                     Ok(Ok(stream)) => {
                         let _ = connections.send(Ok(TlsConnection(stream))).await;

@@ -21,7 +21,7 @@ pub mod webhook;
 
 use serde_json::{Value, json};
 
-use crate::model::SigningMode;
+use crate::model::{SigningAlgorithm, SigningMode};
 
 /// Set on every injected pod; a pod carrying it is never injected again.
 pub const INJECTED_ANNOTATION: &str = "lattice-xds/injected";
@@ -61,6 +61,10 @@ pub struct InjectConfig {
     pub signing: SigningMode,
     /// AWS_REGION for the signer, when the controller knows it.
     pub region: Option<String>,
+    /// The signature algorithm, and the SigV4A region set: the signer signs only for what
+    /// the controller configured.
+    pub algorithm: SigningAlgorithm,
+    pub region_set: String,
     /// Port of the signer's probe listener (/healthz, /readyz; never signs).
     pub signer_probe_port: u16,
     /// When ADS streams must authenticate: the audience of the projected token Envoy sends.
@@ -300,6 +304,10 @@ fn signer_container(config: &InjectConfig) -> Value {
     ];
     if let Some(region) = &config.region {
         env.push(json!({ "name": "AWS_REGION", "value": region }));
+    }
+    if config.algorithm == SigningAlgorithm::SigV4a {
+        env.push(json!({ "name": "LATTICE_XDS_ALGORITHM", "value": config.algorithm.as_str() }));
+        env.push(json!({ "name": "LATTICE_XDS_REGION_SET", "value": config.region_set }));
     }
     let probe = |path: &str| json!({ "httpGet": { "path": path, "port": config.signer_probe_port }, "periodSeconds": 10 });
     let mut args = vec!["signer".to_string()];

@@ -44,7 +44,8 @@ pub struct Defaults {
     /// The only services requests are signed for (`--allow-service`).
     pub allowed_services: Vec<String>,
     /// The only regions requests are signed for (`--allow-region`), and of which a SigV4A
-    /// region set may be made (besides the signer's own `region_set`).
+    /// region set may be made (besides the signer's own `region_set` when it was started for
+    /// SigV4A).
     pub allowed_regions: Vec<String>,
 }
 
@@ -231,7 +232,11 @@ impl Signer {
                     .region_set
                     .as_deref()
                     .unwrap_or(&self.defaults.region_set);
-                let allowed = region_set == self.defaults.region_set
+                // The signer's own region set counts only when it was started for SigV4A; any
+                // other set (`*` included) must be made of allowed regions.
+                let own = self.defaults.algorithm == Algorithm::SigV4a
+                    && region_set == self.defaults.region_set;
+                let allowed = own
                     || region_set
                         .split(',')
                         .map(str::trim)

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use lattice_xds::inject::{InjectConfig, inject};
-use lattice_xds::model::SigningMode;
+use lattice_xds::model::{SigningAlgorithm, SigningMode};
 use serde_json::Value;
 use support::helm;
 use support::kube::KubeCluster;
@@ -265,6 +265,8 @@ fn the_kyverno_policy_injects_what_the_webhook_injects() {
         proxy_uid: 101,
         signing: SigningMode::ExtProc,
         region: Some("ap-northeast-2".to_string()),
+        algorithm: SigningAlgorithm::SigV4,
+        region_set: "*".to_string(),
         signer_probe_port: 9003,
         xds_token_audience: Some("lattice-xds".to_string()),
         controller_namespace: "lattice-xds".to_string(),
@@ -275,7 +277,7 @@ fn the_kyverno_policy_injects_what_the_webhook_injects() {
         "spec": { "containers": [{ "name": "app", "image": "busybox" }] }
     });
     // Kyverno puts in the CA the controller publishes in a ConfigMap, read at admission.
-    let injected = inject(&pod, &config, Some("{{ xds.data.\"ca.crt\" }}"));
+    let injected = inject(&pod, &config, Some("{{ xdsca }}"));
 
     // Kyverno names the workload with a JMESPath expression; everything else must be equal.
     let workload_arg = |containers: &Value| {

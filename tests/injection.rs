@@ -251,16 +251,8 @@ async fn the_webhook_injects_the_pods_that_ask_once() {
         &labelled_pod("opted-out", "    lattice-xds/inject: disabled\n", &[]),
     );
     assert!(init_container_names(&stored_pod(&cluster, "labelled", "opted-out")).is_empty());
-    // A pod on the host's network is admitted unchanged, with a warning.
-    let host = pod("host-network", &[]).replace(
-        "spec:\n  containers:",
-        "spec:\n  hostNetwork: true\n  containers:",
-    );
-    let created = cluster.kubectl_with_warnings_in("labelled", &host);
-    assert!(
-        created.contains("hostNetwork are never injected"),
-        "{created}"
-    );
+    // A pod on the host's network is admitted unchanged: the API server does not even ask.
+    cluster.kubectl_in("labelled", &host_network_pod("host-network"));
     assert!(init_container_names(&stored_pod(&cluster, "labelled", "host-network")).is_empty());
 
     // A pod made from an injected pod's manifest is not injected again.
@@ -310,12 +302,9 @@ async fn the_webhook_injects_the_pods_that_ask_once() {
         metrics.contains("lattice_xds_injections_total{decision=\"injected\"} 3"),
         "{metrics}"
     );
-    assert!(
-        metrics.contains("lattice_xds_injections_total{decision=\"host_network\"} 1"),
-        "{metrics}"
-    );
-    // Pods that did not opt in were never sent to the webhook.
+    // Pods that did not opt in, and pods on the host's network, were never sent to it.
     assert!(!metrics.contains("not_requested"), "{metrics}");
+    assert!(!metrics.contains("host_network"), "{metrics}");
 
     // The controller goes away. With failurePolicy Fail the pod is refused; with Ignore it is
     // admitted, without the sidecar.
@@ -327,6 +316,12 @@ async fn the_webhook_injects_the_pods_that_ask_once() {
     );
     assert!(refusal.contains("inject.lattice-xds.io"), "{refusal}");
     assert_outside_pods_are_created(&cluster, "outage");
+    let (created, output) =
+        cluster.try_kubectl_in("labelled", &host_network_pod("host-network-while-down"));
+    assert!(
+        created,
+        "a hostNetwork pod waited for the controller: {output}"
+    );
     cluster.apply(&webhook_configuration(&url, "Ignore"));
     let (created, output) = cluster.try_kubectl_in("labelled", &pod("while-down", &[]));
     assert!(created, "{output}");
@@ -336,6 +331,14 @@ async fn the_webhook_injects_the_pods_that_ask_once() {
     // selectors, the same guarantee.
     cluster.apply(&webhook_configuration_with(&url, "Fail", true));
     assert_outside_pods_are_created(&cluster, "cert-manager");
+}
+
+/// A pod on the host's network.
+fn host_network_pod(name: &str) -> String {
+    pod(name, &[]).replace(
+        "spec:\n  containers:",
+        "spec:\n  hostNetwork: true\n  containers:",
+    )
 }
 
 /// Pods of a namespace that did not opt in are created, unchanged, whatever the webhook's state.

@@ -320,6 +320,20 @@ async fn ads_serves_each_pod_only_under_its_own_name() {
         );
         assert!(printed.contains("streams must authenticate"), "{printed}");
     }
+    // With a pod's token it is served.
+    let check_token = cluster.dir().join("check-token");
+    std::fs::write(&check_token, tokens.issued(AUDIENCE, Some("client-a"))).unwrap();
+    let check = Command::new(support::lattice_xds())
+        .args(["check", "--admin", &controller.admin_url("")])
+        .arg(format!("--xds-address=127.0.0.1:{}", controller.xds_port))
+        .arg(format!("--xds-ca-file={}", ca_file.display()))
+        .arg(format!("--xds-token-file={}", check_token.display()))
+        .arg("--node-id=client-a.apps")
+        .output()
+        .expect("lattice-xds check");
+    let printed = String::from_utf8_lossy(&check.stdout);
+    assert!(check.status.success(), "{printed}");
+    assert!(printed.contains("listeners, version"), "{printed}");
 
     let mut client = tls_client(controller.xds_port, &ca).await;
     let own = tokens.issued(AUDIENCE, Some("client-a"));
@@ -373,8 +387,8 @@ async fn ads_serves_each_pod_only_under_its_own_name() {
 
     let metrics = controller.metrics().await;
     for expected in [
-        "lattice_xds_token_reviews_total{result=\"authenticated\"} 2",
-        "lattice_xds_token_reviews_total{result=\"refused\"} 3",
+        "lattice_xds_token_reviews_total{result=\"authenticated\"} 3",
+        "lattice_xds_token_reviews_total{result=\"refused\"} 1",
         "lattice_xds_token_review_cache_hits_total 2",
         "lattice_xds_stream_errors_total{reason=\"unauthenticated\"} 5",
         "lattice_xds_stream_errors_total{reason=\"node_mismatch\"} 2",

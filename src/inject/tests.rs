@@ -11,6 +11,8 @@ fn config(signing: SigningMode) -> InjectConfig {
         proxy_uid: 101,
         signing,
         region: Some("ap-northeast-2".to_string()),
+        algorithm: SigningAlgorithm::SigV4,
+        region_set: "*".to_string(),
         signer_probe_port: 9003,
         xds_token_audience: None,
         controller_namespace: "lattice-xds".to_string(),

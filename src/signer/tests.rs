@@ -83,7 +83,8 @@ fn the_controllers_overrides_win_over_the_signers_defaults() {
 
 #[test]
 fn sigv4a_signs_for_the_region_set() {
-    let signer = signer(None);
+    let mut signer = signer(None);
+    signer.defaults.algorithm = Algorithm::SigV4a;
     let overrides = Overrides {
         algorithm: Some(Algorithm::SigV4a),
         ..Overrides::default()
@@ -156,9 +157,16 @@ fn services_and_regions_not_configured_are_refused_with_403() {
         ..Overrides::default()
     };
     assert!(signer.sign(&request(), &set("eu-west-1"), "test").is_ok());
-    assert!(signer.sign(&request(), &set("*"), "test").is_ok());
-    let wide = signer
-        .sign(&request(), &set("eu-west-1,us-east-1"), "test")
-        .unwrap_err();
-    assert_eq!(wide.reason(), "region_not_allowed");
+    for wide in ["*", "eu-west-1,us-east-1"] {
+        let refused = signer.sign(&request(), &set(wide), "test").unwrap_err();
+        assert_eq!(refused.reason(), "region_not_allowed", "{wide}");
+    }
+    // Switching to SigV4A without a region set falls back to the signer's own set, which a
+    // SigV4 signer does not sign for.
+    let switched = Overrides {
+        algorithm: Some(Algorithm::SigV4a),
+        ..Overrides::default()
+    };
+    let refused = signer.sign(&request(), &switched, "test").unwrap_err();
+    assert_eq!(refused.reason(), "region_not_allowed");
 }

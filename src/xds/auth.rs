@@ -3,8 +3,10 @@
 //! With `--xds-auth kubernetes`, every stream opens with a projected ServiceAccount token
 //! (audience `--xds-audience`) in its `authorization: Bearer …` header. Envoy reads the token
 //! file when it opens a stream, so the token the kubelet renews is the one the next stream
-//! carries. The controller asks the API server who the token belongs to (a TokenReview, at most
-//! one per stream: answers are kept until the token expires, refusals for a short while), and
+//! carries. The controller asks the API server who the token belongs to (a TokenReview per new
+//! token: answers are kept for up to five minutes and never past the token's expiry, refusals
+//! for 30 seconds; a token that is not a JWT for the audience, or has expired by its own
+//! claims, is refused without asking), and
 //! the stream may speak only for that pod: its node id must be `<pod>.<namespace>`. A stream
 //! ends when its token expires, and Envoy opens the next one with the current token.
 //!
@@ -36,8 +38,10 @@ const TRUSTED_FOR: Duration = Duration::from_secs(300);
 const REFUSED_FOR: Duration = Duration::from_secs(30);
 /// How long one TokenReview may take.
 const REVIEW_TIMEOUT: Duration = Duration::from_secs(5);
-/// Answers kept at most; beyond it, expired ones are dropped, then all.
+/// Answers kept at most; beyond it, expired ones are dropped, and new ones are not kept.
 const MAX_CACHED: usize = 65_536;
+/// TokenReviews asked at once.
+const MAX_IN_FLIGHT: usize = 32;
 /// Bytes of a token worth reviewing; service account tokens are around 1 KB.
 const MAX_TOKEN_BYTES: usize = 16 * 1024;
 
@@ -140,6 +144,7 @@ pub struct TokenReviews {
     audience: String,
     metrics: Arc<Metrics>,
     answers: Mutex<HashMap<[u8; 32], Answer>>,
+    in_flight: tokio::sync::Semaphore,
 }
 
 impl std::fmt::Debug for TokenReviews {
@@ -164,11 +169,15 @@ impl TokenReviews {
             audience,
             metrics,
             answers: Mutex::default(),
+            in_flight: tokio::sync::Semaphore::new(MAX_IN_FLIGHT),
         }
     }
 
     /// The pod `token` belongs to.
     pub async fn review(&self, token: &str) -> Result<Identity, Refusal> {
+        // What the token says of itself is checked first, so that garbage, another audience's
+        // tokens and expired ones cost the API server nothing.
+        plausible(token, &self.audience).map_err(Refusal::unauthenticated)?;
         let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         let now = Instant::now();
         let known = self.lock().get(&key).filter(|a| a.until > now).cloned();
@@ -214,6 +223,8 @@ impl TokenReviews {
             ..Default::default()
         };
         let api: Api<TokenReview> = Api::all(self.client.clone());
+        // A fleet reconnecting at once waits its turn rather than flooding the API server.
+        let _permit = self.in_flight.acquire().await;
         let answered =
             tokio::time::timeout(REVIEW_TIMEOUT, api.create(&PostParams::default(), &review)).await;
         let review = match answered {
@@ -245,9 +256,7 @@ impl TokenReviews {
         tracing::warn!(%error, "TokenReview failed; the stream is refused and may retry");
         Refusal {
             reason: "token_review_failed",
-            status: Status::unavailable(format!(
-                "cannot check the token with the Kubernetes API: {error}"
-            )),
+            status: Status::unavailable("cannot check the token now; retry"),
         }
     }
 
@@ -262,7 +271,8 @@ impl TokenReviews {
             let now = Instant::now();
             answers.retain(|_, answer| answer.until > now);
             if answers.len() >= MAX_CACHED {
-                answers.clear();
+                // Full of live answers: keep them, and ask again for this token next time.
+                return;
             }
         }
         answers.insert(key, Answer { outcome, until });
@@ -297,8 +307,10 @@ fn identity(review: &TokenReview, audience: &str) -> Result<Identity, (&'static 
         ));
     }
     let status = status.expect("authenticated implies a status");
-    if let Some(audiences) = &status.audiences
-        && !audiences.iter().any(|a| a == audience)
+    if !status
+        .audiences
+        .as_ref()
+        .is_some_and(|audiences| audiences.iter().any(|a| a == audience))
     {
         return Err((
             "unauthenticated",
@@ -345,16 +357,39 @@ fn identity(review: &TokenReview, audience: &str) -> Result<Identity, (&'static 
     })
 }
 
-/// The `exp` claim of a JWT the API server has just accepted (so its signature is not checked
-/// again here).
-fn expiry(token: &str) -> Option<SystemTime> {
+/// The claims of a JWT, unverified.
+fn claims(token: &str) -> Option<serde_json::Value> {
     let payload = token.split('.').nth(1)?;
     let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(payload.trim_end_matches('='))
         .ok()?;
-    let claims: serde_json::Value = serde_json::from_slice(&payload).ok()?;
-    let exp = claims.get("exp")?.as_u64()?;
+    serde_json::from_slice(&payload).ok()
+}
+
+/// The `exp` claim of a JWT the API server has just accepted (so its signature is not checked
+/// again here).
+fn expiry(token: &str) -> Option<SystemTime> {
+    let exp = claims(token)?.get("exp")?.as_u64()?;
     Some(UNIX_EPOCH + Duration::from_secs(exp))
+}
+
+/// Whether the token, by its own unverified claims, could be a live token for `audience`.
+/// Only the API server's answer makes it valid.
+fn plausible(token: &str, audience: &str) -> Result<(), String> {
+    let claims = claims(token).ok_or("the bearer token is not a JWT")?;
+    let audiences = match &claims["aud"] {
+        serde_json::Value::String(one) => vec![one.as_str()],
+        serde_json::Value::Array(many) => many.iter().filter_map(|a| a.as_str()).collect(),
+        _ => Vec::new(),
+    };
+    if !audiences.contains(&audience) {
+        return Err(format!("the token is not for audience {audience:?}"));
+    }
+    let expired = expiry(token).is_none_or(|expires| expires <= SystemTime::now());
+    if expired {
+        return Err("the token has expired; send the current one".to_string());
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -424,6 +459,34 @@ mod tests {
             identity(&refused, "lattice-xds").unwrap_err().0,
             "unauthenticated"
         );
+    }
+
+    #[test]
+    fn implausible_tokens_are_refused_without_asking() {
+        let encode = |json: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json);
+        let later = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            + 600;
+        let token = |claims: String| format!("{}.{}.sig", encode("{}"), encode(&claims));
+        let ours = token(format!(r#"{{"aud":["lattice-xds"],"exp":{later}}}"#));
+        assert_eq!(plausible(&ours, "lattice-xds"), Ok(()));
+        let single = token(format!(r#"{{"aud":"lattice-xds","exp":{later}}}"#));
+        assert_eq!(plausible(&single, "lattice-xds"), Ok(()));
+        let vault = token(format!(r#"{{"aud":["vault"],"exp":{later}}}"#));
+        assert!(
+            plausible(&vault, "lattice-xds")
+                .unwrap_err()
+                .contains("audience")
+        );
+        let old = token(r#"{"aud":["lattice-xds"],"exp":1}"#.to_string());
+        assert!(
+            plausible(&old, "lattice-xds")
+                .unwrap_err()
+                .contains("expired")
+        );
+        assert!(plausible("garbage", "lattice-xds").is_err());
     }
 
     #[test]

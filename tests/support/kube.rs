@@ -126,17 +126,6 @@ impl KubeCluster {
         self.try_kubectl_with_input(&["create", "-n", namespace, "-f", "-"], Some(manifest))
     }
 
-    /// `kubectl create -n namespace -f -` of `manifest`, returning what kubectl printed on both
-    /// outputs (the API server's warnings go to standard error).
-    pub fn kubectl_with_warnings_in(&self, namespace: &str, manifest: &str) -> String {
-        let args = ["create", "-n", namespace, "-f", "-"];
-        let output = self.run_kubectl(&args, Some(manifest));
-        let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
-        text.push_str(&String::from_utf8_lossy(&output.stderr));
-        assert!(output.status.success(), "kubectl {args:?} failed:\n{text}");
-        text
-    }
-
     /// `kubectl apply -n namespace -f -` of `manifest`.
     pub fn apply_in(&self, namespace: &str, manifest: &str) -> String {
         self.kubectl_with_input(&["apply", "-n", namespace, "-f", "-"], Some(manifest))
