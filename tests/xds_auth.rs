@@ -5,7 +5,8 @@
 //! stock Envoy keeps being served past its first token's lifetime because it reads the renewed
 //! token file for its next stream; proxy status shows who each stream is; `lattice-xds check`
 //! sees ADS answer; the probe listener serves health and metrics only; the CA is published in a
-//! ConfigMap for other injectors.
+//! ConfigMap for other injectors. And a pod the webhook injects, its bootstrap container run
+//! as the kubelet would with the pod's projected token, is served as that pod.
 
 mod support;
 
@@ -476,4 +477,169 @@ async fn ads_serves_each_pod_only_under_its_own_name() {
         !metrics.contains("lattice_xds_stream_errors_total{reason=\"unauthenticated\"} 6"),
         "Envoy reconnected with its expired token:\n{metrics}"
     );
+}
+
+/// The chart's webhook configuration for a controller whose webhook is at `url`.
+fn webhook_configuration(url: &str) -> String {
+    support::helm::template(&[&format!("--set=injection.url={url}")])
+        .into_iter()
+        .find(|document| document.contains("kind: MutatingWebhookConfiguration"))
+        .expect("the chart renders a MutatingWebhookConfiguration")
+}
+
+/// The injected container `name` of `pod`.
+fn injected<'a>(pod: &'a Value, name: &str) -> &'a Value {
+    pod["spec"]["initContainers"]
+        .as_array()
+        .and_then(|containers| containers.iter().find(|c| c["name"] == name))
+        .unwrap_or_else(|| panic!("no {name} in {pod}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_injected_pod_follows_the_controller_as_itself() {
+    let cluster = KubeCluster::start();
+    cluster.kubectl(&["create", "namespace", "apps"]);
+    cluster.kubectl(&["label", "namespace", "apps", "lattice-xds/inject=enabled"]);
+    cluster.kubectl(&["create", "namespace", "lattice-gateway"]);
+    cluster.kubectl(&["create", "serviceaccount", "default", "-n", "apps"]);
+    cluster.apply(GATEWAY);
+    cluster.apply(CLUSTER1);
+    let (xds_port, admin_port, webhook_port) = (
+        support::free_port(),
+        support::free_port(),
+        support::free_port(),
+    );
+    cluster.apply(&webhook_configuration(&format!(
+        "https://127.0.0.1:{webhook_port}"
+    )));
+    let args = vec![
+        "--kubernetes".to_string(),
+        format!("--kubeconfig={}", cluster.kubeconfig.display()),
+        "--signing=ext-proc".to_string(),
+        "--region=ap-northeast-2".to_string(),
+        "--xds-auth=kubernetes".to_string(),
+        "--xds-tls-host=127.0.0.1".to_string(),
+        format!("--webhook-listen=127.0.0.1:{webhook_port}"),
+        "--webhook-host=127.0.0.1".to_string(),
+        "--webhook-configuration=lattice-xds".to_string(),
+        format!("--inject-xds-address=127.0.0.1:{xds_port}"),
+    ];
+    let controller = Controller::start_on(
+        cluster.dir(),
+        xds_port,
+        admin_port,
+        "controller",
+        &args,
+        &[],
+    )
+    .await;
+    eventually("the caBundle to be set", WAIT, || async {
+        let bundles = cluster.kubectl(&[
+            "get",
+            "mutatingwebhookconfiguration",
+            "lattice-xds",
+            "-o",
+            "jsonpath={.webhooks[*].clientConfig.caBundle}",
+        ]);
+        (bundles.split_whitespace().count() == 2).then_some(())
+    })
+    .await;
+
+    // The namespace opted in: the pod is injected with the CA and a projected token.
+    cluster.kubectl_in(
+        "apps",
+        &pod("client").replace("  serviceAccountName: client\n", ""),
+    );
+    let stored: Value = serde_json::from_str(
+        &cluster.kubectl(&["get", "pod", "client", "-n", "apps", "-o", "json"]),
+    )
+    .unwrap();
+    let bootstrap = injected(&stored, "lattice-xds-bootstrap");
+    let ca = bootstrap["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|env| env["name"] == "LATTICE_XDS_XDS_CA")
+        .and_then(|env| env["value"].as_str())
+        .expect("the bootstrap container gets the controller's CA")
+        .to_string();
+    assert_eq!(ca, String::from_utf8(cluster.controller_ca()).unwrap());
+    let volumes = stored["spec"]["volumes"].to_string();
+    assert!(
+        volumes.contains("\"audience\":\"lattice-xds\""),
+        "{volumes}"
+    );
+
+    // What the kubelet would do: the projected token bound to the pod, and the bootstrap
+    // container run with the pod's values; then stock Envoy on its output.
+    let dir = cluster.dir().join("pod");
+    let token_dir = dir.join("tokens");
+    let token = cluster.kubectl(&[
+        "create",
+        "token",
+        "default",
+        "-n",
+        "apps",
+        "--audience=lattice-xds",
+        "--bound-object-kind=Pod",
+        "--bound-object-name=client",
+        &format!(
+            "--bound-object-uid={}",
+            stored["metadata"]["uid"].as_str().unwrap()
+        ),
+    ]);
+    let token_file = write_token(&token_dir, token.trim());
+    let output = dir.join("envoy.yaml");
+    let envoy_admin = support::free_port();
+    let args: Vec<String> = bootstrap["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|arg| {
+            arg.as_str()
+                .unwrap()
+                .replace("$(POD_NAME)", "client")
+                .replace("$(POD_NAMESPACE)", "apps")
+                .replace(
+                    "/var/run/secrets/lattice-xds/xds-token",
+                    token_file.to_str().unwrap(),
+                )
+                .replace("/etc/lattice-xds/envoy.yaml", output.to_str().unwrap())
+        })
+        .chain([format!("--admin-port={envoy_admin}")])
+        .collect();
+    let rendered = Command::new(support::lattice_xds())
+        .args(&args)
+        .env("LATTICE_XDS_XDS_CA", &ca)
+        .output()
+        .expect("lattice-xds bootstrap");
+    assert!(
+        rendered.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rendered.stderr)
+    );
+    let mut envoy = Command::new(support::envoy::binary());
+    envoy
+        .arg("-c")
+        .arg(&output)
+        .args(["--disable-hot-restart", "--concurrency", "1"]);
+    let _envoy = support::process::Running::spawn(&mut envoy, &dir.join("envoy.log"));
+    let identity = eventually(
+        "the injected Envoy to be served as its pod",
+        WAIT,
+        || async {
+            let proxies = controller.proxies().await;
+            support::process::synced(&proxies, "client.apps", &["CDS", "LDS", "RDS"])
+                .then(|| {
+                    proxies["proxies"]
+                        .as_array()?
+                        .iter()
+                        .find(|proxy| proxy["node_id"] == "client.apps")
+                        .map(|proxy| proxy["identity"].clone())
+                })
+                .flatten()
+        },
+    )
+    .await;
+    assert_eq!(identity, "pod apps/client (service account default)");
 }
