@@ -72,14 +72,11 @@ fn webhook_configuration(url: &str, failure_policy: &str) -> String {
 
 /// The same, with cert-manager keeping the caBundle when `cert_manager`.
 fn webhook_configuration_with(url: &str, failure_policy: &str, cert_manager: bool) -> String {
-    helm::template(&[
+    helm::webhook_configuration(&[
         &format!("--set=injection.url={url}"),
         &format!("--set=injection.failurePolicy={failure_policy}"),
         &format!("--set=certManager.enabled={cert_manager}"),
     ])
-    .into_iter()
-    .find(|document| document.contains("kind: MutatingWebhookConfiguration"))
-    .expect("the chart renders a MutatingWebhookConfiguration")
 }
 
 /// The certificate the webhook presents on 127.0.0.1, verified against `ca` (DER of the leaf).
@@ -151,17 +148,7 @@ async fn the_webhook_injects_the_pods_that_ask_once() {
     ];
     let controller = Controller::start(cluster.dir(), &args).await;
     // The leader puts its CA into the configuration's caBundle; then the API server can call it.
-    eventually("the caBundle to be set", WAIT, || async {
-        let bundles = cluster.kubectl(&[
-            "get",
-            "mutatingwebhookconfiguration",
-            "lattice-xds",
-            "-o",
-            "jsonpath={.webhooks[*].clientConfig.caBundle}",
-        ]);
-        (bundles.split_whitespace().count() == 2).then_some(())
-    })
-    .await;
+    cluster.wait_for_ca_bundle().await;
 
     // The walkthrough's annotation in a labelled namespace.
     let annotated = pod(

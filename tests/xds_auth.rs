@@ -479,14 +479,6 @@ async fn ads_serves_each_pod_only_under_its_own_name() {
     );
 }
 
-/// The chart's webhook configuration for a controller whose webhook is at `url`.
-fn webhook_configuration(url: &str) -> String {
-    support::helm::template(&[&format!("--set=injection.url={url}")])
-        .into_iter()
-        .find(|document| document.contains("kind: MutatingWebhookConfiguration"))
-        .expect("the chart renders a MutatingWebhookConfiguration")
-}
-
 /// The injected container `name` of `pod`.
 fn injected<'a>(pod: &'a Value, name: &str) -> &'a Value {
     pod["spec"]["initContainers"]
@@ -509,9 +501,9 @@ async fn an_injected_pod_follows_the_controller_as_itself() {
         support::free_port(),
         support::free_port(),
     );
-    cluster.apply(&webhook_configuration(&format!(
-        "https://127.0.0.1:{webhook_port}"
-    )));
+    cluster.apply(&support::helm::webhook_configuration(&[&format!(
+        "--set=injection.url=https://127.0.0.1:{webhook_port}"
+    )]));
     let args = vec![
         "--kubernetes".to_string(),
         format!("--kubeconfig={}", cluster.kubeconfig.display()),
@@ -533,17 +525,7 @@ async fn an_injected_pod_follows_the_controller_as_itself() {
         &[],
     )
     .await;
-    eventually("the caBundle to be set", WAIT, || async {
-        let bundles = cluster.kubectl(&[
-            "get",
-            "mutatingwebhookconfiguration",
-            "lattice-xds",
-            "-o",
-            "jsonpath={.webhooks[*].clientConfig.caBundle}",
-        ]);
-        (bundles.split_whitespace().count() == 2).then_some(())
-    })
-    .await;
+    cluster.wait_for_ca_bundle().await;
 
     // The namespace opted in: the pod is injected with the CA and a projected token.
     cluster.kubectl_in(

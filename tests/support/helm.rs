@@ -55,3 +55,11 @@ pub fn template(args: &[&str]) -> Vec<String> {
         .map(str::to_string)
         .collect()
 }
+
+/// The chart's MutatingWebhookConfiguration, rendered with `args`.
+pub fn webhook_configuration(args: &[&str]) -> String {
+    template(args)
+        .into_iter()
+        .find(|document| document.contains("kind: MutatingWebhookConfiguration"))
+        .expect("the chart renders a MutatingWebhookConfiguration")
+}

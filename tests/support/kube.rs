@@ -165,6 +165,26 @@ impl KubeCluster {
         child.wait_with_output().unwrap()
     }
 
+    /// Waits until the leader has put its CA into every webhook's caBundle of the chart's
+    /// MutatingWebhookConfiguration `lattice-xds` (then the API server can call it).
+    pub async fn wait_for_ca_bundle(&self) {
+        super::eventually(
+            "the caBundle to be set",
+            std::time::Duration::from_secs(30),
+            || async {
+                let bundles = self.kubectl(&[
+                    "get",
+                    "mutatingwebhookconfiguration",
+                    "lattice-xds",
+                    "-o",
+                    "jsonpath={.webhooks[*].clientConfig.caBundle}",
+                ]);
+                (bundles.split_whitespace().count() == 2).then_some(())
+            },
+        )
+        .await;
+    }
+
     /// The controller's CA certificate (PEM), from the Secret it keeps in `default`.
     pub fn controller_ca(&self) -> Vec<u8> {
         let ca = self.kubectl(&[
