@@ -2,7 +2,8 @@ use serde_json::json;
 
 use super::*;
 
-fn config(signing: SigningMode) -> InjectConfig {
+/// The injection settings of the tests (the webhook's too).
+pub(super) fn config(signing: SigningMode) -> InjectConfig {
     InjectConfig {
         image: "lattice-xds:test".to_string(),
         envoy_image: "envoyproxy/envoy:v1.40.0".to_string(),

@@ -189,3 +189,73 @@ pub async fn bind(address: SocketAddr) -> anyhow::Result<TcpListener> {
         .await
         .with_context(|| format!("cannot listen for the webhook on {address}"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::SigningMode;
+
+    fn webhook() -> Webhook {
+        Webhook {
+            config: Arc::new(crate::inject::tests::config(SigningMode::ExtProc)),
+            xds_certificate: None,
+            metrics: Arc::default(),
+        }
+    }
+
+    /// The webhook's answer for a pod labelled to opt in, in `namespace`.
+    fn answer(namespace: &str, host_network: bool) -> AdmissionResponse {
+        let review: AdmissionReview<DynamicObject> = serde_json::from_value(serde_json::json!({
+            "apiVersion": "admission.k8s.io/v1",
+            "kind": "AdmissionReview",
+            "request": {
+                "uid": "0f1e2d3c",
+                "kind": { "group": "", "version": "v1", "kind": "Pod" },
+                "resource": { "group": "", "version": "v1", "resource": "pods" },
+                "name": "client",
+                "namespace": namespace,
+                "operation": "CREATE",
+                "userInfo": { "username": "admin" },
+                "object": {
+                    "apiVersion": "v1",
+                    "kind": "Pod",
+                    "metadata": { "name": "client", "namespace": namespace,
+                                  "labels": { "lattice-xds/inject": "enabled" } },
+                    "spec": { "hostNetwork": host_network,
+                              "containers": [{ "name": "app", "image": "busybox" }] }
+                }
+            }
+        }))
+        .unwrap();
+        let request: AdmissionRequest<DynamicObject> = review.try_into().unwrap();
+        webhook().respond(&request, false)
+    }
+
+    #[test]
+    fn some_pods_are_admitted_unchanged_with_a_warning() {
+        for (namespace, host_network, warning) in [
+            (
+                "kube-system",
+                false,
+                "pods of namespace kube-system are never injected",
+            ),
+            (
+                "lattice-xds",
+                false,
+                "pods of namespace lattice-xds are never injected",
+            ),
+            ("apps", true, "pods with hostNetwork are never injected"),
+        ] {
+            let response = answer(namespace, host_network);
+            assert!(response.allowed, "{namespace}");
+            assert!(response.patch.is_none(), "{namespace}: patched");
+            let warnings = response.warnings.unwrap_or_default();
+            assert!(
+                warnings.iter().any(|w| w.contains(warning)),
+                "{namespace}: {warnings:?}"
+            );
+        }
+        let injected = answer("apps", false);
+        assert!(injected.allowed && injected.patch.is_some());
+    }
+}
