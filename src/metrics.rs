@@ -57,6 +57,8 @@ pub struct Metrics {
     pub push_latency: Histogram,
     pub acks: Family<TypeLabel, Counter>,
     pub nacks: Family<TypeLabel, Counter>,
+    /// Streams whose last response of a type stands rejected (a later ACK ends it).
+    pub rejecting: Family<TypeLabel, Gauge>,
     /// ADS streams the controller refused or closed, by reason.
     pub stream_errors: Family<ReasonLabel, Counter>,
     /// TokenReviews asked of the API server for ADS streams, by result.
@@ -97,6 +99,7 @@ impl Default for Metrics {
             push_latency: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
             acks: Family::default(),
             nacks: Family::default(),
+            rejecting: Family::default(),
             stream_errors: Family::default(),
             token_reviews: Family::default(),
             token_review_cache_hits: Counter::default(),
@@ -138,6 +141,11 @@ impl Default for Metrics {
             "nacks",
             "xDS responses Envoy rejected, by type",
             metrics.nacks.clone(),
+        );
+        registry.register(
+            "rejecting_proxies",
+            "ADS streams whose last response of each type Envoy rejected and has not yet replaced with an accepted one",
+            metrics.rejecting.clone(),
         );
         registry.register(
             "stream_errors",

@@ -1,5 +1,6 @@
-//! The ADS server from a raw gRPC client's side: a NACK is recorded (proxy status, metrics) and
-//! the rejected version is not sent again; a request with a stale nonce is ignored.
+//! The ADS server from a raw gRPC client's side: a NACK is recorded (proxy status, metrics), the
+//! rejected version is not sent again, and accepting the next version ends the rejection; a
+//! request with a stale nonce is ignored.
 
 mod support;
 
@@ -19,14 +20,24 @@ use tokio_stream::wrappers::ReceiverStream;
 const NODE: &str = "raw-client";
 
 async fn controller(dir: &std::path::Path) -> Controller {
+    // A copy of the examples, so that a test can change them.
+    let manifests = dir.join("manifests");
+    let copied = std::process::Command::new("cp")
+        .arg("-r")
+        .arg("examples")
+        .arg(&manifests)
+        .status()
+        .expect("cp");
+    assert!(copied.success());
     Controller::start(
         dir,
         &[
-            "--manifests=examples".to_string(),
+            format!("--manifests={}", manifests.display()),
             "--signing=none".to_string(),
             // Pinned destinations get clusters of their own: CDS then holds several resources.
             "--resolve=demo-cluster1.example.com=127.0.0.1:9".to_string(),
             "--resolve=demo-cluster2.example.com=127.0.0.1:9".to_string(),
+            "--resolve=recovery.example.com=127.0.0.1:9".to_string(),
         ],
     )
     .await
@@ -134,6 +145,50 @@ async fn nack_is_recorded_and_the_rejected_version_is_not_resent() {
         table.contains("NACKED") && table.contains("test rejection: bad cluster"),
         "{table}"
     );
+    assert!(
+        metrics.contains("lattice_xds_rejecting_proxies{type=\"CDS\"} 1"),
+        "{metrics}"
+    );
+
+    // A new destination makes a new CDS version; the proxy accepts it, and the rejection ends.
+    std::fs::write(
+        dir.path().join("manifests/recovery.yaml"),
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata:\n  name: recovery\n  namespace: apps\n\
+         spec:\n  hostnames: [recovery.example.com]\n  parentRefs:\n  - name: lattice-gateway\n    namespace: lattice-gateway\n\
+         \x20   sectionName: https-listener-with-custom-domain\n",
+    )
+    .unwrap();
+    let recovered = loop {
+        let response = ads.next().await;
+        if response.type_url == type_url::CLUSTER {
+            break response;
+        }
+    };
+    assert_ne!(recovered.version_info, clusters.version_info);
+    let mut ack = request(type_url::CLUSTER, &[]);
+    ack.response_nonce = recovered.nonce.clone();
+    ack.version_info = recovered.version_info.clone();
+    ads.send(ack).await;
+    let cds = support::eventually("the rejection to end", Duration::from_secs(10), || async {
+        let proxies = controller.proxies().await;
+        type_status(&proxies, NODE, "CDS")
+            .filter(|cds| cds["nacked_version"] == "")
+            .cloned()
+    })
+    .await;
+    assert_eq!(cds["acked_version"], recovered.version_info.as_str());
+    assert_eq!(cds["nack_error"], "");
+    let metrics = controller.metrics().await;
+    assert!(
+        metrics.contains("lattice_xds_rejecting_proxies{type=\"CDS\"} 0"),
+        "{metrics}"
+    );
+    let table = std::process::Command::new(support::lattice_xds())
+        .args(["proxy-status", "--admin", &controller.admin_url("")])
+        .output()
+        .expect("proxy-status");
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(!table.contains("NACKED"), "{table}");
 }
 
 #[tokio::test]

@@ -184,14 +184,23 @@ impl ProxyHandle {
         self.update(|entry| entry.status.identity = described);
     }
 
+    /// Records an ACK. It ends a rejection when it accepts the rejected version or anything
+    /// sent since: a rejected version is never sent again, so the proxy recovers by accepting
+    /// the next one.
     pub fn acked(&self, type_url: &str, version: &str) {
+        let mut recovered = false;
         self.update_type(type_url, |status| {
             status.acked_version = version.to_string();
-            if status.nacked_version == version {
+            let rejected = !status.nacked_version.is_empty();
+            if rejected && (status.nacked_version == version || status.sent_version == version) {
                 status.nacked_version.clear();
                 status.nack_error.clear();
+                recovered = true;
             }
         });
+        if recovered {
+            self.rejecting(type_url).dec();
+        }
         self.registry
             .metrics()
             .acks
@@ -200,10 +209,15 @@ impl ProxyHandle {
     }
 
     pub fn nacked(&self, type_url: &str, version: &str, error: &str) {
+        let mut newly = false;
         self.update_type(type_url, |status| {
+            newly = status.nacked_version.is_empty();
             status.nacked_version = version.to_string();
             status.nack_error = error.to_string();
         });
+        if newly {
+            self.rejecting(type_url).inc();
+        }
         self.registry
             .metrics()
             .nacks
@@ -212,10 +226,27 @@ impl ProxyHandle {
     }
 }
 
+impl ProxyHandle {
+    /// The gauge of streams whose last response of `type_url` stands rejected.
+    fn rejecting(&self, type_url: &str) -> prometheus_client::metrics::gauge::Gauge {
+        self.registry
+            .metrics
+            .rejecting
+            .get_or_create(&Metrics::type_label(type_url))
+            .clone()
+    }
+}
+
 impl Drop for ProxyHandle {
     fn drop(&mut self) {
-        self.registry.lock().remove(&self.id);
+        let removed = self.registry.lock().remove(&self.id);
         self.registry.metrics.connected_proxies.dec();
+        // A stream that ends while rejecting no longer counts.
+        for status in removed.iter().flat_map(|entry| &entry.status.types) {
+            if !status.nacked_version.is_empty() {
+                self.rejecting(&status.type_url).dec();
+            }
+        }
     }
 }
 
@@ -244,4 +275,48 @@ fn struct_to_json(value: &envoy_types::pb::google::protobuf::Struct) -> serde_js
         .iter()
         .map(|(key, value)| (key.clone(), convert(value)))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LDS: &str = crate::xds::type_url::LISTENER;
+
+    fn rejecting(registry: &Registry) -> i64 {
+        registry
+            .metrics()
+            .rejecting
+            .get_or_create(&Metrics::type_label(LDS))
+            .get()
+    }
+
+    #[test]
+    fn a_rejection_ends_when_a_later_version_is_accepted() {
+        let registry = Registry::new(Arc::default());
+        let proxy = registry.connect("sotw");
+        proxy.sent(LDS, "1", Holdings::default());
+        proxy.acked(LDS, "1");
+        proxy.sent(LDS, "2", Holdings::default());
+        proxy.nacked(LDS, "2", "bad listener");
+        proxy.nacked(LDS, "2", "bad listener");
+        assert_eq!(registry.list()[0].types[0].nacked_version, "2");
+        assert_eq!(rejecting(&registry), 1, "one stream, counted once");
+        // Version 2 is never sent again; the proxy accepts version 3.
+        proxy.sent(LDS, "3", Holdings::default());
+        proxy.acked(LDS, "3");
+        let status = &registry.list()[0].types[0];
+        assert_eq!(
+            (status.nacked_version.as_str(), status.nack_error.as_str()),
+            ("", "")
+        );
+        assert_eq!(status.acked_version, "3");
+        assert_eq!(rejecting(&registry), 0);
+        // A stream that goes away while rejecting is no longer counted.
+        proxy.sent(LDS, "4", Holdings::default());
+        proxy.nacked(LDS, "4", "bad again");
+        assert_eq!(rejecting(&registry), 1);
+        drop(proxy);
+        assert_eq!(rejecting(&registry), 0);
+    }
 }
