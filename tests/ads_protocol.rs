@@ -92,6 +92,15 @@ impl Sotw {
     }
 }
 
+/// What `lattice-xds proxy-status` prints.
+fn proxy_status(controller: &Controller) -> String {
+    let table = std::process::Command::new(support::lattice_xds())
+        .args(["proxy-status", "--admin", &controller.admin_url("")])
+        .output()
+        .expect("proxy-status");
+    String::from_utf8_lossy(&table.stdout).into_owned()
+}
+
 #[tokio::test]
 async fn nack_is_recorded_and_the_rejected_version_is_not_resent() {
     let dir = tempfile::tempdir().unwrap();
@@ -136,11 +145,7 @@ async fn nack_is_recorded_and_the_rejected_version_is_not_resent() {
         "{metrics}"
     );
 
-    let table = std::process::Command::new(support::lattice_xds())
-        .args(["proxy-status", "--admin", &controller.admin_url("")])
-        .output()
-        .expect("proxy-status");
-    let table = String::from_utf8_lossy(&table.stdout);
+    let table = proxy_status(&controller);
     assert!(
         table.contains("NACKED") && table.contains("test rejection: bad cluster"),
         "{table}"
@@ -183,11 +188,7 @@ async fn nack_is_recorded_and_the_rejected_version_is_not_resent() {
         metrics.contains("lattice_xds_rejecting_proxies{type=\"CDS\"} 0"),
         "{metrics}"
     );
-    let table = std::process::Command::new(support::lattice_xds())
-        .args(["proxy-status", "--admin", &controller.admin_url("")])
-        .output()
-        .expect("proxy-status");
-    let table = String::from_utf8_lossy(&table.stdout);
+    let table = proxy_status(&controller);
     assert!(!table.contains("NACKED"), "{table}");
 }
 
