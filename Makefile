@@ -38,8 +38,9 @@ kube-down:
 demo: build envoy peers
 	DEMO_NETNS=$(NETNS) scripts/demo.sh
 
+# fault-injection compiles the test-only fault hook (src/supervise.rs) into the test binaries.
 test: envoy peers kube helm iptables
-	$(CARGO) test --locked
+	$(CARGO) test --locked --features fault-injection
 
 # The controller against go-control-plane under sidecar-like ADS load, and stock Envoy's memory
 # as destinations grow (release builds, several minutes; results go in docs/benchmarks.md).

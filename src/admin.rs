@@ -57,6 +57,13 @@ fn probes() -> axum::Router<Arc<StatusService>> {
 type Shared = State<Arc<StatusService>>;
 
 async fn readyz(State(status): Shared) -> Response {
+    if let Some(failure) = status.failure() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {failure}\n"),
+        )
+            .into_response();
+    }
     match status.snapshot_version() {
         Some(version) => format!("ready: serving snapshot {version}\n").into_response(),
         None => (

@@ -21,6 +21,7 @@ use crate::metrics::Metrics;
 use crate::model::Settings;
 use crate::provider::file;
 use crate::provider::kubernetes::{self, KubernetesConfig, ca_bundle, events, leader};
+use crate::supervise::Tasks;
 use crate::trust::fetch::{self as trust, TrustSettings, TrustState};
 use crate::xds::auth::{Authenticator, TokenReviews};
 use crate::xds::limits::Limits;
@@ -161,54 +162,67 @@ pub async fn run(config: ControllerConfig) -> anyhow::Result<()> {
             anyhow::bail!("--xds-auth kubernetes needs --kubernetes")
         }
     };
-    let provider = match &config.source {
+    let mut tasks = Tasks::default();
+    match &config.source {
         Source::Manifests(dir) => {
             let dir = dir.clone();
-            tokio::spawn(async move {
+            tasks.spawn("provider", async move {
                 file::watch(dir, observed_tx)
                     .await
                     .map_err(anyhow::Error::from)
-            })
+            });
         }
         Source::Kubernetes(kube) => {
             let client = client.clone().expect("a client for the Kubernetes source");
             let (stores_tx, stores_rx) = watch::channel(None);
             let (leader_tx, leader_rx) = watch::channel(false);
-            tokio::spawn(leader::run(
-                client.clone(),
-                kube.lease.clone(),
-                kube.instance.clone(),
-                leader_tx,
-                Arc::clone(&metrics),
-                shutdown.clone(),
-            ));
-            tokio::spawn(events::run(
-                client.clone(),
-                kube.instance.clone(),
-                pipeline.reports(),
-                stores_rx,
-                leader_rx.clone(),
-                Arc::clone(&metrics),
-                shutdown.clone(),
-            ));
-            tokio::spawn(ca_bundle::run(
-                client.clone(),
-                kube.ca_bundle_namespaces.clone(),
-                pipeline.ca_bundle(),
-                leader_rx.clone(),
-                Arc::clone(&metrics),
-                shutdown.clone(),
-            ));
-            if let (Some(name), Some(certificate)) = (&config.xds_ca_config_map, &xds_certificate) {
-                tokio::spawn(ca_bundle::publish_xds_ca(
+            tasks.spawn(
+                "leader",
+                leader::run(
                     client.clone(),
-                    kube.lease.namespace.clone(),
-                    name.clone(),
-                    Arc::clone(certificate),
+                    kube.lease.clone(),
+                    kube.instance.clone(),
+                    leader_tx,
+                    Arc::clone(&metrics),
+                    shutdown.clone(),
+                ),
+            );
+            tasks.spawn(
+                "events",
+                events::run(
+                    client.clone(),
+                    kube.instance.clone(),
+                    pipeline.reports(),
+                    stores_rx,
                     leader_rx.clone(),
                     Arc::clone(&metrics),
                     shutdown.clone(),
-                ));
+                ),
+            );
+            tasks.spawn(
+                "ca-bundle",
+                ca_bundle::run(
+                    client.clone(),
+                    kube.ca_bundle_namespaces.clone(),
+                    pipeline.ca_bundle(),
+                    leader_rx.clone(),
+                    Arc::clone(&metrics),
+                    shutdown.clone(),
+                ),
+            );
+            if let (Some(name), Some(certificate)) = (&config.xds_ca_config_map, &xds_certificate) {
+                tasks.spawn(
+                    "xds-ca-configmap",
+                    ca_bundle::publish_xds_ca(
+                        client.clone(),
+                        kube.lease.namespace.clone(),
+                        name.clone(),
+                        Arc::clone(certificate),
+                        leader_rx.clone(),
+                        Arc::clone(&metrics),
+                        shutdown.clone(),
+                    ),
+                );
             }
             if let Some(config) = &config.webhook {
                 let xds_ca = xds_certificate.clone();
@@ -219,25 +233,32 @@ pub async fn run(config: ControllerConfig) -> anyhow::Result<()> {
                     leader_rx,
                     &metrics,
                     &shutdown,
+                    &mut tasks,
                 )
                 .await?;
             }
             let metrics = Arc::clone(&metrics);
-            tokio::spawn(async move {
+            tasks.spawn("provider", async move {
                 kubernetes::watch(client, observed_tx, stores_tx, metrics)
                     .await
                     .map_err(anyhow::Error::from)
-            })
+            });
         }
-    };
+    }
     let (trust_tx, trust_rx) = watch::channel(TrustState::new(&config.trust));
-    tokio::spawn(trust::run(
-        config.trust.clone(),
-        trust_tx,
-        Arc::clone(&metrics),
-        shutdown.clone(),
-    ));
-    tokio::spawn(pipeline.run(observed_rx, trust_rx.clone(), snapshot_tx));
+    tasks.spawn(
+        "trust",
+        trust::run(
+            config.trust.clone(),
+            trust_tx,
+            Arc::clone(&metrics),
+            shutdown.clone(),
+        ),
+    );
+    tasks.spawn(
+        "pipeline",
+        pipeline.run(observed_rx, trust_rx.clone(), snapshot_tx),
+    );
 
     let ads = AdsServer::new(
         snapshot_rx.clone(),
@@ -268,6 +289,7 @@ pub async fn run(config: ControllerConfig) -> anyhow::Result<()> {
         }
     };
     let status = StatusService::new(registry, snapshot_rx, trust_rx);
+    let unready = status.unready();
     let probes = match probe_listener {
         Some(listener) => admin::serve_probes(listener, status.clone(), shutdown.clone()).boxed(),
         None => async { Ok(()) }.boxed(),
@@ -289,35 +311,40 @@ pub async fn run(config: ControllerConfig) -> anyhow::Result<()> {
         tracing::info!("shutting down: closing ADS streams");
         stop.cancel();
     });
-    let watched = async {
-        match provider.await {
-            Ok(result) => result,
-            Err(error) => Err(anyhow::Error::from(error).context("the provider failed")),
+    // A task that stops takes the whole process down: unready at once, streams closed, and a
+    // non-zero exit for Kubernetes to restart it.
+    let failure = std::sync::OnceLock::new();
+    let supervised = async {
+        tokio::select! {
+            // Tasks end after a shutdown too; only an end before it is a failure.
+            biased;
+            () = shutdown.cancelled() => {}
+            stopped = tasks.stopped() => {
+                tracing::error!(task = stopped.task, reason = %stopped.reason, "a controller task stopped; shutting down so that the pod is restarted");
+                let _ = unready.set(stopped.to_string());
+                let _ = failure.set(stopped.to_string());
+                shutdown.cancel();
+            }
         }
     };
-    let served = async {
-        tokio::join!(xds, admin, probes, async {
-            tokio::select! {
-                result = watched => { shutdown.cancel(); result }
-                () = shutdown.cancelled() => Ok(()),
-            }
-        })
-    };
+    let served = async { tokio::join!(xds, admin, probes, supervised) };
     let grace = async {
         shutdown.cancelled().await;
         tokio::time::sleep(SHUTDOWN_GRACE).await;
     };
     tokio::select! {
-        (xds, admin, probes, watched) = served => {
+        (xds, admin, probes, ()) = served => {
             xds.context("xDS server failed")?;
             admin.context("admin server failed")?;
             probes.context("probe server failed")?;
-            watched
         }
         () = grace => {
             tracing::warn!("connections still open {SHUTDOWN_GRACE:?} after shutdown; exiting anyway");
-            Ok(())
         }
+    }
+    match failure.get() {
+        Some(failure) => anyhow::bail!("{failure}"),
+        None => Ok(()),
     }
 }
 
@@ -368,35 +395,28 @@ async fn start_webhook(
     leader: watch::Receiver<bool>,
     metrics: &Arc<Metrics>,
     shutdown: &CancellationToken,
+    tasks: &mut Tasks,
 ) -> anyhow::Result<()> {
     let listener = webhook::bind(config.listen).await?;
     let serving = Arc::new(ServingCertificate::default());
-    let certificates = tokio::spawn(certificates::run(
-        config.certificate.clone(),
-        Some(client),
-        Arc::clone(&serving),
-        leader,
-        Arc::clone(metrics),
-        shutdown.clone(),
-    ));
+    tasks.spawn(
+        "webhook-certificate",
+        certificates::run(
+            config.certificate.clone(),
+            Some(client),
+            Arc::clone(&serving),
+            leader,
+            Arc::clone(metrics),
+            shutdown.clone(),
+        ),
+    );
     let inject = config.inject.clone();
     let metrics = Arc::clone(metrics);
     let shutdown = shutdown.clone();
-    tokio::spawn(async move {
-        tokio::select! {
-            () = serving.loaded() => {}
-            result = certificates => {
-                if let Ok(Err(error)) = result {
-                    tracing::error!(error = format!("{error:#}"), "the webhook has no certificate; not serving it");
-                }
-                return;
-            }
-        }
-        if let Err(error) =
-            webhook::serve(listener, serving, inject, xds_ca, metrics, shutdown).await
-        {
-            tracing::error!(error = format!("{error:#}"), "the webhook stopped");
-        }
+    // Serving starts once a certificate is in place.
+    tasks.spawn("webhook", async move {
+        serving.loaded().await;
+        webhook::serve(listener, serving, inject, xds_ca, metrics, shutdown).await
     });
     tracing::info!(listen = %config.listen, "injection webhook started");
     Ok(())

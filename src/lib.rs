@@ -18,6 +18,7 @@ pub mod provider;
 pub mod proxy_status;
 pub mod redirect;
 pub mod signer;
+pub mod supervise;
 pub mod translate;
 pub mod trust;
 pub mod xds;

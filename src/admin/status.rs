@@ -44,6 +44,8 @@ pub struct StatusService {
     registry: Arc<Registry>,
     snapshots: Snapshots,
     trust: watch::Receiver<TrustState>,
+    /// Why the process stopped being whole (a supervised task stopped), once it has.
+    unready: Arc<std::sync::OnceLock<String>>,
 }
 
 impl StatusService {
@@ -56,7 +58,18 @@ impl StatusService {
             registry,
             snapshots,
             trust,
+            unready: Arc::default(),
         }
+    }
+
+    /// Where to say why the process is no longer ready; `/readyz` fails from then on.
+    pub fn unready(&self) -> Arc<std::sync::OnceLock<String>> {
+        Arc::clone(&self.unready)
+    }
+
+    /// Why the process is not ready, beyond having no snapshot yet.
+    pub fn failure(&self) -> Option<&str> {
+        self.unready.get().map(String::as_str)
     }
 
     /// Every configured ACM PCA CA: what is served and how the last fetch went.

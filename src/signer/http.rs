@@ -28,6 +28,8 @@ pub struct State {
     pub metrics: Arc<Metrics>,
     /// Ready while it holds credentials that can sign.
     pub credentials: CredentialStore,
+    /// Why the signer stopped being whole (one of its tasks stopped), once it has.
+    pub unready: Arc<std::sync::OnceLock<String>>,
 }
 
 /// Serves the endpoints on `listener` until `shutdown`; `signing` adds `POST /v1/sign`.
@@ -72,6 +74,13 @@ type Shared = axum::extract::State<State>;
 /// Ready while the signer holds credentials it can sign with: before the first load and after
 /// they expire without replacement, the pod cannot reach VPC Lattice.
 async fn readyz(axum::extract::State(state): Shared) -> Response {
+    if let Some(failure) = state.unready.get() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {failure}\n"),
+        )
+            .into_response();
+    }
     match state.credentials.get() {
         Ok(_) => "ready: AWS credentials loaded\n".into_response(),
         Err(unavailable) => (

@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use aws_credential_types::provider::SharedCredentialsProvider;
-use futures::FutureExt;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -14,6 +13,7 @@ use super::credentials::{self, CredentialStore};
 use super::metrics::Metrics;
 use super::socket::PeerListener;
 use super::{Defaults, Signer, ext_proc, http};
+use crate::supervise::Tasks;
 
 /// Everything `lattice-xds signer` needs, parsed from flags and environment.
 #[derive(Clone, Debug)]
@@ -88,45 +88,55 @@ pub async fn run(config: SignerConfig) -> anyhow::Result<()> {
     let store = CredentialStore::default();
     let shutdown = CancellationToken::new();
     let provider = default_chain(config.defaults.region.clone()).await;
-    tokio::spawn(credentials::refresh(
-        provider,
-        store.clone(),
-        Arc::clone(&metrics),
-        shutdown.clone(),
-    ));
+    let mut tasks = Tasks::default();
+    tasks.spawn(
+        "credentials",
+        credentials::refresh(
+            provider,
+            store.clone(),
+            Arc::clone(&metrics),
+            shutdown.clone(),
+        ),
+    );
     let signer = Arc::new(Signer::new(
         config.defaults.clone(),
         store.clone(),
         Arc::clone(&metrics),
     ));
 
-    let grpc = match grpc_listener {
-        Signing::Tcp(listener) => {
-            ext_proc::serve(listener, Arc::clone(&signer), shutdown.clone()).boxed()
-        }
-        Signing::Unix(listener) => {
-            ext_proc::serve_unix(listener, Arc::clone(&signer), shutdown.clone()).boxed()
-        }
-    };
+    match grpc_listener {
+        Signing::Tcp(listener) => tasks.spawn(
+            "ext_proc",
+            ext_proc::serve(listener, Arc::clone(&signer), shutdown.clone()),
+        ),
+        Signing::Unix(listener) => tasks.spawn(
+            "ext_proc",
+            ext_proc::serve_unix(listener, Arc::clone(&signer), shutdown.clone()),
+        ),
+    }
+    let unready: Arc<std::sync::OnceLock<String>> = Arc::default();
     let state = http::State {
         signer,
         metrics,
         credentials: store,
+        unready: Arc::clone(&unready),
     };
-    let http = match http_listener {
-        Signing::Tcp(listener) => {
-            http::serve(listener, state.clone(), true, shutdown.clone()).boxed()
-        }
-        Signing::Unix(listener) => {
-            http::serve_on(listener, state.clone(), true, shutdown.clone()).boxed()
-        }
-    };
-    let admin = async {
-        match admin_listener {
-            Some(listener) => http::serve(listener, state, false, shutdown.clone()).await,
-            None => Ok(()),
-        }
-    };
+    match http_listener {
+        Signing::Tcp(listener) => tasks.spawn(
+            "http",
+            http::serve(listener, state.clone(), true, shutdown.clone()),
+        ),
+        Signing::Unix(listener) => tasks.spawn(
+            "http",
+            http::serve_on(listener, state.clone(), true, shutdown.clone()),
+        ),
+    }
+    if let Some(listener) = admin_listener {
+        tasks.spawn(
+            "admin",
+            http::serve(listener, state, false, shutdown.clone()),
+        );
+    }
     let described = |socket: &Option<PathBuf>, address: SocketAddr| match socket {
         Some(path) => format!("unix:{} (uid {uid} only)", path.display()),
         None => address.to_string(),
@@ -146,12 +156,33 @@ pub async fn run(config: SignerConfig) -> anyhow::Result<()> {
         tracing::info!("shutting down");
         stop.cancel();
     });
-    let (grpc, http, admin) = tokio::join!(grpc, http, admin);
-    grpc.context("ext_proc server failed")?;
-    http.context("HTTP signing server failed")?;
-    admin.context("admin server failed")?;
-    Ok(())
+    // A task that stops takes the signer down: unready at once, and a non-zero exit for the
+    // kubelet to restart the sidecar (Envoy answers 503 meanwhile, never sends unsigned).
+    let stopped = tokio::select! {
+        // Tasks end after a shutdown too; only an end before it is a failure.
+        biased;
+        () = shutdown.cancelled() => None,
+        stopped = tasks.stopped() => Some(stopped),
+    };
+    if let Some(stopped) = &stopped {
+        tracing::error!(task = stopped.task, reason = %stopped.reason, "a signer task stopped; exiting so that the sidecar is restarted");
+        let _ = unready.set(stopped.to_string());
+        shutdown.cancel();
+    }
+    if tokio::time::timeout(SHUTDOWN_GRACE, tasks.ended())
+        .await
+        .is_err()
+    {
+        tracing::warn!("connections still open {SHUTDOWN_GRACE:?} after shutdown; exiting anyway");
+    }
+    match stopped {
+        Some(stopped) => Err(stopped.into()),
+        None => Ok(()),
+    }
 }
+
+/// How long connections may take to close after a termination signal or a failure.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Where a signing server listens.
 enum Signing {

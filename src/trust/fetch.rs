@@ -151,6 +151,8 @@ pub async fn run(
         ));
     }
     while tasks.join_next().await.is_some() {}
+    // With no CA (or after every fetcher stopped), the last state stays published.
+    shutdown.cancelled().await;
 }
 
 async fn client(region: &str, endpoint_url: Option<&str>) -> aws_sdk_acmpca::Client {

@@ -54,6 +54,11 @@ impl Running {
     pub fn wait(&mut self) -> std::process::ExitStatus {
         self.child.wait().expect("wait for exit")
     }
+
+    /// The exit status, if the process has exited.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().expect("check for exit")
+    }
 }
 
 impl Drop for Running {
