@@ -1,6 +1,7 @@
 //! Stock Envoy follows the controller, over state-of-the-world and incremental ADS: it becomes
 //! LIVE, accepts every type, routes a request to a TLS upstream with the right SNI, picks up
-//! manifest edits live, and answers unknown hosts with the local 404.
+//! manifest edits live, and answers unknown hosts with the local 404. Broken, too deeply nested
+//! and oversized manifest files are reported by name while the rest keeps being served.
 
 mod support;
 
@@ -187,6 +188,27 @@ async fn follows(protocol: &str) {
     let log = controller.process.log_text();
     assert!(
         log.contains("broken.yaml#1") && log.contains("not valid YAML"),
+        "{log}"
+    );
+    // Hostile files are refused before parsing, naming the file; the rest is still served.
+    let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+    std::fs::write(manifests.join("deep.yaml"), deep).unwrap();
+    let huge = std::fs::File::create(manifests.join("huge.yaml")).unwrap();
+    huge.set_len(5 * 1024 * 1024).unwrap();
+    eventually("the hostile files to be counted", WAIT, || async {
+        let metrics = controller.metrics().await;
+        metrics
+            .contains("lattice_xds_invalid_inputs{kind=\"file\"} 2")
+            .then_some(())
+    })
+    .await;
+    let log = controller.process.log_text();
+    assert!(
+        log.contains("deep.yaml") && log.contains("nest more than 64 deep"),
+        "{log}"
+    );
+    assert!(
+        log.contains("huge.yaml") && log.contains("more than the 4194304 a manifest file may have"),
         "{log}"
     );
     let still = http::get(egress, "demo-cluster2.example.com", "/")

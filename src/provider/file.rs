@@ -13,6 +13,8 @@ use super::{InvalidInput, Observed, manifests};
 
 /// How long to wait for an editor's burst of writes and renames to settle before re-reading.
 const SETTLE: Duration = Duration::from_millis(50);
+/// The largest manifest file read (the API server's own limit for an object is 1.5 MB).
+pub const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
 
 /// Why the directory cannot be served at all.
 #[derive(Debug, thiserror::Error)]
@@ -42,17 +44,40 @@ pub fn load(dir: &Path) -> Result<Observed, FileError> {
     let mut observed = Observed::default();
     for path in files {
         let origin = path.display().to_string();
-        match std::fs::read_to_string(&path) {
+        match read(&path) {
             Ok(text) => manifests::parse(&origin, &text, &mut observed),
-            Err(error) => observed.invalid.push(InvalidInput {
+            Err(reason) => observed.invalid.push(InvalidInput {
                 origin,
                 kind: "file".to_string(),
                 object: None,
-                reason: format!("cannot read: {error}"),
+                reason,
             }),
         }
     }
     Ok(observed)
+}
+
+/// A manifest file's text, unless it is too large to be one (checked before reading it).
+fn read(path: &Path) -> Result<String, String> {
+    let size = std::fs::metadata(path)
+        .map_err(|error| format!("cannot read: {error}"))?
+        .len();
+    if size > MAX_FILE_BYTES {
+        return Err(format!(
+            "{size} bytes, more than the {MAX_FILE_BYTES} a manifest file may have; not read"
+        ));
+    }
+    std::fs::read_to_string(path).map_err(|error| format!("cannot read: {error}"))
+}
+
+/// [`load`] on a blocking thread: reading and parsing never hold up the async workers that
+/// serve the proxies.
+async fn load_blocking(dir: &Path) -> Result<Observed, FileError> {
+    let dir = dir.to_path_buf();
+    match tokio::task::spawn_blocking(move || load(&dir)).await {
+        Ok(loaded) => loaded,
+        Err(error) => std::panic::resume_unwind(error.into_panic()),
+    }
 }
 
 fn collect_files(dir: &Path, files: &mut Vec<PathBuf>) -> std::io::Result<()> {
@@ -96,7 +121,7 @@ pub async fn watch(
             source,
         })?;
 
-    updates.send_replace(Some(load(&dir)?));
+    updates.send_replace(Some(load_blocking(&dir).await?));
     loop {
         tokio::select! {
             event = changed.recv() => if event.is_none() { return Ok(()) },
@@ -107,7 +132,7 @@ pub async fn watch(
             .await
             .is_ok_and(|e| e.is_some())
         {}
-        match load(&dir) {
+        match load_blocking(&dir).await {
             Ok(observed) => {
                 updates.send_replace(Some(observed));
             }

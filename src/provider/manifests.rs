@@ -10,11 +10,27 @@ use super::{InvalidInput, Observed, Sourced, policy};
 const GATEWAY_GROUP: &str = "gateway.networking.k8s.io";
 const SERVED_VERSIONS: [&str; 2] = ["v1", "v1beta1"];
 
+/// How deep flow collections (`[`, `{`) may nest; Gateway API objects need a handful.
+pub const MAX_NESTING: usize = 64;
+/// How far a line may be indented; block nesting that deep is no Kubernetes object.
+pub const MAX_INDENT: usize = 256;
+
 /// Parses every document in `text`; `origin` names the file in reports.
 ///
 /// Objects of other kinds or API groups are ignored. A document that is not YAML, or a known
-/// kind that does not match its schema, is reported and skipped.
+/// kind that does not match its schema, is reported and skipped. Text nested deeper than any
+/// object can be is refused whole before parsing, since parsing it costs time out of all
+/// proportion to its size.
 pub fn parse(origin: &str, text: &str, observed: &mut Observed) {
+    if let Err(reason) = check_nesting(text) {
+        observed.invalid.push(InvalidInput {
+            origin: origin.to_string(),
+            kind: "file".to_string(),
+            object: None,
+            reason,
+        });
+        return;
+    }
     for (index, document) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
         let origin = format!("{origin}#{}", index + 1);
         match Value::deserialize(document) {
@@ -32,6 +48,49 @@ pub fn parse(origin: &str, text: &str, observed: &mut Observed) {
             }
         }
     }
+}
+
+/// Refuses text whose flow collections nest deeper than [`MAX_NESTING`] or whose lines are
+/// indented further than [`MAX_INDENT`], with a cheap scan that skips quoted text and comments.
+fn check_nesting(text: &str) -> Result<(), String> {
+    for (number, line) in text.lines().enumerate() {
+        let indent = line.len() - line.trim_start_matches([' ', '\t']).len();
+        if indent > MAX_INDENT {
+            return Err(format!(
+                "line {} is indented {indent} columns, more than the {MAX_INDENT} allowed; not parsed",
+                number + 1
+            ));
+        }
+    }
+    let mut depth = 0usize;
+    let mut quote: Option<char> = None;
+    let mut comment = false;
+    let mut previous = '\n';
+    for character in text.chars() {
+        match character {
+            '\n' => comment = false,
+            _ if comment => {}
+            c if quote == Some(c) && (c == '\'' || previous != '\\') => quote = None,
+            _ if quote.is_some() => {}
+            '#' if previous.is_whitespace() => comment = true,
+            // A quote opens a scalar only where a scalar can begin.
+            '"' | '\'' if matches!(previous, ' ' | '\t' | '\n' | '[' | '{' | ',') => {
+                quote = Some(character);
+            }
+            '[' | '{' => {
+                depth += 1;
+                if depth > MAX_NESTING {
+                    return Err(format!(
+                        "collections nest more than {MAX_NESTING} deep; not parsed"
+                    ));
+                }
+            }
+            ']' | '}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        previous = character;
+    }
+    Ok(())
 }
 
 fn parse_object(origin: &str, mut value: Value, observed: &mut Observed) {
@@ -107,4 +166,43 @@ fn object_name(value: &Value) -> Option<String> {
         Some(namespace) => format!("{namespace}/{name}"),
         None => name.to_string(),
     })
+}
+
+#[cfg(test)]
+mod nesting_tests {
+    use super::*;
+
+    const ROUTE: &str = "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata:\n  name: r\n  namespace: apps\nspec:\n  hostnames: [\"a.example.com\"]\n";
+
+    #[test]
+    fn deeply_nested_text_is_refused_before_parsing() {
+        let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        let mut observed = Observed::default();
+        parse("deep.yaml", &deep, &mut observed);
+        assert_eq!(observed.invalid.len(), 1);
+        assert_eq!(observed.invalid[0].origin, "deep.yaml");
+        assert!(
+            observed.invalid[0]
+                .reason
+                .contains("nest more than 64 deep"),
+            "{}",
+            observed.invalid[0].reason
+        );
+        let indented = format!("a:\n{}b: 1\n", " ".repeat(300));
+        let mut observed = Observed::default();
+        parse("indented.yaml", &indented, &mut observed);
+        assert!(observed.invalid[0].reason.contains("indented 300 columns"));
+    }
+
+    #[test]
+    fn brackets_in_quotes_and_comments_do_not_count() {
+        let hidden = "[".repeat(100);
+        let text = format!(
+            "{ROUTE}  # {hidden}\nmetadata2: \"{hidden}\"\nmetadata3: '{hidden}'\nnote: it's fine\n"
+        );
+        assert_eq!(check_nesting(&text), Ok(()));
+        // An apostrophe inside a plain scalar does not hide what follows it.
+        let sneaky = format!("note: don't\nx: {}{}\n", "[".repeat(70), "]".repeat(70));
+        assert!(check_nesting(&sneaky).is_err());
+    }
 }
