@@ -25,8 +25,16 @@ pub struct Request<'a> {
 /// Whether a header belongs to the signer: an application's own `authorization` or `x-amz-*`
 /// header is removed, so that it cannot smuggle in a signature or a date of its own.
 pub fn owned_by_signer(name: &str) -> bool {
-    name.eq_ignore_ascii_case("authorization")
-        || (name.len() >= 6 && name[..6].eq_ignore_ascii_case("x-amz-"))
+    name.eq_ignore_ascii_case("authorization") || starts_with_ignoring_case(name, "x-amz-")
+}
+
+/// Whether `name` begins with the ASCII `prefix`, in any case. Compares bytes, so a name that
+/// is not ASCII (which no valid header name is, but a caller may send) cannot split a
+/// character.
+fn starts_with_ignoring_case(name: &str, prefix: &str) -> bool {
+    name.as_bytes()
+        .get(..prefix.len())
+        .is_some_and(|start| start.eq_ignore_ascii_case(prefix.as_bytes()))
 }
 
 /// Whether a header is left out of the signature because something between the signer and
@@ -49,9 +57,10 @@ pub fn left_unsigned(name: &str) -> bool {
         "transfer-encoding",
         "upgrade",
     ];
-    PREFIXES.iter().any(|prefix| {
-        name.len() >= prefix.len() && name[..prefix.len()].eq_ignore_ascii_case(prefix)
-    }) || NAMES.iter().any(|known| name.eq_ignore_ascii_case(known))
+    PREFIXES
+        .iter()
+        .any(|prefix| starts_with_ignoring_case(name, prefix))
+        || NAMES.iter().any(|known| name.eq_ignore_ascii_case(known))
 }
 
 /// How the path is canonicalized.

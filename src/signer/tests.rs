@@ -170,3 +170,11 @@ fn services_and_regions_not_configured_are_refused_with_403() {
     let refused = signer.sign(&request(), &switched, "test").unwrap_err();
     assert_eq!(refused.reason(), "region_not_allowed");
 }
+
+#[test]
+fn header_names_that_are_not_ascii_are_neither_owned_nor_a_panic() {
+    assert!(!canonical::owned_by_signer("𞸲Q𬪺K"));
+    assert!(!canonical::left_unsigned("x-é"));
+    assert!(canonical::owned_by_signer("X-Amz-Date"));
+    assert!(canonical::left_unsigned("X-Envoy-Original-Path"));
+}

@@ -1,0 +1,335 @@
+//! Properties that must hold for every input, checked on generated ones (proptest):
+//! - manifests → model → translation is deterministic and does not depend on the order the
+//!   objects arrive in, and every snapshot it makes is consistent (every referenced route,
+//!   cluster and secret exists);
+//! - the IAM policy evaluator never panics, and an explicit Deny always wins;
+//! - signing requests of arbitrary shape never panics, and what it returns is either a signed
+//!   request or a refusal, never an unsigned forward.
+//!
+//! `make test` runs a few hundred cases per property (`PROPTEST_CASES` changes it); the longer
+//! run and its results are in `docs/properties.md`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use aws_credential_types::Credentials;
+use lattice_xds::model::{Settings, SigningAlgorithm};
+use lattice_xds::policy::{Caller, Decision, Policy, Request};
+use lattice_xds::provider::{Observed, lattice, manifests};
+use lattice_xds::signer::canonical;
+use lattice_xds::signer::credentials::CredentialStore;
+use lattice_xds::signer::{Defaults, Overrides, Signer};
+use lattice_xds::translate::translate;
+use lattice_xds::xds::snapshot::Snapshot;
+use proptest::prelude::*;
+use serde_json::json;
+
+const GATEWAY: &str = include_str!("../examples/cluster1/gateway.yaml");
+const SECTIONS: [&str; 3] = [
+    "https-listener-with-custom-domain",
+    "https-listener-with-default-domain",
+    "no-such-listener",
+];
+
+/// One generated HTTPRoute: name, namespace, host names, listener section.
+#[derive(Clone, Debug)]
+struct Route {
+    name: String,
+    namespace: &'static str,
+    hosts: Vec<String>,
+    section: &'static str,
+}
+
+impl Route {
+    fn manifest(&self) -> String {
+        let hosts: Vec<String> = self.hosts.iter().map(|h| format!("\"{h}\"")).collect();
+        format!(
+            "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata:\n  name: {}\n  namespace: {}\n\
+             spec:\n  hostnames: [{}]\n  parentRefs:\n  - name: lattice-gateway\n    namespace: lattice-gateway\n\
+             \x20   sectionName: {}\n",
+            self.name,
+            self.namespace,
+            hosts.join(", "),
+            self.section
+        )
+    }
+}
+
+fn route() -> impl Strategy<Value = Route> {
+    (
+        "[a-d]{1,2}",
+        prop::sample::select(vec!["apps", "shop"]),
+        prop::collection::vec(
+            "(svc-[a-c]|[a-c])\\.example\\.com|[A-Z]{1,2}\\.example\\.com",
+            1..3,
+        ),
+        prop::sample::select(SECTIONS.to_vec()),
+    )
+        .prop_map(|(name, namespace, hosts, section)| Route {
+            name,
+            namespace,
+            hosts,
+            section,
+        })
+}
+
+/// The mesh's resources and what was skipped, from `documents` parsed in that order.
+fn translated(documents: &[String]) -> (lattice_xds::translate::Resources, Vec<String>) {
+    let mut observed = Observed::default();
+    for (index, document) in documents.iter().enumerate() {
+        manifests::parse(&format!("doc-{index}"), document, &mut observed);
+    }
+    let (mesh, skipped) = lattice::build(&observed.inputs, &Settings::default());
+    let mut skipped: Vec<String> = skipped
+        .into_iter()
+        .map(|invalid| format!("{:?} {}", invalid.object, invalid.reason))
+        .collect();
+    skipped.sort();
+    (translate(&mesh), skipped)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(cases(256)))]
+
+    #[test]
+    fn translation_is_deterministic_order_free_and_consistent(
+        routes in prop::collection::vec(route(), 0..10),
+        seed in any::<u64>(),
+    ) {
+        let mut documents: Vec<String> = vec![GATEWAY.to_string()];
+        documents.extend(routes.iter().map(Route::manifest));
+        let (first, first_skipped) = translated(&documents);
+        let (again, _) = translated(&documents);
+        prop_assert_eq!(&first, &again, "the same input translated twice differs");
+
+        let mut shuffled = documents.clone();
+        shuffle(&mut shuffled, seed);
+        let (reordered, reordered_skipped) = translated(&shuffled);
+        prop_assert_eq!(&first, &reordered, "the translation depends on the input order");
+        prop_assert_eq!(first_skipped, reordered_skipped);
+
+        if let Err(inconsistent) = Snapshot::new(1, &first, None) {
+            prop_assert!(false, "an inconsistent snapshot: {inconsistent}");
+        }
+    }
+}
+
+/// A deterministic Fisher–Yates shuffle from `seed`.
+fn shuffle<T>(items: &mut [T], mut seed: u64) {
+    for i in (1..items.len()).rev() {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let j = (seed >> 33) as usize % (i + 1);
+        items.swap(i, j);
+    }
+}
+
+/// The number of cases: `PROPTEST_CASES` when set, else `default`.
+fn cases(default: u32) -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|cases| cases.parse().ok())
+        .unwrap_or(default)
+}
+
+const ACCOUNT: &str = "890742582773";
+const SERVICE: &str = "arn:aws:vpc-lattice:ap-northeast-2:890742582773:service/svc-0123/";
+
+/// One generated policy statement, as JSON.
+fn statement() -> impl Strategy<Value = serde_json::Value> {
+    let principal = prop::sample::select(vec![
+        json!("*"),
+        json!({ "AWS": format!("arn:aws:iam::{ACCOUNT}:root") }),
+        json!({ "AWS": "arn:aws:iam::111122223333:root" }),
+        json!({ "AWS": format!("arn:aws:iam::{ACCOUNT}:role/demo-role") }),
+    ]);
+    let action = prop::sample::select(vec![
+        json!("vpc-lattice-svcs:Invoke"),
+        json!("vpc-lattice-svcs:*"),
+        json!("*"),
+        json!("s3:GetObject"),
+    ]);
+    let resource = prop::sample::select(vec![
+        json!("*"),
+        json!(SERVICE),
+        json!(format!("{SERVICE}*")),
+        json!("arn:aws:vpc-lattice:*:*:service/svc-*/private/*"),
+    ]);
+    let condition = prop::sample::select(vec![
+        json!(null),
+        json!({ "StringEquals": { "aws:PrincipalTag/team": "payments" } }),
+        json!({ "StringNotEquals": { "vpc-lattice-svcs:RequestMethod": "GET" } }),
+        json!({ "StringLike": { "vpc-lattice-svcs:RequestHeader/x-team": "pay*" } }),
+        json!({ "Null": { "aws:PrincipalTag/team": "true" } }),
+        json!({ "Bool": { "aws:SecureTransport": "true" } }),
+    ]);
+    (any::<bool>(), principal, action, resource, condition).prop_map(
+        |(allow, principal, action, resource, condition)| {
+            let mut statement = json!({
+                "Effect": if allow { "Allow" } else { "Deny" },
+                "Principal": principal,
+                "Action": action,
+                "Resource": resource,
+            });
+            if !condition.is_null() {
+                statement["Condition"] = condition;
+            }
+            statement
+        },
+    )
+}
+
+fn policy(statements: &[serde_json::Value]) -> Policy {
+    Policy::parse(&json!({ "Version": "2012-10-17", "Statement": statements }).to_string())
+        .expect("generated statements parse")
+}
+
+fn lattice_request() -> impl Strategy<Value = Request> {
+    (
+        prop::option::of((
+            prop::sample::select(vec![ACCOUNT, "111122223333"]),
+            prop::option::of(prop::sample::select(vec!["payments", "web", ""])),
+        )),
+        prop::sample::select(vec!["GET", "POST", "DELETE"]),
+        prop::sample::select(vec![SERVICE.to_string(), format!("{SERVICE}private/x")]),
+        prop::option::of("[a-z*]{0,8}"),
+    )
+        .prop_map(|(caller, method, resource, team_header)| Request {
+            caller: caller.map(|(account, team)| {
+                let tags: BTreeMap<String, String> = team
+                    .map(|team| [("team".to_string(), team.to_string())].into())
+                    .unwrap_or_default();
+                Caller::from_arn(
+                    &format!("arn:aws:sts::{account}:assumed-role/demo-role/session"),
+                    tags,
+                )
+            }),
+            action: "vpc-lattice-svcs:Invoke".to_string(),
+            resource,
+            method: method.to_string(),
+            headers: team_header
+                .map(|value| vec![("x-team".to_string(), value)])
+                .unwrap_or_default(),
+            query: Vec::new(),
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(cases(1024)))]
+
+    #[test]
+    fn an_explicit_deny_always_wins(
+        statements in prop::collection::vec(statement(), 1..6),
+        request in lattice_request(),
+    ) {
+        let combined = policy(&statements);
+        let whole = combined.evaluate(&request);
+        let denied_alone = statements
+            .iter()
+            .filter(|s| s["Effect"] == "Deny")
+            .any(|s| matches!(policy(std::slice::from_ref(s)).evaluate(&request), Decision::ExplicitDeny(_)));
+        let allowed_alone = statements
+            .iter()
+            .any(|s| policy(std::slice::from_ref(s)).evaluate(&request).allowed());
+        if denied_alone {
+            prop_assert!(matches!(whole, Decision::ExplicitDeny(_)), "a matching Deny lost: {whole:?}");
+        } else if allowed_alone {
+            prop_assert!(whole.allowed(), "a matching Allow, no Deny, yet {whole:?}");
+        } else {
+            prop_assert_eq!(whole, Decision::ImplicitDeny);
+        }
+    }
+
+    #[test]
+    fn policies_of_any_text_never_panic(text in ".{0,200}", json_like in "\\{\"Statement\":\\[\\{\"Effect\":\"(Allow|Deny)\",\"Action\":.{0,40}\\}\\]\\}") {
+        let _ = Policy::parse(&text);
+        if let Ok(policy) = Policy::parse(&json_like) {
+            let request = Request {
+                caller: None,
+                action: "vpc-lattice-svcs:Invoke".to_string(),
+                resource: SERVICE.to_string(),
+                method: "GET".to_string(),
+                headers: Vec::new(),
+                query: Vec::new(),
+            };
+            let _ = policy.evaluate(&request);
+        }
+    }
+}
+
+fn signer() -> Signer {
+    let credentials = Credentials::new(
+        "ASIAEXAMPLE",
+        "very/secret+KEY",
+        Some("SESSION".to_string()),
+        Some(SystemTime::now() + Duration::from_secs(600)),
+        "properties",
+    );
+    Signer::new(
+        Defaults {
+            region: Some("eu-west-1".to_string()),
+            service: "vpc-lattice-svcs".to_string(),
+            algorithm: SigningAlgorithm::SigV4,
+            region_set: "*".to_string(),
+            allowed_services: vec!["vpc-lattice-svcs".to_string()],
+            allowed_regions: vec!["eu-west-1".to_string(), "us-east-1".to_string()],
+        },
+        CredentialStore::fixed(credentials),
+        Arc::default(),
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(cases(1024)))]
+
+    #[test]
+    fn any_request_is_signed_or_refused(
+        method in "\\PC{0,12}",
+        path in "\\PC{0,80}",
+        authority in "\\PC{0,40}",
+        headers in prop::collection::vec(("\\PC{0,20}", "\\PC{0,60}"), 0..8),
+        overrides in prop::collection::vec(
+            (prop::sample::select(vec![
+                "x-lattice-xds-region", "x-lattice-xds-service",
+                "x-lattice-xds-algorithm", "x-lattice-xds-region-set",
+            ]), "\\PC{0,20}"),
+            0..4,
+        ),
+    ) {
+        let signer = signer();
+        let headers: Vec<(&str, &str)> =
+            headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+        let Ok(overrides) = Overrides::from_headers(|name| {
+            overrides.iter().find(|(key, _)| *key == name).map(|(_, v)| v.as_str())
+        }) else {
+            // An unknown algorithm is refused before anything is signed.
+            return Ok(());
+        };
+        let request = canonical::Request {
+            method: &method,
+            path: &path,
+            authority: &authority,
+            headers: &headers,
+        };
+        match signer.sign(&request, &overrides, "property") {
+            Ok(mutation) => {
+                let authorization = mutation
+                    .set
+                    .headers
+                    .iter()
+                    .find(|(name, _)| name.eq_ignore_ascii_case("authorization"))
+                    .map(|(_, value)| value.as_str());
+                prop_assert!(
+                    authorization.is_some_and(|a| a.starts_with("AWS4-")),
+                    "signed without an AWS authorization: {authorization:?}"
+                );
+                prop_assert!(mutation.set.headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("x-amz-date")));
+            }
+            Err(refusal) => {
+                prop_assert!(refusal.status() >= 400, "a refusal with status {}", refusal.status());
+            }
+        }
+    }
+}
