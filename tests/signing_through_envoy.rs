@@ -3,8 +3,10 @@
 //! upstream that recomputes the SigV4 signature with botocore and answers 200; a request signed
 //! with the wrong secret is rejected there with 403; an application's own `authorization`
 //! header does not survive; and with the signer stopped, Envoy answers with an error instead of
-//! sending the request unsigned. The ext_proc and Lua modes also run with the signer on Unix
-//! sockets that serve Envoy's uid only.
+//! sending the request unsigned. Killed (SIGKILL) under load from four clients, the signer
+//! leaves every answer signed or 503, nothing reaches the upstream unsigned, and signing resumes
+//! once it is back. The ext_proc and Lua modes also run with the signer on Unix sockets that
+//! serve Envoy's uid only.
 
 mod support;
 
@@ -80,8 +82,9 @@ struct Setup<'a> {
 }
 
 impl Setup<'_> {
-    async fn start_pod(&self, secret: &str) -> Pod {
-        let credentials = vec![
+    /// The pod's AWS credentials, with `secret` as the secret key.
+    fn credentials(&self, secret: &str) -> Vec<(&'static str, String)> {
+        vec![
             ("AWS_ACCESS_KEY_ID", ACCESS_KEY.to_string()),
             ("AWS_SECRET_ACCESS_KEY", secret.to_string()),
             ("AWS_SESSION_TOKEN", SESSION_TOKEN.to_string()),
@@ -95,27 +98,35 @@ impl Setup<'_> {
                 "AWS_SHARED_CREDENTIALS_FILE",
                 self.dir.join("no-aws-credentials").display().to_string(),
             ),
-        ];
+        ]
+    }
+
+    /// The pod's signer, where Envoy expects it, ready with credentials.
+    async fn start_signer(&self, secret: &str) -> Signer {
+        let args: Vec<&str> = self.socket_args.iter().map(String::as_str).collect();
+        let signer = Signer::start_on(
+            self.dir,
+            "signer",
+            self.signer_grpc,
+            self.signer_http,
+            &args,
+            &self.credentials(secret),
+        )
+        .await;
+        eventually("the signer to load credentials", WAIT, || async {
+            http::get_url(&signer.url("/readyz"))
+                .await
+                .filter(|r| r.status == 200)
+        })
+        .await;
+        signer
+    }
+
+    async fn start_pod(&self, secret: &str) -> Pod {
         let (signer, envoy_env) = if self.mode == "native" {
-            (None, credentials)
+            (None, self.credentials(secret))
         } else {
-            let args: Vec<&str> = self.socket_args.iter().map(String::as_str).collect();
-            let signer = Signer::start_on(
-                self.dir,
-                "signer",
-                self.signer_grpc,
-                self.signer_http,
-                &args,
-                &credentials,
-            )
-            .await;
-            eventually("the signer to load credentials", WAIT, || async {
-                http::get_url(&signer.url("/readyz"))
-                    .await
-                    .filter(|r| r.status == 200)
-            })
-            .await;
-            (Some(signer), Vec::new())
+            (Some(self.start_signer(secret).await), Vec::new())
         };
         let envoy = Envoy::start_with_env(
             self.dir,
@@ -270,8 +281,106 @@ async fn signs_through(signing: Signing) {
             answer.status, answer.body
         );
     }
+    drop(pod._envoy);
+
+    // The signer is killed under load and comes back: every request is signed or answered 503,
+    // none reaches the upstream unsigned, and signing resumes.
+    let pod = setup.start_pod(SECRET).await;
+    if let Some(mut signer) = pod.signer {
+        // Only what the upstream logs from now on (the wrong-key request above was refused).
+        let logged_before = upstream.process.log_text().lines().count();
+        let load = Load::start(egress);
+        load.wait_for(200, 10).await;
+        signer.process.kill();
+        load.wait_for(503, 1).await;
+        let _signer = setup.start_signer(SECRET).await;
+        let signed = load.count(200);
+        load.wait_for(200, signed + 10).await;
+        let statuses = load.stop().await;
+        assert!(
+            statuses
+                .iter()
+                .all(|status| *status == 200 || *status == 503),
+            "[{mode}] answers under load: {statuses:?}"
+        );
+        let log = upstream.process.log_text();
+        let refused: Vec<&str> = log
+            .lines()
+            .skip(logged_before)
+            .filter(|line| line.starts_with("sigv4_upstream: ") && !line.contains("\" 200 "))
+            .collect();
+        assert!(
+            refused.is_empty(),
+            "[{mode}] requests reached the upstream without a valid signature: {refused:?}"
+        );
+        eprintln!(
+            "[{mode}] signer killed under load: {} answers, {} signed, {} refused with 503",
+            statuses.len(),
+            statuses.iter().filter(|s| **s == 200).count(),
+            statuses.iter().filter(|s| **s == 503).count()
+        );
+    }
     upstream.process.terminate();
     upstream.process.wait();
+}
+
+/// Requests through the egress listener from four concurrent clients, until stopped.
+struct Load {
+    statuses: std::sync::Arc<std::sync::Mutex<Vec<u16>>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    clients: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Load {
+    fn start(egress: SocketAddr) -> Load {
+        let statuses = std::sync::Arc::<std::sync::Mutex<Vec<u16>>>::default();
+        let stop = std::sync::Arc::<std::sync::atomic::AtomicBool>::default();
+        let clients = (0..4)
+            .map(|_| {
+                let (statuses, stop) = (statuses.clone(), stop.clone());
+                tokio::spawn(async move {
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        let answer = http::request(egress, "GET", HOST, "/orders/7", &[], "").await;
+                        // A connection Envoy could not serve counts as an error answer.
+                        let status = answer.map_or(0, |answer| answer.status);
+                        statuses.lock().unwrap().push(status);
+                    }
+                })
+            })
+            .collect();
+        Load {
+            statuses,
+            stop,
+            clients,
+        }
+    }
+
+    fn count(&self, status: u16) -> usize {
+        self.statuses
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|s| **s == status)
+            .count()
+    }
+
+    /// Waits until `count` answers had `status`.
+    async fn wait_for(&self, status: u16, count: usize) {
+        let what = format!("{count} answers of {status} under load");
+        eventually(&what, WAIT, || async {
+            (self.count(status) >= count).then_some(())
+        })
+        .await;
+    }
+
+    /// Stops the clients; every status they saw.
+    async fn stop(self) -> Vec<u16> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for client in self.clients {
+            client.await.unwrap();
+        }
+        std::mem::take(&mut *self.statuses.lock().unwrap())
+    }
 }
 
 /// How many requests the verifier has logged.
