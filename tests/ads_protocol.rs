@@ -21,14 +21,7 @@ const NODE: &str = "raw-client";
 
 async fn controller(dir: &std::path::Path) -> Controller {
     // A copy of the examples, so that a test can change them.
-    let manifests = dir.join("manifests");
-    let copied = std::process::Command::new("cp")
-        .arg("-r")
-        .arg("examples")
-        .arg(&manifests)
-        .status()
-        .expect("cp");
-    assert!(copied.success());
+    let manifests = support::copy_examples(dir);
     Controller::start(
         dir,
         &[

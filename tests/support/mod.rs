@@ -69,3 +69,16 @@ where
 pub fn lattice_xds() -> &'static str {
     env!("CARGO_BIN_EXE_lattice-xds")
 }
+
+/// A copy of `examples/` under `dir`, for a test that changes the manifests.
+pub fn copy_examples(dir: &std::path::Path) -> std::path::PathBuf {
+    let manifests = dir.join("manifests");
+    let copied = std::process::Command::new("cp")
+        .arg("-r")
+        .arg("examples")
+        .arg(&manifests)
+        .status()
+        .expect("cp");
+    assert!(copied.success(), "cannot copy examples/");
+    manifests
+}
