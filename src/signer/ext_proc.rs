@@ -199,3 +199,76 @@ fn refuse(refusal: &Refusal) -> ImmediateResponse {
         ..Default::default()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use envoy_types::pb::envoy::config::core::v3::HeaderMap;
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// A header as Envoy may send it: the value as `raw_value` bytes (any, UTF-8 or not) or as
+    /// the older `value` string.
+    fn header() -> impl Strategy<Value = HeaderValue> {
+        let key = prop::sample::select(vec![
+            ":method".to_string(),
+            ":path".to_string(),
+            ":authority".to_string(),
+            "authorization".to_string(),
+            "x-amz-date".to_string(),
+            "content-type".to_string(),
+        ])
+        .boxed()
+        .prop_union("\\PC{0,16}".boxed());
+        (
+            key,
+            prop::collection::vec(any::<u8>(), 0..40),
+            "\\PC{0,40}",
+            any::<bool>(),
+        )
+            .prop_map(|(key, raw, text, as_raw)| HeaderValue {
+                key,
+                raw_value: if as_raw { raw } else { Vec::new() },
+                value: if as_raw { String::new() } else { text },
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// Whatever headers Envoy sends, the answer either signs the request (it sets an
+        /// AWS authorization) or ends it with an error status: never "continue" unsigned.
+        #[test]
+        fn every_request_headers_message_is_signed_or_refused(
+            headers in prop::collection::vec(header(), 0..10),
+        ) {
+            let signer = super::super::tests::signer(Some("eu-west-1"));
+            let message = ProcessingRequest {
+                request: Some(processing_request::Request::RequestHeaders(HttpHeaders {
+                    headers: Some(HeaderMap { headers }),
+                    ..Default::default()
+                })),
+                ..Default::default()
+            };
+            match answer(&signer, &Overrides::default(), message).response {
+                Some(processing_response::Response::RequestHeaders(continued)) => {
+                    let set = continued
+                        .response
+                        .and_then(|common| common.header_mutation)
+                        .map(|mutation| mutation.set_headers)
+                        .unwrap_or_default();
+                    let authorization = set.iter().filter_map(|option| option.header.as_ref()).find(|header| header.key == "authorization");
+                    prop_assert!(
+                        authorization.is_some_and(|header| header.raw_value.starts_with(b"AWS4-")),
+                        "continued without a signature: {set:?}"
+                    );
+                }
+                Some(processing_response::Response::ImmediateResponse(refused)) => {
+                    let code = refused.status.map_or(0, |status| status.code);
+                    prop_assert!(code >= 400, "refused with status {code}");
+                }
+                other => prop_assert!(false, "unexpected answer {other:?}"),
+            }
+        }
+    }
+}

@@ -7,7 +7,7 @@ use super::*;
 const SECRET: &str = "very/secret+KEY";
 const TOKEN: &str = "SESSION-TOKEN-VALUE";
 
-fn signer(region: Option<&str>) -> Signer {
+pub(super) fn signer(region: Option<&str>) -> Signer {
     let allowed: Vec<&str> = region.into_iter().collect();
     signer_allowing(region, &["vpc-lattice-svcs"], &allowed)
 }
