@@ -140,10 +140,12 @@ pub async fn run(config: ControllerConfig) -> anyhow::Result<()> {
         Arc::clone(&metrics),
         config.debounce,
     );
-    let client = match &config.source {
-        Source::Kubernetes(kube) => Some(kubernetes::client(kube).await?),
+    // The Kubernetes source's settings and its client, made once for every task that needs it.
+    let cluster = match &config.source {
+        Source::Kubernetes(kube) => Some((kube, kubernetes::client(kube).await?)),
         Source::Manifests(_) => None,
     };
+    let client = cluster.as_ref().map(|(_, client)| client.clone());
     let xds_certificate = match &config.xds_tls {
         Some(source) => Some(xds_certificate(source, client.clone(), &metrics, &shutdown).await?),
         None => None,
@@ -163,87 +165,85 @@ pub async fn run(config: ControllerConfig) -> anyhow::Result<()> {
         }
     };
     let mut tasks = Tasks::default();
-    match &config.source {
-        Source::Manifests(dir) => {
-            let dir = dir.clone();
-            tasks.spawn("provider", async move {
-                file::watch(dir, observed_tx)
-                    .await
-                    .map_err(anyhow::Error::from)
-            });
-        }
-        Source::Kubernetes(kube) => {
-            let client = client.clone().expect("a client for the Kubernetes source");
-            let (stores_tx, stores_rx) = watch::channel(None);
-            let (leader_tx, leader_rx) = watch::channel(false);
+    // `cluster` is there exactly when the source is Kubernetes.
+    if let Some((kube, client)) = &cluster {
+        let client = client.clone();
+        let (stores_tx, stores_rx) = watch::channel(None);
+        let (leader_tx, leader_rx) = watch::channel(false);
+        tasks.spawn(
+            "leader",
+            leader::run(
+                client.clone(),
+                kube.lease.clone(),
+                kube.instance.clone(),
+                leader_tx,
+                Arc::clone(&metrics),
+                shutdown.clone(),
+            ),
+        );
+        tasks.spawn(
+            "events",
+            events::run(
+                client.clone(),
+                kube.instance.clone(),
+                pipeline.reports(),
+                stores_rx,
+                leader_rx.clone(),
+                Arc::clone(&metrics),
+                shutdown.clone(),
+            ),
+        );
+        tasks.spawn(
+            "ca-bundle",
+            ca_bundle::run(
+                client.clone(),
+                kube.ca_bundle_namespaces.clone(),
+                pipeline.ca_bundle(),
+                leader_rx.clone(),
+                Arc::clone(&metrics),
+                shutdown.clone(),
+            ),
+        );
+        if let (Some(name), Some(certificate)) = (&config.xds_ca_config_map, &xds_certificate) {
             tasks.spawn(
-                "leader",
-                leader::run(
+                "xds-ca-configmap",
+                ca_bundle::publish_xds_ca(
                     client.clone(),
-                    kube.lease.clone(),
-                    kube.instance.clone(),
-                    leader_tx,
-                    Arc::clone(&metrics),
-                    shutdown.clone(),
-                ),
-            );
-            tasks.spawn(
-                "events",
-                events::run(
-                    client.clone(),
-                    kube.instance.clone(),
-                    pipeline.reports(),
-                    stores_rx,
+                    kube.lease.namespace.clone(),
+                    name.clone(),
+                    Arc::clone(certificate),
                     leader_rx.clone(),
                     Arc::clone(&metrics),
                     shutdown.clone(),
                 ),
             );
-            tasks.spawn(
-                "ca-bundle",
-                ca_bundle::run(
-                    client.clone(),
-                    kube.ca_bundle_namespaces.clone(),
-                    pipeline.ca_bundle(),
-                    leader_rx.clone(),
-                    Arc::clone(&metrics),
-                    shutdown.clone(),
-                ),
-            );
-            if let (Some(name), Some(certificate)) = (&config.xds_ca_config_map, &xds_certificate) {
-                tasks.spawn(
-                    "xds-ca-configmap",
-                    ca_bundle::publish_xds_ca(
-                        client.clone(),
-                        kube.lease.namespace.clone(),
-                        name.clone(),
-                        Arc::clone(certificate),
-                        leader_rx.clone(),
-                        Arc::clone(&metrics),
-                        shutdown.clone(),
-                    ),
-                );
-            }
-            if let Some(config) = &config.webhook {
-                let xds_ca = xds_certificate.clone();
-                start_webhook(
-                    config,
-                    client.clone(),
-                    xds_ca,
-                    leader_rx,
-                    &metrics,
-                    &shutdown,
-                    &mut tasks,
-                )
-                .await?;
-            }
-            let metrics = Arc::clone(&metrics);
-            tasks.spawn("provider", async move {
-                kubernetes::watch(client, observed_tx, stores_tx, metrics)
-                    .await
-                    .map_err(anyhow::Error::from)
-            });
         }
+        if let Some(config) = &config.webhook {
+            let xds_ca = xds_certificate.clone();
+            start_webhook(
+                config,
+                client.clone(),
+                xds_ca,
+                leader_rx,
+                &metrics,
+                &shutdown,
+                &mut tasks,
+            )
+            .await?;
+        }
+        let metrics = Arc::clone(&metrics);
+        tasks.spawn("provider", async move {
+            kubernetes::watch(client, observed_tx, stores_tx, metrics)
+                .await
+                .map_err(anyhow::Error::from)
+        });
+    } else if let Source::Manifests(dir) = &config.source {
+        let dir = dir.clone();
+        tasks.spawn("provider", async move {
+            file::watch(dir, observed_tx)
+                .await
+                .map_err(anyhow::Error::from)
+        });
     }
     let (trust_tx, trust_rx) = watch::channel(TrustState::new(&config.trust));
     tasks.spawn(
@@ -313,7 +313,6 @@ pub async fn run(config: ControllerConfig) -> anyhow::Result<()> {
     });
     // A task that stops takes the whole process down: unready at once, streams closed, and a
     // non-zero exit for Kubernetes to restart it.
-    let failure = std::sync::OnceLock::new();
     let supervised = async {
         tokio::select! {
             // Tasks end after a shutdown too; only an end before it is a failure.
@@ -322,7 +321,6 @@ pub async fn run(config: ControllerConfig) -> anyhow::Result<()> {
             stopped = tasks.stopped() => {
                 tracing::error!(task = stopped.task, reason = %stopped.reason, "a controller task stopped; shutting down so that the pod is restarted");
                 let _ = unready.set(stopped.to_string());
-                let _ = failure.set(stopped.to_string());
                 shutdown.cancel();
             }
         }
@@ -342,7 +340,7 @@ pub async fn run(config: ControllerConfig) -> anyhow::Result<()> {
             tracing::warn!("connections still open {SHUTDOWN_GRACE:?} after shutdown; exiting anyway");
         }
     }
-    match failure.get() {
+    match unready.get() {
         Some(failure) => anyhow::bail!("{failure}"),
         None => Ok(()),
     }

@@ -3,7 +3,7 @@
 //! hyper with an axum router, or a stream of TLS connections for tonic.
 
 use std::pin::Pin;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, PoisonError, RwLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -211,19 +211,23 @@ impl ServingCertificate {
             .context("the key is not a PEM private key")?;
         let key = rustls::crypto::ring::sign::any_supported_type(&key)
             .context("the key type is not supported")?;
-        *self.current.write().expect("lock") = Some(Arc::new(CertifiedKey::new(chain, key)));
+        *self.current.write().unwrap_or_else(PoisonError::into_inner) =
+            Some(Arc::new(CertifiedKey::new(chain, key)));
         self.loaded.send_replace(true);
         Ok(())
     }
 
     /// Records the CA that issued the certificate (PEM).
     pub fn set_ca_pem(&self, ca_pem: &str) {
-        *self.ca.write().expect("lock") = Some(ca_pem.to_string());
+        *self.ca.write().unwrap_or_else(PoisonError::into_inner) = Some(ca_pem.to_string());
     }
 
     /// The issuing CA (PEM), once known.
     pub fn ca_pem(&self) -> Option<String> {
-        self.ca.read().expect("lock").clone()
+        self.ca
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// Resolves once a certificate is in place.
@@ -235,7 +239,10 @@ impl ServingCertificate {
 
 impl ResolvesServerCert for ServingCertificate {
     fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        self.current.read().expect("lock").clone()
+        self.current
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 }
 

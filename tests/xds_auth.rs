@@ -130,20 +130,7 @@ async fn tls_client(
     port: u16,
     ca_pem: &str,
 ) -> AggregatedDiscoveryServiceClient<tonic::transport::Channel> {
-    use rustls::pki_types::CertificateDer;
-    use rustls::pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let mut config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    config.alpn_protocols = vec![b"h2".to_vec()];
+    let config = lattice_xds::https::client_config(Some(ca_pem)).expect("a TLS client for the CA");
     let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
     let channel = tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}"))
         .unwrap()

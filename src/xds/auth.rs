@@ -177,7 +177,8 @@ impl TokenReviews {
     pub async fn review(&self, token: &str) -> Result<Identity, Refusal> {
         // What the token says of itself is checked first, so that garbage, another audience's
         // tokens and expired ones cost the API server nothing.
-        plausible(token, &self.audience).map_err(Refusal::unauthenticated)?;
+        // Checked on every stream, so a cached answer is never used past the token's expiry.
+        let expires = plausible(token, &self.audience).map_err(Refusal::unauthenticated)?;
         let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         let now = Instant::now();
         let known = self.lock().get(&key).filter(|a| a.until > now).cloned();
@@ -187,7 +188,7 @@ impl TokenReviews {
                 answer.outcome
             }
             None => {
-                let outcome = self.ask(token).await?;
+                let outcome = self.ask(token, expires).await?;
                 let until = match &outcome {
                     Ok(identity) => now + trusted_for(identity),
                     Err(_) => now + REFUSED_FOR,
@@ -196,25 +197,19 @@ impl TokenReviews {
                 outcome
             }
         };
-        let identity = outcome.map_err(|(reason, message)| match reason {
+        outcome.map_err(|(reason, message)| match reason {
             "unauthenticated" => Refusal::unauthenticated(message),
             _ => Refusal::permission_denied(reason, message),
-        })?;
-        // The API server allows a minute of clock skew past `exp`; a stream never starts on
-        // a token that has expired by its own claim.
-        if identity
-            .expires_at
-            .is_some_and(|expires| expires <= SystemTime::now())
-        {
-            return Err(Refusal::unauthenticated(
-                "the token has expired; send the current one",
-            ));
-        }
-        Ok(identity)
+        })
     }
 
-    /// One TokenReview. `Err` only when the API server gave no answer.
-    async fn ask(&self, token: &str) -> Result<Result<Identity, (&'static str, String)>, Refusal> {
+    /// One TokenReview of a token that expires at `expires`. `Err` only when the API server
+    /// gave no answer.
+    async fn ask(
+        &self,
+        token: &str,
+        expires: SystemTime,
+    ) -> Result<Result<Identity, (&'static str, String)>, Refusal> {
         let review = TokenReview {
             spec: TokenReviewSpec {
                 token: Some(token.to_string()),
@@ -233,7 +228,7 @@ impl TokenReviews {
             Err(_) => return Err(self.unanswered(format!("no answer within {REVIEW_TIMEOUT:?}"))),
         };
         let outcome = identity(&review, &self.audience).map(|mut identity| {
-            identity.expires_at = expiry(token);
+            identity.expires_at = Some(expires);
             identity
         });
         let result = if outcome.is_ok() {
@@ -295,9 +290,14 @@ fn trusted_for(identity: &Identity) -> Duration {
 
 /// The pod a reviewed token belongs to, or why it does not prove one.
 fn identity(review: &TokenReview, audience: &str) -> Result<Identity, (&'static str, String)> {
-    let status = review.status.as_ref();
-    if !status.and_then(|s| s.authenticated).unwrap_or(false) {
-        let why = status
+    let Some(status) = review
+        .status
+        .as_ref()
+        .filter(|status| status.authenticated == Some(true))
+    else {
+        let why = review
+            .status
+            .as_ref()
             .and_then(|s| s.error.clone())
             .filter(|error| !error.is_empty())
             .unwrap_or_else(|| "the token is not valid".to_string());
@@ -305,8 +305,7 @@ fn identity(review: &TokenReview, audience: &str) -> Result<Identity, (&'static 
             "unauthenticated",
             format!("the Kubernetes API did not accept the token: {why}"),
         ));
-    }
-    let status = status.expect("authenticated implies a status");
+    };
     if !status
         .audiences
         .as_ref()
@@ -366,16 +365,11 @@ fn claims(token: &str) -> Option<serde_json::Value> {
     serde_json::from_slice(&payload).ok()
 }
 
-/// The `exp` claim of a JWT the API server has just accepted (so its signature is not checked
-/// again here).
-fn expiry(token: &str) -> Option<SystemTime> {
-    let exp = claims(token)?.get("exp")?.as_u64()?;
-    Some(UNIX_EPOCH + Duration::from_secs(exp))
-}
-
-/// Whether the token, by its own unverified claims, could be a live token for `audience`.
-/// Only the API server's answer makes it valid.
-fn plausible(token: &str, audience: &str) -> Result<(), String> {
+/// Whether the token, by its own unverified claims, could be a live token for `audience`;
+/// its expiry (`exp`) when it could. Only the API server's answer makes it valid. The API
+/// server allows a minute of clock skew past `exp`; a stream never starts on a token that has
+/// expired by its own claim.
+fn plausible(token: &str, audience: &str) -> Result<SystemTime, String> {
     let claims = claims(token).ok_or("the bearer token is not a JWT")?;
     let audiences = match &claims["aud"] {
         serde_json::Value::String(one) => vec![one.as_str()],
@@ -385,11 +379,12 @@ fn plausible(token: &str, audience: &str) -> Result<(), String> {
     if !audiences.contains(&audience) {
         return Err(format!("the token is not for audience {audience:?}"));
     }
-    let expired = expiry(token).is_none_or(|expires| expires <= SystemTime::now());
-    if expired {
-        return Err("the token has expired; send the current one".to_string());
-    }
-    Ok(())
+    let expires = claims["exp"]
+        .as_u64()
+        .map(|exp| UNIX_EPOCH + Duration::from_secs(exp))
+        .filter(|expires| *expires > SystemTime::now())
+        .ok_or("the token has expired; send the current one")?;
+    Ok(expires)
 }
 
 #[cfg(test)]
@@ -471,9 +466,12 @@ mod tests {
             + 600;
         let token = |claims: String| format!("{}.{}.sig", encode("{}"), encode(&claims));
         let ours = token(format!(r#"{{"aud":["lattice-xds"],"exp":{later}}}"#));
-        assert_eq!(plausible(&ours, "lattice-xds"), Ok(()));
+        assert_eq!(
+            plausible(&ours, "lattice-xds"),
+            Ok(UNIX_EPOCH + Duration::from_secs(later))
+        );
         let single = token(format!(r#"{{"aud":"lattice-xds","exp":{later}}}"#));
-        assert_eq!(plausible(&single, "lattice-xds"), Ok(()));
+        assert!(plausible(&single, "lattice-xds").is_ok());
         let vault = token(format!(r#"{{"aud":["vault"],"exp":{later}}}"#));
         assert!(
             plausible(&vault, "lattice-xds")
@@ -487,17 +485,6 @@ mod tests {
                 .contains("expired")
         );
         assert!(plausible("garbage", "lattice-xds").is_err());
-    }
-
-    #[test]
-    fn the_expiry_is_read_from_the_claims() {
-        let encode = |json: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json);
-        let token = format!("{}.{}.sig", encode("{}"), encode(r#"{"exp":1700000000}"#));
-        assert_eq!(
-            expiry(&token),
-            Some(UNIX_EPOCH + Duration::from_secs(1_700_000_000))
-        );
-        assert_eq!(expiry("not-a-jwt"), None);
     }
 
     #[test]
