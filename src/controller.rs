@@ -20,7 +20,9 @@ use crate::inject::{InjectConfig, webhook};
 use crate::metrics::Metrics;
 use crate::model::Settings;
 use crate::provider::file;
-use crate::provider::kubernetes::{self, KubernetesConfig, ca_bundle, events, leader};
+use crate::provider::kubernetes::{
+    self, KubernetesConfig, ca_bundle, events, leader, proxy_events,
+};
 use crate::supervise::Tasks;
 use crate::trust::fetch::{self as trust, TrustSettings, TrustState};
 use crate::xds::auth::{Authenticator, TokenReviews};
@@ -189,6 +191,16 @@ pub async fn run(config: ControllerConfig) -> anyhow::Result<()> {
                 pipeline.reports(),
                 stores_rx,
                 leader_rx.clone(),
+                Arc::clone(&metrics),
+                shutdown.clone(),
+            ),
+        );
+        tasks.spawn(
+            "proxy-events",
+            proxy_events::run(
+                client.clone(),
+                kube.instance.clone(),
+                Arc::clone(&registry),
                 Arc::clone(&metrics),
                 shutdown.clone(),
             ),

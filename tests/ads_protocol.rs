@@ -8,11 +8,10 @@ use std::time::Duration;
 
 use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
-use envoy_types::pb::envoy::service::discovery::v3::{
-    DeltaDiscoveryRequest, DiscoveryRequest, DiscoveryResponse,
-};
+use envoy_types::pb::envoy::service::discovery::v3::{DeltaDiscoveryRequest, DiscoveryRequest};
 use envoy_types::pb::google::rpc::Status;
 use lattice_xds::xds::type_url;
+use support::ads::Sotw;
 use support::process::{Controller, type_status};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -37,52 +36,7 @@ async fn controller(dir: &std::path::Path) -> Controller {
 }
 
 fn request(type_url: &str, names: &[&str]) -> DiscoveryRequest {
-    DiscoveryRequest {
-        type_url: type_url.to_string(),
-        resource_names: names.iter().map(|n| n.to_string()).collect(),
-        node: Some(Node {
-            id: NODE.to_string(),
-            cluster: "raw".to_string(),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
-
-struct Sotw {
-    requests: mpsc::Sender<DiscoveryRequest>,
-    responses: tonic::Streaming<DiscoveryResponse>,
-}
-
-impl Sotw {
-    async fn open(port: u16) -> Sotw {
-        let mut client =
-            AggregatedDiscoveryServiceClient::connect(format!("http://127.0.0.1:{port}"))
-                .await
-                .expect("connect to ADS");
-        let (requests, outgoing) = mpsc::channel(8);
-        let responses = client
-            .stream_aggregated_resources(ReceiverStream::new(outgoing))
-            .await
-            .expect("open ADS stream")
-            .into_inner();
-        Sotw {
-            requests,
-            responses,
-        }
-    }
-
-    async fn send(&self, request: DiscoveryRequest) {
-        self.requests.send(request).await.expect("send request");
-    }
-
-    async fn next(&mut self) -> DiscoveryResponse {
-        tokio::time::timeout(Duration::from_secs(10), self.responses.message())
-            .await
-            .expect("a response within 10 s")
-            .expect("stream open")
-            .expect("a response")
-    }
+    support::ads::request(NODE, type_url, names)
 }
 
 /// What `lattice-xds proxy-status` prints.

@@ -2,13 +2,16 @@
 //! stock Envoy attached: the walkthrough's objects become Envoy configuration and every change
 //! follows; invalid routes get Events; an API server restart never publishes an empty or partial
 //! snapshot; the shipped ClusterRole is enough and no more; of two replicas both serve and one
-//! writes.
+//! writes; a sidecar's rejected configuration and its recovery are Events on its pod.
 
 mod support;
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use envoy_types::pb::google::rpc::Status;
+use lattice_xds::xds::type_url;
+use support::ads::{self, Sotw};
 use support::envoy::Envoy;
 use support::kube::KubeCluster;
 use support::process::{Controller, synced};
@@ -126,15 +129,18 @@ async fn wait_for_destinations(envoy: &Envoy, expected: &[String]) {
 
 /// Events about `object` (an HTTPRoute in `apps`), as (reason, note, reporting instance).
 fn events_about(cluster: &KubeCluster, object: &str) -> Vec<(String, String, String)> {
+    events_on(cluster, "HTTPRoute", object)
+}
+
+/// Events about the `kind` named `object` in `apps`, as (reason, note, reporting instance).
+fn events_on(cluster: &KubeCluster, kind: &str, object: &str) -> Vec<(String, String, String)> {
     let text = cluster.kubectl(&["get", "events.events.k8s.io", "-n", "apps", "-o", "json"]);
     let list: serde_json::Value = serde_json::from_str(&text).unwrap();
     list["items"]
         .as_array()
         .unwrap()
         .iter()
-        .filter(|event| {
-            event["regarding"]["name"] == object && event["regarding"]["kind"] == "HTTPRoute"
-        })
+        .filter(|event| event["regarding"]["name"] == object && event["regarding"]["kind"] == kind)
         .map(|event| {
             let field = |name: &str| event[name].as_str().unwrap_or_default().to_string();
             (field("reason"), field("note"), field("reportingInstance"))
@@ -472,5 +478,82 @@ async fn two_replicas_with_the_shipped_cluster_role_serve_and_one_writes() {
     assert!(
         !exists,
         "the bundle went to a namespace that did not ask for it"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejected_configuration_and_its_recovery_are_events_on_the_pod() {
+    let cluster = KubeCluster::start();
+    apply_walkthrough(&cluster);
+    let mut args = controller_args(&cluster.kubeconfig);
+    // A pinned destination gets a cluster of its own: adding it makes a new CDS version.
+    args.push("--resolve=after-rejection.example.com=127.0.0.1:9".to_string());
+    let controller = Controller::start(cluster.dir(), &args).await;
+
+    // The sidecar of pod apps/client-1 rejects the clusters it is sent.
+    let node = "client-1.apps";
+    let mut stream = Sotw::open(controller.xds_port).await;
+    stream
+        .send(ads::request(node, type_url::CLUSTER, &[]))
+        .await;
+    let rejected = stream.next().await;
+    let mut nack = ads::request(node, type_url::CLUSTER, &[]);
+    nack.response_nonce = rejected.nonce.clone();
+    nack.error_detail = Some(Status {
+        code: 3,
+        message: "cluster lattice-egress: no healthy upstream".to_string(),
+        ..Default::default()
+    });
+    stream.send(nack).await;
+    let events = eventually("an Event on the pod for the rejection", WAIT, || async {
+        let events = events_on(&cluster, "Pod", "client-1");
+        (!events.is_empty()).then_some(events)
+    })
+    .await;
+    let (reason, note, _) = &events[0];
+    assert_eq!(reason, "ConfigRejected");
+    assert!(
+        note.contains(&format!("CDS version {}", rejected.version_info))
+            && note.contains("no healthy upstream"),
+        "{note}"
+    );
+
+    // A change makes a new version; the sidecar accepts it: a second Event says so.
+    cluster.apply(&v1_route("after-rejection", "after-rejection.example.com"));
+    let accepted = loop {
+        let response = stream.next().await;
+        if response.type_url == type_url::CLUSTER {
+            break response;
+        }
+    };
+    let mut ack = ads::request(node, type_url::CLUSTER, &[]);
+    ack.response_nonce = accepted.nonce.clone();
+    ack.version_info = accepted.version_info.clone();
+    stream.send(ack).await;
+    let events = eventually("an Event on the pod for the recovery", WAIT, || async {
+        let events = events_on(&cluster, "Pod", "client-1");
+        (events.len() == 2).then_some(events)
+    })
+    .await;
+    let recovery = events
+        .iter()
+        .find(|(reason, _, _)| reason == "ConfigAccepted")
+        .unwrap_or_else(|| panic!("no ConfigAccepted among {events:?}"));
+    assert_eq!(
+        recovery.1,
+        format!(
+            "Envoy accepted CDS version {} after rejecting version {}",
+            accepted.version_info, rejected.version_info
+        )
+    );
+    let metrics = controller.metrics().await;
+    assert_eq!(
+        metric(&metrics, "lattice_xds_rejecting_proxies{type=\"CDS\"}"),
+        Some(0.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        metric(&metrics, "lattice_xds_events_written_total"),
+        Some(2.0)
     );
 }

@@ -13,8 +13,12 @@
 //!
 //!   cargo bench --bench xds -- --peer PATH [--routes 1000,10000] [--streams 1000]
 //!       [--protocols delta,sotw] [--rounds 3]
+//!
+//! With `--soak SECONDS` it runs only the soak instead (see `soak.rs`), on the first route
+//! count, and needs no peer.
 
 mod client;
+mod soak;
 mod targets;
 
 use std::path::{Path, PathBuf};
@@ -31,8 +35,8 @@ use targets::Target;
 #[derive(Parser)]
 struct Args {
     /// The go-control-plane peer (scripts/build-go-peer.sh prints its path).
-    #[arg(long)]
-    peer: PathBuf,
+    #[arg(long, required_unless_present = "soak")]
+    peer: Option<PathBuf>,
     /// Route counts, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "1000")]
     routes: Vec<usize>,
@@ -47,6 +51,10 @@ struct Args {
     /// change to the next, RSS), comma-separated; `0` skips it.
     #[arg(long, value_delimiter = ',', default_value = "10000,50000")]
     translate: Vec<usize>,
+    /// Instead of the comparison, soak the controller with `--streams` streams and a change
+    /// every second for this many seconds after a minute's warm-up.
+    #[arg(long)]
+    soak: Option<u64>,
     /// Cargo passes `--bench` to every bench binary.
     #[arg(long, hide = true)]
     bench: bool,
@@ -85,6 +93,14 @@ async fn main() -> anyhow::Result<()> {
         (dir.path().to_path_buf(), Some(dir))
     };
     let work = work.as_path();
+    if let Some(seconds) = args.soak {
+        let routes = args.routes.first().copied().unwrap_or(1000);
+        return soak::run(routes, args.streams, Duration::from_secs(seconds), work).await;
+    }
+    let peer = args
+        .peer
+        .as_deref()
+        .ok_or_else(|| anyhow::anyhow!("--peer is needed"))?;
     let translate: Vec<usize> = args.translate.iter().copied().filter(|n| *n > 0).collect();
     if !translate.is_empty() {
         println!(
@@ -109,7 +125,7 @@ async fn main() -> anyhow::Result<()> {
             for round in 0..args.rounds {
                 for peer_first in [round % 2 == 1, round % 2 == 0] {
                     let sample = if peer_first {
-                        let target = targets::peer(&args.peer, &before, &after).await?;
+                        let target = targets::peer(peer, &before, &after).await?;
                         let sample = measure(target, protocol, args.streams).await?;
                         theirs.push(sample.clone());
                         sample

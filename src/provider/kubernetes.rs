@@ -10,6 +10,7 @@
 pub mod ca_bundle;
 pub mod events;
 pub mod leader;
+pub mod proxy_events;
 
 use std::path::PathBuf;
 use std::sync::Arc;

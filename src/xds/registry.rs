@@ -29,6 +29,8 @@ pub struct Registry {
     proxies: Mutex<BTreeMap<u64, Entry>>,
     next_id: AtomicU64,
     metrics: Arc<Metrics>,
+    /// Bumped whenever a stream starts or ends rejecting a type.
+    rejections: tokio::sync::watch::Sender<u64>,
 }
 
 impl Registry {
@@ -37,7 +39,18 @@ impl Registry {
             proxies: Mutex::default(),
             next_id: AtomicU64::new(1),
             metrics,
+            rejections: tokio::sync::watch::Sender::new(0),
         })
+    }
+
+    /// Changes whenever a stream starts rejecting a type, rejects another version, or accepts
+    /// one again; read [`Registry::list`] for the state.
+    pub fn rejections(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.rejections.subscribe()
+    }
+
+    fn rejections_changed(&self) {
+        self.rejections.send_modify(|count| *count += 1);
     }
 
     pub fn metrics(&self) -> &Metrics {
@@ -200,6 +213,7 @@ impl ProxyHandle {
         });
         if recovered {
             self.rejecting(type_url).dec();
+            self.registry.rejections_changed();
         }
         self.registry
             .metrics()
@@ -209,14 +223,18 @@ impl ProxyHandle {
     }
 
     pub fn nacked(&self, type_url: &str, version: &str, error: &str) {
-        let mut newly = false;
+        let (mut newly, mut another) = (false, false);
         self.update_type(type_url, |status| {
             newly = status.nacked_version.is_empty();
+            another = status.nacked_version != version;
             status.nacked_version = version.to_string();
             status.nack_error = error.to_string();
         });
         if newly {
             self.rejecting(type_url).inc();
+        }
+        if another {
+            self.registry.rejections_changed();
         }
         self.registry
             .metrics()

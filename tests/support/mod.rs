@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod ads;
 pub mod envoy;
 pub mod helm;
 pub mod http;
@@ -11,6 +12,7 @@ pub mod kube;
 pub mod pca;
 pub mod process;
 pub mod python;
+pub mod service;
 pub mod signing;
 pub mod upstream;
 

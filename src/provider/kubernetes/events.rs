@@ -17,6 +17,17 @@ use crate::provider::InvalidInput;
 /// The `reportingController` of every Event this controller writes.
 pub const REPORTING_CONTROLLER: &str = "lattice-xds";
 
+/// The Event writer of this replica, `instance`.
+pub fn recorder(client: Client, instance: String) -> Recorder {
+    Recorder::new(
+        client,
+        Reporter {
+            controller: REPORTING_CONTROLLER.to_string(),
+            instance: Some(instance),
+        },
+    )
+}
+
 /// Writes Events for the pipeline's reports while `leader` is true, until `shutdown`.
 pub async fn run(
     client: Client,
@@ -27,13 +38,7 @@ pub async fn run(
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
 ) {
-    let recorder = Recorder::new(
-        client,
-        Reporter {
-            controller: REPORTING_CONTROLLER.to_string(),
-            instance: Some(instance),
-        },
-    );
+    let recorder = recorder(client, instance);
     // (uid, reason) of the problems already reported.
     let mut written: BTreeSet<(String, String)> = BTreeSet::new();
     let mut failed = false;
@@ -91,7 +96,7 @@ pub async fn run(
 }
 
 /// At most `limit` bytes, cut at a character boundary (Event notes are limited to 1 kB).
-fn truncate(text: &str, limit: usize) -> String {
+pub(super) fn truncate(text: &str, limit: usize) -> String {
     if text.len() <= limit {
         return text.to_string();
     }
