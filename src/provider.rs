@@ -60,3 +60,107 @@ pub struct Observed {
     pub inputs: Inputs,
     pub invalid: Vec<InvalidInput>,
 }
+
+/// The most text one object may hold: its keys, strings and numbers as written. Gateway API
+/// objects take a few kilobytes; one over this is refused before it is decoded or translated.
+pub const MAX_OBJECT_BYTES: usize = 512 * 1024;
+/// How deep one object may nest; the deepest Gateway API schema needs about ten levels.
+pub const MAX_OBJECT_DEPTH: usize = 32;
+
+/// A parsed document as a tree, to be measured before it is decoded.
+pub trait Tree {
+    /// The bytes of this node's own text (a string, a number; for a mapping, its keys).
+    fn own_bytes(&self) -> usize;
+    /// The values beneath this node.
+    fn children(&self) -> Vec<&Self>;
+}
+
+/// Refuses an object beyond [`MAX_OBJECT_BYTES`] or [`MAX_OBJECT_DEPTH`], with the reason. Stops
+/// at the first limit crossed, so a huge object costs no more than the limit to measure.
+pub fn check_object_size<T: Tree>(root: &T) -> Result<(), String> {
+    let mut bytes = 0usize;
+    let mut pending = vec![(root, 1usize)];
+    while let Some((node, depth)) = pending.pop() {
+        if depth > MAX_OBJECT_DEPTH {
+            return Err(format!(
+                "nests deeper than {MAX_OBJECT_DEPTH} levels; refused before decoding"
+            ));
+        }
+        bytes += node.own_bytes();
+        if bytes > MAX_OBJECT_BYTES {
+            return Err(format!(
+                "holds more than {} KiB of text; refused before decoding",
+                MAX_OBJECT_BYTES / 1024
+            ));
+        }
+        pending.extend(node.children().into_iter().map(|child| (child, depth + 1)));
+    }
+    Ok(())
+}
+
+impl Tree for serde_json::Value {
+    fn own_bytes(&self) -> usize {
+        match self {
+            Self::String(text) => text.len(),
+            Self::Object(map) => map.keys().map(String::len).sum(),
+            Self::Number(_) | Self::Bool(_) | Self::Null | Self::Array(_) => 1,
+        }
+    }
+
+    fn children(&self) -> Vec<&Self> {
+        match self {
+            Self::Array(items) => items.iter().collect(),
+            Self::Object(map) => map.values().collect(),
+            _ => Vec::new(),
+        }
+    }
+}
+
+impl Tree for serde_yaml_ng::Value {
+    fn own_bytes(&self) -> usize {
+        match self {
+            Self::String(text) => text.len(),
+            Self::Mapping(map) => map.keys().map(|key| key.own_bytes()).sum(),
+            Self::Tagged(tagged) => tagged.tag.to_string().len(),
+            Self::Number(_) | Self::Bool(_) | Self::Null | Self::Sequence(_) => 1,
+        }
+    }
+
+    fn children(&self) -> Vec<&Self> {
+        match self {
+            Self::Sequence(items) => items.iter().collect(),
+            Self::Mapping(map) => map.iter().flat_map(|(key, value)| [key, value]).collect(),
+            Self::Tagged(tagged) => vec![&tagged.value],
+            _ => Vec::new(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod size_tests {
+    use super::*;
+
+    #[test]
+    fn objects_beyond_the_size_or_depth_limit_are_refused() {
+        let small = serde_json::json!({"spec": {"hostnames": ["a.example.com"]}});
+        assert_eq!(check_object_size(&small), Ok(()));
+
+        let large = serde_json::json!({"spec": {"rules": vec!["x".repeat(1024); 513]}});
+        let reason = check_object_size(&large).unwrap_err();
+        assert!(reason.contains("512 KiB"), "{reason}");
+
+        let mut deep = serde_json::json!("bottom");
+        for _ in 0..MAX_OBJECT_DEPTH {
+            deep = serde_json::json!([deep]);
+        }
+        let reason = check_object_size(&deep).unwrap_err();
+        assert!(reason.contains("32 levels"), "{reason}");
+
+        // The same in YAML.
+        let yaml: serde_yaml_ng::Value =
+            serde_yaml_ng::from_str(&format!("spec:\n  k: {}\n", "v".repeat(600 * 1024))).unwrap();
+        assert!(check_object_size(&yaml).is_err());
+        let yaml: serde_yaml_ng::Value = serde_yaml_ng::from_str("spec: {a: [1, 2]}").unwrap();
+        assert_eq!(check_object_size(&yaml), Ok(()));
+    }
+}

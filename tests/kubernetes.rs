@@ -275,23 +275,61 @@ async fn envoy_follows_the_cluster_and_invalid_routes_get_events() {
     assert!(note.contains("wildcard"), "{note}");
     wait_for_destinations(&envoy, &walkthrough).await;
 
-    // Another change rebuilds the snapshot; the same problem is not reported twice.
+    // A route the API server stores but too large to decode: refused before decoding, with an
+    // Event naming the limit; the rest still served.
+    let oversized = cluster.dir().join("oversized.yaml");
+    std::fs::write(
+        &oversized,
+        oversized_route("oversized", "oversized.example.com"),
+    )
+    .unwrap();
+    cluster.kubectl(&["create", "-f", oversized.to_str().unwrap()]);
+    let events = eventually("an Event on the oversized route", WAIT, || async {
+        let events = events_about(&cluster, "oversized");
+        (!events.is_empty()).then_some(events)
+    })
+    .await;
+    let (reason, note, _) = &events[0];
+    assert_eq!(reason, "Skipped");
+    assert!(note.contains("more than 512 KiB"), "{note}");
+
+    // Another change rebuilds the snapshot; the same problems are not reported twice.
     cluster.apply(&v1_route("demo-cluster4", "demo-cluster4.example.com"));
     let mut expected = walkthrough.clone();
     expected.push(destination("demo-cluster4.example.com", 443));
     wait_for_destinations(&envoy, &expected).await;
     assert_eq!(events_about(&cluster, "wildcard").len(), 1);
+    assert_eq!(events_about(&cluster, "oversized").len(), 1);
     let metrics = controller.metrics().await;
     assert_eq!(
         metric(&metrics, "lattice_xds_events_written_total"),
-        Some(1.0),
+        Some(2.0),
         "{metrics}"
     );
     assert_eq!(
         metric(&metrics, "lattice_xds_invalid_inputs{kind=\"HTTPRoute\"}"),
-        Some(1.0),
+        Some(2.0),
         "{metrics}"
     );
+}
+
+/// An HTTPRoute within the CRD's schema (2 rules of 64 matches, each on 2 headers of 2,500
+/// characters) and the API server's size limit, but over the controller's 512 KiB per object.
+fn oversized_route(name: &str, host: &str) -> String {
+    let value = "v".repeat(2500);
+    let mut matches = String::new();
+    for index in 0..64 {
+        matches.push_str(&format!(
+            "    - headers:\n      - name: x-a-{index}\n        value: {value}\n      - name: x-b-{index}\n        value: {value}\n"
+        ));
+    }
+    let mut text = v1_route(name, host);
+    text.push_str("  rules:\n");
+    for _ in 0..2 {
+        text.push_str("  - matches:\n");
+        text.push_str(&matches);
+    }
+    text
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

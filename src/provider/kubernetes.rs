@@ -24,7 +24,7 @@ use kube::{Api, Client, ResourceExt};
 use serde::de::DeserializeOwned;
 use tokio::sync::{Notify, watch};
 
-use super::{Inputs, InvalidInput, Observed, Sourced, policy};
+use super::{Inputs, InvalidInput, Observed, Sourced, check_object_size, policy};
 use crate::metrics::Metrics;
 
 const GATEWAY_GROUP: &str = "gateway.networking.k8s.io";
@@ -268,17 +268,32 @@ fn collect<T: DeserializeOwned>(
             Some(namespace) => format!("{namespace}/{}", object.name_any()),
             None => object.name_any(),
         };
-        let decoded = serde_json::to_value(object.as_ref()).and_then(serde_json::from_value::<T>);
+        let value = match serde_json::to_value(object.as_ref()) {
+            Ok(value) => value,
+            Err(error) => {
+                invalid.push(InvalidInput {
+                    origin: "kubernetes".to_string(),
+                    kind: kind.name().to_string(),
+                    object: Some(name),
+                    reason: format!("cannot be read: {error}"),
+                });
+                continue;
+            }
+        };
+        let decoded = check_object_size(&value).and_then(|()| {
+            serde_json::from_value::<T>(value)
+                .map_err(|error| format!("does not match the schema: {error}"))
+        });
         match decoded {
             Ok(decoded) => into.push(Sourced {
                 origin: format!("kubernetes {} {name}", kind.name()),
                 object: decoded,
             }),
-            Err(error) => invalid.push(InvalidInput {
+            Err(reason) => invalid.push(InvalidInput {
                 origin: "kubernetes".to_string(),
                 kind: kind.name().to_string(),
                 object: Some(name),
-                reason: format!("does not match the schema: {error}"),
+                reason,
             }),
         }
     }

@@ -5,7 +5,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_yaml_ng::Value;
 
-use super::{InvalidInput, Observed, Sourced, policy};
+use super::{InvalidInput, Observed, Sourced, check_object_size, policy};
 
 const GATEWAY_GROUP: &str = "gateway.networking.k8s.io";
 const SERVED_VERSIONS: [&str; 2] = ["v1", "v1beta1"];
@@ -137,6 +137,7 @@ fn decode<T: DeserializeOwned>(origin: &str, value: Value) -> Result<Sourced<T>,
     if object_name(&value).is_none() {
         return Err("metadata.name is required".to_string());
     }
+    check_object_size(&value)?;
     let object = serde_yaml_ng::from_value::<T>(value)
         .map_err(|error| format!("does not match the schema: {error}"))?;
     Ok(Sourced {

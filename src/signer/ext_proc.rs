@@ -234,7 +234,10 @@ mod tests {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(512))]
+        // `PROPTEST_CASES` sets the number of cases for the longer run (`docs/properties.md`).
+        #![proptest_config(ProptestConfig::with_cases(
+            std::env::var("PROPTEST_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(512)
+        ))]
 
         /// Whatever headers Envoy sends, the answer either signs the request (it sets an
         /// AWS authorization) or ends it with an error status: never "continue" unsigned.
