@@ -226,7 +226,17 @@ pub async fn watch(
     tracing::info!("initial list complete");
     stores_out.send_replace(Some(stores.clone()));
     loop {
-        updates.send_replace(Some(observe(&stores)));
+        // Decoding every object takes a while with thousands of them: off the async workers.
+        let snapshot = stores.clone();
+        match tokio::task::spawn_blocking(move || observe(&snapshot)).await {
+            Ok(observed) => {
+                updates.send_replace(Some(observed));
+            }
+            // A panic in decoding is this task's panic, for the supervisor to report.
+            Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+            // The runtime is shutting down.
+            Err(_) => return Ok(()),
+        }
         tokio::select! {
             () = changed.notified() => {}
             () = updates.closed() => return Ok(()),
