@@ -160,3 +160,54 @@ fn sign_description(signer: &Signer, headers: &HeaderMap, body: &str) -> Result<
     }
     Ok(answer)
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::http::{HeaderMap, HeaderName, HeaderValue};
+    use proptest::prelude::*;
+
+    use super::sign_description;
+
+    proptest! {
+        // `PROPTEST_CASES` sets the number of cases for the longer run (`docs/properties.md`).
+        #![proptest_config(ProptestConfig::with_cases(
+            std::env::var("PROPTEST_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(512)
+        ))]
+
+        /// Whatever description the Lua filter posts, and whatever override headers come with
+        /// it, the answer sets an AWS authorization or is an error status: never headers to
+        /// forward without a signature.
+        #[test]
+        fn every_description_is_signed_or_refused(
+            lines in prop::collection::vec("\\PC{0,60}", 0..8),
+            host in prop::option::of("\\PC{0,30}"),
+            overrides in prop::collection::vec(
+                (prop::sample::select(vec![
+                    "x-lattice-xds-region", "x-lattice-xds-service",
+                    "x-lattice-xds-algorithm", "x-lattice-xds-region-set",
+                ]), prop::collection::vec(any::<u8>(), 0..20)),
+                0..4,
+            ),
+        ) {
+            let signer = super::super::tests::signer(Some("eu-west-1"));
+            let mut body = lines.join("\n");
+            if let Some(host) = host {
+                body.push_str("\nhost: ");
+                body.push_str(&host);
+            }
+            let mut headers = HeaderMap::new();
+            for (name, value) in overrides {
+                if let Ok(value) = HeaderValue::from_bytes(&value) {
+                    headers.append(HeaderName::from_static(name), value);
+                }
+            }
+            match sign_description(&signer, &headers, &body) {
+                Ok(answer) => prop_assert!(
+                    answer.lines().any(|line| line.starts_with("authorization: AWS4-")),
+                    "answered without a signature: {answer:?}"
+                ),
+                Err(refusal) => prop_assert!(refusal.status() >= 400, "refused with {}", refusal.status()),
+            }
+        }
+    }
+}
