@@ -78,8 +78,11 @@ static_resources:
               "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
 YAML
 
+# A session token as long as the ~1 KB ones Pod Identity hands out: it is signed and sent with
+# every request.
+session_token="IQoJb3JpZ2luX2VjE$(printf 'Bench/Token+Segment%04d' $(seq 1 50) | head -c 1000)"
 credentials=(AWS_ACCESS_KEY_ID=ASIABENCHMARK AWS_SECRET_ACCESS_KEY=bench/secret+KEY
-  AWS_SESSION_TOKEN=IQoJb3JpZ2luX2VjEBenchmark//token== AWS_REGION=eu-west-1
+  AWS_SESSION_TOKEN="$session_token" AWS_REGION=eu-west-1
   AWS_EC2_METADATA_DISABLED=true AWS_CONFIG_FILE=/nonexistent AWS_SHARED_CREDENTIALS_FILE=/nonexistent)
 
 cpu_seconds() { # CPU seconds (user + system) of each process started for the current mode
@@ -139,8 +142,10 @@ def millis(value):
     number, unit = re.match(r"([\d.]+)(us|ms|s)", value).groups()
     return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
-p50 = millis(re.search(r"50%\s+(\S+)", text).group(1))
-p99 = millis(re.search(r"99%\s+(\S+)", text).group(1))
+# The latency distribution's lines start with their label; `86.50%` in the `+/- Stdev`
+# column of the summary line does not.
+p50 = millis(re.search(r"^\s*50%\s+(\S+)", text, re.M).group(1))
+p99 = millis(re.search(r"^\s*99%\s+(\S+)", text, re.M).group(1))
 errors = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
 requests = int(re.search(r"(\d+) requests in", text).group(1))
 envoy_us = sidecar_cpu / requests * 1e6
