@@ -3,7 +3,7 @@
 
 CARGO ?= cargo
 
-.PHONY: demo test build envoy peers kube helm iptables kube-up kube-down bench-xds bench-soak
+.PHONY: demo test lint build envoy peers kube helm iptables kube-up kube-down bench-xds bench-soak
 
 build:
 	$(CARGO) build --locked
@@ -37,6 +37,11 @@ kube-down:
 # NETNS=1 runs eks-cluster1's pod in a network namespace with the sidecar's iptables rules.
 demo: build envoy peers
 	DEMO_NETNS=$(NETNS) scripts/demo.sh
+
+# Formatting and every lint, warnings denied (.ci/run runs it before the tests).
+lint:
+	cargo fmt --check
+	$(CARGO) clippy --locked --all-targets --features fault-injection -- -D warnings
 
 # fault-injection compiles the test-only fault hook (src/supervise.rs) into the test binaries.
 test: envoy peers kube helm iptables

@@ -5,6 +5,7 @@
 use std::env;
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 /// The Envoy API files whose messages the controller puts on the wire (directly or inside `Any`).
 const ENVOY_PROTOS: &[&str] = &[
@@ -71,39 +72,42 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-/// Finds the `proto/` directory of the `envoy-types` package this build resolved.
-///
-/// Cargo does not tell a build script where a dependency's sources are, so the registry source
-/// directories are searched for the version in `Cargo.lock`. `LATTICE_XDS_ENVOY_PROTO_DIR`
-/// overrides the search (a vendored build, for instance).
+/// Finds the `proto/` directory of the `envoy-types` package this build resolved, from
+/// `cargo metadata` (so a vendored or mirrored build finds it as well).
+/// `LATTICE_XDS_ENVOY_PROTO_DIR` overrides it.
 fn envoy_proto_dir() -> Result<PathBuf, Box<dyn std::error::Error>> {
     if let Ok(dir) = env::var("LATTICE_XDS_ENVOY_PROTO_DIR") {
         return Ok(PathBuf::from(dir));
     }
-    let version = locked_version("envoy-types")?;
-    let cargo_home = env::var("CARGO_HOME")
-        .map(PathBuf::from)
-        .or_else(|_| env::var("HOME").map(|home| Path::new(&home).join(".cargo")))?;
-    let wanted = format!("envoy-types-{version}");
-    for registry in fs::read_dir(cargo_home.join("registry/src"))? {
-        let candidate = registry?.path().join(&wanted).join("proto");
-        if candidate.is_dir() {
-            return Ok(candidate);
-        }
-    }
-    Err(format!(
-        "no {wanted}/proto under {}/registry/src",
-        cargo_home.display()
-    )
-    .into())
-}
-
-fn locked_version(package: &str) -> Result<String, Box<dyn std::error::Error>> {
     let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR")?);
     println!("cargo:rerun-if-changed=Cargo.lock");
-    let lock = fs::read_to_string(manifest_dir.join("Cargo.lock"))?;
-    let needle = format!("name = \"{package}\"\nversion = \"");
-    let start = lock.find(&needle).ok_or("package not in Cargo.lock")? + needle.len();
-    let end = lock[start..].find('"').ok_or("malformed Cargo.lock")?;
-    Ok(lock[start..start + end].to_string())
+    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+    let output = Command::new(cargo)
+        .args(["metadata", "--format-version", "1", "--locked", "--offline"])
+        .arg("--manifest-path")
+        .arg(manifest_dir.join("Cargo.toml"))
+        .output()?;
+    if !output.status.success() {
+        return Err(format!(
+            "cargo metadata failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+        .into());
+    }
+    let metadata: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+    let manifest = metadata["packages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|package| package["name"] == "envoy-types")
+        .and_then(|package| package["manifest_path"].as_str())
+        .ok_or("envoy-types is not among the resolved packages")?;
+    let dir = Path::new(manifest)
+        .parent()
+        .ok_or("envoy-types has no package directory")?
+        .join("proto");
+    if !dir.is_dir() {
+        return Err(format!("{} is not a directory", dir.display()).into());
+    }
+    Ok(dir)
 }

@@ -11,7 +11,8 @@
 const LARGE_BLOCK: i32 = 128 * 1024;
 
 /// Makes freed large blocks go back to the operating system at once (glibc only; elsewhere
-/// the allocator's default stands).
+/// the allocator's default stands). The project's one `unsafe` call.
+#[allow(unsafe_code)]
 pub fn return_large_blocks() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: `mallopt` only sets a tuning parameter of glibc's allocator; it takes the

@@ -6,7 +6,6 @@
 //! proxy is only pushed what changed.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -141,11 +140,15 @@ fn packed<T: Message + prost::Name + Clone>(
     })
 }
 
-/// A stable hash of a resource's bytes (prost encodes fields in a fixed order).
+/// A hash of a resource's bytes (prost encodes fields in a fixed order): the first 64 bits of
+/// their SHA-256, so the same resource has the same version across builds and Rust releases,
+/// and an upgraded controller resends nothing that did not change.
 fn content_version(bytes: &[u8]) -> String {
-    let mut hasher = std::hash::DefaultHasher::new();
-    bytes.hash(&mut hasher);
-    format!("{:016x}", hasher.finish())
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(bytes);
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    format!("{:016x}", u64::from_be_bytes(first))
 }
 
 fn check_references(resources: &Resources) -> Result<(), Inconsistent> {
