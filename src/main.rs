@@ -5,8 +5,6 @@ use lattice_xds::{bootstrap, check, controller, emulator, policy, proxy_status, 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    // Two TLS backends are linked (the AWS SDK's and the Kubernetes client's); name one.
-    let _ = rustls::crypto::ring::default_provider().install_default();
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(&cli.log))
         .with_writer(std::io::stderr)

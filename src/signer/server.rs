@@ -192,7 +192,10 @@ enum Signing {
 
 /// The AWS SDK's default credential chain.
 async fn default_chain(region: Option<String>) -> SharedCredentialsProvider {
-    let mut chain = aws_config::default_provider::credentials::DefaultCredentialsChain::builder();
+    let http = aws_config::provider_config::ProviderConfig::default()
+        .with_http_client(crate::https::aws_http_client());
+    let mut chain = aws_config::default_provider::credentials::DefaultCredentialsChain::builder()
+        .configure(http);
     if let Some(region) = region {
         chain = chain.region(aws_config::Region::new(region));
     }
