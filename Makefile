@@ -3,7 +3,7 @@
 
 CARGO ?= cargo
 
-.PHONY: demo test lint build envoy peers kube helm iptables kube-up kube-down bench-xds bench-soak
+.PHONY: demo test lint bench bench-ext-proc build envoy peers kube helm iptables kube-up kube-down bench-xds bench-soak
 
 build:
 	$(CARGO) build --locked
@@ -45,10 +45,22 @@ lint:
 	@if $(CARGO) tree --locked -e normal,build -i aws-lc-rs >/dev/null 2>&1; then \
 	  echo "aws-lc-rs is in the dependency graph; the project links ring alone" >&2; exit 1; fi
 	$(CARGO) clippy --locked --all-targets --features fault-injection -- -D warnings
+	$(CARGO) clippy --locked --no-default-features --bin lattice-xds-signer -- -D warnings
 
 # fault-injection compiles the test-only fault hook (src/supervise.rs) into the test binaries.
 test: envoy peers kube helm iptables
 	$(CARGO) test --locked --features fault-injection
+
+# Every benchmark but the long ones (bench-xds, bench-soak): signing, load through the sidecar,
+# and the signer over ext_proc alone. Release builds; results go in docs/benchmarks.md.
+bench: envoy
+	scripts/bench-signing.sh
+	scripts/bench-load.sh
+	scripts/bench-ext-proc.sh
+
+# The signer sidecar's binary driven over ext_proc by `lattice-xds loadtest ext-proc`.
+bench-ext-proc:
+	scripts/bench-ext-proc.sh
 
 # The controller against go-control-plane under sidecar-like ADS load, and stock Envoy's memory
 # as destinations grow (release builds, several minutes; results go in docs/benchmarks.md).

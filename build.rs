@@ -47,6 +47,10 @@ const ENVOY_INCLUDES: &[&str] = &[
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=proto");
     println!("cargo:rerun-if-env-changed=LATTICE_XDS_ENVOY_PROTO_DIR");
+    // The signer alone (without the `controller` feature) needs neither.
+    if env::var_os("CARGO_FEATURE_CONTROLLER").is_none() {
+        return Ok(());
+    }
     let out = PathBuf::from(env::var("OUT_DIR")?);
 
     let admin = protox::compile(["lattice_xds/admin/v1/admin.proto"], ["proto"])?;

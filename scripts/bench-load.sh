@@ -22,8 +22,11 @@ else
   sidecar_core=()
   other_core=()
 fi
-cargo build --release --locked --quiet
+cargo build --release --locked --quiet --bin lattice-xds
+# The signer as each pod runs it: the signer alone, on one thread (see the Dockerfile).
+cargo build --release --locked --quiet --no-default-features --bin lattice-xds-signer
 bin=target/release/lattice-xds
+signer_bin=target/release/lattice-xds-signer
 envoy=$(scripts/install-envoy.sh)
 wrk=$(scripts/install-wrk.sh)
 work=$(mktemp -d -t lattice-xds-load.XXXXXX)
@@ -93,8 +96,8 @@ cpu_seconds() { # CPU seconds (user + system) of each process started for the cu
   done
 }
 
-run_mode() { # MODE -> prints "rps p50-ms p99-ms non-2xx envoy-µs/request signer-µs/request"
-  local mode=$1
+run_mode() { # MODE -> prints "rps p50-ms p99-ms non-2xx envoy-µs/request signer-µs/request signer-RSS-kB"
+  local mode=$1 signer_pid=
   local xds admin egress envoy_admin signer_grpc signer_http
   xds=$(free_port); admin=$(free_port); egress=$(free_port); envoy_admin=$(free_port)
   signer_grpc=$(free_port); signer_http=$(free_port)
@@ -108,8 +111,9 @@ run_mode() { # MODE -> prints "rps p50-ms p99-ms non-2xx envoy-µs/request signe
     --resolve "$host=127.0.0.1:$upstream_port" --log warn 2> "$work/controller-$mode.log" &
   pids+=($!)
   if [ "$mode" = ext-proc ] || [ "$mode" = lua ]; then
-    env "${credentials[@]}" "${other_core[@]}" "$bin" signer --grpc-listen "127.0.0.1:$signer_grpc" \
+    env "${credentials[@]}" "${other_core[@]}" "$signer_bin" --grpc-listen "127.0.0.1:$signer_grpc" \
       --http-listen "127.0.0.1:$signer_http" --log warn 2> "$work/signer-$mode.log" &
+    signer_pid=$!
     pids+=($!)
     wait_for "http://127.0.0.1:$signer_http/readyz" ready "the signer"
   fi
@@ -126,10 +130,12 @@ run_mode() { # MODE -> prints "rps p50-ms p99-ms non-2xx envoy-µs/request signe
   "${other_core[@]}" "$wrk" -t1 -c"$connections" -d"${seconds}s" --latency -H "Host: $host" \
     "http://127.0.0.1:$egress/" > "$work/wrk-$mode.txt"
   after=$(cpu_seconds)
+  local signer_rss=0
+  [ -n "$signer_pid" ] && signer_rss=$(awk '/^VmRSS:/ { print $2 }' "/proc/$signer_pid/status")
   stop_all
   echo "$before" > "$work/cpu-before-$mode"
   echo "$after" > "$work/cpu-after-$mode"
-  python3 - "$work/wrk-$mode.txt" "$work/cpu-before-$mode" "$work/cpu-after-$mode" "$mode" <<'PY'
+  python3 - "$work/wrk-$mode.txt" "$work/cpu-before-$mode" "$work/cpu-after-$mode" "$mode" "$signer_rss" <<'PY'
 import re, sys
 text = open(sys.argv[1]).read()
 before = [float(x) for x in open(sys.argv[2]).read().split()]
@@ -150,7 +156,7 @@ errors = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
 requests = int(re.search(r"(\d+) requests in", text).group(1))
 envoy_us = sidecar_cpu / requests * 1e6
 signer_us = signer_cpu / requests * 1e6
-print(f"{rps:.0f} {p50:.2f} {p99:.2f} {errors.group(1) if errors else 0} {envoy_us:.0f} {signer_us:.0f}")
+print(f"{rps:.0f} {p50:.2f} {p99:.2f} {errors.group(1) if errors else 0} {envoy_us:.0f} {signer_us:.0f} {sys.argv[5]}")
 PY
 }
 
@@ -161,7 +167,7 @@ for round in $(seq 1 "$rounds"); do
   for mode in "${modes[@]}"; do
     line=$(run_mode "$mode")
     echo "$round $mode $line" >> "$results"
-    echo "bench-load: round $round, $mode: $line (req/s, p50 ms, p99 ms, non-2xx, Envoy µs CPU/req, signer µs CPU/req)" >&2
+    echo "bench-load: round $round, $mode: $line (req/s, p50 ms, p99 ms, non-2xx, Envoy µs CPU/req, signer µs CPU/req, signer RSS kB)" >&2
   done
 done
 
@@ -184,8 +190,10 @@ for r in rows:
 def ratios(mode):  # this mode's requests/s over native's, round by round
     return [v[mode] / v["native"] for v in per_round.values() if "native" in v and mode in v]
 print("| mode | requests/s | × native | × native, per round | p50 (ms) | p99 (ms) | non-2xx | "
-      "sidecar Envoy CPU/request (µs) | signer CPU/request (µs) |")
-print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+      "sidecar Envoy CPU/request (µs) | signer CPU/request (µs) | signer ÷ native Envoy CPU | "
+      "signer RSS under load |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+native_envoy_us = median("native", 4) if "native" in modes else None
 native = median("native", 0) if "native" in modes else None
 for mode in modes:
     rps = median(mode, 0)
@@ -193,6 +201,10 @@ for mode in modes:
     spread = ratios(mode)
     spread = f"{min(spread):.2f}–{max(spread):.2f}" if spread else "–"
     errors = sum(int(r[3]) for r in by_mode[mode])
+    signer_us = median(mode, 5)
+    signed = mode in ("ext-proc", "lua")
+    share = f"{signer_us / native_envoy_us:.2f}" if signed and native_envoy_us else "–"
+    rss = f"{max(float(r[6]) for r in by_mode[mode]) / 1024:.1f} MB" if signed else "–"
     print(f"| {mode} | {rps:.0f} | {ratio} | {spread} | {median(mode, 1):.2f} | {median(mode, 2):.2f} | "
-          f"{errors} | {median(mode, 4):.0f} | {median(mode, 5):.0f} |")
+          f"{errors} | {median(mode, 4):.0f} | {signer_us:.0f} | {share} | {rss} |")
 PY

@@ -19,7 +19,7 @@ use crate::model::{
 };
 use crate::provider::kubernetes::{KubernetesConfig, LeaseConfig};
 use crate::redirect::{Cidr, RedirectConfig};
-use crate::signer::{Algorithm, Defaults, SignerConfig};
+use crate::signer::SignerArgs;
 use crate::trust::fetch::{CaArn, TrustSettings};
 use crate::xds::auth::DEFAULT_AUDIENCE;
 use crate::xds::limits::Limits;
@@ -64,6 +64,9 @@ pub enum Command {
     Policy(PolicyCommand),
     /// Check that a controller is ready and serves xDS (what `helm test` runs).
     Check(CheckArgs),
+    /// Load generators for the benchmarks.
+    #[command(subcommand)]
+    Loadtest(LoadtestCommand),
     /// Redirect the pod's connections to VPC Lattice to the sidecar's egress listener
     /// (iptables; run once by the injected init container, with NET_ADMIN).
     Redirect(RedirectArgs),
@@ -73,41 +76,41 @@ pub enum Command {
 pub struct EmulateArgs {
     /// Directory of manifests (HTTPRoutes, Gateways, IAMAuthPolicies). Repeatable: one per
     /// emulated cluster.
-    #[arg(long = "manifests", required = true)]
+    #[arg(long = "manifests", env = "LATTICE_XDS_MANIFESTS", required = true)]
     pub manifests: Vec<PathBuf>,
     /// YAML list of the callers the emulator knows (access key, secret, role session ARN,
     /// session tags, Pod Identity token).
-    #[arg(long)]
+    #[arg(long, env = "LATTICE_XDS_IDENTITIES")]
     pub identities: PathBuf,
     /// PEM certificate chain for the custom domains (issued by the private CA).
-    #[arg(long)]
+    #[arg(long, env = "LATTICE_XDS_TLS_CERT")]
     pub tls_cert: PathBuf,
     /// PEM private key of that certificate.
-    #[arg(long)]
+    #[arg(long, env = "LATTICE_XDS_TLS_KEY")]
     pub tls_key: PathBuf,
     /// HTTPS address of every service, as Lattice answers on one address per VPC.
-    #[arg(long, default_value = "127.0.0.1:443")]
+    #[arg(long, env = "LATTICE_XDS_LISTEN", default_value = "127.0.0.1:443")]
     pub listen: SocketAddr,
     /// Where a route backend answers, NAME=URL or NAMESPACE/NAME=URL. Repeatable.
-    #[arg(long = "backend", value_parser = parse_pair)]
+    #[arg(long = "backend", env = "LATTICE_XDS_BACKEND", value_parser = parse_pair)]
     pub backends: Vec<(String, String)>,
     /// The region signatures must be scoped to, and of the service ARNs.
-    #[arg(long, default_value = "us-east-1")]
+    #[arg(long, env = "LATTICE_XDS_REGION", default_value = "us-east-1")]
     pub region: String,
     /// The account of the service ARNs.
-    #[arg(long, default_value = "111122223333")]
+    #[arg(long, env = "LATTICE_XDS_ACCOUNT", default_value = "111122223333")]
     pub account: String,
     /// Answer DNS (UDP) for the served names on this address.
-    #[arg(long)]
+    #[arg(long, env = "LATTICE_XDS_DNS_LISTEN")]
     pub dns_listen: Option<SocketAddr>,
     /// The address DNS answers with.
-    #[arg(long, default_value = "127.0.0.1")]
+    #[arg(long, env = "LATTICE_XDS_DNS_ANSWER", default_value = "127.0.0.1")]
     pub dns_answer: IpAddr,
     /// Serve the EKS Pod Identity agent's /v1/credentials for the known callers on this address.
-    #[arg(long)]
+    #[arg(long, env = "LATTICE_XDS_POD_IDENTITY_LISTEN")]
     pub pod_identity_listen: Option<SocketAddr>,
     /// How far x-amz-date may be from now.
-    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "LATTICE_XDS_CLOCK_SKEW", default_value = "5m", value_parser = humantime::parse_duration)]
     pub clock_skew: Duration,
 }
 
@@ -140,30 +143,31 @@ pub enum PolicyCommand {
 #[derive(Debug, Args)]
 pub struct PolicyCheckArgs {
     /// The service's policy: JSON, or an IAMAuthPolicy manifest.
-    #[arg(long)]
+    #[arg(long, env = "LATTICE_XDS_POLICY")]
     pub policy: PathBuf,
     /// The service network's policy (on the Gateway); both must allow.
-    #[arg(long)]
+    #[arg(long, env = "LATTICE_XDS_NETWORK_POLICY")]
     pub network_policy: Option<PathBuf>,
     /// The caller's ARN (for a pod, its role session: arn:aws:sts::ACCOUNT:assumed-role/ROLE/SESSION),
     /// or `anonymous` for an unsigned request.
-    #[arg(long)]
+    #[arg(long, env = "LATTICE_XDS_PRINCIPAL")]
     pub principal: String,
     /// A session tag of the caller, KEY=VALUE (eks-cluster-name, kubernetes-namespace, …). Repeatable.
-    #[arg(long = "tag", value_parser = parse_pair)]
+    #[arg(long = "tag", env = "LATTICE_XDS_TAG", value_parser = parse_pair)]
     pub tags: Vec<(String, String)>,
     /// The request's method.
-    #[arg(long, default_value = "GET")]
+    #[arg(long, env = "LATTICE_XDS_METHOD", default_value = "GET")]
     pub method: String,
     /// A request header, NAME=VALUE. Repeatable.
-    #[arg(long = "header", value_parser = parse_pair)]
+    #[arg(long = "header", env = "LATTICE_XDS_HEADER", value_parser = parse_pair)]
     pub headers: Vec<(String, String)>,
     /// A query parameter, NAME=VALUE. Repeatable.
-    #[arg(long = "query", value_parser = parse_pair)]
+    #[arg(long = "query", env = "LATTICE_XDS_QUERY", value_parser = parse_pair)]
     pub query: Vec<(String, String)>,
     /// The resource the call is for.
     #[arg(
         long,
+        env = "LATTICE_XDS_RESOURCE",
         default_value = "arn:aws:vpc-lattice:us-east-1:111122223333:service/svc-0123456789abcdef0/"
     )]
     pub resource: String,
@@ -275,7 +279,7 @@ pub struct RedirectArgs {
     #[arg(long = "range", env = "LATTICE_XDS_RANGE", value_delimiter = ',', default_values = [crate::redirect::LATTICE_IPV4, crate::redirect::LATTICE_IPV6])]
     pub ranges: Vec<Cidr>,
     /// Print the rules (iptables-restore format, IPv4 then IPv6) instead of installing them.
-    #[arg(long)]
+    #[arg(long, env = "LATTICE_XDS_PRINT")]
     pub print: bool,
 }
 
@@ -602,6 +606,53 @@ pub struct BootstrapArgs {
     pub xds_token_file: Option<String>,
 }
 
+#[derive(Debug, Subcommand)]
+pub enum LoadtestCommand {
+    /// Drive a signer's ext_proc service as Envoy does (one stream per request, headers only,
+    /// N requests in flight); print progress each second and a final table of requests/s,
+    /// latency percentiles and answers. Exits non-zero if any request was let through unsigned.
+    ExtProc(ExtProcLoadArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ExtProcLoadArgs {
+    /// The signer's ext_proc address.
+    #[arg(long, env = "LATTICE_XDS_TARGET", default_value = "127.0.0.1:9001")]
+    pub target: SocketAddr,
+    /// Requests in flight at once.
+    #[arg(long, env = "LATTICE_XDS_CONCURRENCY", default_value_t = 16)]
+    pub concurrency: usize,
+    /// How long to run (`10s`, `2m`).
+    #[arg(long, env = "LATTICE_XDS_DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub duration: Duration,
+    /// Stop after this many requests, if that comes before --duration.
+    #[arg(long, env = "LATTICE_XDS_REQUESTS")]
+    pub requests: Option<u64>,
+    /// The `:authority` of every request.
+    #[arg(
+        long,
+        env = "LATTICE_XDS_AUTHORITY",
+        default_value = "demo-cluster2.example.com"
+    )]
+    pub authority: String,
+    /// The signer's PID: report its CPU per request and its RSS.
+    #[arg(long, env = "LATTICE_XDS_PID")]
+    pub pid: Option<u32>,
+}
+
+impl From<ExtProcLoadArgs> for crate::loadtest::ExtProcLoad {
+    fn from(args: ExtProcLoadArgs) -> Self {
+        Self {
+            target: args.target,
+            concurrency: args.concurrency,
+            duration: args.duration,
+            requests: args.requests,
+            authority: args.authority,
+            pid: args.pid,
+        }
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct ProxyStatusArgs {
     /// The controller's admin URL.
@@ -611,109 +662,6 @@ pub struct ProxyStatusArgs {
         default_value = "http://127.0.0.1:19000"
     )]
     pub admin: String,
-}
-
-#[derive(Debug, Args)]
-pub struct SignerArgs {
-    /// Address of the ext_proc gRPC server. Loopback only, unless --allow-remote.
-    #[arg(
-        long,
-        env = "LATTICE_XDS_GRPC_LISTEN",
-        default_value = "127.0.0.1:9001"
-    )]
-    pub grpc_listen: SocketAddr,
-    /// Address of the HTTP server: POST /v1/sign (Lua mode), /healthz, /readyz, /metrics.
-    /// Loopback only, unless --allow-remote.
-    #[arg(
-        long,
-        env = "LATTICE_XDS_HTTP_LISTEN",
-        default_value = "127.0.0.1:9002"
-    )]
-    pub http_listen: SocketAddr,
-    /// Another address for /healthz, /readyz and /metrics only (probes, Prometheus); it never
-    /// signs, so it may be any address.
-    #[arg(long, env = "LATTICE_XDS_ADMIN_LISTEN")]
-    pub admin_listen: Option<SocketAddr>,
-    /// SigV4 region when the controller sends none; by default AWS_REGION, then
-    /// AWS_DEFAULT_REGION.
-    #[arg(long, env = "LATTICE_XDS_REGION")]
-    pub region: Option<String>,
-    /// SigV4 service name when the controller sends none.
-    #[arg(long, env = "LATTICE_XDS_SERVICE", default_value = "vpc-lattice-svcs")]
-    pub service: String,
-    /// Signature algorithm: sigv4, or sigv4a (signs for --region-set instead of one region).
-    #[arg(long, env = "LATTICE_XDS_ALGORITHM", default_value = "sigv4")]
-    pub algorithm: Algorithm,
-    /// SigV4A region set, such as `*` or `us-east-1,us-west-2`.
-    #[arg(long, env = "LATTICE_XDS_REGION_SET", default_value = "*")]
-    pub region_set: String,
-    /// The only service requests are signed for; anything else is refused with 403.
-    /// Repeatable; by default --service.
-    #[arg(
-        long = "allow-service",
-        env = "LATTICE_XDS_ALLOW_SERVICE",
-        value_delimiter = ','
-    )]
-    pub allow_services: Vec<String>,
-    /// The only region requests are signed for (and SigV4A region sets are made of); anything
-    /// else is refused with 403. Repeatable; by default the signer's own region (--region,
-    /// AWS_REGION, AWS_DEFAULT_REGION).
-    #[arg(
-        long = "allow-region",
-        env = "LATTICE_XDS_ALLOW_REGION",
-        value_delimiter = ','
-    )]
-    pub allow_regions: Vec<String>,
-    /// Allow the signing listeners on non-loopback addresses. Anything that reaches them can
-    /// sign requests as this pod.
-    #[arg(long, env = "LATTICE_XDS_ALLOW_REMOTE")]
-    pub allow_remote: bool,
-    /// Serve ext_proc on this Unix socket instead of --grpc-listen, to connections from
-    /// --socket-peer-uid only (other processes of the pod cannot get signatures).
-    #[arg(long, env = "LATTICE_XDS_GRPC_SOCKET")]
-    pub grpc_socket: Option<PathBuf>,
-    /// Serve POST /v1/sign (the Lua mode) on this Unix socket instead of --http-listen, to
-    /// --socket-peer-uid only; health and metrics are then on --admin-listen.
-    #[arg(long, env = "LATTICE_XDS_HTTP_SOCKET")]
-    pub http_socket: Option<PathBuf>,
-    /// The uid (Envoy's) whose connections the sockets serve; others are closed and counted.
-    #[arg(long, env = "LATTICE_XDS_SOCKET_PEER_UID", default_value_t = 101)]
-    pub socket_peer_uid: u32,
-}
-
-impl From<SignerArgs> for SignerConfig {
-    fn from(args: SignerArgs) -> Self {
-        let region = args.region.or_else(|| {
-            ["AWS_REGION", "AWS_DEFAULT_REGION"]
-                .into_iter()
-                .find_map(|name| std::env::var(name).ok().filter(|value| !value.is_empty()))
-        });
-        Self {
-            grpc_listen: args.grpc_listen,
-            http_listen: args.http_listen,
-            admin_listen: args.admin_listen,
-            defaults: Defaults {
-                allowed_services: if args.allow_services.is_empty() {
-                    vec![args.service.clone()]
-                } else {
-                    args.allow_services
-                },
-                allowed_regions: if args.allow_regions.is_empty() {
-                    region.iter().cloned().collect()
-                } else {
-                    args.allow_regions
-                },
-                region,
-                service: args.service,
-                algorithm: args.algorithm,
-                region_set: args.region_set,
-            },
-            allow_remote: args.allow_remote,
-            grpc_socket: args.grpc_socket,
-            http_socket: args.http_socket,
-            socket_peer_uid: args.socket_peer_uid,
-        }
-    }
 }
 
 fn parse_resolve(value: &str) -> Result<(String, SocketAddr), String> {

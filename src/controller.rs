@@ -319,7 +319,7 @@ pub async fn run(config: ControllerConfig) -> anyhow::Result<()> {
 
     let stop = shutdown.clone();
     tokio::spawn(async move {
-        wait_for_signal().await;
+        crate::supervise::wait_for_signal().await;
         tracing::info!("shutting down: closing ADS streams");
         stop.cancel();
     });
@@ -430,23 +430,4 @@ async fn start_webhook(
     });
     tracing::info!(listen = %config.listen, "injection webhook started");
     Ok(())
-}
-
-/// Resolves on SIGTERM or SIGINT.
-pub(crate) async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        if let (Ok(mut term), Ok(mut int)) = (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-        ) {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
-            return;
-        }
-    }
-    let _ = tokio::signal::ctrl_c().await;
 }

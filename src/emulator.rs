@@ -128,7 +128,7 @@ pub async fn run(config: EmulatorConfig) -> anyhow::Result<()> {
     let app = Router::new().fallback(handle).with_state(emulator);
     let stop = shutdown.clone();
     tokio::spawn(async move {
-        crate::controller::wait_for_signal().await;
+        crate::supervise::wait_for_signal().await;
         stop.cancel();
     });
     tracing::info!(listen = %config.listen, "VPC Lattice emulator ready");

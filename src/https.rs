@@ -320,12 +320,3 @@ impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
         self.0.signature_verification_algorithms.supported_schemes()
     }
 }
-
-/// The AWS SDK's HTTPS client (ACM PCA, STS, the Pod Identity agent): rustls on ring, the one
-/// crypto stack the project links.
-pub fn aws_http_client() -> aws_sdk_acmpca::config::SharedHttpClient {
-    use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
-    aws_smithy_http_client::Builder::new()
-        .tls_provider(Provider::Rustls(CryptoMode::Ring))
-        .build_https()
-}

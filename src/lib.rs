@@ -1,29 +1,50 @@
 //! lattice-xds: an xDS control plane that drives stock Envoy sidecars so that pods can call
 //! services through Amazon VPC Lattice, signed with SigV4 and trusting private CAs.
+//!
+//! The `controller` feature (on by default) brings everything but the signer: the controller,
+//! the webhook, the emulator and the tools, with the Kubernetes and ACM PCA clients. Without
+//! it the crate is the signer alone, which the `lattice-xds-signer` binary runs.
 
-pub mod admin;
-pub mod bootstrap;
-pub mod certificates;
-pub mod check;
-pub mod cli;
-pub mod controller;
-pub mod emulator;
-pub mod https;
-pub mod inject;
-pub mod memory;
-pub mod metrics;
+// What the signer needs.
+pub mod aws;
 pub mod model;
-pub mod policy;
-pub mod provider;
-pub mod proxy_status;
-pub mod redirect;
 pub mod signer;
 pub mod supervise;
-pub mod translate;
-pub mod trust;
-pub mod xds;
+
+/// Declares the modules that exist only with the `controller` feature.
+macro_rules! with_controller {
+    ($($module:ident),* $(,)?) => {
+        $(
+            #[cfg(feature = "controller")]
+            pub mod $module;
+        )*
+    };
+}
+
+with_controller!(
+    admin,
+    bootstrap,
+    certificates,
+    check,
+    cli,
+    controller,
+    emulator,
+    https,
+    inject,
+    loadtest,
+    memory,
+    metrics,
+    policy,
+    provider,
+    proxy_status,
+    redirect,
+    translate,
+    trust,
+    xds,
+);
 
 /// The project's own gRPC API, compiled from `proto/` by the build script.
+#[cfg(feature = "controller")]
 pub mod admin_api {
     tonic::include_proto!("lattice_xds.admin.v1");
 }

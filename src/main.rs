@@ -1,6 +1,8 @@
 use clap::Parser;
-use lattice_xds::cli::{Cli, Command, PolicyCommand};
-use lattice_xds::{bootstrap, check, controller, emulator, policy, proxy_status, redirect, signer};
+use lattice_xds::cli::{Cli, Command, LoadtestCommand, PolicyCommand};
+use lattice_xds::{
+    bootstrap, check, controller, emulator, loadtest, policy, proxy_status, redirect, signer,
+};
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
@@ -31,6 +33,20 @@ async fn main() -> std::process::ExitCode {
                 .and_then(|config| bootstrap::write(&config, output.as_deref()))
         }
         Command::ProxyStatus(args) => proxy_status::run(&args.admin).await,
+        Command::Loadtest(LoadtestCommand::ExtProc(args)) => {
+            match loadtest::ext_proc(&args.into()).await {
+                Ok(report) => {
+                    print!("{}", report.table());
+                    match report.unsigned() {
+                        0 => Ok(()),
+                        unsigned => Err(anyhow::anyhow!(
+                            "{unsigned} requests were let through without a signature"
+                        )),
+                    }
+                }
+                Err(error) => Err(error),
+            }
+        }
         Command::Check(args) => match args.into_config() {
             Ok(config) => check::run(&config).await,
             Err(error) => Err(error),

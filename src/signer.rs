@@ -7,6 +7,7 @@
 //! configured with: anything in the pod's network namespace can reach it, and must not get
 //! signatures for, say, `s3`; anything else is refused with a 403 that says why.
 
+mod args;
 pub mod canonical;
 pub mod credentials;
 mod ext_proc;
@@ -19,6 +20,7 @@ pub mod sigv4a;
 mod socket;
 pub mod time;
 
+pub use args::SignerArgs;
 pub use server::{SignerConfig, run};
 
 use std::sync::Arc;

@@ -201,7 +201,11 @@ async fn the_webhook_injects_the_pods_that_ask_once() {
     assert_eq!(envoy["restartPolicy"], "Always");
     assert_eq!(envoy["securityContext"]["runAsUser"], 101);
     let signer = container(&injected, "lattice-xds-signer");
-    assert_eq!(signer["args"], serde_json::json!(["signer"]));
+    assert_eq!(
+        signer["command"],
+        serde_json::json!(["/usr/local/bin/lattice-xds-signer"])
+    );
+    assert!(signer["args"].is_null(), "{signer}");
     let region = signer["env"]
         .as_array()
         .unwrap()

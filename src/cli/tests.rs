@@ -157,3 +157,36 @@ fn a_ca_file_with_a_private_key_is_refused_and_only_certificates_are_kept() {
         "{error:#}"
     );
 }
+
+/// The README promises that every flag can also be set as `LATTICE_XDS_<FLAG>`: walk every
+/// subcommand of both binaries' parsers and check each flag's environment twin and its name.
+#[test]
+fn every_flag_has_its_environment_twin() {
+    use clap::CommandFactory;
+    fn walk(command: &clap::Command, path: &str, missing: &mut Vec<String>) {
+        for arg in command.get_arguments() {
+            let Some(long) = arg.get_long() else {
+                continue;
+            };
+            if matches!(long, "help" | "version") {
+                continue;
+            }
+            let wanted = format!("LATTICE_XDS_{}", long.replace('-', "_").to_uppercase());
+            match arg.get_env() {
+                Some(env) if env.to_str() == Some(wanted.as_str()) => {}
+                Some(env) => missing.push(format!("{path} --{long}: {env:?}, not {wanted}")),
+                None => missing.push(format!("{path} --{long}: no {wanted}")),
+            }
+        }
+        for sub in command.get_subcommands() {
+            walk(sub, &format!("{path} {}", sub.get_name()), missing);
+        }
+    }
+    let mut missing = Vec::new();
+    walk(&Cli::command(), "lattice-xds", &mut missing);
+    assert!(
+        missing.is_empty(),
+        "flags without their environment twin:\n{}",
+        missing.join("\n")
+    );
+}

@@ -170,9 +170,12 @@ fn a_signer_on_unix_sockets_shares_their_directory_with_envoy() {
         .find(|c| c["name"] == "lattice-xds-signer")
         .unwrap();
     assert_eq!(
+        signer["command"],
+        json!(["/usr/local/bin/lattice-xds-signer"])
+    );
+    assert_eq!(
         signer["args"],
         json!([
-            "signer",
             "--grpc-socket",
             "/var/run/lattice-xds-signer/ext-proc.sock",
             "--http-socket",

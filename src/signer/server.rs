@@ -152,7 +152,7 @@ pub async fn run(config: SignerConfig) -> anyhow::Result<()> {
     );
     let stop = shutdown.clone();
     tokio::spawn(async move {
-        crate::controller::wait_for_signal().await;
+        crate::supervise::wait_for_signal().await;
         tracing::info!("shutting down");
         stop.cancel();
     });
@@ -193,7 +193,7 @@ enum Signing {
 /// The AWS SDK's default credential chain.
 async fn default_chain(region: Option<String>) -> SharedCredentialsProvider {
     let http = aws_config::provider_config::ProviderConfig::default()
-        .with_http_client(crate::https::aws_http_client());
+        .with_http_client(crate::aws::https_client());
     let mut chain = aws_config::default_provider::credentials::DefaultCredentialsChain::builder()
         .configure(http);
     if let Some(region) = region {

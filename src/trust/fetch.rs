@@ -163,7 +163,7 @@ async fn client(region: &str, endpoint_url: Option<&str>) -> aws_sdk_acmpca::Cli
         .build();
     let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .region(aws_config::Region::new(region.to_string()))
-        .http_client(crate::https::aws_http_client())
+        .http_client(crate::aws::https_client())
         .timeout_config(timeouts);
     if let Some(url) = endpoint_url {
         loader = loader.endpoint_url(url);

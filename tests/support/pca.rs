@@ -55,7 +55,7 @@ impl Moto {
             .behavior_version(aws_sdk_acmpca::config::BehaviorVersion::latest())
             .region(aws_sdk_acmpca::config::Region::new(REGION))
             .endpoint_url(self.endpoint())
-            .http_client(lattice_xds::https::aws_http_client())
+            .http_client(lattice_xds::aws::https_client())
             .credentials_provider(aws_sdk_acmpca::config::Credentials::new(
                 "testing", "testing", None, None, "tests",
             ))

@@ -15,7 +15,7 @@ use axum::routing::get;
 
 use super::process::Running;
 use super::upstream::ServerCert;
-use super::{eventually, free_port, http, lattice_xds, python};
+use super::{eventually, free_port, http, python};
 
 /// Environment that keeps the AWS SDK away from anything outside the test: no shared config
 /// files, no instance metadata, no inherited credentials.
@@ -67,9 +67,9 @@ impl Signer {
         args: &[&str],
         env: &[(&str, String)],
     ) -> Signer {
-        let mut command = Command::new(lattice_xds());
+        // The binary the signer sidecar runs: the signer alone, on one thread.
+        let mut command = Command::new(env!("CARGO_BIN_EXE_lattice-xds-signer"));
         command
-            .arg("signer")
             .arg(format!("--grpc-listen={grpc}"))
             .arg(format!("--http-listen={http}"))
             .args(args)
