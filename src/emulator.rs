@@ -249,7 +249,7 @@ fn service_id(route: &ObjectRef, assigned_domain: Option<&str>) -> String {
     match assigned {
         Some(id) => format!("svc-{id}"),
         None => {
-            let digest = crate::signer::sigv4::hex(&Sha256::digest(route.to_string().as_bytes()));
+            let digest = hex::encode(Sha256::digest(route.to_string().as_bytes()));
             format!("svc-{}", &digest[..17])
         }
     }

@@ -8,6 +8,12 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 /// Labels a metric with the xDS type (`CDS`, `LDS`, `RDS`, `SDS`).
+/// Labels the injection counter with what was decided.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DecisionLabel {
+    pub decision: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TypeLabel {
     pub r#type: String,
@@ -87,7 +93,7 @@ pub struct Metrics {
     pub kubernetes_write_errors: Counter,
     /// Admission reviews of pods, by decision (injected, not_requested, opted_out,
     /// already_injected).
-    pub injections: Family<crate::inject::webhook::DecisionLabel, Counter>,
+    pub injections: Family<DecisionLabel, Counter>,
 }
 
 impl Default for Metrics {

@@ -10,7 +10,7 @@ use std::time::SystemTime;
 
 use aws_credential_types::Credentials;
 use lattice_xds::signer::canonical::{PathRules, Request};
-use lattice_xds::signer::sigv4::{Options, Payload, Scope, SigV4, hex};
+use lattice_xds::signer::sigv4::{Options, Payload, Scope, SigV4};
 use lattice_xds::signer::sigv4a::SigV4a;
 use lattice_xds::signer::time::parse_rfc3339_utc;
 use p256::ecdsa::Signature;
@@ -148,7 +148,7 @@ impl Case {
             authority,
             headers: &pairs,
         };
-        let body_hash = hex(&Sha256::digest(&self.body));
+        let body_hash = hex::encode(Sha256::digest(&self.body));
         let options = Options {
             payload: Payload::Hashed {
                 sha256: &body_hash,
@@ -282,7 +282,7 @@ fn sigv4a_reproduces_every_header_signing_case() {
             .verifying_key(&credentials)
             .unwrap()
             .to_sec1_point(false);
-        let xy = hex(&point.as_bytes()[1..]);
+        let xy = hex::encode(&point.as_bytes()[1..]);
         let expected_xy = format!(
             "{}{}",
             public["X"].as_str().unwrap(),

@@ -21,7 +21,6 @@ use axum::routing::post;
 use axum::{Json, Router};
 use kube::api::DynamicObject;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview};
-use prometheus_client::encoding::EncodeLabelSet;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -29,11 +28,6 @@ use super::{Decision, InjectConfig, NEVER_INJECTED, decide, inject};
 use crate::certificates::ServingCertificate;
 use crate::metrics::Metrics;
 
-/// Labels the injection counter with what was decided.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct DecisionLabel {
-    pub decision: String,
-}
 
 #[derive(Clone)]
 struct Webhook {
@@ -131,7 +125,7 @@ impl Webhook {
         };
         self.metrics
             .injections
-            .get_or_create(&DecisionLabel {
+            .get_or_create(&crate::metrics::DecisionLabel {
                 decision: label.to_string(),
             })
             .inc();

@@ -138,7 +138,7 @@ impl SigV4 {
         let date = AmzDate::new(time);
         let signer_headers = SignerHeaders::new(&date, credentials.session_token(), options);
         with_canonical(request, &signer_headers, options, |canonical_request, _| {
-            let digest = hex(&Sha256::digest(canonical_request.as_bytes()));
+            let digest = hex::encode(Sha256::digest(canonical_request.as_bytes()));
             let signature = self.signature(credentials, scope, &date, canonical_request);
             Workings {
                 canonical_request: canonical_request.to_string(),
@@ -296,17 +296,6 @@ fn hex_array(digest: &[u8; 32]) -> [u8; 64] {
     for (index, byte) in digest.iter().enumerate() {
         text[2 * index] = DIGITS[usize::from(byte >> 4)];
         text[2 * index + 1] = DIGITS[usize::from(byte & 0xf)];
-    }
-    text
-}
-
-/// Lowercase hex, as every SigV4 text spells digests.
-pub fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut text = String::with_capacity(bytes.len() * 2);
-    for byte in bytes {
-        text.push(DIGITS[usize::from(byte >> 4)] as char);
-        text.push(DIGITS[usize::from(byte & 0xf)] as char);
     }
     text
 }

@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 
 use super::canonical::Request;
 use super::sigv4::{
-    Options, Scope, Signed, SignerHeaders, Workings, hex, string_to_sign, with_canonical,
+    Options, Scope, Signed, SignerHeaders, Workings, string_to_sign, with_canonical,
 };
 use super::time::AmzDate;
 
@@ -130,13 +130,13 @@ impl SigV4a {
             signer_headers,
             options,
             |canonical_request, signed_names| {
-                let digest = hex(&Sha256::digest(canonical_request.as_bytes()));
+                let digest = hex::encode(Sha256::digest(canonical_request.as_bytes()));
                 let string_to_sign = string_to_sign(ALGORITHM, date, scope, &digest).concat();
                 let signature: Signature = key.sign(string_to_sign.as_bytes());
                 let workings = Workings {
                     canonical_request: canonical_request.to_string(),
                     string_to_sign,
-                    signature: hex(signature.to_der().as_bytes()),
+                    signature: hex::encode(signature.to_der().as_bytes()),
                 };
                 (workings, signed_names.to_string())
             },

@@ -98,7 +98,7 @@ fn certificates(
             serial: certificate.raw_serial_as_string(),
             not_before: certificate.validity().not_before.timestamp(),
             not_after: certificate.validity().not_after.timestamp(),
-            fingerprint_sha256: crate::signer::sigv4::hex(&Sha256::digest(&block.contents)),
+            fingerprint_sha256: hex::encode(Sha256::digest(&block.contents)),
         };
         if !certificate.is_ca() {
             return Err(InvalidCa::NotACa {
