@@ -11,12 +11,11 @@ use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
     HttpConnectionManager, HttpFilter, Rds,
     http_connection_manager::{RouteSpecifier, StripPortMode},
-    http_filter,
 };
 use envoy_types::util::pack_any;
 
 use super::cluster::{dns_cache, socket_address};
-use super::{EGRESS, ads, shared_classes, signing};
+use super::{EGRESS, ads, http_filter, shared_classes, signing};
 use crate::model::Mesh;
 
 /// The listener on every configured address at the egress port.
@@ -79,15 +78,6 @@ fn connection_manager(mesh: &Mesh) -> HttpConnectionManager {
         })),
         http_filters,
         strip_port_mode: Some(StripPortMode::StripAnyHostPort(true)),
-        ..Default::default()
-    }
-}
-
-/// An HTTP filter with its typed configuration.
-pub fn http_filter(name: &str, config: envoy_types::pb::google::protobuf::Any) -> HttpFilter {
-    HttpFilter {
-        name: name.to_string(),
-        config_type: Some(http_filter::ConfigType::TypedConfig(config)),
         ..Default::default()
     }
 }

@@ -26,8 +26,7 @@ use envoy_types::pb::envoy::r#type::v3::{HttpStatus, StatusCode};
 use envoy_types::util::pack_any;
 
 use super::cluster::{load_assignment, load_assignment_at, pinned, pipe_address};
-use super::listener::http_filter;
-use super::{SIGNER_GRPC_CLUSTER, SIGNER_HTTP_CLUSTER, seconds};
+use super::{SIGNER_GRPC_CLUSTER, SIGNER_HTTP_CLUSTER, http_filter, seconds};
 use crate::model::{SignerAddress, Signing, SigningAlgorithm, SigningMode};
 
 const LUA_TEMPLATE: &str = include_str!("../../envoy/sign.lua");
