@@ -213,7 +213,11 @@ async fn one_request(mut client: ExternalProcessorClient<Channel>, authority: &s
             .process(futures::stream::iter([message]))
             .await?
             .into_inner();
-        responses.message().await
+        let first = responses.message().await?;
+        // The request side is already closed; read the stream to its end, as Envoy does,
+        // rather than resetting it (h2 limits how many streams a client may reset).
+        while responses.message().await?.is_some() {}
+        Ok::<_, tonic::Status>(first)
     };
     match answer.await {
         Ok(Some(response)) => classify(response),
