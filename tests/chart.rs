@@ -99,6 +99,9 @@ fn the_schema_rejects_bad_values_with_clear_errors() {
         ("sidecar.egressPort=70000", "/sidecar/egressPort"),
         ("signer.mode=lua", "'signer'"),
         ("xds.auth=token", "/xds/auth"),
+        ("image.digest=latest", "/image/digest"),
+        ("imagePullSecrets[0].secret=registry", "/imagePullSecrets/0"),
+        ("serviceAccount.annotation=x", "'annotation'"),
         (
             "kyverno.enabled=true,signing.unixSockets=true",
             "Kyverno policy does not share",
