@@ -10,7 +10,7 @@ use lattice_xds::signer::{self, SignerArgs};
 /// Sign the pod's outgoing requests with its AWS credentials (the sidecar Envoy calls it over
 /// ext_proc, or over HTTP in the Lua mode).
 #[derive(Debug, Parser)]
-#[command(name = "lattice-xds-signer", version, about, long_about = None)]
+#[command(name = "lattice-xds-signer", version)]
 struct Cli {
     /// Log filter, as in RUST_LOG (for example `info` or `lattice_xds=debug`).
     #[arg(long, env = "LATTICE_XDS_LOG", default_value = "info")]
