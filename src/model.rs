@@ -2,6 +2,7 @@
 //! fallback domains and the signing settings. Plain Rust types only: no Kubernetes objects and
 //! no Envoy protobufs cross this module, so providers and translation can change independently.
 
+pub mod defaults;
 mod signing;
 
 pub use signing::{
@@ -119,7 +120,7 @@ pub struct Egress {
 impl Default for Egress {
     fn default() -> Self {
         Self {
-            port: 8080,
+            port: defaults::EGRESS_PORT,
             addresses: vec![
                 std::net::Ipv4Addr::UNSPECIFIED.into(),
                 std::net::Ipv6Addr::UNSPECIFIED.into(),

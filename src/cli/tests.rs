@@ -1,4 +1,6 @@
 use super::*;
+use crate::controller::{ControllerConfig, Source};
+use crate::model::PRIVATE_CA_BUNDLE;
 
 fn controller(args: &[&str]) -> anyhow::Result<ControllerConfig> {
     let mut argv = vec!["lattice-xds", "controller", "--manifests", "examples"];

@@ -27,8 +27,8 @@ impl Default for Signing {
             mode: SigningMode::ExtProc,
             region: None,
             service: "vpc-lattice-svcs".to_string(),
-            signer_grpc: SignerAddress::Tcp(SocketAddr::from(([127, 0, 0, 1], 9001))),
-            signer_http: SignerAddress::Tcp(SocketAddr::from(([127, 0, 0, 1], 9002))),
+            signer_grpc: SignerAddress::Tcp(super::defaults::SIGNER_GRPC),
+            signer_http: SignerAddress::Tcp(super::defaults::SIGNER_HTTP),
             algorithm: SigningAlgorithm::SigV4,
             region_set: "*".to_string(),
         }

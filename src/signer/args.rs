@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use clap::Args;
 
 use super::{Algorithm, Defaults, SignerConfig};
+use crate::model::defaults;
 
 #[derive(Debug, Args)]
 pub struct SignerArgs {
@@ -14,7 +15,7 @@ pub struct SignerArgs {
     #[arg(
         long,
         env = "LATTICE_XDS_GRPC_LISTEN",
-        default_value = "127.0.0.1:9001"
+        default_value_t = defaults::SIGNER_GRPC
     )]
     pub grpc_listen: SocketAddr,
     /// Address of the HTTP server: POST /v1/sign (Lua mode), /healthz, /readyz, /metrics.
@@ -22,7 +23,7 @@ pub struct SignerArgs {
     #[arg(
         long,
         env = "LATTICE_XDS_HTTP_LISTEN",
-        default_value = "127.0.0.1:9002"
+        default_value_t = defaults::SIGNER_HTTP
     )]
     pub http_listen: SocketAddr,
     /// Another address for /healthz, /readyz and /metrics only (probes, Prometheus); it never
@@ -72,7 +73,7 @@ pub struct SignerArgs {
     #[arg(long, env = "LATTICE_XDS_HTTP_SOCKET")]
     pub http_socket: Option<PathBuf>,
     /// The uid (Envoy's) whose connections the sockets serve; others are closed and counted.
-    #[arg(long, env = "LATTICE_XDS_SOCKET_PEER_UID", default_value_t = 101)]
+    #[arg(long, env = "LATTICE_XDS_SOCKET_PEER_UID", default_value_t = defaults::PROXY_UID)]
     pub socket_peer_uid: u32,
 }
 

@@ -1,0 +1,556 @@
+//! `lattice-xds controller`: its flags and how they become the controller's configuration.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+
+use crate::certificates::CertificateSource;
+use crate::controller::{ControllerConfig, Source, WebhookConfig, XdsAuth};
+use crate::inject::{InjectConfig, SignerSockets};
+use crate::model::defaults;
+use crate::model::{
+    DEFAULT_GATEWAY_CLASS, DEFAULT_SYSTEM_CA_FILE, Egress, PRIVATE_CA_BUNDLE, Settings,
+    SignerAddress, Signing, SigningAlgorithm, SigningMode, TrustBundle,
+};
+use crate::provider::kubernetes::{KubernetesConfig, LeaseConfig};
+use crate::trust::fetch::{CaArn, TrustSettings};
+use crate::xds::auth::DEFAULT_AUDIENCE;
+use crate::xds::limits::Limits;
+
+/// How ADS streams authenticate (`--xds-auth`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum XdsAuthMode {
+    /// A projected service account token per stream, checked with a TokenReview.
+    Kubernetes,
+    /// No authentication.
+    None,
+}
+
+#[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("source").required(true).args(["manifests", "kubernetes"]))]
+pub struct ControllerArgs {
+    /// Directory of Gateway API manifests (*.yaml, *.yml), watched for changes.
+    #[arg(long, env = "LATTICE_XDS_MANIFESTS")]
+    pub manifests: Option<PathBuf>,
+    /// Watch the Kubernetes API instead of a directory: in-cluster credentials, or
+    /// --kubeconfig / KUBECONFIG.
+    #[arg(long, env = "LATTICE_XDS_KUBERNETES")]
+    pub kubernetes: bool,
+    /// Kubeconfig file for --kubernetes; by default KUBECONFIG, then the in-cluster service
+    /// account, then ~/.kube/config.
+    #[arg(long, env = "LATTICE_XDS_KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+    /// GatewayClass whose Gateways are VPC Lattice service networks (classes run by the AWS
+    /// Gateway API Controller always count).
+    #[arg(long, env = "LATTICE_XDS_GATEWAY_CLASS", default_value = DEFAULT_GATEWAY_CLASS)]
+    pub gateway_class: String,
+    /// This replica's name in leader election and Events; by default POD_NAME, then the host
+    /// name.
+    #[arg(long, env = "LATTICE_XDS_INSTANCE")]
+    pub instance: Option<String>,
+    /// Namespace of the leader-election Lease; by default the service account's namespace
+    /// in a cluster, otherwise `default`.
+    #[arg(long, env = "LATTICE_XDS_LEASE_NAMESPACE")]
+    pub lease_namespace: Option<String>,
+    /// Name of the leader-election Lease. Only the leader writes Events and ConfigMaps; every
+    /// replica serves xDS.
+    #[arg(
+        long,
+        env = "LATTICE_XDS_LEASE_NAME",
+        default_value = "lattice-xds-controller"
+    )]
+    pub lease_name: String,
+    /// How long a leader's Lease lasts without renewal before another replica takes over.
+    #[arg(long, env = "LATTICE_XDS_LEASE_DURATION", default_value = "15s", value_parser = humantime::parse_duration)]
+    pub lease_duration: Duration,
+    /// Label selector of the namespaces that receive the `lattice-xds-ca-bundle` ConfigMap
+    /// (key `ca.crt`: every private CA), for workloads other than Envoy.
+    #[arg(
+        long,
+        env = "LATTICE_XDS_CA_BUNDLE_NAMESPACES",
+        default_value = "lattice-xds/ca-bundle=true"
+    )]
+    pub ca_bundle_namespaces: String,
+    /// Address of the ADS gRPC server.
+    #[arg(
+        long,
+        env = "LATTICE_XDS_XDS_LISTEN",
+        default_value = "127.0.0.1:18000"
+    )]
+    pub xds_listen: SocketAddr,
+    /// How ADS streams authenticate: `kubernetes` (each stream carries its pod's projected
+    /// service account token, checked with a TokenReview, and may only use the node id
+    /// `<pod>.<namespace>`; needs --kubernetes and xDS over TLS) or `none` (anyone who reaches
+    /// the port is served, under any node id).
+    #[arg(long, env = "LATTICE_XDS_XDS_AUTH", value_enum, default_value_t = XdsAuthMode::None)]
+    pub xds_auth: XdsAuthMode,
+    /// The audience sidecars' xDS tokens are issued for (their projected token's `audience`).
+    #[arg(long, env = "LATTICE_XDS_XDS_AUDIENCE", default_value = DEFAULT_AUDIENCE)]
+    pub xds_audience: String,
+    /// Serve ADS over TLS with this certificate chain (PEM, re-read as it changes, for example
+    /// from a cert-manager Secret); needs --xds-tls-key.
+    #[arg(long, env = "LATTICE_XDS_XDS_TLS_CERT", requires = "xds_tls_key")]
+    pub xds_tls_cert: Option<PathBuf>,
+    /// The private key of --xds-tls-cert (PEM).
+    #[arg(long, env = "LATTICE_XDS_XDS_TLS_KEY", requires = "xds_tls_cert")]
+    pub xds_tls_key: Option<PathBuf>,
+    /// The CA that issued --xds-tls-cert (PEM): injected sidecars verify the controller with it.
+    #[arg(long, env = "LATTICE_XDS_XDS_TLS_CA", requires = "xds_tls_cert")]
+    pub xds_tls_ca: Option<PathBuf>,
+    /// Serve ADS over TLS with a certificate the controller makes for this name from its CA
+    /// (the Secret --webhook-ca-secret) and renews every --webhook-renew-every; needs
+    /// --kubernetes. Repeatable: the Service's names.
+    #[arg(
+        long = "xds-tls-host",
+        env = "LATTICE_XDS_XDS_TLS_HOST",
+        value_delimiter = ',',
+        conflicts_with = "xds_tls_cert"
+    )]
+    pub xds_tls_hosts: Vec<String>,
+    /// Keep a ConfigMap of this name in --lease-namespace holding the CA of the ADS certificate
+    /// (key ca.crt; no key material), for injectors other than the controller's webhook
+    /// (the chart's Kyverno policy) to give sidecars.
+    #[arg(long = "xds-ca-configmap", env = "LATTICE_XDS_XDS_CA_CONFIGMAP")]
+    pub xds_ca_config_map: Option<String>,
+    /// Address of the admin server: /healthz, /readyz, /metrics, /debug/* and the status API
+    /// (proxy-status). It shows every proxy's configuration: keep it on loopback and reach it
+    /// with `kubectl port-forward`.
+    #[arg(
+        long,
+        env = "LATTICE_XDS_ADMIN_LISTEN",
+        default_value = "127.0.0.1:19000"
+    )]
+    pub admin_listen: SocketAddr,
+    /// Another address serving /healthz, /readyz and /metrics only: for the kubelet's probes
+    /// and Prometheus.
+    #[arg(long, env = "LATTICE_XDS_PROBE_LISTEN")]
+    pub probe_listen: Option<SocketAddr>,
+    /// Domain whose hosts that no route names are forwarded by DNS (services of other
+    /// clusters). Repeatable.
+    #[arg(long = "domain", env = "LATTICE_XDS_DOMAIN", value_delimiter = ',')]
+    pub domains: Vec<String>,
+    /// Port of the sidecar's egress listener (where iptables redirects Lattice traffic).
+    #[arg(long, env = "LATTICE_XDS_EGRESS_PORT", default_value_t = defaults::EGRESS_PORT)]
+    pub egress_port: u16,
+    /// Addresses the egress listener binds. Repeatable.
+    #[arg(long = "egress-address", env = "LATTICE_XDS_EGRESS_ADDRESS", value_delimiter = ',', default_values_t = [IpAddr::from([0, 0, 0, 0]), IpAddr::from([0u16; 8])])]
+    pub egress_addresses: Vec<IpAddr>,
+    /// How requests are signed: ext-proc (the signer sidecar over gRPC), lua (the signer's
+    /// HTTP endpoint), native (Envoy's aws_request_signing filter) or none.
+    #[arg(long, env = "LATTICE_XDS_SIGNING", default_value = "ext-proc")]
+    pub signing: SigningMode,
+    /// SigV4 region; by default the signer's own AWS_REGION.
+    #[arg(long, env = "LATTICE_XDS_REGION")]
+    pub region: Option<String>,
+    /// Signature algorithm: sigv4, or sigv4a (signs for --region-set instead of one region).
+    #[arg(long, env = "LATTICE_XDS_SIGNING_ALGORITHM", default_value = "sigv4")]
+    pub signing_algorithm: SigningAlgorithm,
+    /// SigV4A region set, such as `*` or `us-east-1,us-west-2`.
+    #[arg(long, env = "LATTICE_XDS_REGION_SET", default_value = "*")]
+    pub region_set: String,
+    /// The signer sidecar's ext_proc gRPC address.
+    #[arg(
+        long,
+        env = "LATTICE_XDS_SIGNER_GRPC_ADDRESS",
+        default_value_t = defaults::SIGNER_GRPC
+    )]
+    pub signer_grpc_address: SocketAddr,
+    /// The signer sidecar's HTTP address (Lua mode).
+    #[arg(
+        long,
+        env = "LATTICE_XDS_SIGNER_HTTP_ADDRESS",
+        default_value_t = defaults::SIGNER_HTTP
+    )]
+    pub signer_http_address: SocketAddr,
+    /// Envoy reaches the signer's ext_proc on this Unix socket instead (the signer's
+    /// --grpc-socket; it serves Envoy's uid only). Injected pods share the socket's directory.
+    #[arg(long, env = "LATTICE_XDS_SIGNER_GRPC_SOCKET")]
+    pub signer_grpc_socket: Option<String>,
+    /// Envoy reaches the signer's HTTP endpoint (Lua mode) on this Unix socket instead (the
+    /// signer's --http-socket).
+    #[arg(long, env = "LATTICE_XDS_SIGNER_HTTP_SOCKET")]
+    pub signer_http_socket: Option<String>,
+    /// Pin a destination host to an address, like curl's --resolve; TLS still checks the host
+    /// name. Repeatable.
+    #[arg(long = "resolve", env = "LATTICE_XDS_RESOLVE", value_delimiter = ',', value_parser = parse_resolve)]
+    pub resolve: Vec<(String, SocketAddr)>,
+    /// PEM file of CA certificates that custom-domain hosts are verified against. Repeatable.
+    #[arg(long = "ca-file", env = "LATTICE_XDS_CA_FILE", value_delimiter = ',')]
+    pub ca_files: Vec<PathBuf>,
+    /// The system CA bundle inside the Envoy container, trusted for Lattice-assigned names.
+    #[arg(long, env = "LATTICE_XDS_SYSTEM_CA_FILE", default_value = DEFAULT_SYSTEM_CA_FILE)]
+    pub system_ca_file: String,
+    /// An ACM PCA certificate authority whose certificate custom-domain hosts are verified
+    /// against, fetched by the controller and refreshed (the region is the ARN's). Repeatable.
+    #[arg(long = "ca-arn", env = "LATTICE_XDS_CA_ARN", value_delimiter = ',')]
+    pub ca_arns: Vec<CaArn>,
+    /// How often CA certificates are fetched again from ACM PCA (for example 30s, 5m, 1h).
+    #[arg(long, env = "LATTICE_XDS_TRUST_REFRESH", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub trust_refresh: Duration,
+    /// ACM PCA endpoint (a VPC endpoint, or a local emulator in tests); by default the SDK's own,
+    /// which also honours AWS_ENDPOINT_URL.
+    #[arg(long, env = "LATTICE_XDS_AWS_ENDPOINT_URL")]
+    pub aws_endpoint_url: Option<String>,
+    /// Also trust the system roots (read from --system-ca-file on the controller) for
+    /// custom-domain hosts, for upstreams that mix public and private certificates.
+    #[arg(long, env = "LATTICE_XDS_TRUST_SYSTEM_ROOTS")]
+    pub trust_system_roots: bool,
+    /// Serve the sidecar injection webhook (HTTPS) on this address; needs --kubernetes.
+    #[arg(long, env = "LATTICE_XDS_WEBHOOK_LISTEN")]
+    pub webhook_listen: Option<SocketAddr>,
+    /// Directory with the webhook's tls.crt and tls.key, kept up to date by cert-manager
+    /// (which also sets the caBundle). Without it the controller makes and rotates the
+    /// certificate itself, from a CA in the Secret --webhook-ca-secret.
+    #[arg(long, env = "LATTICE_XDS_WEBHOOK_CERT_DIR")]
+    pub webhook_cert_dir: Option<PathBuf>,
+    /// A DNS name or IP address the webhook is called at (the Service's names). Repeatable.
+    #[arg(
+        long = "webhook-host",
+        env = "LATTICE_XDS_WEBHOOK_HOST",
+        value_delimiter = ','
+    )]
+    pub webhook_hosts: Vec<String>,
+    /// Secret (in --lease-namespace) holding the webhook CA the controller made.
+    #[arg(
+        long,
+        env = "LATTICE_XDS_WEBHOOK_CA_SECRET",
+        default_value = "lattice-xds-webhook-ca"
+    )]
+    pub webhook_ca_secret: String,
+    /// How often the controller replaces the webhook's serving certificate (each is valid for
+    /// seven periods).
+    #[arg(long, env = "LATTICE_XDS_WEBHOOK_RENEW_EVERY", default_value = "24h", value_parser = humantime::parse_duration)]
+    pub webhook_renew_every: Duration,
+    /// MutatingWebhookConfiguration whose caBundle the leader keeps equal to that CA.
+    #[arg(
+        long,
+        env = "LATTICE_XDS_WEBHOOK_CONFIGURATION",
+        default_value = "lattice-xds"
+    )]
+    pub webhook_configuration: String,
+    /// Image of the injected redirect, bootstrap and signer containers.
+    #[arg(long, env = "LATTICE_XDS_INJECT_IMAGE", default_value = concat!("lattice-xds:", env!("CARGO_PKG_VERSION")))]
+    pub inject_image: String,
+    /// Image of the injected Envoy.
+    #[arg(
+        long,
+        env = "LATTICE_XDS_INJECT_ENVOY_IMAGE",
+        default_value = "envoyproxy/envoy:v1.40.0"
+    )]
+    pub inject_envoy_image: String,
+    /// The controller's ADS address as injected sidecars reach it (its Service).
+    #[arg(
+        long,
+        env = "LATTICE_XDS_INJECT_XDS_ADDRESS",
+        default_value = "lattice-xds.lattice-xds.svc:18000"
+    )]
+    pub inject_xds_address: String,
+    /// The uid and gid injected Envoys run as (exempt from the redirect).
+    #[arg(long, env = "LATTICE_XDS_INJECT_PROXY_UID", default_value_t = defaults::PROXY_UID)]
+    pub inject_proxy_uid: u32,
+    /// Port of the injected signer's probe listener.
+    #[arg(long, env = "LATTICE_XDS_SIGNER_PROBE_PORT", default_value_t = 9003)]
+    pub signer_probe_port: u16,
+    /// A DNS server (UDP, IP:PORT) the sidecars ask for destination and fallback hosts instead
+    /// of the system's resolver.
+    #[arg(long, env = "LATTICE_XDS_DNS_RESOLVER")]
+    pub dns_resolver: Option<SocketAddr>,
+    /// Request stats per destination in every sidecar (`vhost.<host>.route.destination.*`).
+    /// They cost each sidecar about 2 KB per destination; `false` drops them on large meshes.
+    #[arg(
+        long,
+        env = "LATTICE_XDS_DESTINATION_STATS",
+        default_value_t = true,
+        action = clap::ArgAction::Set,
+        value_name = "BOOL"
+    )]
+    pub destination_stats: bool,
+    /// Milliseconds that input changes settle before a rebuild.
+    #[arg(long, env = "LATTICE_XDS_DEBOUNCE_MS", default_value_t = 100)]
+    pub debounce_ms: u64,
+    /// Resource names one ADS stream may subscribe to, over every type; more ends the stream
+    /// with RESOURCE_EXHAUSTED.
+    #[arg(
+        long,
+        env = "LATTICE_XDS_XDS_MAX_SUBSCRIPTIONS",
+        default_value_t = 1024
+    )]
+    pub xds_max_subscriptions: usize,
+    /// Bytes of a node id; a longer one ends the stream with RESOURCE_EXHAUSTED.
+    #[arg(long, env = "LATTICE_XDS_XDS_MAX_NODE_ID_BYTES", default_value_t = 512)]
+    pub xds_max_node_id_bytes: usize,
+    /// Bytes of a node's metadata (encoded); more ends the stream with RESOURCE_EXHAUSTED.
+    #[arg(
+        long,
+        env = "LATTICE_XDS_XDS_MAX_NODE_METADATA_BYTES",
+        default_value_t = 16384
+    )]
+    pub xds_max_node_metadata_bytes: usize,
+    /// Bytes of one ADS request; a larger one ends the stream with RESOURCE_EXHAUSTED.
+    #[arg(long, env = "LATTICE_XDS_XDS_MAX_REQUEST_BYTES", default_value_t = 4 * 1024 * 1024)]
+    pub xds_max_request_bytes: usize,
+    /// Bytes of a NACK's error detail that are logged and shown in proxy status; the rest is cut.
+    #[arg(
+        long,
+        env = "LATTICE_XDS_XDS_MAX_ERROR_DETAIL_BYTES",
+        default_value_t = 2048
+    )]
+    pub xds_max_error_detail_bytes: usize,
+    /// How long a proxy may leave a response unread before its stream is closed with
+    /// UNAVAILABLE (it holds one response at most meanwhile).
+    #[arg(long, env = "LATTICE_XDS_XDS_WRITE_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub xds_write_timeout: Duration,
+}
+
+
+fn parse_resolve(value: &str) -> Result<(String, SocketAddr), String> {
+    let (host, address) = value
+        .split_once('=')
+        .ok_or_else(|| format!("{value:?} is not HOST=IP:PORT"))?;
+    let address = address
+        .parse()
+        .map_err(|_| format!("{address:?} is not IP:PORT (IPv6 in brackets)"))?;
+    Ok((host.to_ascii_lowercase(), address))
+}
+
+impl ControllerArgs {
+    /// The controller's configuration; reads the CA files, naming any that cannot be used.
+    pub fn into_config(self) -> anyhow::Result<ControllerConfig> {
+        let mut pem = String::new();
+        for path in &self.ca_files {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read CA file {}", path.display()))?;
+            let certificates = crate::trust::validate::certificates_only(&text)
+                .with_context(|| format!("refusing CA file {}", path.display()))?;
+            pem.push_str(&certificates);
+        }
+        let mut sources: Vec<String> = self
+            .ca_files
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
+        if self.trust_system_roots {
+            let roots = std::fs::read_to_string(&self.system_ca_file).with_context(|| {
+                format!(
+                    "--trust-system-roots: cannot read the system CA file {}",
+                    self.system_ca_file
+                )
+            })?;
+            pem.push_str(roots.trim_end());
+            pem.push('\n');
+            sources.push(self.system_ca_file.clone());
+        }
+        let mut bundles = BTreeMap::new();
+        if !pem.is_empty() {
+            let name = PRIVATE_CA_BUNDLE.to_string();
+            bundles.insert(name.clone(), TrustBundle { name, pem, sources });
+        }
+        let settings = Settings {
+            fallback_domains: self
+                .domains
+                .iter()
+                .map(|d| d.trim_start_matches("*.").to_ascii_lowercase())
+                .collect(),
+            pinned: self.resolve.into_iter().collect(),
+            bundles,
+            signing: Signing {
+                mode: self.signing,
+                region: self.region,
+                signer_grpc: match self.signer_grpc_socket {
+                    Some(path) => SignerAddress::Unix(path),
+                    None => SignerAddress::Tcp(self.signer_grpc_address),
+                },
+                signer_http: match self.signer_http_socket {
+                    Some(path) => SignerAddress::Unix(path),
+                    None => SignerAddress::Tcp(self.signer_http_address),
+                },
+                algorithm: self.signing_algorithm,
+                region_set: self.region_set,
+                ..Signing::default()
+            },
+            egress: Egress {
+                port: self.egress_port,
+                addresses: self.egress_addresses,
+            },
+            system_ca_file: self.system_ca_file,
+            gateway_class: self.gateway_class,
+            dns_resolver: self.dns_resolver,
+            destination_stats: self.destination_stats,
+        };
+        anyhow::ensure!(
+            self.kubeconfig.is_none() || self.kubernetes,
+            "--kubeconfig needs --kubernetes (the manifest directory needs no credentials)"
+        );
+        let lease_namespace = self.lease_namespace.unwrap_or_else(default_lease_namespace);
+        anyhow::ensure!(
+            self.xds_tls_cert.is_none()
+                || self.xds_tls_ca.is_some()
+                || self.webhook_listen.is_none(),
+            "--webhook-listen with --xds-tls-cert needs --xds-tls-ca: injected sidecars verify the controller with that CA"
+        );
+        let xds_tls = match (self.xds_tls_cert, self.xds_tls_key) {
+            (Some(certificate), Some(key)) => Some(CertificateSource::Pair {
+                certificate,
+                key,
+                ca: self.xds_tls_ca,
+            }),
+            _ if !self.xds_tls_hosts.is_empty() => {
+                anyhow::ensure!(
+                    self.kubernetes,
+                    "--xds-tls-host needs --kubernetes: the controller's CA is kept in a Secret (use --xds-tls-cert and --xds-tls-key otherwise)"
+                );
+                Some(CertificateSource::Managed {
+                    namespace: lease_namespace.clone(),
+                    secret: self.webhook_ca_secret.clone(),
+                    hosts: self.xds_tls_hosts,
+                    configuration: None,
+                    renew_every: self.webhook_renew_every,
+                })
+            }
+            _ => None,
+        };
+        let xds_auth = match self.xds_auth {
+            XdsAuthMode::None => XdsAuth::None,
+            XdsAuthMode::Kubernetes => {
+                anyhow::ensure!(
+                    self.kubernetes,
+                    "--xds-auth kubernetes needs --kubernetes: tokens are checked with the Kubernetes API"
+                );
+                anyhow::ensure!(
+                    xds_tls.is_some(),
+                    "--xds-auth kubernetes needs xDS over TLS (--xds-tls-host, or --xds-tls-cert and --xds-tls-key): tokens are never sent in plain text"
+                );
+                XdsAuth::Kubernetes {
+                    audience: self.xds_audience,
+                }
+            }
+        };
+        let webhook = match self.webhook_listen {
+            None => None,
+            Some(listen) => {
+                anyhow::ensure!(
+                    self.kubernetes,
+                    "--webhook-listen needs --kubernetes: injection happens in a cluster"
+                );
+                let certificate = match self.webhook_cert_dir {
+                    Some(dir) => CertificateSource::Files(dir),
+                    None => {
+                        anyhow::ensure!(
+                            !self.webhook_hosts.is_empty(),
+                            "--webhook-listen without --webhook-cert-dir needs --webhook-host: the names the API server calls the webhook at (for example lattice-xds.lattice-xds.svc)"
+                        );
+                        CertificateSource::Managed {
+                            namespace: lease_namespace.clone(),
+                            secret: self.webhook_ca_secret,
+                            hosts: self.webhook_hosts,
+                            configuration: Some(self.webhook_configuration),
+                            renew_every: self.webhook_renew_every,
+                        }
+                    }
+                };
+                Some(WebhookConfig {
+                    listen,
+                    certificate,
+                    inject: InjectConfig {
+                        image: self.inject_image,
+                        envoy_image: self.inject_envoy_image,
+                        xds_address: self.inject_xds_address,
+                        egress_port: settings.egress.port,
+                        proxy_uid: self.inject_proxy_uid,
+                        signing: settings.signing.mode,
+                        region: settings.signing.region.clone(),
+                        algorithm: settings.signing.algorithm,
+                        region_set: settings.signing.region_set.clone(),
+                        signer_probe_port: self.signer_probe_port,
+                        controller_namespace: lease_namespace.clone(),
+                        signer_sockets: SignerSockets {
+                            grpc: unix_path(&settings.signing.signer_grpc),
+                            http: unix_path(&settings.signing.signer_http),
+                        },
+                        xds_token_audience: match &xds_auth {
+                            XdsAuth::Kubernetes { audience } => Some(audience.clone()),
+                            XdsAuth::None => None,
+                        },
+                    },
+                })
+            }
+        };
+        let source = match self.manifests {
+            Some(dir) => Source::Manifests(dir),
+            None => Source::Kubernetes(KubernetesConfig {
+                kubeconfig: self.kubeconfig,
+                instance: self.instance.unwrap_or_else(default_instance),
+                lease: LeaseConfig {
+                    namespace: lease_namespace,
+                    name: self.lease_name,
+                    duration: self.lease_duration,
+                },
+                ca_bundle_namespaces: self.ca_bundle_namespaces,
+            }),
+        };
+        anyhow::ensure!(
+            self.xds_ca_config_map.is_none() || (self.kubernetes && xds_tls.is_some()),
+            "--xds-ca-configmap needs --kubernetes and xDS over TLS: it publishes the CA of the ADS certificate"
+        );
+        Ok(ControllerConfig {
+            source,
+            webhook,
+            xds_ca_config_map: self.xds_ca_config_map,
+            xds_tls,
+            xds_auth,
+            xds_listen: self.xds_listen,
+            admin_listen: self.admin_listen,
+            probe_listen: self.probe_listen,
+            settings,
+            trust: TrustSettings {
+                cas: self.ca_arns,
+                refresh: self.trust_refresh,
+                endpoint_url: self.aws_endpoint_url,
+            },
+            debounce: Duration::from_millis(self.debounce_ms),
+            xds_limits: Limits {
+                max_subscriptions: self.xds_max_subscriptions,
+                max_node_id_bytes: self.xds_max_node_id_bytes,
+                max_node_metadata_bytes: self.xds_max_node_metadata_bytes,
+                max_request_bytes: self.xds_max_request_bytes,
+                max_error_detail_bytes: self.xds_max_error_detail_bytes,
+                write_timeout: self.xds_write_timeout,
+            },
+        })
+    }
+}
+
+/// The path of a signer address that is a Unix socket.
+fn unix_path(address: &SignerAddress) -> Option<String> {
+    match address {
+        SignerAddress::Unix(path) => Some(path.clone()),
+        SignerAddress::Tcp(_) => None,
+    }
+}
+
+/// POD_NAME (set from the downward API), else the host name.
+fn default_instance() -> String {
+    std::env::var("POD_NAME")
+        .ok()
+        .filter(|name| !name.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .ok()
+                .map(|name| name.trim().to_string())
+        })
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| format!("lattice-xds-{}", std::process::id()))
+}
+
+/// The namespace of the pod's service account in a cluster, else `default`.
+fn default_lease_namespace() -> String {
+    std::fs::read_to_string("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+        .ok()
+        .map(|namespace| namespace.trim().to_string())
+        .filter(|namespace| !namespace.is_empty())
+        .unwrap_or_else(|| "default".to_string())
+}
