@@ -75,30 +75,21 @@ pub fn run(check: &CheckRequest) -> anyhow::Result<bool> {
     };
     // Both levels must allow; the first that does not decides. When both allow, the service's
     // own statement is the one reported.
-    let levels = [
-        ("service network policy", network.as_ref()),
-        ("service policy", Some(&service)),
-    ];
-    let mut deciding = None;
-    for (label, policy) in levels {
-        let Some(policy) = policy else { continue };
-        match policy.evaluate(&request) {
-            Decision::Allow(statement) => {
-                deciding = Some(format!("Allow by the {label}'s {statement}"))
-            }
-            Decision::ExplicitDeny(statement) => {
-                deciding = Some(format!("Deny by the {label}'s {statement}"));
-                break;
-            }
-            Decision::ImplicitDeny => {
-                deciding = Some(format!(
-                    "Deny by the {label}: no statement allows the request"
-                ));
-                break;
-            }
-        }
-    }
-    let deciding = deciding.expect("the service policy is always evaluated");
+    let explain = |label: &str, policy: &Policy| match policy.evaluate(&request) {
+        Decision::Allow(statement) => (format!("Allow by the {label}'s {statement}"), true),
+        Decision::ExplicitDeny(statement) => (format!("Deny by the {label}'s {statement}"), false),
+        Decision::ImplicitDeny => (
+            format!("Deny by the {label}: no statement allows the request"),
+            false,
+        ),
+    };
+    let deciding = match network
+        .as_ref()
+        .map(|network| explain("service network policy", network))
+    {
+        Some((denied, false)) => denied,
+        _ => explain("service policy", &service).0,
+    };
     println!("{deciding}");
     match evaluate_lattice(network.as_ref(), Some(&service), &request) {
         Verdict::Allow => Ok(true),
