@@ -10,3 +10,7 @@ stop_all() {
 trap 'stop_all; rm -rf "$work"' EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# A session token as long as the ~1 KB ones Pod Identity hands out: it is signed and sent with
+# every request.
+session_token="IQoJb3JpZ2luX2VjE$(printf 'Bench/Token+Segment%04d' $(seq 1 50) | head -c 1000)"

@@ -17,8 +17,6 @@ work=$(mktemp -d -t lattice-xds-ext-proc.XXXXXX)
 source scripts/bench-common.sh
 
 grpc=$(free_port); http=$(free_port)
-# A ~1 KB session token, as Pod Identity gives: it is signed and sent with every request.
-session_token="IQoJb3JpZ2luX2VjE$(printf 'Bench/Token+Segment%04d' $(seq 1 50) | head -c 1000)"
 env -i PATH="$PATH" AWS_ACCESS_KEY_ID=ASIABENCHMARK AWS_SECRET_ACCESS_KEY=bench/secret+KEY \
   AWS_SESSION_TOKEN="$session_token" AWS_REGION=eu-west-1 AWS_EC2_METADATA_DISABLED=true \
   AWS_CONFIG_FILE=/nonexistent AWS_SHARED_CREDENTIALS_FILE=/nonexistent \

@@ -81,9 +81,6 @@ static_resources:
               "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
 YAML
 
-# A session token as long as the ~1 KB ones Pod Identity hands out: it is signed and sent with
-# every request.
-session_token="IQoJb3JpZ2luX2VjE$(printf 'Bench/Token+Segment%04d' $(seq 1 50) | head -c 1000)"
 credentials=(AWS_ACCESS_KEY_ID=ASIABENCHMARK AWS_SECRET_ACCESS_KEY=bench/secret+KEY
   AWS_SESSION_TOKEN="$session_token" AWS_REGION=eu-west-1
   AWS_EC2_METADATA_DISABLED=true AWS_CONFIG_FILE=/nonexistent AWS_SHARED_CREDENTIALS_FILE=/nonexistent)

@@ -272,7 +272,7 @@ async fn progress(started: Instant, done: Arc<AtomicU64>, failures: Arc<AtomicU6
 }
 
 /// CPU seconds (user and system) the process has used.
-fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
+pub fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .with_context(|| format!("no process {pid}"))?;
     // The fields after the command name (which may hold spaces) start with the state, field 3.
@@ -289,7 +289,7 @@ fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
 }
 
 /// The process's resident memory, in bytes.
-fn rss_bytes(pid: u32) -> anyhow::Result<u64> {
+pub fn rss_bytes(pid: u32) -> anyhow::Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
         .with_context(|| format!("no process {pid}"))?;
     let kib = status

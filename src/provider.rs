@@ -71,8 +71,8 @@ pub const MAX_OBJECT_DEPTH: usize = 32;
 pub trait Tree {
     /// The bytes of this node's own text (a string, a number; for a mapping, its keys).
     fn own_bytes(&self) -> usize;
-    /// The values beneath this node.
-    fn children(&self) -> Vec<&Self>;
+    /// Puts the values beneath this node on `pending`, one level deeper.
+    fn push_children<'a>(&'a self, depth: usize, pending: &mut Vec<(&'a Self, usize)>);
 }
 
 /// Refuses an object beyond [`MAX_OBJECT_BYTES`] or [`MAX_OBJECT_DEPTH`], with the reason. Stops
@@ -93,7 +93,7 @@ pub fn check_object_size<T: Tree>(root: &T) -> Result<(), String> {
                 MAX_OBJECT_BYTES / 1024
             ));
         }
-        pending.extend(node.children().into_iter().map(|child| (child, depth + 1)));
+        node.push_children(depth + 1, &mut pending);
     }
     Ok(())
 }
@@ -107,11 +107,11 @@ impl Tree for serde_json::Value {
         }
     }
 
-    fn children(&self) -> Vec<&Self> {
+    fn push_children<'a>(&'a self, depth: usize, pending: &mut Vec<(&'a Self, usize)>) {
         match self {
-            Self::Array(items) => items.iter().collect(),
-            Self::Object(map) => map.values().collect(),
-            _ => Vec::new(),
+            Self::Array(items) => pending.extend(items.iter().map(|item| (item, depth))),
+            Self::Object(map) => pending.extend(map.values().map(|value| (value, depth))),
+            _ => {}
         }
     }
 }
@@ -126,12 +126,14 @@ impl Tree for serde_yaml_ng::Value {
         }
     }
 
-    fn children(&self) -> Vec<&Self> {
+    fn push_children<'a>(&'a self, depth: usize, pending: &mut Vec<(&'a Self, usize)>) {
         match self {
-            Self::Sequence(items) => items.iter().collect(),
-            Self::Mapping(map) => map.iter().flat_map(|(key, value)| [key, value]).collect(),
-            Self::Tagged(tagged) => vec![&tagged.value],
-            _ => Vec::new(),
+            Self::Sequence(items) => pending.extend(items.iter().map(|item| (item, depth))),
+            Self::Mapping(map) => {
+                pending.extend(map.iter().flat_map(|(key, value)| [(key, depth), (value, depth)]))
+            }
+            Self::Tagged(tagged) => pending.push((&tagged.value, depth)),
+            _ => {}
         }
     }
 }

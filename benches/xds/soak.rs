@@ -71,25 +71,10 @@ pub async fn run(
     // Every stream must hold the last change: a route configuration after it.
     let caught_up = targets::wait_until("every stream to hold the last change", || {
         let progress = progress.clone();
-        async move {
-            for p in &progress {
-                if p.last.lock().await.is_none_or(|at| at < last_change) {
-                    return false;
-                }
-            }
-            true
-        }
+        async move { behind(&progress, last_change).await == 0 }
     })
     .await;
-    let behind = {
-        let mut behind = 0;
-        for p in &progress {
-            if p.last.lock().await.is_none_or(|at| at < last_change) {
-                behind += 1;
-            }
-        }
-        behind
-    };
+    let behind = behind(&progress, last_change).await;
     let mut ended = 0;
     for p in &progress {
         if p.ended.lock().await.is_some() {
@@ -150,6 +135,17 @@ pub async fn run(
     anyhow::ensure!(ended == 0, "{ended} streams ended during the soak");
     anyhow::ensure!(flat, "RSS drifted {:+.1}% after the warm-up", worst * 100.0);
     Ok(())
+}
+
+/// How many streams hold no route configuration sent after `change`.
+async fn behind(progress: &[Arc<Progress>], change: Instant) -> usize {
+    let mut behind = 0;
+    for p in progress {
+        if p.last.lock().await.is_none_or(|at| at < change) {
+            behind += 1;
+        }
+    }
+    behind
 }
 
 /// Replaces the soak's own destination by the next one: one cluster goes, one comes, and the

@@ -72,31 +72,14 @@ impl Target {
 
     /// The server's resident memory, in bytes.
     pub fn rss(&self) -> anyhow::Result<u64> {
-        let pid = self.child.id().context("the server exited")?;
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-        let kb = status
-            .lines()
-            .find_map(|line| line.strip_prefix("VmRSS:"))
-            .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|kb| kb.parse::<u64>().ok())
-            .context("no VmRSS")?;
-        Ok(kb * 1024)
+        lattice_xds::loadtest::rss_bytes(self.child.id().context("the server exited")?)
     }
 
     /// CPU seconds the server has used (user and system).
     pub fn cpu_seconds(&self) -> anyhow::Result<f64> {
-        let pid = self.child.id().context("the server exited")?;
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-        // Fields after the command name (which may hold spaces) start at the state, field 3.
-        let after = stat.rsplit_once(')').context("malformed stat")?.1;
-        let fields: Vec<&str> = after.split_whitespace().collect();
-        let ticks: u64 = fields[11].parse::<u64>()? + fields[12].parse::<u64>()?;
-        Ok(ticks as f64 / CLOCK_TICKS)
+        lattice_xds::loadtest::cpu_seconds(self.child.id().context("the server exited")?)
     }
 }
-
-/// Linux's `USER_HZ` on every platform it supports for this machine class.
-const CLOCK_TICKS: f64 = 100.0;
 
 /// One HTTPRoute on the walkthrough's gateway, with a custom domain `<name>.example.com`.
 pub fn route(name: &str) -> String {
