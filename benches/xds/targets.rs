@@ -91,13 +91,21 @@ pub fn route(name: &str) -> String {
     )
 }
 
-/// A manifest directory of `routes` HTTPRoutes.
+/// Routes per manifest file: the controller refuses files over 4 MiB, as hostile input.
+const ROUTES_PER_FILE: usize = 5_000;
+
+/// A manifest directory of `routes` HTTPRoutes, in files of at most [`ROUTES_PER_FILE`].
 pub fn manifests(dir: &Path, routes: usize) -> anyhow::Result<()> {
+    if dir.exists() {
+        std::fs::remove_dir_all(dir)?;
+    }
     std::fs::create_dir_all(dir)?;
     std::fs::copy("examples/cluster1/gateway.yaml", dir.join("gateway.yaml"))?;
-    let text: String = (0..routes).map(|n| route(&format!("svc-{n}"))).collect();
-    std::fs::write(dir.join("routes.yaml"), text)?;
-    let _ = std::fs::remove_file(dir.join("added.yaml"));
+    for (file, first) in (0..routes).step_by(ROUTES_PER_FILE).enumerate() {
+        let last = (first + ROUTES_PER_FILE).min(routes);
+        let text: String = (first..last).map(|n| route(&format!("svc-{n}"))).collect();
+        std::fs::write(dir.join(format!("routes-{file}.yaml")), text)?;
+    }
     Ok(())
 }
 
