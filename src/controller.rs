@@ -142,6 +142,7 @@ pub async fn run(config: ControllerConfig) -> anyhow::Result<()> {
         Arc::clone(&metrics),
         config.debounce,
     );
+    let meshes = pipeline.meshes();
     // The Kubernetes source's settings and its client, made once for every task that needs it.
     let cluster = match &config.source {
         Source::Kubernetes(kube) => Some((kube, kubernetes::client(kube).await?)),
@@ -300,7 +301,7 @@ pub async fn run(config: ControllerConfig) -> anyhow::Result<()> {
                 .boxed()
         }
     };
-    let status = StatusService::new(registry, snapshot_rx, trust_rx);
+    let status = StatusService::new(registry, snapshot_rx, meshes, trust_rx);
     let unready = status.unready();
     let probes = match probe_listener {
         Some(listener) => admin::serve_probes(listener, status.clone(), shutdown.clone()).boxed(),

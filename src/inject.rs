@@ -19,6 +19,8 @@
 
 pub mod webhook;
 
+use k8s_openapi::api::core::v1::ResourceRequirements;
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use serde_json::{Value, json};
 
 use crate::model::{SigningAlgorithm, SigningMode};
@@ -48,7 +50,7 @@ const TOKEN_SECONDS: u32 = 3600;
 const SIGNER_UID: u32 = 65532;
 
 /// What the injected containers are made of.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct InjectConfig {
     /// The lattice-xds image (redirect, bootstrap and signer containers).
     pub image: String,
@@ -73,6 +75,63 @@ pub struct InjectConfig {
     pub controller_namespace: String,
     /// Unix sockets the signer serves Envoy on (ext_proc, HTTP), instead of loopback ports.
     pub signer_sockets: SignerSockets,
+    /// The injected containers' requests and limits.
+    pub resources: SidecarResources,
+}
+
+/// The `resources` of each injected container, as Kubernetes writes them (`requests`,
+/// `limits`). The defaults request what the sidecars use at rest and set no limit: a CPU limit
+/// would throttle every request of the pod, a memory limit would kill Envoy under a burst of
+/// connections.
+#[derive(Clone, Debug, PartialEq, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SidecarResources {
+    pub envoy: ResourceRequirements,
+    pub signer: ResourceRequirements,
+    /// The two init containers, redirect and bootstrap, which run once and exit.
+    pub init: ResourceRequirements,
+}
+
+impl Default for SidecarResources {
+    fn default() -> Self {
+        let requests = |cpu: &str, memory: &str| ResourceRequirements {
+            requests: Some(
+                [("cpu", cpu), ("memory", memory)]
+                    .into_iter()
+                    .map(|(name, value)| (name.to_string(), Quantity(value.to_string())))
+                    .collect(),
+            ),
+            ..Default::default()
+        };
+        Self {
+            envoy: requests("50m", "64Mi"),
+            signer: requests("10m", "16Mi"),
+            init: requests("10m", "16Mi"),
+        }
+    }
+}
+
+impl std::str::FromStr for SidecarResources {
+    type Err = String;
+
+    /// JSON: `{"envoy": {...}, "signer": {...}, "init": {...}}`, each a container's
+    /// `resources`.
+    fn from_str(json: &str) -> Result<Self, Self::Err> {
+        serde_json::from_str(json).map_err(|error| {
+            format!("not {{\"envoy\": …, \"signer\": …, \"init\": …}} with each a container's resources: {error}")
+        })
+    }
+}
+
+impl std::fmt::Display for SidecarResources {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let json = serde_json::to_string(self).map_err(|_| std::fmt::Error)?;
+        f.write_str(&json)
+    }
+}
+
+fn resources(requirements: &ResourceRequirements) -> Value {
+    serde_json::to_value(requirements).unwrap_or_else(|_| json!({}))
 }
 
 /// The signer's Unix sockets, when it uses them; both live in one directory the two sidecars
@@ -238,7 +297,7 @@ fn redirect_container(config: &InjectConfig) -> Value {
             "readOnlyRootFilesystem": true,
             "capabilities": { "drop": ["ALL"], "add": ["NET_ADMIN", "NET_RAW"] }
         },
-        "resources": { "requests": { "cpu": "10m", "memory": "16Mi" } }
+        "resources": resources(&config.resources.init)
     })
 }
 
@@ -270,7 +329,7 @@ fn bootstrap_container(config: &InjectConfig, workload: &str, xds_ca: Option<&st
         "env": env,
         "volumeMounts": [{ "name": BOOTSTRAP_VOLUME, "mountPath": BOOTSTRAP_DIR }],
         "securityContext": restricted(SIGNER_UID),
-        "resources": { "requests": { "cpu": "10m", "memory": "16Mi" } }
+        "resources": resources(&config.resources.init)
     })
 }
 
@@ -294,7 +353,7 @@ fn envoy_container(config: &InjectConfig) -> Value {
             "allowPrivilegeEscalation": false,
             "capabilities": { "drop": ["ALL"] }
         },
-        "resources": { "requests": { "cpu": "50m", "memory": "64Mi" } }
+        "resources": resources(&config.resources.envoy)
     })
 }
 
@@ -340,7 +399,7 @@ fn signer_container(config: &InjectConfig) -> Value {
         "livenessProbe": probe("/healthz"),
         "readinessProbe": probe("/readyz"),
         "securityContext": restricted(SIGNER_UID),
-        "resources": { "requests": { "cpu": "10m", "memory": "16Mi" } }
+        "resources": resources(&config.resources.signer)
     });
     if !args.is_empty() {
         container["args"] = json!(args);

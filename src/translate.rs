@@ -7,7 +7,7 @@ mod cluster;
 mod listener;
 mod route;
 
-pub use route::{NO_ROUTE_BODY, provenance_of as provenance};
+pub use route::NO_ROUTE_BODY;
 mod secret;
 mod signing;
 

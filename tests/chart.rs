@@ -1,7 +1,7 @@
 //! The Helm chart: `helm lint` and golden `helm template` output for each value set under
 //! `tests/testdata/chart/<case>/values.yaml`, clear errors from `values.schema.json`, every
 //! rendered manifest accepted by a real API server (server-side dry run, with the Gateway API,
-//! cert-manager and Kyverno CRDs installed), the Kyverno policy injecting exactly what the
+//! cert-manager, Kyverno and prometheus-operator CRDs installed), the Kyverno policy injecting exactly what the
 //! controller's webhook injects, and the controller's ServiceAccount able to write only its own
 //! objects (`kubectl auth can-i` and real attempts, refused by the admission policy). `LATTICE_XDS_UPDATE_GOLDEN=1` rewrites the golden files.
 
@@ -103,6 +103,19 @@ fn the_schema_rejects_bad_values_with_clear_errors() {
         ("imagePullSecrets[0].secret=registry", "/imagePullSecrets/0"),
         ("serviceAccount.annotation=x", "'annotation'"),
         (
+            "sidecar.resources.envoy.request.cpu=1",
+            "/sidecar/resources/envoy",
+        ),
+        ("sidecar.resources.proxy.requests.cpu=1", "'proxy'"),
+        (
+            "monitoring.serviceMonitor.interval=often",
+            "/monitoring/serviceMonitor/interval",
+        ),
+        (
+            "monitoring.podMonitor.enabled=true,signing.mode=native",
+            "no signer sidecar to scrape",
+        ),
+        (
             "kyverno.enabled=true,signing.unixSockets=true",
             "Kyverno policy does not share",
         ),
@@ -138,10 +151,16 @@ fn every_rendered_manifest_is_accepted_by_the_api_server() {
     let cluster = KubeCluster::start();
     let kyverno = go_module("github.com/kyverno/kyverno@v1.19.1");
     let cert_manager = go_module("github.com/cert-manager/cert-manager@v1.21.2");
+    let prometheus_operator =
+        go_module("github.com/prometheus-operator/prometheus-operator@v0.85.0");
     for crd in [
         kyverno.join("config/crds/kyverno/kyverno.io_clusterpolicies.yaml"),
         cert_manager.join("deploy/crds/cert-manager.io_issuers.yaml"),
         cert_manager.join("deploy/crds/cert-manager.io_certificates.yaml"),
+        prometheus_operator
+            .join("example/prometheus-operator-crd/monitoring.coreos.com_servicemonitors.yaml"),
+        prometheus_operator
+            .join("example/prometheus-operator-crd/monitoring.coreos.com_podmonitors.yaml"),
     ] {
         cluster.kubectl(&["apply", "--server-side", "-f", crd.to_str().unwrap()]);
     }
@@ -259,6 +278,9 @@ fn the_kyverno_policy_injects_what_the_webhook_injects() {
         .expect("the kyverno case renders a ClusterPolicy");
     let policy: Value = serde_yaml_ng::from_str(&policy).unwrap();
     let patch = &policy["spec"]["rules"][0]["mutate"]["patchStrategicMerge"];
+    let values: Value =
+        serde_yaml_ng::from_str(&std::fs::read_to_string(case.join("values.yaml")).unwrap())
+            .unwrap();
 
     let config = InjectConfig {
         image: "lattice-xds:0.1.0".to_string(),
@@ -274,6 +296,8 @@ fn the_kyverno_policy_injects_what_the_webhook_injects() {
         xds_token_audience: Some("lattice-xds".to_string()),
         controller_namespace: "lattice-xds".to_string(),
         signer_sockets: Default::default(),
+        // The case's own resources, which the webhook reads from the same values.
+        resources: serde_json::from_value(values["sidecar"]["resources"].clone()).unwrap(),
     };
     let pod = serde_json::json!({
         "metadata": { "name": "client", "labels": { "app": "client" } },

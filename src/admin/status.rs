@@ -7,17 +7,14 @@ use tonic::{Request, Response, Status};
 use crate::admin_api::proxy_status_service_server::ProxyStatusService;
 use crate::admin_api::{
     DestinationStatus, GetConfigDumpRequest, GetConfigDumpResponse, ListProxiesRequest,
-    ListProxiesResponse,
+    ListProxiesResponse, ProxyStatus, TypeStatus,
 };
 use crate::metrics::Metrics;
-use crate::translate;
+use crate::model::{Destination, Mesh};
 use crate::trust::fetch::TrustState;
 use crate::xds::json::{JsonError, any_to_json};
-use crate::xds::registry::Registry;
+use crate::xds::registry::{ProxyRecord, Registry, TypeRecord};
 use crate::xds::server::Snapshots;
-use crate::xds::type_url;
-use envoy_types::pb::envoy::config::route::v3::{RouteConfiguration, VirtualHost};
-use prost::Message;
 use tokio::sync::watch;
 
 /// Why a config dump cannot be produced.
@@ -43,6 +40,8 @@ impl DumpError {
 pub struct StatusService {
     registry: Arc<Registry>,
     snapshots: Snapshots,
+    /// The mesh the served snapshot was translated from.
+    meshes: watch::Receiver<Option<Arc<Mesh>>>,
     trust: watch::Receiver<TrustState>,
     /// Why the process stopped being whole (a supervised task stopped), once it has.
     unready: Arc<std::sync::OnceLock<String>>,
@@ -52,11 +51,13 @@ impl StatusService {
     pub fn new(
         registry: Arc<Registry>,
         snapshots: Snapshots,
+        meshes: watch::Receiver<Option<Arc<Mesh>>>,
         trust: watch::Receiver<TrustState>,
     ) -> Self {
         Self {
             registry,
             snapshots,
+            meshes,
             trust,
             unready: Arc::default(),
         }
@@ -91,7 +92,7 @@ impl StatusService {
 
     pub fn list(&self) -> ListProxiesResponse {
         ListProxiesResponse {
-            proxies: self.registry.list(),
+            proxies: self.registry.list().into_iter().map(proxy_status).collect(),
             snapshot_version: self
                 .snapshot_version()
                 .map(|v| v.to_string())
@@ -100,25 +101,13 @@ impl StatusService {
         }
     }
 
-    /// The destinations of the served snapshot, read back from its virtual hosts' provenance.
+    /// The destinations of the served snapshot, ordered by `host:port`.
     pub fn destinations(&self) -> Vec<DestinationStatus> {
-        let snapshot = self.snapshots.borrow();
-        let Some(routes) = snapshot
-            .as_ref()
-            .and_then(|snapshot| snapshot.resources(type_url::ROUTE))
-        else {
-            return Vec::new();
-        };
-        let configurations = routes
-            .resources
-            .values()
-            .filter_map(|resource| RouteConfiguration::decode(resource.any.value.as_slice()).ok());
-        let mut destinations: Vec<DestinationStatus> = configurations
-            .flat_map(|configuration| configuration.virtual_hosts)
-            .filter_map(|virtual_host| destination_status(&virtual_host))
-            .collect();
-        destinations.sort_by(|a, b| a.destination.cmp(&b.destination));
-        destinations
+        let mesh = self.meshes.borrow();
+        let destinations = mesh.iter().flat_map(|mesh| mesh.destinations.values());
+        let mut rows: Vec<DestinationStatus> = destinations.map(destination_status).collect();
+        rows.sort_by(|a, b| a.destination.cmp(&b.destination));
+        rows
     }
 
     /// What `node_id` has been sent, as `{ "node": ..., "resources": { type_url: [...] } }`.
@@ -160,17 +149,72 @@ impl ProxyStatusService for StatusService {
     }
 }
 
-/// A destination's row, from the provenance its virtual host carries; `None` for other hosts.
-fn destination_status(virtual_host: &VirtualHost) -> Option<DestinationStatus> {
-    let mut status = DestinationStatus::default();
-    for entry in translate::provenance(virtual_host) {
-        if let Some(destination) = entry.strip_prefix("destination ") {
-            status.destination = destination.to_string();
-        } else if let Some(route) = entry.strip_prefix("route ") {
-            status.route = route.to_string();
-        } else if let Some(policy) = entry.strip_prefix("auth policy ") {
-            status.auth_policies.push(policy.to_string());
+/// A destination's row of `proxy-status`.
+fn destination_status(destination: &Destination) -> DestinationStatus {
+    DestinationStatus {
+        destination: format!("{}:{}", destination.host, destination.port),
+        route: destination.source.to_string(),
+        auth_policies: destination
+            .auth_policies
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
+    }
+}
+
+/// A stream's row of `proxy-status`.
+fn proxy_status(record: ProxyRecord) -> ProxyStatus {
+    let connected_at = record
+        .connected_at
+        .and_then(|at| at.duration_since(std::time::UNIX_EPOCH).ok())
+        .unwrap_or_default();
+    let metadata = record
+        .metadata
+        .as_ref()
+        .map(struct_to_json)
+        .unwrap_or_default();
+    ProxyStatus {
+        node_id: record.node_id,
+        cluster: record.cluster,
+        metadata_json: metadata.to_string(),
+        protocol: record.protocol,
+        connected_at_unix_ms: i64::try_from(connected_at.as_millis()).unwrap_or(i64::MAX),
+        types: record.types.into_iter().map(type_status).collect(),
+        identity: record.identity.unwrap_or_default(),
+    }
+}
+
+fn type_status(record: TypeRecord) -> TypeStatus {
+    let (nacked_version, nack_error) = record
+        .rejected
+        .map(|rejected| (rejected.version, rejected.error))
+        .unwrap_or_default();
+    TypeStatus {
+        type_url: record.type_url,
+        sent_version: record.sent_version,
+        acked_version: record.acked_version,
+        nacked_version,
+        nack_error,
+        pushes: record.pushes,
+    }
+}
+
+/// `google.protobuf.Struct` as plain JSON.
+fn struct_to_json(value: &envoy_types::pb::google::protobuf::Struct) -> serde_json::Value {
+    use envoy_types::pb::google::protobuf::value::Kind;
+    fn convert(value: &envoy_types::pb::google::protobuf::Value) -> serde_json::Value {
+        match &value.kind {
+            Some(Kind::NullValue(_)) | None => serde_json::Value::Null,
+            Some(Kind::NumberValue(n)) => serde_json::json!(n),
+            Some(Kind::StringValue(s)) => serde_json::Value::from(s.as_str()),
+            Some(Kind::BoolValue(b)) => serde_json::Value::from(*b),
+            Some(Kind::StructValue(s)) => struct_to_json(s),
+            Some(Kind::ListValue(list)) => list.values.iter().map(convert).collect(),
         }
     }
-    (!status.destination.is_empty()).then_some(status)
+    value
+        .fields
+        .iter()
+        .map(|(key, value)| (key.clone(), convert(value)))
+        .collect()
 }

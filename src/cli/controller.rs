@@ -10,7 +10,7 @@ use clap::Args;
 
 use crate::certificates::CertificateSource;
 use crate::controller::{ControllerConfig, Source, WebhookConfig, XdsAuth};
-use crate::inject::{InjectConfig, SignerSockets};
+use crate::inject::{InjectConfig, SidecarResources, SignerSockets};
 use crate::model::defaults;
 use crate::model::{
     DEFAULT_GATEWAY_CLASS, DEFAULT_SYSTEM_CA_FILE, Egress, PRIVATE_CA_BUNDLE, Settings,
@@ -79,7 +79,7 @@ pub struct ControllerArgs {
     #[arg(
         long,
         env = "LATTICE_XDS_XDS_LISTEN",
-        default_value = "127.0.0.1:18000"
+        default_value_t = defaults::XDS_LISTEN
     )]
     pub xds_listen: SocketAddr,
     /// How ADS streams authenticate: `kubernetes` (each stream carries its pod's projected
@@ -122,7 +122,7 @@ pub struct ControllerArgs {
     #[arg(
         long,
         env = "LATTICE_XDS_ADMIN_LISTEN",
-        default_value = "127.0.0.1:19000"
+        default_value_t = defaults::ADMIN_LISTEN
     )]
     pub admin_listen: SocketAddr,
     /// Another address serving /healthz, /readyz and /metrics only: for the kubelet's probes
@@ -246,12 +246,17 @@ pub struct ControllerArgs {
     #[arg(
         long,
         env = "LATTICE_XDS_INJECT_XDS_ADDRESS",
-        default_value = "lattice-xds.lattice-xds.svc:18000"
+        default_value_t = format!("lattice-xds.lattice-xds.svc:{}", defaults::XDS_PORT)
     )]
     pub inject_xds_address: String,
     /// The uid and gid injected Envoys run as (exempt from the redirect).
     #[arg(long, env = "LATTICE_XDS_INJECT_PROXY_UID", default_value_t = defaults::PROXY_UID)]
     pub inject_proxy_uid: u32,
+    /// The injected containers' resources, as JSON: `{"envoy": R, "signer": R, "init": R}`,
+    /// each R a container's `resources` (`requests`, `limits`); `init` is the redirect and
+    /// bootstrap init containers.
+    #[arg(long, env = "LATTICE_XDS_INJECT_RESOURCES", default_value_t = SidecarResources::default())]
+    pub inject_resources: SidecarResources,
     /// Port of the injected signer's probe listener.
     #[arg(long, env = "LATTICE_XDS_SIGNER_PROBE_PORT", default_value_t = 9003)]
     pub signer_probe_port: u16,
@@ -305,7 +310,6 @@ pub struct ControllerArgs {
     #[arg(long, env = "LATTICE_XDS_XDS_WRITE_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     pub xds_write_timeout: Duration,
 }
-
 
 fn parse_resolve(value: &str) -> Result<(String, SocketAddr), String> {
     let (host, address) = value
@@ -466,6 +470,7 @@ impl ControllerArgs {
                         algorithm: settings.signing.algorithm,
                         region_set: settings.signing.region_set.clone(),
                         signer_probe_port: self.signer_probe_port,
+                        resources: self.inject_resources,
                         controller_namespace: lease_namespace.clone(),
                         signer_sockets: SignerSockets {
                             grpc: unix_path(&settings.signing.signer_grpc),

@@ -1,4 +1,5 @@
 use super::*;
+use std::time::Duration;
 use crate::controller::{ControllerConfig, Source};
 use crate::model::PRIVATE_CA_BUNDLE;
 

@@ -23,7 +23,9 @@ pub struct Pipeline {
     reports: watch::Sender<Vec<InvalidInput>>,
     /// The combined private-CA bundle, when any CA is configured.
     ca_bundle: watch::Sender<Option<String>>,
-    mesh: Option<Mesh>,
+    /// The mesh of the last published snapshot, for status readers.
+    published: watch::Sender<Option<Arc<Mesh>>>,
+    mesh: Option<Arc<Mesh>>,
     snapshot: Option<Arc<Snapshot>>,
     invalid_kinds: BTreeSet<String>,
 }
@@ -36,6 +38,7 @@ impl Pipeline {
             debounce,
             reports: watch::Sender::new(Vec::new()),
             ca_bundle: watch::Sender::new(None),
+            published: watch::Sender::new(None),
             mesh: None,
             snapshot: None,
             invalid_kinds: BTreeSet::new(),
@@ -50,6 +53,11 @@ impl Pipeline {
     /// Follows the combined private-CA bundle.
     pub fn ca_bundle(&self) -> watch::Receiver<Option<String>> {
         self.ca_bundle.subscribe()
+    }
+
+    /// Follows the mesh each published snapshot was translated from, published just before it.
+    pub fn meshes(&self) -> watch::Receiver<Option<Arc<Mesh>>> {
+        self.published.subscribe()
     }
 
     /// Rebuilds after every change of `observed` or `trust` until a channel closes. Nothing is
@@ -147,7 +155,7 @@ impl Pipeline {
             *current = reports;
             changed
         });
-        if self.mesh.as_ref() == Some(&mesh) {
+        if self.mesh.as_deref() == Some(&mesh) {
             return None;
         }
         let version = self
@@ -164,7 +172,9 @@ impl Pipeline {
                 self.metrics.snapshots.inc();
                 let snapshot = Arc::new(snapshot);
                 self.snapshot = Some(Arc::clone(&snapshot));
-                self.mesh = Some(mesh);
+                let mesh = Arc::new(mesh);
+                self.mesh = Some(Arc::clone(&mesh));
+                self.published.send_replace(Some(mesh));
                 Some(snapshot)
             }
             Err(error) => {

@@ -18,6 +18,7 @@ pub(super) fn config(signing: SigningMode) -> InjectConfig {
         xds_token_audience: None,
         controller_namespace: "lattice-xds".to_string(),
         signer_sockets: Default::default(),
+        resources: Default::default(),
     }
 }
 
@@ -193,4 +194,39 @@ fn a_signer_on_unix_sockets_shares_their_directory_with_envoy() {
     config.signing = SigningMode::Native;
     let native = inject(&pod(json!({})), &config, None);
     assert!(!native.to_string().contains(SOCKET_VOLUME));
+}
+
+#[test]
+fn the_sidecars_resources_come_from_the_configuration() {
+    let mut config = config(SigningMode::ExtProc);
+    config.resources = r#"{
+        "envoy": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}},
+        "signer": {"limits": {"memory": "64Mi"}},
+        "init": {}
+    }"#
+    .parse()
+    .unwrap();
+    let injected = inject(&pod(json!({})), &config, None);
+    let resources = |name: &str| {
+        let containers = injected["spec"]["initContainers"].as_array().unwrap();
+        let container = containers.iter().find(|c| c["name"] == name).unwrap();
+        container["resources"].clone()
+    };
+    assert_eq!(
+        resources("lattice-xds-envoy"),
+        json!({"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}})
+    );
+    assert_eq!(
+        resources("lattice-xds-signer"),
+        json!({"limits": {"memory": "64Mi"}})
+    );
+    assert_eq!(resources("lattice-xds-redirect"), json!({}));
+    // The defaults request and do not limit.
+    let defaults = crate::inject::SidecarResources::default().to_string();
+    assert!(defaults.contains("requests") && !defaults.contains("limits"));
+    // A misspelt container is refused by name.
+    let error = r#"{"proxy": {}, "envoy": {}, "signer": {}, "init": {}}"#
+        .parse::<crate::inject::SidecarResources>()
+        .unwrap_err();
+    assert!(error.contains("proxy"), "{error}");
 }

@@ -12,3 +12,12 @@ pub const EGRESS_PORT: u16 = 8080;
 /// The uid (and gid) the sidecar Envoy runs as: exempt from the redirect, and the only peer
 /// the signer's Unix sockets serve.
 pub const PROXY_UID: u32 = 101;
+/// The controller's ADS listener.
+pub const XDS_LISTEN: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, XDS_PORT));
+/// The controller's admin listener (status, config dumps, metrics): loopback only.
+pub const ADMIN_LISTEN: SocketAddr =
+    SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, ADMIN_PORT));
+/// The controller's ADS port, also behind its Service.
+pub const XDS_PORT: u16 = 18000;
+/// The controller's admin port.
+pub const ADMIN_PORT: u16 = 19000;

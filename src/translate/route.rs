@@ -91,22 +91,6 @@ fn provenance(destination: &Destination) -> String {
     entries.collect::<Vec<_>>().join(PROVENANCE_SEPARATOR)
 }
 
-/// The provenance entries of a destination's virtual host (`destination host:port`, `route
-/// ns/name`, then `auth policy ns/name (level)` for each policy); empty for other hosts.
-pub fn provenance_of(virtual_host: &VirtualHost) -> Vec<String> {
-    let Some(route) = virtual_host.routes.first() else {
-        return Vec::new();
-    };
-    if !route.name.starts_with("destination ") {
-        return Vec::new();
-    }
-    route
-        .name
-        .split(PROVENANCE_SEPARATOR)
-        .map(str::to_string)
-        .collect()
-}
-
 fn to_cluster(cluster: String) -> Route {
     Route {
         r#match: Some(every_path()),

@@ -4,22 +4,58 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use envoy_types::pb::envoy::config::core::v3::Node;
+use envoy_types::pb::google::protobuf::Struct;
 
 use super::auth::Identity;
 use super::holdings::Holdings;
 
-use crate::admin_api::{ProxyStatus, TypeStatus};
 use crate::metrics::Metrics;
 
 /// What one stream holds, by type URL: shared with the snapshot it was sent, never a copy.
 pub type Served = BTreeMap<String, Holdings>;
 
+/// One stream as the control plane sees it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ProxyRecord {
+    /// Empty until the first request names the node.
+    pub node_id: String,
+    pub cluster: String,
+    pub metadata: Option<Struct>,
+    /// `"sotw"` or `"delta"`.
+    pub protocol: String,
+    pub connected_at: Option<SystemTime>,
+    /// Who the stream authenticated as; `None` when streams are not authenticated.
+    pub identity: Option<String>,
+    /// One per resource type the stream has dealt with, in push order.
+    pub types: Vec<TypeRecord>,
+}
+
+/// One resource type of one stream.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TypeRecord {
+    pub type_url: String,
+    /// The last version sent; empty before the first response.
+    pub sent_version: String,
+    /// The last version Envoy accepted; empty before the first ACK.
+    pub acked_version: String,
+    /// The rejection that stands: no version sent since has been accepted.
+    pub rejected: Option<Rejection>,
+    pub pushes: u64,
+}
+
+/// A version Envoy rejected, with its `error_detail`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rejection {
+    pub version: String,
+    pub error: String,
+}
+
 #[derive(Debug, Default)]
 struct Entry {
-    status: ProxyStatus,
+    record: ProxyRecord,
     served: Served,
 }
 
@@ -60,15 +96,15 @@ impl Registry {
     /// Registers a new stream; it is removed when the handle drops.
     pub fn connect(self: &Arc<Self>, protocol: &str) -> ProxyHandle {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let status = ProxyStatus {
+        let record = ProxyRecord {
             protocol: protocol.to_string(),
-            connected_at_unix_ms: unix_ms(),
+            connected_at: Some(SystemTime::now()),
             ..Default::default()
         };
         self.lock().insert(
             id,
             Entry {
-                status,
+                record,
                 served: Served::new(),
             },
         );
@@ -80,11 +116,11 @@ impl Registry {
     }
 
     /// Every connected proxy, ordered by node id.
-    pub fn list(&self) -> Vec<ProxyStatus> {
+    pub fn list(&self) -> Vec<ProxyRecord> {
         let mut proxies: Vec<_> = self
             .lock()
             .values()
-            .map(|entry| entry.status.clone())
+            .map(|entry| entry.record.clone())
             .collect();
         proxies.sort_by(|a, b| a.node_id.cmp(&b.node_id));
         proxies
@@ -95,7 +131,7 @@ impl Registry {
         let proxies = self.lock();
         let entry = proxies
             .values()
-            .find(|entry| entry.status.node_id == node_id)?;
+            .find(|entry| entry.record.node_id == node_id)?;
         Some(entry.served.clone())
     }
 
@@ -130,13 +166,13 @@ impl ProxyHandle {
         }
     }
 
-    fn update_type(&self, type_url: &str, change: impl FnOnce(&mut TypeStatus)) {
+    fn update_type(&self, type_url: &str, change: impl FnOnce(&mut TypeRecord)) {
         self.update(|entry| {
-            let types = &mut entry.status.types;
+            let types = &mut entry.record.types;
             let index = match types.iter().position(|t| t.type_url == type_url) {
                 Some(index) => index,
                 None => {
-                    types.push(TypeStatus {
+                    types.push(TypeRecord {
                         type_url: type_url.to_string(),
                         ..Default::default()
                     });
@@ -158,15 +194,10 @@ impl ProxyHandle {
     /// Records the node on the stream's first request (`xds_protocol.rst`: the node is only
     /// guaranteed on the first request of a stream).
     pub fn identify(&self, node: &Node) {
-        let metadata = node
-            .metadata
-            .as_ref()
-            .map(struct_to_json)
-            .unwrap_or_default();
         self.update(|entry| {
-            entry.status.node_id.clone_from(&node.id);
-            entry.status.cluster.clone_from(&node.cluster);
-            entry.status.metadata_json = metadata.to_string();
+            entry.record.node_id.clone_from(&node.id);
+            entry.record.cluster.clone_from(&node.cluster);
+            entry.record.metadata.clone_from(&node.metadata);
         });
     }
 
@@ -194,7 +225,7 @@ impl ProxyHandle {
     /// Records who the stream authenticated as.
     pub fn authenticated(&self, identity: &Identity) {
         let described = identity.describe();
-        self.update(|entry| entry.status.identity = described);
+        self.update(|entry| entry.record.identity = Some(described));
     }
 
     /// Records an ACK. It ends a rejection when it accepts the rejected version or anything
@@ -204,10 +235,11 @@ impl ProxyHandle {
         let mut recovered = false;
         self.update_type(type_url, |status| {
             status.acked_version = version.to_string();
-            let rejected = !status.nacked_version.is_empty();
-            if rejected && (status.nacked_version == version || status.sent_version == version) {
-                status.nacked_version.clear();
-                status.nack_error.clear();
+            let ends = status.rejected.as_ref().is_some_and(|rejected| {
+                rejected.version == version || status.sent_version == version
+            });
+            if ends {
+                status.rejected = None;
                 recovered = true;
             }
         });
@@ -225,10 +257,13 @@ impl ProxyHandle {
     pub fn nacked(&self, type_url: &str, version: &str, error: &str) {
         let (mut newly, mut another) = (false, false);
         self.update_type(type_url, |status| {
-            newly = status.nacked_version.is_empty();
-            another = status.nacked_version != version;
-            status.nacked_version = version.to_string();
-            status.nack_error = error.to_string();
+            let previous = status.rejected.as_ref().map(|rejected| rejected.version.as_str());
+            newly = previous.is_none();
+            another = previous != Some(version);
+            status.rejected = Some(Rejection {
+                version: version.to_string(),
+                error: error.to_string(),
+            });
         });
         if newly {
             self.rejecting(type_url).inc();
@@ -260,39 +295,12 @@ impl Drop for ProxyHandle {
         let removed = self.registry.lock().remove(&self.id);
         self.registry.metrics.connected_proxies.dec();
         // A stream that ends while rejecting no longer counts.
-        for status in removed.iter().flat_map(|entry| &entry.status.types) {
-            if !status.nacked_version.is_empty() {
+        for status in removed.iter().flat_map(|entry| &entry.record.types) {
+            if status.rejected.is_some() {
                 self.rejecting(&status.type_url).dec();
             }
         }
     }
-}
-
-fn unix_ms() -> i64 {
-    let elapsed = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX)
-}
-
-/// `google.protobuf.Struct` as plain JSON.
-fn struct_to_json(value: &envoy_types::pb::google::protobuf::Struct) -> serde_json::Value {
-    use envoy_types::pb::google::protobuf::value::Kind;
-    fn convert(value: &envoy_types::pb::google::protobuf::Value) -> serde_json::Value {
-        match &value.kind {
-            Some(Kind::NullValue(_)) | None => serde_json::Value::Null,
-            Some(Kind::NumberValue(n)) => serde_json::json!(n),
-            Some(Kind::StringValue(s)) => serde_json::Value::from(s.as_str()),
-            Some(Kind::BoolValue(b)) => serde_json::Value::from(*b),
-            Some(Kind::StructValue(s)) => struct_to_json(s),
-            Some(Kind::ListValue(list)) => list.values.iter().map(convert).collect(),
-        }
-    }
-    value
-        .fields
-        .iter()
-        .map(|(key, value)| (key.clone(), convert(value)))
-        .collect()
 }
 
 #[cfg(test)]
@@ -318,16 +326,14 @@ mod tests {
         proxy.sent(LDS, "2", Holdings::default());
         proxy.nacked(LDS, "2", "bad listener");
         proxy.nacked(LDS, "2", "bad listener");
-        assert_eq!(registry.list()[0].types[0].nacked_version, "2");
+        let rejected = registry.list()[0].types[0].rejected.clone();
+        assert_eq!(rejected.map(|rejected| rejected.version).as_deref(), Some("2"));
         assert_eq!(rejecting(&registry), 1, "one stream, counted once");
         // Version 2 is never sent again; the proxy accepts version 3.
         proxy.sent(LDS, "3", Holdings::default());
         proxy.acked(LDS, "3");
         let status = &registry.list()[0].types[0];
-        assert_eq!(
-            (status.nacked_version.as_str(), status.nack_error.as_str()),
-            ("", "")
-        );
+        assert_eq!(status.rejected, None);
         assert_eq!(status.acked_version, "3");
         assert_eq!(rejecting(&registry), 0);
         // A stream that goes away while rejecting is no longer counted.

@@ -63,10 +63,13 @@ pub async fn run(
                     node_id: proxy.node_id.clone(),
                     type_url: status.type_url.clone(),
                 };
-                if status.nacked_version.is_empty() {
-                    accepted.insert(key, status.acked_version);
-                } else {
-                    rejecting.insert(key, (status.nacked_version, status.nack_error));
+                match status.rejected {
+                    None => {
+                        accepted.insert(key, status.acked_version);
+                    }
+                    Some(rejected) => {
+                        rejecting.insert(key, (rejected.version, rejected.error));
+                    }
                 }
             }
         }
