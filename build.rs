@@ -21,6 +21,7 @@ const ENVOY_PROTOS: &[&str] = &[
     "envoy/extensions/filters/http/dynamic_forward_proxy/v3/dynamic_forward_proxy.proto",
     "envoy/extensions/upstreams/http/v3/http_protocol_options.proto",
     "envoy/extensions/network/dns_resolver/cares/v3/cares_dns_resolver.proto",
+    "envoy/extensions/access_loggers/stream/v3/stream.proto",
     ENVOY_NAME_FIX.0,
 ];
 

@@ -9,6 +9,9 @@
 # docs/benchmarks.md.
 #
 #   [ROUNDS=3] [MODES="none native ext-proc lua"] scripts/bench-load.sh [SECONDS] [CONNECTIONS]
+# A mode with the suffix `-nolog` (`native-nolog`) runs that signing mode without the sidecar's
+# access log (`--access-log false`), to measure what the log costs. The sidecar Envoy's access
+# log goes to a file, as a container's stdout does.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -95,6 +98,8 @@ cpu_seconds() { # CPU seconds (user + system) of each process started for the cu
 
 run_mode() { # MODE -> prints "rps p50-ms p99-ms non-2xx envoy-µs/request signer-µs/request signer-RSS-kB"
   local mode=$1 signer_pid=
+  local signing=${mode%-nolog} access_log=true
+  [ "$signing" != "$mode" ] && access_log=false
   local xds admin egress envoy_admin signer_grpc signer_http
   xds=$(free_port); admin=$(free_port); egress=$(free_port); envoy_admin=$(free_port)
   signer_grpc=$(free_port); signer_http=$(free_port)
@@ -102,12 +107,12 @@ run_mode() { # MODE -> prints "rps p50-ms p99-ms non-2xx envoy-µs/request signe
     --concurrency 1 2> "$work/upstream-$mode.log" &
   pids+=($!)
   "${other_core[@]}" "$bin" controller --manifests examples --xds-listen "127.0.0.1:$xds" --admin-listen "127.0.0.1:$admin" \
-    --signing "$mode" --region eu-west-1 --ca-file "$work/ca.pem" \
+    --signing "$signing" --access-log "$access_log" --region eu-west-1 --ca-file "$work/ca.pem" \
     --signer-grpc-address "127.0.0.1:$signer_grpc" --signer-http-address "127.0.0.1:$signer_http" \
     --egress-address 127.0.0.1 --egress-port "$egress" \
     --resolve "$host=127.0.0.1:$upstream_port" --log warn 2> "$work/controller-$mode.log" &
   pids+=($!)
-  if [ "$mode" = ext-proc ] || [ "$mode" = lua ]; then
+  if [ "$signing" = ext-proc ] || [ "$signing" = lua ]; then
     env "${credentials[@]}" "${other_core[@]}" "$signer_bin" --grpc-listen "127.0.0.1:$signer_grpc" \
       --http-listen "127.0.0.1:$signer_http" --log warn 2> "$work/signer-$mode.log" &
     signer_pid=$!
@@ -118,7 +123,7 @@ run_mode() { # MODE -> prints "rps p50-ms p99-ms non-2xx envoy-µs/request signe
   "$bin" bootstrap --node-id bench-pod --cluster bench --xds-address "127.0.0.1:$xds" \
     --admin-port "$envoy_admin" > "$work/bootstrap-$mode.yaml"
   env "${credentials[@]}" "${sidecar_core[@]}" "$envoy" -c "$work/bootstrap-$mode.yaml" --disable-hot-restart \
-    --log-level error --concurrency 1 2> "$work/envoy-$mode.log" &
+    --log-level error --concurrency 1 > "$work/access-$mode.log" 2> "$work/envoy-$mode.log" &
   pids+=($!)
   wait_for "http://127.0.0.1:$egress/" "Hello from demo-cluster2-v1" "requests through Envoy ($mode)" "$host"
   "${other_core[@]}" "$wrk" -t1 -c"$connections" -d2s -H "Host: $host" "http://127.0.0.1:$egress/" > /dev/null

@@ -119,6 +119,10 @@ PY
 }
 app1=$(app_port demo-cluster1-v1)
 app2=$(app_port demo-cluster2-v1)
+# eks-cluster1's gRPC service (examples/cluster1/greeter.yaml): the standard health service.
+greeter=$(free_port)
+"$bin" grpc-health serve --listen "127.0.0.1:$greeter" --service greeter > "$work/greeter.log" 2>&1 &
+pids+=($!)
 
 dns_port=$(free_port); agent="127.0.0.1:$(free_port)"
 # In the namespace the agent is where EKS puts it, beside the namespace's link.
@@ -128,6 +132,7 @@ echo "== VPC Lattice, emulated on $lattice_ip:443 (DNS on $services_ip:$dns_port
   --identities demo/identities.yaml --tls-cert "$work/tls.crt" --tls-key "$work/tls.key" \
   --listen "$lattice_ip:443" --region ap-northeast-2 --account 890742582773 \
   --backend "demo-cluster1-v1=http://127.0.0.1:$app1" --backend "demo-cluster2-v1=http://127.0.0.1:$app2" \
+  --backend "greeter-v1=http://127.0.0.1:$greeter" \
   --dns-listen "$services_ip:$dns_port" --dns-answer "$lattice_ip" \
   --pod-identity-listen "$agent" \
   > "$work/emulator.log" 2>&1 &
@@ -192,6 +197,19 @@ call() { # HOST: the app's plain HTTP call, through its sidecar's egress listene
   echo "HTTP ${output##*$'\n'}"
   echo "${body%$'\n'}"
 }
+grpc_call() { # HOST SERVICE: the app's gRPC health check, through its sidecar's egress listener
+  local output
+  for _ in $(seq 1 100); do
+    if [ -n "$netns" ]; then
+      output=$(ip netns exec "$netns" "$bin" grpc-health check "$1" --target "$1:80" --service "$2" 2>&1)
+    else
+      output=$("$bin" grpc-health check "$1" --target "127.0.0.1:$egress1" --service "$2" 2>&1)
+    fi
+    # Until the sidecar has the destination: 404 (UNIMPLEMENTED) or no upstream (UNAVAILABLE).
+    case "$output" in *Unimplemented*|*Unavailable*) sleep 0.05 ;; *) break ;; esac
+  done
+  echo "$output"
+}
 echo
 echo "\$ kubectl --context eks-cluster1 exec -n apps deploy/demo-cluster1-v1 -- curl demo-cluster2.example.com"
 call demo-cluster2.example.com
@@ -199,5 +217,10 @@ echo
 echo "\$ kubectl --context eks-cluster1 exec -n apps deploy/demo-cluster1-v1 -- curl demo-cluster1.example.com"
 call demo-cluster1.example.com
 echo
+echo "\$ kubectl --context eks-cluster1 exec -n apps deploy/demo-cluster1-v1 -- grpc-health-probe -addr greeter.example.com:80 -service greeter"
+grpc_call greeter.example.com greeter
+echo
 echo "(the calls go through eks-cluster1's Envoy (egress port $egress1), signed with its Pod Identity"
-echo " credentials; demo-cluster1's auth policy admits only eks-cluster2's apps namespace)"
+echo " credentials; demo-cluster1's auth policy admits only eks-cluster2's apps namespace, the"
+echo " greeter GRPCRoute's only eks-cluster1's: gRPC in clear text to the sidecar, HTTP/2 over TLS"
+echo " to Lattice)"

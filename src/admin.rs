@@ -3,6 +3,7 @@
 //! shows every proxy's configuration, so it listens on loopback by default; the probe listener
 //! serves only `/healthz`, `/readyz` and `/metrics`, for the kubelet and Prometheus.
 
+pub mod csds;
 pub mod status;
 
 use std::sync::Arc;
@@ -15,6 +16,7 @@ use axum::routing::get;
 use tokio_util::sync::CancellationToken;
 
 use crate::admin_api::proxy_status_service_server::ProxyStatusServiceServer;
+use envoy_types::pb::envoy::service::status::v3::client_status_discovery_service_server::ClientStatusDiscoveryServiceServer;
 use status::StatusService;
 
 /// Serves the admin endpoints on `listener` until `shutdown`.
@@ -23,7 +25,8 @@ pub async fn serve(
     status: StatusService,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    let grpc = tonic::service::Routes::new(ProxyStatusServiceServer::new(status.clone()));
+    let grpc = tonic::service::Routes::new(ProxyStatusServiceServer::new(status.clone()))
+        .add_service(ClientStatusDiscoveryServiceServer::new(status.csds()));
     let http = probes()
         .route("/debug/proxies", get(proxies))
         .route("/debug/config_dump", get(config_dump))

@@ -7,6 +7,7 @@ mod bootstrap;
 mod check;
 mod controller;
 mod emulate;
+mod grpc_health;
 mod loadtest;
 mod policy;
 mod proxy_status;
@@ -16,6 +17,7 @@ pub use bootstrap::BootstrapArgs;
 pub use check::CheckArgs;
 pub use controller::{ControllerArgs, XdsAuthMode};
 pub use emulate::EmulateArgs;
+pub use grpc_health::{GrpcCheckArgs, GrpcHealthCommand, GrpcServeArgs};
 pub use loadtest::{ExtProcLoadArgs, LoadtestCommand};
 pub use policy::{PolicyCheckArgs, PolicyCommand};
 pub use proxy_status::ProxyStatusArgs;
@@ -56,6 +58,9 @@ pub enum Command {
     Policy(PolicyCommand),
     /// Check that a controller is ready and serves xDS (what `helm test` runs).
     Check(CheckArgs),
+    /// A gRPC health check through the sidecar (to try a GRPCRoute), and a server for it.
+    #[command(subcommand)]
+    GrpcHealth(GrpcHealthCommand),
     /// Load generators for the benchmarks.
     #[command(subcommand)]
     Loadtest(LoadtestCommand),

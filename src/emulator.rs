@@ -31,7 +31,7 @@ use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
 use crate::https::ServingCertificate;
-use crate::model::{ObjectRef, PolicyLevel, Settings};
+use crate::model::{ObjectRef, PolicyLevel, RouteKind, Settings};
 use crate::policy::{INVOKE, Policy, Verdict, evaluate_lattice};
 use crate::provider::{Inputs, file, lattice};
 use identities::Identity;
@@ -61,6 +61,8 @@ struct Service {
     id: String,
     route: ObjectRef,
     backend: Option<String>,
+    /// A GRPCRoute's service: its backend is reached over HTTP/2 in clear text (h2c).
+    grpc: bool,
     network_policy: Option<Policy>,
     service_policy: Option<Policy>,
 }
@@ -144,6 +146,7 @@ fn services(config: &EmulatorConfig) -> anyhow::Result<BTreeMap<String, Arc<Serv
             tracing::warn!(%invalid, "skipped");
         }
         inputs.routes.extend(observed.inputs.routes);
+        inputs.grpc_routes.extend(observed.inputs.grpc_routes);
         inputs.gateways.extend(observed.inputs.gateways);
         inputs.classes.extend(observed.inputs.classes);
         inputs.auth_policies.extend(observed.inputs.auth_policies);
@@ -164,22 +167,36 @@ fn services(config: &EmulatorConfig) -> anyhow::Result<BTreeMap<String, Arc<Serv
                 && policy.object.metadata.name.as_deref() == Some(reference.name.as_str())
         })
     };
-    let mut by_route: BTreeMap<ObjectRef, Arc<Service>> = BTreeMap::new();
+    let mut by_route: BTreeMap<(RouteKind, ObjectRef), Arc<Service>> = BTreeMap::new();
     let mut services = BTreeMap::new();
     for (host, destination) in &mesh.destinations {
-        if let Some(service) = by_route.get(&destination.source) {
+        if let Some(service) = by_route.get(&(destination.kind, destination.source.clone())) {
             services.insert(host.clone(), Arc::clone(service));
             continue;
         }
-        let route = inputs
-            .routes
-            .iter()
-            .find(|route| {
-                route.object.metadata.name.as_deref() == Some(destination.source.name.as_str())
-                    && route.object.metadata.namespace.as_deref()
-                        == Some(destination.source.namespace.as_str())
-            })
-            .context("a destination without its route")?;
+        let named = |metadata: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| {
+            metadata.name.as_deref() == Some(destination.source.name.as_str())
+                && metadata.namespace.as_deref() == Some(destination.source.namespace.as_str())
+        };
+        // The route's first backend, and its annotations (the two kinds' generated types share
+        // field names, not a type).
+        macro_rules! first_backend {
+            ($routes:expr) => {{
+                let route = ($routes.iter())
+                    .find(|route| named(&route.object.metadata))
+                    .context("a destination without its route")?;
+                let rules = route.object.spec.rules.iter().flatten();
+                let backend = rules
+                    .flat_map(|rule| rule.backend_refs.iter().flatten())
+                    .map(|backend| (backend.namespace.clone(), backend.name.clone()))
+                    .next();
+                (backend, route.object.metadata.annotations.as_ref())
+            }};
+        }
+        let (backend, annotations) = match destination.kind {
+            RouteKind::Http => first_backend!(inputs.routes),
+            RouteKind::Grpc => first_backend!(inputs.grpc_routes),
+        };
         let mut network = Vec::new();
         let mut service_policy = Vec::new();
         for reference in &destination.auth_policies {
@@ -193,26 +210,14 @@ fn services(config: &EmulatorConfig) -> anyhow::Result<BTreeMap<String, Arc<Serv
                 PolicyLevel::Service => service_policy.extend(parsed.statements),
             }
         }
-        let backend = route
-            .object
-            .spec
-            .rules
-            .iter()
-            .flatten()
-            .flat_map(|rule| rule.backend_refs.iter().flatten())
-            .next()
-            .and_then(|backend| {
-                let namespace = backend
-                    .namespace
-                    .as_deref()
-                    .unwrap_or(&destination.source.namespace);
-                config
-                    .backends
-                    .get(&format!("{namespace}/{}", backend.name))
-                    .or_else(|| config.backends.get(&backend.name))
-                    .cloned()
-            });
-        let annotations = route.object.metadata.annotations.as_ref();
+        let backend = backend.and_then(|(namespace, name)| {
+            let namespace = namespace.as_deref().unwrap_or(&destination.source.namespace);
+            config
+                .backends
+                .get(&format!("{namespace}/{name}"))
+                .or_else(|| config.backends.get(&name))
+                .cloned()
+        });
         let service = Arc::new(Service {
             id: service_id(
                 &destination.source,
@@ -222,6 +227,7 @@ fn services(config: &EmulatorConfig) -> anyhow::Result<BTreeMap<String, Arc<Serv
             ),
             route: destination.source.clone(),
             backend,
+            grpc: destination.kind == RouteKind::Grpc,
             network_policy: (!network.is_empty()).then_some(Policy {
                 statements: network,
             }),
@@ -229,7 +235,10 @@ fn services(config: &EmulatorConfig) -> anyhow::Result<BTreeMap<String, Arc<Serv
                 statements: service_policy,
             }),
         });
-        by_route.insert(destination.source.clone(), Arc::clone(&service));
+        by_route.insert(
+            (destination.kind, destination.source.clone()),
+            Arc::clone(&service),
+        );
         services.insert(host.clone(), service);
     }
     anyhow::ensure!(
@@ -353,7 +362,7 @@ async fn handle(State(emulator): State<Arc<Emulator>>, request: Request) -> Resp
             ),
         );
     };
-    match forward(&backend, request).await {
+    match forward(&backend, service.grpc, request).await {
         Ok(response) => response,
         Err(error) => {
             tracing::warn!(%name, %backend, error = format!("{error:#}"), "backend unreachable");
@@ -365,8 +374,9 @@ async fn handle(State(emulator): State<Arc<Emulator>>, request: Request) -> Resp
     }
 }
 
-/// Sends `request` to `backend` (http://host:port) and returns its answer as it came.
-async fn forward(backend: &str, request: Request) -> anyhow::Result<Response> {
+/// Sends `request` to `backend` (http://host:port; HTTP/2 in clear text for gRPC) and returns
+/// its answer as it came.
+async fn forward(backend: &str, grpc: bool, request: Request) -> anyhow::Result<Response> {
     let base: http::Uri = backend
         .parse()
         .with_context(|| format!("{backend:?} is not a URL"))?;
@@ -374,17 +384,36 @@ async fn forward(backend: &str, request: Request) -> anyhow::Result<Response> {
         .authority()
         .context("the backend URL has no host")?
         .clone();
-    let stream = tokio::net::TcpStream::connect(authority.as_str()).await?;
-    let (mut sender, connection) =
-        hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-    tokio::spawn(connection);
+    let stream = TokioIo::new(tokio::net::TcpStream::connect(authority.as_str()).await?);
     let (mut parts, body) = request.into_parts();
-    parts.uri = parts
-        .uri
-        .path_and_query()
-        .map_or("/", |path| path.as_str())
-        .parse()?;
+    let path = parts.uri.path_and_query().map_or("/", |path| path.as_str());
+    if grpc {
+        // HTTP/2 wants the full URI; the authority is the one the caller asked for.
+        let authority = parts
+            .headers
+            .get(http::header::HOST)
+            .and_then(|host| host.to_str().ok())
+            .or_else(|| parts.uri.authority().map(|a| a.as_str()))
+            .unwrap_or(authority.as_str())
+            .to_string();
+        parts.uri = format!("http://{authority}{path}").parse()?;
+        parts.version = http::Version::HTTP_2;
+        parts.headers.remove(http::header::HOST);
+        let (mut sender, connection) = hyper::client::conn::http2::handshake(
+            hyper_util::rt::TokioExecutor::new(),
+            stream,
+        )
+        .await?;
+        tokio::spawn(connection);
+        let response = sender
+            .send_request(http::Request::from_parts(parts, body))
+            .await?;
+        return Ok(response.map(Body::new));
+    }
+    parts.uri = path.parse()?;
     parts.version = http::Version::HTTP_11;
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(stream).await?;
+    tokio::spawn(connection);
     let response = sender
         .send_request(http::Request::from_parts(parts, body))
         .await?;

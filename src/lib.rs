@@ -29,6 +29,7 @@ with_controller!(
     cli,
     controller,
     emulator,
+    grpc_health,
     https,
     inject,
     loadtest,

@@ -1,7 +1,8 @@
 use clap::Parser;
-use lattice_xds::cli::{Cli, Command, LoadtestCommand, PolicyCommand};
+use lattice_xds::cli::{Cli, Command, GrpcHealthCommand, LoadtestCommand, PolicyCommand};
 use lattice_xds::{
-    bootstrap, check, controller, emulator, loadtest, policy, proxy_status, redirect, signer,
+    bootstrap, check, controller, emulator, grpc_health, loadtest, policy, proxy_status, redirect,
+    signer,
 };
 
 #[tokio::main]
@@ -46,6 +47,19 @@ async fn main() -> std::process::ExitCode {
                 }
                 Err(error) => Err(error),
             }
+        }
+        Command::GrpcHealth(GrpcHealthCommand::Check(args)) => {
+            match grpc_health::check(&args.target, &args.authority, &args.service).await {
+                Ok(tonic_health::ServingStatus::Serving) => {
+                    println!("SERVING");
+                    Ok(())
+                }
+                Ok(status) => Err(anyhow::anyhow!("{} is {status:?}", args.authority)),
+                Err(error) => Err(error),
+            }
+        }
+        Command::GrpcHealth(GrpcHealthCommand::Serve(args)) => {
+            grpc_health::serve(args.listen, &args.services).await
         }
         Command::Check(args) => match args.into_config() {
             Ok(config) => check::run(&config).await,

@@ -33,6 +33,8 @@ pub struct Mesh {
     pub dns_resolver: Option<SocketAddr>,
     /// Whether each destination gets request stats of its own in the sidecar.
     pub destination_stats: bool,
+    /// Whether the sidecar writes an access log line per request (JSON, on stdout).
+    pub access_log: bool,
 }
 
 /// One host that the sidecar routes to a VPC Lattice service.
@@ -48,10 +50,38 @@ pub struct Destination {
     pub pinned: Option<SocketAddr>,
     /// The route this destination came from, as `namespace/name`.
     pub source: ObjectRef,
+    /// The kind of that route: a GRPCRoute's destination speaks HTTP/2 upstream.
+    pub kind: RouteKind,
     /// The IAM auth policies VPC Lattice evaluates before a request reaches this destination:
     /// the service network's (on the gateway) and the service's (on the route). Diagnostics
     /// only; the sidecar does not enforce them.
     pub auth_policies: Vec<AuthPolicyRef>,
+}
+
+/// The Gateway API route kinds a destination can come from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum RouteKind {
+    /// An HTTPRoute: the upstream protocol follows the application's (HTTP/1.1 by default).
+    #[default]
+    Http,
+    /// A GRPCRoute: VPC Lattice serves it over HTTP/2 with TLS (ALPN `h2`).
+    Grpc,
+}
+
+impl RouteKind {
+    /// The Kubernetes kind.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Http => "HTTPRoute",
+            Self::Grpc => "GRPCRoute",
+        }
+    }
+}
+
+impl fmt::Display for RouteKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// An IAMAuthPolicy that guards a destination, and at which level it applies.
@@ -170,6 +200,7 @@ pub struct Settings {
     pub gateway_class: String,
     pub dns_resolver: Option<SocketAddr>,
     pub destination_stats: bool,
+    pub access_log: bool,
 }
 
 /// The GatewayClass name the AWS Gateway API Controller's installation creates.
@@ -190,6 +221,7 @@ impl Default for Settings {
             gateway_class: DEFAULT_GATEWAY_CLASS.to_string(),
             dns_resolver: None,
             destination_stats: true,
+            access_log: true,
         }
     }
 }
@@ -211,6 +243,7 @@ impl Settings {
             system_ca_file: self.system_ca_file.clone(),
             dns_resolver: self.dns_resolver,
             destination_stats: self.destination_stats,
+            access_log: self.access_log,
         }
     }
 }

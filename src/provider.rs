@@ -14,12 +14,14 @@ use std::fmt;
 
 use gateway_api::gatewayclasses::GatewayClass;
 use gateway_api::gateways::Gateway;
+use gateway_api::grpcroutes::GrpcRoute;
 use gateway_api::httproutes::HttpRoute;
 
 /// The Gateway API objects a provider has observed.
 #[derive(Clone, Debug, Default)]
 pub struct Inputs {
     pub routes: Vec<Sourced<HttpRoute>>,
+    pub grpc_routes: Vec<Sourced<GrpcRoute>>,
     pub gateways: Vec<Sourced<Gateway>>,
     pub classes: Vec<Sourced<GatewayClass>>,
     pub auth_policies: Vec<Sourced<policy::IamAuthPolicy>>,

@@ -8,6 +8,7 @@
 //! signatures for, say, `s3`; anything else is refused with a 403 that says why.
 
 mod args;
+mod batched;
 pub mod canonical;
 pub mod credentials;
 mod ext_proc;

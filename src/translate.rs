@@ -3,6 +3,7 @@
 //! A pure function: no I/O and no clock, so the same mesh always yields the same resources and
 //! golden files under `tests/testdata/translate/` pin the output. One file per resource kind.
 
+mod access_log;
 mod cluster;
 mod listener;
 mod route;
@@ -24,7 +25,7 @@ use envoy_types::pb::google::protobuf::Duration;
 
 use std::collections::BTreeSet;
 
-use crate::model::{Destination, Mesh, Trust, custom_domain_trust};
+use crate::model::{Destination, Mesh, RouteKind, Trust, custom_domain_trust};
 
 /// The egress listener's name, and the name of its route configuration.
 pub const EGRESS: &str = "egress";
@@ -62,7 +63,7 @@ pub fn translate(mesh: &Mesh) -> Resources {
     clusters.extend(
         shared_classes(mesh)
             .iter()
-            .map(|tls| cluster::shared(tls.as_ref(), mesh)),
+            .map(|(tls, kind)| cluster::shared(tls.as_ref(), *kind, mesh)),
     );
     clusters.extend(signing::clusters(&mesh.signing));
     clusters.sort_by(|a, b| a.name.cmp(&b.name));
@@ -79,8 +80,9 @@ pub fn translate(mesh: &Mesh) -> Resources {
 enum Upstream {
     /// A cluster of its own: a pinned address, or a port other than its scheme's default.
     Own,
-    /// The shared dynamic-forward-proxy cluster of its trust class (`None`: plain HTTP).
-    Shared(Option<Trust>),
+    /// The shared dynamic-forward-proxy cluster of its trust class (`None`: plain HTTP) and
+    /// route kind (a GRPCRoute's speaks HTTP/2).
+    Shared(Option<Trust>, RouteKind),
 }
 
 fn upstream(destination: &Destination) -> Upstream {
@@ -88,34 +90,39 @@ fn upstream(destination: &Destination) -> Upstream {
     if destination.pinned.is_some() || destination.port != default_port {
         Upstream::Own
     } else {
-        Upstream::Shared(destination.tls.clone())
+        Upstream::Shared(destination.tls.clone(), destination.kind)
     }
 }
 
-/// The trust classes that need a shared cluster: those of the shared destinations, and the
-/// custom domains' when fallback domains are configured.
-fn shared_classes(mesh: &Mesh) -> BTreeSet<Option<Trust>> {
-    let mut classes: BTreeSet<Option<Trust>> = mesh
+/// The classes that need a shared cluster: those of the shared destinations, and the custom
+/// domains' (HTTP) when fallback domains are configured.
+fn shared_classes(mesh: &Mesh) -> BTreeSet<(Option<Trust>, RouteKind)> {
+    let mut classes: BTreeSet<(Option<Trust>, RouteKind)> = mesh
         .destinations
         .values()
         .filter_map(|destination| match upstream(destination) {
-            Upstream::Shared(tls) => Some(tls),
+            Upstream::Shared(tls, kind) => Some((tls, kind)),
             Upstream::Own => None,
         })
         .collect();
     if !mesh.fallback_domains.is_empty() {
-        classes.insert(Some(custom_domain_trust(&mesh.bundles)));
+        classes.insert((Some(custom_domain_trust(&mesh.bundles)), RouteKind::Http));
     }
     classes
 }
 
 /// The name of a shared dynamic-forward-proxy cluster: `lattice-http` for plain HTTP,
-/// `lattice-tls|<bundle>` or `lattice-tls|system-roots` for TLS.
-pub fn shared_cluster_name(tls: Option<&Trust>) -> String {
+/// `lattice-tls|<bundle>` or `lattice-tls|system-roots` for TLS, `lattice-grpc|…` for the
+/// HTTP/2 clusters of GRPCRoutes.
+pub fn shared_cluster_name(tls: Option<&Trust>, kind: RouteKind) -> String {
+    let scheme = match (kind, tls) {
+        (_, None) => return "lattice-http".to_string(),
+        (RouteKind::Http, Some(_)) => "lattice-tls",
+        (RouteKind::Grpc, Some(_)) => "lattice-grpc",
+    };
     match tls {
-        None => "lattice-http".to_string(),
-        Some(Trust::SystemRoots) => "lattice-tls|system-roots".to_string(),
-        Some(Trust::Bundle(bundle)) => format!("lattice-tls|{bundle}"),
+        Some(Trust::Bundle(bundle)) => format!("{scheme}|{bundle}"),
+        _ => format!("{scheme}|system-roots"),
     }
 }
 
@@ -123,7 +130,7 @@ pub fn shared_cluster_name(tls: Option<&Trust>) -> String {
 fn cluster_name_of(destination: &Destination) -> String {
     match upstream(destination) {
         Upstream::Own => destination_cluster_name(&destination.host, destination.port),
-        Upstream::Shared(tls) => shared_cluster_name(tls.as_ref()),
+        Upstream::Shared(tls, kind) => shared_cluster_name(tls.as_ref(), kind),
     }
 }
 

@@ -20,6 +20,7 @@ use support::{eventually, free_port};
 const GATEWAY: &str = include_str!("../examples/cluster1/gateway.yaml");
 const CLUSTER1: &str = include_str!("../examples/cluster1/demo-cluster1.yaml");
 const CLUSTER2: &str = include_str!("../examples/cluster2/demo-cluster2.yaml");
+const GREETER: &str = include_str!("../examples/cluster1/greeter.yaml");
 const CLUSTER_ROLE: &str = include_str!("../charts/lattice-xds/files/clusterrole.yaml");
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -309,6 +310,63 @@ async fn envoy_follows_the_cluster_and_invalid_routes_get_events() {
     assert_eq!(
         metric(&metrics, "lattice_xds_invalid_inputs{kind=\"HTTPRoute\"}"),
         Some(2.0),
+        "{metrics}"
+    );
+}
+
+/// GRPCRoutes are watched like HTTPRoutes: one attached to an HTTPS listener becomes a
+/// destination with its auth policy, behind a shared HTTP/2 cluster; one on a plain HTTP
+/// listener gets an Event, is counted, and the rest is still served.
+#[tokio::test]
+async fn grpc_routes_become_http2_destinations_and_bad_ones_get_events() {
+    let cluster = KubeCluster::start();
+    apply_walkthrough(&cluster);
+    cluster.apply(GREETER);
+    cluster.apply(
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: GRPCRoute\nmetadata:\n  name: stock\n  namespace: apps\n\
+         spec:\n  hostnames: [stock.example.com]\n  parentRefs:\n  - name: lattice-gateway\n    namespace: lattice-gateway\n\
+         \x20   sectionName: http-listener\n",
+    );
+    let args = controller_args(&cluster.kubeconfig);
+    let controller = Controller::start(cluster.dir(), &args).await;
+    let envoy = Envoy::start(cluster.dir(), "pod-g", controller.xds_port, "delta").await;
+
+    let greeter = destination("greeter.example.com", 443);
+    eventually("the GRPCRoute's destination", WAIT, || async {
+        names(&envoy_destinations(&envoy).await)
+            .contains(&greeter)
+            .then_some(())
+    })
+    .await;
+    let destinations = envoy_destinations(&envoy).await;
+    let (_, provenance) = destinations
+        .iter()
+        .find(|(name, _)| *name == greeter)
+        .unwrap();
+    assert!(
+        provenance.contains("route apps/greeter")
+            && provenance.contains("auth policy apps/greeter-iam-auth-policy (service)"),
+        "{provenance}"
+    );
+    // One shared cluster per protocol: HTTP/1.1 for HTTPRoutes, HTTP/2 for GRPCRoutes.
+    assert_eq!(
+        envoy_clusters(&envoy).await,
+        ["lattice-grpc|system-roots", "lattice-tls|system-roots"]
+    );
+
+    let events = eventually("an Event on the GRPCRoute", WAIT, || async {
+        let events = events_on(&cluster, "GRPCRoute", "stock");
+        (!events.is_empty()).then_some(events)
+    })
+    .await;
+    let (reason, note, _) = &events[0];
+    assert_eq!(reason, "Skipped");
+    assert!(note.contains("needs an HTTPS listener"), "{note}");
+    assert!(!names(&envoy_destinations(&envoy).await).contains("stock.example.com:80"));
+    let metrics = controller.metrics().await;
+    assert_eq!(
+        metric(&metrics, "lattice_xds_invalid_inputs{kind=\"GRPCRoute\"}"),
+        Some(1.0),
         "{metrics}"
     );
 }

@@ -160,6 +160,7 @@ impl Case {
             path: PathRules {
                 normalize: self.context["normalize"].as_bool().unwrap_or(true),
             },
+            every_header: false,
         };
         check(&request, &options)
     }

@@ -3,7 +3,11 @@
 //! clusters' services on 127.0.0.1:443, answers DNS for them and plays the Pod Identity agent;
 //! each emulated cluster has its controller (its own manifests only), Envoy and signer. From
 //! eks-cluster1's pod, demo-cluster2 answers (reached through the DNS fallback) and
-//! demo-cluster1 refuses with Lattice's AccessDeniedException naming the pod's role session.
+//! demo-cluster1 refuses with Lattice's AccessDeniedException naming the pod's role session;
+//! the pod's access log names the route and the error. A gRPC health check of eks-cluster1's
+//! GRPCRoute answers SERVING through stock Envoy in the ext-proc, lua and native modes (h2c to
+//! the sidecar, HTTP/2 over TLS to the emulator, h2c to a real gRPC server), and a caller of
+//! another namespace is refused by the GRPCRoute's auth policy.
 //! Needs root to listen on port 443, as Lattice's services do.
 
 mod support;
@@ -12,6 +16,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
+use lattice_xds::grpc_health::{self, CheckError, ServingStatus};
 use support::envoy::Envoy;
 use support::pca::{Moto, controller_env, create_root_ca, issue_leaf};
 use support::process::{Controller, Running};
@@ -22,19 +27,35 @@ const REGION: &str = "ap-northeast-2";
 const ACCOUNT: &str = "890742582773";
 const WAIT: Duration = Duration::from_secs(30);
 
-/// The callers EKS Pod Identity would give each cluster's demo pod.
+/// The callers EKS Pod Identity would give each cluster's demo pod, and a pod of eks-cluster1's
+/// `batch` namespace.
 fn identities() -> String {
-    [("eks-cluster1", "1111"), ("eks-cluster2", "2222")]
-        .iter()
-        .map(|(cluster, id)| {
-            format!(
-                "- name: {cluster}/apps/demo\n  accessKeyId: ASIAWALKTHROUGH{id}\n  secretAccessKey: secret-{id}\n  \
-                 sessionToken: token-{id}\n  arn: arn:aws:sts::{ACCOUNT}:assumed-role/vpc-lattice-sigv4-client/eks-{cluster}-demo-{id}\n  \
-                 agentToken: projected-sa-token-{id}\n  \
-                 tags: {{eks-cluster-name: {cluster}, kubernetes-namespace: apps, kubernetes-service-account: default}}\n"
-            )
-        })
-        .collect()
+    [
+        ("eks-cluster1", "apps", "1111"),
+        ("eks-cluster2", "apps", "2222"),
+        ("eks-cluster1", "batch", "3333"),
+    ]
+    .iter()
+    .map(|(cluster, namespace, id)| {
+        format!(
+            "- name: {cluster}/{namespace}/demo\n  accessKeyId: ASIAWALKTHROUGH{id}\n  secretAccessKey: secret-{id}\n  \
+             sessionToken: token-{id}\n  arn: arn:aws:sts::{ACCOUNT}:assumed-role/vpc-lattice-sigv4-client/eks-{cluster}-demo-{id}\n  \
+             agentToken: projected-sa-token-{id}\n  \
+             tags: {{eks-cluster-name: {cluster}, kubernetes-namespace: {namespace}, kubernetes-service-account: default}}\n"
+        )
+    })
+    .collect()
+}
+
+/// The greeter's gRPC backend: the standard health service, reporting `greeter` as serving.
+async fn greeter_app() -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let services = ["greeter".to_string()];
+        grpc_health::serve_on(listener, &services, Default::default()).await
+    });
+    port
 }
 
 fn pem_key(der: &[u8]) -> String {
@@ -90,23 +111,25 @@ async fn pod(cloud: &Cloud<'_>, cluster: &str, id: &str, signing: &str) -> Pod {
         moto,
         ca_arn,
     } = *cloud;
-    let token_file = dir.join(format!("{cluster}-{signing}-token"));
+    let token_file = dir.join(format!("{cluster}-{signing}-{id}-token"));
     std::fs::write(&token_file, format!("projected-sa-token-{id}")).unwrap();
+    // The Pod Identity agent's credentials, for the signer, or for Envoy's own filter.
+    let credentials = [
+        (
+            "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+            format!("http://{agent}/v1/credentials"),
+        ),
+        (
+            "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+            token_file.display().to_string(),
+        ),
+        ("AWS_REGION", REGION.to_string()),
+    ];
     let signer = Signer::start(
         dir,
-        &format!("signer-{cluster}-{signing}"),
+        &format!("signer-{cluster}-{signing}-{id}"),
         &[],
-        &[
-            (
-                "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-                format!("http://{agent}/v1/credentials"),
-            ),
-            (
-                "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
-                token_file.display().to_string(),
-            ),
-            ("AWS_REGION", REGION.to_string()),
-        ],
+        &credentials,
     )
     .await;
     let egress_port = free_port();
@@ -122,6 +145,7 @@ async fn pod(cloud: &Cloud<'_>, cluster: &str, id: &str, signing: &str) -> Pod {
         format!("--signing={signing}"),
         format!("--region={REGION}"),
         format!("--signer-grpc-address={}", signer.grpc),
+        format!("--signer-http-address={}", signer.http),
         "--egress-address=127.0.0.1".to_string(),
         format!("--egress-port={egress_port}"),
     ];
@@ -130,16 +154,22 @@ async fn pod(cloud: &Cloud<'_>, cluster: &str, id: &str, signing: &str) -> Pod {
         dir,
         free_port(),
         free_port(),
-        &format!("controller-{cluster}-{signing}"),
+        &format!("controller-{cluster}-{signing}-{id}"),
         &args,
         &env,
     )
     .await;
-    let envoy = Envoy::start(
+    let envoy_env: &[(&str, String)] = if signing == "native" {
+        &credentials
+    } else {
+        &[]
+    };
+    let envoy = Envoy::start_with_env(
         dir,
-        &format!("{cluster}-{signing}-demo-pod"),
+        &format!("{cluster}-{signing}-{id}-demo-pod"),
         controller.xds_port,
         "delta",
+        envoy_env,
     )
     .await;
     Pod {
@@ -148,6 +178,40 @@ async fn pod(cloud: &Cloud<'_>, cluster: &str, id: &str, signing: &str) -> Pod {
         _envoy: envoy,
         egress: format!("127.0.0.1:{egress_port}").parse().unwrap(),
     }
+}
+
+/// The first access log line of the pod's Envoy for `authority` answered with `code`.
+async fn access_log_line(pod: &Pod, authority: &str, code: u16) -> serde_json::Value {
+    eventually(
+        &format!("an access log line for {authority}"),
+        WAIT,
+        || async {
+            let log = pod._envoy.process.log_text();
+            log.lines()
+                .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+                .find(|line| line["authority"] == authority && line["response_code"] == code)
+        },
+    )
+    .await
+}
+
+/// The greeter's answer to a pod's health check (`lattice-xds grpc-health check`: HTTP/2 in
+/// clear text to the sidecar, which signs the call and sends it over TLS with ALPN h2), once
+/// the sidecar routes the host (before, it answers 404, which gRPC reports as UNIMPLEMENTED).
+async fn greeter_answer(pod: &Pod) -> Result<ServingStatus, tonic::Status> {
+    let target = pod.egress.to_string();
+    eventually("a gRPC answer from greeter", WAIT, || async {
+        let answer = grpc_health::check(&target, "greeter.example.com", "greeter").await;
+        match answer.map_err(|error| error.downcast::<CheckError>()) {
+            Ok(status) => Some(Ok(status)),
+            Err(Ok(CheckError { status, .. })) => match status.code() {
+                tonic::Code::Unimplemented | tonic::Code::Unavailable => None,
+                _ => Some(Err(status)),
+            },
+            Err(Err(error)) => panic!("no gRPC call: {error:#}"),
+        }
+    })
+    .await
 }
 
 /// `curl http://host/` from a pod: through its Envoy's egress listener.
@@ -173,6 +237,7 @@ async fn cluster1_reaches_cluster2_and_is_refused_by_its_own_service() {
 
     let app1 = demo_app("demo-cluster1-v1").await;
     let app2 = demo_app("demo-cluster2-v1").await;
+    let greeter = greeter_app().await;
     let dns: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let agent: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let mut command = std::process::Command::new(lattice_xds());
@@ -189,6 +254,7 @@ async fn cluster1_reaches_cluster2_and_is_refused_by_its_own_service() {
         "--listen=127.0.0.1:443",
         &format!("--backend=demo-cluster1-v1=http://127.0.0.1:{app1}"),
         &format!("--backend=demo-cluster2-v1=http://127.0.0.1:{app2}"),
+        &format!("--backend=greeter-v1=http://127.0.0.1:{greeter}"),
         &format!("--region={REGION}"),
         &format!("--account={ACCOUNT}"),
         &format!("--dns-listen={dns}"),
@@ -235,6 +301,24 @@ async fn cluster1_reaches_cluster2_and_is_refused_by_its_own_service() {
         )
     );
 
+    // The pod's access log says which route was taken and why Lattice refused.
+    let line = access_log_line(&cluster1, "demo-cluster1.example.com", 403).await;
+    assert_eq!(line["route"], "apps/demo-cluster1", "{line}");
+    assert_eq!(line["lattice_error"], "AccessDeniedException", "{line}");
+    assert_eq!(line["signing"], "ext-proc", "{line}");
+    assert_eq!(line["method"], "GET", "{line}");
+    assert_eq!(line["path"], "/", "{line}");
+    assert!(
+        line["upstream_host"]
+            .as_str()
+            .is_some_and(|host| host.ends_with(":443")),
+        "{line}"
+    );
+    // cluster1 has no route for demo-cluster2: it is reached through the fallback domain.
+    let line = access_log_line(&cluster1, "demo-cluster2.example.com", 200).await;
+    assert!(line["route"].is_null(), "{line}");
+    assert!(line["lattice_error"].is_null(), "{line}");
+
     // And the other way round: eks-cluster2's pod may call demo-cluster1.
     let reverse = call(&cluster2, "demo-cluster1.example.com").await;
     assert_eq!(reverse.status, 200, "{}", reverse.body);
@@ -242,6 +326,30 @@ async fn cluster1_reaches_cluster2_and_is_refused_by_its_own_service() {
         reverse.body,
         "Requesting to Pod(demo-cluster1-v1): Hello from demo-cluster1-v1\n"
     );
+
+    // gRPC to eks-cluster1's GRPCRoute, signed in every mode: its policy admits eks-cluster1's
+    // apps namespace.
+    let serving = ServingStatus::Serving;
+    assert_eq!(
+        greeter_answer(&cluster1).await.unwrap(),
+        serving,
+        "ext-proc"
+    );
+    for signing in ["lua", "native"] {
+        let pod = pod(&cloud, "eks-cluster1", "1111", signing).await;
+        let status = greeter_answer(&pod).await;
+        assert_eq!(status.unwrap(), serving, "{signing}");
+    }
+    // A caller of eks-cluster1's batch namespace is refused by the GRPCRoute's policy.
+    let batch = pod(&cloud, "eks-cluster1", "3333", "ext-proc").await;
+    let refused = greeter_answer(&batch).await.unwrap_err();
+    // Lattice answers a plain HTTP 403 (no grpc-status); tonic reports it as such.
+    assert!(refused.message().contains("403 Forbidden"), "{refused}");
+    let line = access_log_line(&batch, "greeter.example.com", 403).await;
+    assert_eq!(line["route"], "apps/greeter", "{line}");
+    assert_eq!(line["lattice_error"], "AccessDeniedException", "{line}");
+    assert_eq!(line["method"], "POST", "{line}");
+    assert_eq!(line["path"], "/grpc.health.v1.Health/Check", "{line}");
 
     // A sidecar that does not sign: the anonymous caller, refused by the service network's
     // policy before the service's is consulted.

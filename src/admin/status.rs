@@ -78,6 +78,11 @@ impl StatusService {
         self.trust.borrow().clone()
     }
 
+    /// CSDS over the same registry.
+    pub fn csds(&self) -> super::csds::Csds {
+        super::csds::Csds::new(Arc::clone(&self.registry))
+    }
+
     pub fn metrics(&self) -> &Metrics {
         self.registry.metrics()
     }

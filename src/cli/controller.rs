@@ -274,6 +274,18 @@ pub struct ControllerArgs {
         value_name = "BOOL"
     )]
     pub destination_stats: bool,
+    /// An access log line per request in every sidecar, JSON on Envoy's stdout: time, method,
+    /// authority, path, response code and flags, duration, upstream host, the destination's
+    /// route, the signing mode, and on a 403 Lattice's error type (`AccessDeniedException`,
+    /// `InvalidSignatureException`, ...).
+    #[arg(
+        long,
+        env = "LATTICE_XDS_ACCESS_LOG",
+        default_value_t = true,
+        action = clap::ArgAction::Set,
+        value_name = "BOOL"
+    )]
+    pub access_log: bool,
     /// Milliseconds that input changes settle before a rebuild.
     #[arg(long, env = "LATTICE_XDS_DEBOUNCE_MS", default_value_t = 100)]
     pub debounce_ms: u64,
@@ -384,6 +396,7 @@ impl ControllerArgs {
             gateway_class: self.gateway_class,
             dns_resolver: self.dns_resolver,
             destination_stats: self.destination_stats,
+            access_log: self.access_log,
         };
         anyhow::ensure!(
             self.kubeconfig.is_none() || self.kubernetes,

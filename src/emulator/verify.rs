@@ -206,6 +206,8 @@ pub fn verify<'a>(
         sign_session_token: authorization
             .signed_headers
             .contains(&"x-amz-security-token"),
+        // Exactly what the caller listed: Envoy's own filter signs `te` on gRPC calls.
+        every_header: true,
         ..Options::default()
     };
     let credentials = Credentials::new(
@@ -241,6 +243,19 @@ pub fn verify<'a>(
         .next()
         .unwrap_or_default();
     if expected_signature != authorization.signature {
+        let missing: Vec<&str> = (authorization.signed_headers.iter())
+            .filter(|name| **name != "host" && request.header(name).is_none())
+            .copied()
+            .collect();
+        tracing::debug!(
+            signed = ?authorization.signed_headers,
+            ?missing,
+            ?headers,
+            authority,
+            method = request.method,
+            path = request.path,
+            "signature mismatch"
+        );
         return Err(SignatureError::Invalid(
             "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method.".to_string(),
         ));

@@ -73,6 +73,7 @@ pub async fn client(config: &KubernetesConfig) -> anyhow::Result<Client> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
     HttpRoute,
+    GrpcRoute,
     Gateway,
     GatewayClass,
     IamAuthPolicy,
@@ -82,6 +83,7 @@ impl Kind {
     pub fn name(self) -> &'static str {
         match self {
             Self::HttpRoute => "HTTPRoute",
+            Self::GrpcRoute => "GRPCRoute",
             Self::Gateway => "Gateway",
             Self::GatewayClass => "GatewayClass",
             Self::IamAuthPolicy => policy::KIND,
@@ -160,6 +162,21 @@ async fn discover(client: &Client) -> Result<Vec<(Kind, ApiResource)>, Kubernete
         let (resource, _) = served.ok_or(KubernetesError::NotServed { kind: kind.name() })?;
         tracing::info!(kind = kind.name(), version = %resource.version, "watching");
         resources.push((kind, resource));
+    }
+    // GRPCRoute joined the standard channel in Gateway API 1.1: without it, only HTTPRoutes
+    // become destinations.
+    let grpc = GATEWAY_VERSIONS.iter().find_map(|version| {
+        group
+            .versioned_resources(version)
+            .into_iter()
+            .find(|(resource, _)| resource.kind == Kind::GrpcRoute.name())
+    });
+    match grpc {
+        Some((resource, _)) => {
+            tracing::info!(kind = Kind::GrpcRoute.name(), version = %resource.version, "watching");
+            resources.push((Kind::GrpcRoute, resource));
+        }
+        None => tracing::warn!("GRPCRoute is not served; only HTTPRoutes become destinations"),
     }
     match kube::discovery::group(client, policy::GROUP).await {
         Ok(group) => {
@@ -250,12 +267,14 @@ fn observe(stores: &Stores) -> Observed {
     let mut observed = Observed::default();
     let Inputs {
         routes,
+        grpc_routes,
         gateways,
         classes,
         auth_policies,
     } = &mut observed.inputs;
     let invalid = &mut observed.invalid;
     collect(stores, Kind::HttpRoute, routes, invalid);
+    collect(stores, Kind::GrpcRoute, grpc_routes, invalid);
     collect(stores, Kind::Gateway, gateways, invalid);
     collect(stores, Kind::GatewayClass, classes, invalid);
     collect(stores, Kind::IamAuthPolicy, auth_policies, invalid);

@@ -1,17 +1,19 @@
-//! Turns Gateway API objects into [`Destination`]s: which HTTPRoutes are attached to a VPC
-//! Lattice gateway, which host names they claim, and how each host is reached.
+//! Turns Gateway API objects into [`Destination`]s: which HTTPRoutes and GRPCRoutes are
+//! attached to a VPC Lattice gateway, which host names they claim, and how each host is reached.
 //!
 //! Conflicts follow the Gateway API rule: when two routes claim the same host name, the older
-//! route (by creation time, then `namespace/name`) keeps it.
+//! route (by creation time, then `namespace/name`), of either kind, keeps it.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use gateway_api::gateways::{Gateway, GatewayListeners};
-use gateway_api::httproutes::{HttpRoute, HttpRouteParentRefs};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use super::policy::IamAuthPolicy;
 use super::{Inputs, InvalidInput, Sourced};
-use crate::model::{AuthPolicyRef, Destination, Mesh, ObjectRef, PolicyLevel, Settings, Trust};
+use crate::model::{
+    AuthPolicyRef, Destination, Mesh, ObjectRef, PolicyLevel, RouteKind, Settings, Trust,
+};
 
 /// The `controllerName` of GatewayClasses run by the AWS Gateway API Controller.
 pub const LATTICE_CONTROLLER: &str = "application-networking.k8s.aws/gateway-api-controller";
@@ -28,20 +30,20 @@ pub fn build(inputs: &Inputs, settings: &Settings) -> (Mesh, Vec<InvalidInput>) 
     let policies = AuthPolicies::new(&inputs.auth_policies);
     let mut mesh = settings.mesh();
     let mut invalid = Vec::new();
-    for route in oldest_first(&inputs.routes) {
+    for route in oldest_first(routes(inputs)) {
         let report = |reason: String| InvalidInput {
-            origin: route.origin.clone(),
-            kind: "HTTPRoute".to_string(),
-            object: Some(route_ref(&route.object).to_string()),
+            origin: route.origin.to_string(),
+            kind: route.kind.to_string(),
+            object: Some(route.source.to_string()),
             reason,
         };
-        match route_destinations(&route.object, &gateways, &policies, settings) {
+        match route_destinations(&route, &gateways, &policies, settings) {
             Ok(destinations) => {
                 for destination in destinations {
                     if let Some(owner) = mesh.destinations.get(&destination.host) {
                         invalid.push(report(format!(
-                            "hostname {} is already claimed by the older route {}",
-                            destination.host, owner.source
+                            "hostname {} is already claimed by the older {} {}",
+                            destination.host, owner.kind, owner.source
                         )));
                     } else {
                         mesh.destinations
@@ -55,40 +57,87 @@ pub fn build(inputs: &Inputs, settings: &Settings) -> (Mesh, Vec<InvalidInput>) 
     (mesh, invalid)
 }
 
-/// Routes in the order Gateway API gives precedence: creation time, then `namespace/name`.
-fn oldest_first(routes: &[Sourced<HttpRoute>]) -> Vec<&Sourced<HttpRoute>> {
-    let mut sorted: Vec<_> = routes.iter().collect();
-    sorted.sort_by_cached_key(|route| {
-        (
-            route.object.metadata.creation_timestamp.clone(),
-            route_ref(&route.object),
-        )
-    });
-    sorted
+/// What this module reads of a route of either kind.
+struct Route<'a> {
+    kind: RouteKind,
+    origin: &'a str,
+    source: ObjectRef,
+    metadata: &'a ObjectMeta,
+    hostnames: &'a [String],
+    parents: Vec<ParentRef<'a>>,
 }
 
-fn route_ref(route: &HttpRoute) -> ObjectRef {
+/// A route's `parentRefs` entry.
+struct ParentRef<'a> {
+    group: Option<&'a str>,
+    kind: Option<&'a str>,
+    namespace: Option<&'a str>,
+    name: &'a str,
+    section_name: Option<&'a str>,
+}
+
+/// Every HTTPRoute and GRPCRoute of `inputs`.
+fn routes(inputs: &Inputs) -> Vec<Route<'_>> {
+    // The two kinds' generated types share field names, not a type.
+    macro_rules! view {
+        ($route:expr, $kind:expr) => {
+            Route {
+                kind: $kind,
+                origin: &$route.origin,
+                source: object_ref(&$route.object.metadata),
+                metadata: &$route.object.metadata,
+                hostnames: $route.object.spec.hostnames.as_deref().unwrap_or_default(),
+                parents: ($route.object.spec.parent_refs.iter().flatten())
+                    .map(|parent| ParentRef {
+                        group: parent.group.as_deref(),
+                        kind: parent.kind.as_deref(),
+                        namespace: parent.namespace.as_deref(),
+                        name: &parent.name,
+                        section_name: parent.section_name.as_deref(),
+                    })
+                    .collect(),
+            }
+        };
+    }
+    let http = inputs.routes.iter().map(|route| view!(route, RouteKind::Http));
+    let grpc = (inputs.grpc_routes.iter()).map(|route| view!(route, RouteKind::Grpc));
+    http.chain(grpc).collect()
+}
+
+/// Routes in the order Gateway API gives precedence: creation time, then `namespace/name`
+/// (then kind, so that the order never depends on how the inputs were listed).
+fn oldest_first(mut routes: Vec<Route<'_>>) -> Vec<Route<'_>> {
+    routes.sort_by_cached_key(|route| {
+        (
+            route.metadata.creation_timestamp.clone(),
+            route.source.clone(),
+            route.kind,
+        )
+    });
+    routes
+}
+
+fn object_ref(metadata: &ObjectMeta) -> ObjectRef {
     ObjectRef {
-        namespace: route
-            .metadata
+        namespace: metadata
             .namespace
             .clone()
             .unwrap_or_else(|| "default".to_string()),
-        name: route.metadata.name.clone().unwrap_or_default(),
+        name: metadata.name.clone().unwrap_or_default(),
     }
 }
 
 /// The destinations one route yields, or why the route cannot be served at all.
 fn route_destinations(
-    route: &HttpRoute,
+    route: &Route<'_>,
     gateways: &LatticeGateways,
     policies: &AuthPolicies,
     settings: &Settings,
 ) -> Result<Vec<Destination>, String> {
-    let source = route_ref(route);
+    let source = route.source.clone();
     let mut listeners = Vec::new();
     let mut networks = BTreeSet::new();
-    for parent in route.spec.parent_refs.iter().flatten() {
+    for parent in &route.parents {
         if let Some((gateway, attached)) = gateways.attach(parent, &source.namespace)? {
             networks.insert(gateway);
             listeners.extend(attached);
@@ -102,6 +151,12 @@ fn route_destinations(
         return Ok(Vec::new());
     };
     let https = listener.protocol == "HTTPS";
+    if route.kind == RouteKind::Grpc && !https {
+        return Err(format!(
+            "a GRPCRoute needs an HTTPS listener (VPC Lattice serves gRPC over HTTP/2 with TLS); listener {} is {}",
+            listener.name, listener.protocol
+        ));
+    }
     let port = u16::try_from(listener.port).map_err(|_| {
         format!(
             "listener {} has an invalid port {}",
@@ -110,14 +165,14 @@ fn route_destinations(
     })?;
 
     let mut hosts: Vec<(String, Trust)> = Vec::new();
-    for hostname in route.spec.hostnames.iter().flatten() {
+    for hostname in route.hostnames {
         hosts.push((checked_host(hostname)?, settings.custom_domain_trust()));
     }
     let annotations = route.metadata.annotations.as_ref();
     if let Some(assigned) = annotations.and_then(|a| a.get(ASSIGNED_DOMAIN_ANNOTATION)) {
         hosts.push((checked_host(assigned)?, Trust::SystemRoots));
     }
-    let auth_policies = policies.guarding(&networks, &source);
+    let auth_policies = policies.guarding(&networks, route.kind, &source);
     let mut seen = BTreeSet::new();
     Ok(hosts
         .into_iter()
@@ -128,6 +183,7 @@ fn route_destinations(
             port,
             tls: https.then_some(trust),
             source: source.clone(),
+            kind: route.kind,
             auth_policies: auth_policies.clone(),
         })
         .collect())
@@ -205,19 +261,16 @@ impl<'a> LatticeGateways<'a> {
     /// another implementation's gateway, an error for a gateway or listener that does not exist.
     fn attach(
         &self,
-        parent: &HttpRouteParentRefs,
+        parent: &ParentRef<'_>,
         route_namespace: &str,
     ) -> Result<Option<(ObjectRef, Vec<&'a GatewayListeners>)>, String> {
-        let group = parent.group.as_deref().unwrap_or(GATEWAY_GROUP);
-        if group != GATEWAY_GROUP || parent.kind.as_deref().unwrap_or("Gateway") != "Gateway" {
+        let group = parent.group.unwrap_or(GATEWAY_GROUP);
+        if group != GATEWAY_GROUP || parent.kind.unwrap_or("Gateway") != "Gateway" {
             return Ok(None);
         }
         let key = ObjectRef {
-            namespace: parent
-                .namespace
-                .clone()
-                .unwrap_or_else(|| route_namespace.to_string()),
-            name: parent.name.clone(),
+            namespace: parent.namespace.unwrap_or(route_namespace).to_string(),
+            name: parent.name.to_string(),
         };
         let Some(gateway) = self.lattice.get(&key) else {
             if self.other.contains(&key) {
@@ -226,7 +279,7 @@ impl<'a> LatticeGateways<'a> {
             return Err(format!("unknown parent: Gateway {key} does not exist"));
         };
         let listeners = gateway.spec.listeners.iter();
-        let Some(section) = parent.section_name.as_deref() else {
+        let Some(section) = parent.section_name else {
             return Ok(Some((key, listeners.collect())));
         };
         let attached: Vec<_> = listeners
@@ -241,7 +294,7 @@ impl<'a> LatticeGateways<'a> {
     }
 }
 
-/// IAMAuthPolicies by the Gateway or HTTPRoute they target.
+/// IAMAuthPolicies by the Gateway, HTTPRoute or GRPCRoute they target.
 struct AuthPolicies {
     by_target: BTreeMap<(&'static str, ObjectRef), Vec<ObjectRef>>,
 }
@@ -254,6 +307,7 @@ impl AuthPolicies {
             let kind = match target.kind.as_str() {
                 "Gateway" => "Gateway",
                 "HTTPRoute" => "HTTPRoute",
+                "GRPCRoute" => "GRPCRoute",
                 _ => continue,
             };
             if target.group != GATEWAY_GROUP {
@@ -279,7 +333,12 @@ impl AuthPolicies {
     }
 
     /// The service-network policies of `gateways` and the service policies of `route`.
-    fn guarding(&self, gateways: &BTreeSet<ObjectRef>, route: &ObjectRef) -> Vec<AuthPolicyRef> {
+    fn guarding(
+        &self,
+        gateways: &BTreeSet<ObjectRef>,
+        kind: RouteKind,
+        route: &ObjectRef,
+    ) -> Vec<AuthPolicyRef> {
         let at = |kind: &'static str, target: &ObjectRef, level: PolicyLevel| {
             self.by_target
                 .get(&(kind, target.clone()))
@@ -293,7 +352,7 @@ impl AuthPolicies {
         let mut guarding: Vec<_> = gateways
             .iter()
             .flat_map(|gateway| at("Gateway", gateway, PolicyLevel::ServiceNetwork))
-            .chain(at("HTTPRoute", route, PolicyLevel::Service))
+            .chain(at(kind.as_str(), route, PolicyLevel::Service))
             .collect();
         // The same policy may be seen through several inputs naming it; it guards once.
         guarding.sort();

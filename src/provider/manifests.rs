@@ -118,6 +118,7 @@ fn parse_object(origin: &str, mut value: Value, observed: &mut Observed) {
     let inputs = &mut observed.inputs;
     let result = match kind.as_str() {
         "HTTPRoute" => decode(origin, value).map(|route| inputs.routes.push(route)),
+        "GRPCRoute" => decode(origin, value).map(|route| inputs.grpc_routes.push(route)),
         "Gateway" => decode(origin, value).map(|gateway| inputs.gateways.push(gateway)),
         "GatewayClass" => decode(origin, value).map(|class| inputs.classes.push(class)),
         policy::KIND => decode(origin, value).map(|policy| inputs.auth_policies.push(policy)),

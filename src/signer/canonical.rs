@@ -99,12 +99,14 @@ enum Header {
 /// header list (`host;x-amz-date;…`), which the `Authorization` header repeats.
 ///
 /// `signer_headers` are the headers the signer adds itself (`x-amz-date`, …); `payload` is the
-/// last line: a hex SHA-256 or `UNSIGNED-PAYLOAD`.
+/// last line: a hex SHA-256 or `UNSIGNED-PAYLOAD`. `every_header`: sign even the headers a
+/// signer leaves out ([`left_unsigned`]), as a verifier must when the caller listed them.
 pub fn write(
     request: &Request<'_>,
     signer_headers: &[(&str, &str)],
     payload: &str,
     rules: PathRules,
+    every_header: bool,
     scratch: &mut Scratch,
     out: &mut String,
 ) -> Range<usize> {
@@ -123,7 +125,7 @@ pub fn write(
         request,
         signer: signer_headers,
     };
-    headers.collect(&mut scratch.headers);
+    headers.collect(every_header, &mut scratch.headers);
     headers.write(&scratch.headers, out);
     out.push('\n');
     let start = out.len();
@@ -265,14 +267,14 @@ impl Headers<'_, '_> {
         }
     }
 
-    fn collect(&self, list: &mut Vec<Header>) {
+    fn collect(&self, every_header: bool, list: &mut Vec<Header>) {
         list.clear();
         list.push(Header::Host);
         for (index, &(name, _)) in self.request.headers.iter().enumerate() {
             let skipped = name.starts_with(':')
                 || name.eq_ignore_ascii_case("host")
                 || owned_by_signer(name)
-                || left_unsigned(name);
+                || (!every_header && left_unsigned(name));
             if !skipped {
                 list.push(Header::Request(index));
             }

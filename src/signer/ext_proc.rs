@@ -25,6 +25,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
 
+use super::batched::Batched;
 use super::canonical;
 use super::{Mutation, Overrides, Refusal, Signer};
 
@@ -37,7 +38,9 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> Result<(), tonic::transport::Error> {
     // Envoy sends one small message per request: Nagle's algorithm would only add latency.
-    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    let incoming = tonic::transport::server::TcpIncoming::from(listener)
+        .with_nodelay(Some(true))
+        .map(|stream| stream.map(Batched::new));
     tonic::transport::Server::builder()
         .add_service(ExternalProcessorServer::new(Processor { signer }))
         .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
@@ -52,7 +55,10 @@ pub async fn serve_unix(
 ) -> Result<(), tonic::transport::Error> {
     tonic::transport::Server::builder()
         .add_service(ExternalProcessorServer::new(Processor { signer }))
-        .serve_with_incoming_shutdown(listener.incoming(), shutdown.cancelled_owned())
+        .serve_with_incoming_shutdown(
+            listener.incoming().map(|stream| stream.map(Batched::new)),
+            shutdown.cancelled_owned(),
+        )
         .await
 }
 

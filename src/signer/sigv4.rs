@@ -43,6 +43,9 @@ pub struct Options<'a> {
     /// Whether `x-amz-security-token` is signed, or only added after signing.
     pub sign_session_token: bool,
     pub path: PathRules,
+    /// Sign every header given, even those proxies may rewrite (`te`, `x-envoy-*`, …): what a
+    /// verifier re-signing a caller's `SignedHeaders` needs. A signer leaves them out.
+    pub every_header: bool,
 }
 
 impl Default for Options<'_> {
@@ -51,6 +54,7 @@ impl Default for Options<'_> {
             payload: Payload::Unsigned,
             sign_session_token: true,
             path: PathRules::default(),
+            every_header: false,
         }
     }
 }
@@ -185,6 +189,7 @@ pub(super) fn with_canonical<R>(
             &list[..len],
             options.payload.line(),
             options.path,
+            options.every_header,
             scratch,
             canonical_request,
         );

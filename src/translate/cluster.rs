@@ -12,7 +12,9 @@ use envoy_types::pb::envoy::config::core::v3::{
     Address, DataSource, Pipe, SocketAddress, TransportSocket, TypedExtensionConfig, address,
     data_source::Specifier, socket_address, socket_address::PortSpecifier, transport_socket,
 };
-use envoy_types::pb::envoy::config::core::v3::{Http1ProtocolOptions, UpstreamHttpProtocolOptions};
+use envoy_types::pb::envoy::config::core::v3::{
+    Http1ProtocolOptions, Http2ProtocolOptions, UpstreamHttpProtocolOptions,
+};
 use envoy_types::pb::envoy::config::endpoint::v3::{
     ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints, lb_endpoint::HostIdentifier,
 };
@@ -38,7 +40,7 @@ use envoy_types::util::pack_any;
 use super::{
     DNS_CACHE, ads, destination_cluster_name, seconds, shared_cluster_name, trust_secret_name,
 };
-use crate::model::{Destination, Mesh, Trust};
+use crate::model::{Destination, Mesh, RouteKind, Trust};
 
 const CONNECT_TIMEOUT_SECONDS: i64 = 5;
 
@@ -64,10 +66,13 @@ pub fn destination(destination: &Destination, mesh: &Mesh) -> Cluster {
             .is_none()
             .then(|| mesh.dns_resolver.map(dns_resolver))
             .flatten(),
-        transport_socket: destination
-            .tls
-            .as_ref()
-            .map(|trust| tls_socket(Some(&destination.host), trust, system_ca_file)),
+        transport_socket: destination.tls.as_ref().map(|trust| {
+            tls_socket(Some(&destination.host), trust, system_ca_file, destination.kind)
+        }),
+        typed_extension_protocol_options: (destination.kind == RouteKind::Grpc)
+            .then(|| (HTTP_PROTOCOL_OPTIONS.to_string(), pack_any(http2(false))))
+            .into_iter()
+            .collect(),
         ..Default::default()
     }
 }
@@ -76,7 +81,7 @@ pub fn destination(destination: &Destination, mesh: &Mesh) -> Cluster {
 /// request's host (rewritten per destination, or the Host header under a fallback domain) is
 /// resolved through the shared DNS cache; `auto_sni` and `auto_san_validation` keep SNI and
 /// the SAN check per host, so one cluster serves every destination of the class.
-pub fn shared(tls: Option<&Trust>, mesh: &Mesh) -> Cluster {
+pub fn shared(tls: Option<&Trust>, kind: RouteKind, mesh: &Mesh) -> Cluster {
     let config = ClusterConfig {
         cluster_implementation_specifier: Some(ClusterImplementationSpecifier::DnsCacheConfig(
             dns_cache(mesh.dns_resolver),
@@ -84,16 +89,20 @@ pub fn shared(tls: Option<&Trust>, mesh: &Mesh) -> Cluster {
         ..Default::default()
     };
     Cluster {
-        name: shared_cluster_name(tls),
+        name: shared_cluster_name(tls, kind),
         connect_timeout: Some(seconds(CONNECT_TIMEOUT_SECONDS)),
         lb_policy: LbPolicy::ClusterProvided.into(),
         cluster_discovery_type: Some(ClusterDiscoveryType::ClusterType(CustomClusterType {
             name: "envoy.clusters.dynamic_forward_proxy".to_string(),
             typed_config: Some(pack_any(config)),
         })),
-        transport_socket: tls.map(|trust| tls_socket(None, trust, &mesh.system_ca_file)),
+        transport_socket: tls.map(|trust| tls_socket(None, trust, &mesh.system_ca_file, kind)),
         typed_extension_protocol_options: tls
-            .map(|_| (HTTP_PROTOCOL_OPTIONS.to_string(), pack_any(per_host_tls())))
+            .map(|_| match kind {
+                RouteKind::Http => pack_any(per_host_tls()),
+                RouteKind::Grpc => pack_any(http2(true)),
+            })
+            .map(|options| (HTTP_PROTOCOL_OPTIONS.to_string(), options))
             .into_iter()
             .collect(),
         ..Default::default()
@@ -114,6 +123,26 @@ fn per_host_tls() -> HttpProtocolOptions {
             ExplicitHttpConfig {
                 protocol_config: Some(ProtocolConfig::HttpProtocolOptions(
                     Http1ProtocolOptions::default(),
+                )),
+            },
+        )),
+        ..Default::default()
+    }
+}
+
+/// HTTP/2 upstream, as VPC Lattice serves gRPC (ALPN `h2`); `per_host`: SNI set to and the
+/// certificate checked against each request's host.
+fn http2(per_host: bool) -> HttpProtocolOptions {
+    HttpProtocolOptions {
+        upstream_http_protocol_options: per_host.then(|| UpstreamHttpProtocolOptions {
+            auto_sni: true,
+            auto_san_validation: true,
+            ..Default::default()
+        }),
+        upstream_protocol_options: Some(UpstreamProtocolOptions::ExplicitHttpConfig(
+            ExplicitHttpConfig {
+                protocol_config: Some(ProtocolConfig::Http2ProtocolOptions(
+                    Http2ProtocolOptions::default(),
                 )),
             },
         )),
@@ -218,7 +247,12 @@ pub fn socket_address(address: &str, port: u16) -> Address {
 /// Originating TLS: SNI and SAN verification for `host` (when known ahead of the request), and
 /// the CA roots of `trust`. (Envoy does not implement `system_root_certs`, so the system roots
 /// are the CA bundle file of the Envoy container.)
-fn tls_socket(host: Option<&str>, trust: &Trust, system_ca_file: &str) -> TransportSocket {
+fn tls_socket(
+    host: Option<&str>,
+    trust: &Trust,
+    system_ca_file: &str,
+    kind: RouteKind,
+) -> TransportSocket {
     let san_checks = host
         .map(|host| SubjectAltNameMatcher {
             san_type: SanType::Dns.into(),
@@ -259,6 +293,10 @@ fn tls_socket(host: Option<&str>, trust: &Trust, system_ca_file: &str) -> Transp
         sni: host.unwrap_or_default().to_string(),
         common_tls_context: Some(CommonTlsContext {
             validation_context_type: Some(validation),
+            alpn_protocols: match kind {
+                RouteKind::Http => Vec::new(),
+                RouteKind::Grpc => vec!["h2".to_string()],
+            },
             ..Default::default()
         }),
         ..Default::default()

@@ -15,7 +15,7 @@ use envoy_types::pb::envoy::extensions::filters::network::http_connection_manage
 use envoy_types::util::pack_any;
 
 use super::cluster::{dns_cache, socket_address};
-use super::{EGRESS, ads, http_filter, shared_classes, signing};
+use super::{EGRESS, access_log, ads, http_filter, shared_classes, signing};
 use crate::model::Mesh;
 
 /// The listener on every configured address at the egress port.
@@ -55,7 +55,8 @@ const FORWARD_PROXY_FILTER: &str = "envoy.filters.http.dynamic_forward_proxy";
 /// the forward proxy then uses the shared cluster's default port (443 with TLS, 80 without),
 /// and the Host that is signed is the one sent.
 fn connection_manager(mesh: &Mesh) -> HttpConnectionManager {
-    let mut http_filters: Vec<HttpFilter> = Vec::new();
+    // First, so that on the way back it sees the answer as the application will.
+    let mut http_filters: Vec<HttpFilter> = access_log::filter(mesh).into_iter().collect();
     if uses_shared_clusters(mesh) {
         let config = DynamicForwardProxy {
             implementation_specifier: Some(ImplementationSpecifier::DnsCacheConfig(dns_cache(
@@ -77,6 +78,7 @@ fn connection_manager(mesh: &Mesh) -> HttpConnectionManager {
             route_config_name: EGRESS.to_string(),
         })),
         http_filters,
+        access_log: access_log::access_logs(mesh),
         strip_port_mode: Some(StripPortMode::StripAnyHostPort(true)),
         ..Default::default()
     }

@@ -5,12 +5,14 @@
 use envoy_types::pb::envoy::config::core::v3::{DataSource, data_source::Specifier};
 use envoy_types::pb::envoy::config::route::v3::{
     DirectResponseAction, FilterConfig, Route, RouteAction, RouteConfiguration, RouteMatch,
-    VirtualHost, route::Action, route_action::ClusterSpecifier, route_match::PathSpecifier,
+    VirtualHost, route::Action, route_action::ClusterSpecifier, route_action::MaxStreamDuration,
+    route_match::PathSpecifier,
 };
+use envoy_types::pb::google::protobuf::Duration;
 use envoy_types::util::pack_any;
 
 use super::{EGRESS, FALLBACK_VHOST, cluster_name_of, shared_cluster_name, signing};
-use crate::model::{Destination, Mesh, custom_domain_trust};
+use crate::model::{Destination, Mesh, RouteKind, custom_domain_trust};
 
 /// The body of the local reply for a host that is neither a destination nor under a fallback
 /// domain.
@@ -33,7 +35,7 @@ pub fn egress(mesh: &Mesh) -> RouteConfiguration {
         virtual_hosts.push(VirtualHost {
             name: FALLBACK_VHOST.to_string(),
             domains,
-            routes: vec![to_cluster(shared_cluster_name(Some(&trust)))],
+            routes: vec![to_cluster(shared_cluster_name(Some(&trust), RouteKind::Http))],
             ..Default::default()
         });
     }
@@ -59,6 +61,17 @@ const STAT_PREFIX: &str = "destination";
 fn destination(destination: &Destination, mesh: &Mesh) -> VirtualHost {
     let mut route = to_cluster(cluster_name_of(destination));
     route.name = provenance(destination);
+    if destination.kind == RouteKind::Grpc
+        && let Some(Action::Route(action)) = &mut route.action
+    {
+        // A stream may last as long as its client wants: no route timeout, and the client's
+        // `grpc-timeout` bounds it.
+        action.timeout = Some(Duration::default());
+        action.max_stream_duration = Some(MaxStreamDuration {
+            grpc_timeout_header_max: Some(Duration::default()),
+            ..Default::default()
+        });
+    }
     if mesh.destination_stats {
         route.stat_prefix = STAT_PREFIX.to_string();
     }
@@ -73,9 +86,9 @@ fn destination(destination: &Destination, mesh: &Mesh) -> VirtualHost {
 /// Separates the provenance entries in a route's name.
 const PROVENANCE_SEPARATOR: &str = "; ";
 
-/// Where a destination came from, readable in any config dump and as `%ROUTE_NAME%` in access
-/// logs: `destination host:port`, the route, then the IAM auth policies VPC Lattice evaluates
-/// for it, separated by `; ` (no Kubernetes name contains one).
+/// Where a destination came from, readable in any config dump (the access log reads its route
+/// from it): `destination host:port`, the route, then the IAM auth policies VPC Lattice
+/// evaluates for it, separated by `; ` (no Kubernetes name contains one).
 fn provenance(destination: &Destination) -> String {
     let entries = [
         format!("destination {}:{}", destination.host, destination.port),

@@ -1,7 +1,7 @@
 //! Which Envoys are connected and, per resource type, what each was sent, accepted and
 //! rejected: the data behind `/debug/proxies`, `/debug/config_dump` and `proxy-status`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
@@ -44,6 +44,8 @@ pub struct TypeRecord {
     /// The rejection that stands: no version sent since has been accepted.
     pub rejected: Option<Rejection>,
     pub pushes: u64,
+    /// The names the stream subscribed to; `None`: every resource of the type.
+    pub subscribed: Option<BTreeSet<String>>,
 }
 
 /// A version Envoy rejected, with its `error_detail`.
@@ -57,6 +59,16 @@ pub struct Rejection {
 struct Entry {
     record: ProxyRecord,
     served: Served,
+    /// What the stream held when it last accepted each type.
+    accepted: Served,
+}
+
+/// One stream with what it holds and what it last accepted, by type URL (for CSDS).
+#[derive(Debug)]
+pub struct ClientState {
+    pub record: ProxyRecord,
+    pub served: Served,
+    pub accepted: Served,
 }
 
 /// The connected proxies of this controller replica.
@@ -106,6 +118,7 @@ impl Registry {
             Entry {
                 record,
                 served: Served::new(),
+                accepted: Served::new(),
             },
         );
         self.metrics.connected_proxies.inc();
@@ -133,6 +146,22 @@ impl Registry {
             .values()
             .find(|entry| entry.record.node_id == node_id)?;
         Some(entry.served.clone())
+    }
+
+    /// Every stream whose node id `select` accepts, ordered by node id.
+    pub fn clients(&self, select: impl Fn(&str) -> bool) -> Vec<ClientState> {
+        let mut clients: Vec<ClientState> = self
+            .lock()
+            .values()
+            .filter(|entry| select(&entry.record.node_id))
+            .map(|entry| ClientState {
+                record: entry.record.clone(),
+                served: entry.served.clone(),
+                accepted: entry.accepted.clone(),
+            })
+            .collect();
+        clients.sort_by(|a, b| a.record.node_id.cmp(&b.record.node_id));
+        clients
     }
 
     /// Counts a stream refused or closed by the controller, by reason.
@@ -222,6 +251,11 @@ impl ProxyHandle {
         self.registry.refused(reason);
     }
 
+    /// Records the names the stream subscribed to (`None`: every resource of the type).
+    pub fn subscribed(&self, type_url: &str, names: Option<BTreeSet<String>>) {
+        self.update_type(type_url, |status| status.subscribed = names);
+    }
+
     /// Records who the stream authenticated as.
     pub fn authenticated(&self, identity: &Identity) {
         let described = identity.describe();
@@ -233,6 +267,12 @@ impl ProxyHandle {
     /// the next one.
     pub fn acked(&self, type_url: &str, version: &str) {
         let mut recovered = false;
+        // An ACK answers the stream's last response, whose resources it now runs.
+        self.update(|entry| {
+            if let Some(held) = entry.served.get(type_url) {
+                entry.accepted.insert(type_url.to_string(), held.clone());
+            }
+        });
         self.update_type(type_url, |status| {
             status.acked_version = version.to_string();
             let ends = status.rejected.as_ref().is_some_and(|rejected| {

@@ -227,6 +227,9 @@ impl Variant for Sotw {
             }
         }
         let resubscribed = subscription != state.subscription;
+        if resubscribed || !answered {
+            proxy.subscribed(type_url, subscription.names());
+        }
         state.subscription = subscription;
         // Answer the first request of a type and every change of names; an ACK or a NACK of
         // the current subscription needs no answer.

@@ -1,7 +1,7 @@
 //! Child processes that die with their handle, and the controller started with free ports.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Duration;
 
 use super::{eventually, free_port, http, lattice_xds};
@@ -14,9 +14,11 @@ pub struct Running {
 
 impl Running {
     pub fn spawn(command: &mut Command, log: &Path) -> Running {
+        // Both streams in one file: Envoy writes its access log on stdout.
         let file = std::fs::File::create(log).expect("create log file");
+        let stdout = file.try_clone().expect("share the log file");
         let child = command
-            .stdout(Stdio::null())
+            .stdout(stdout)
             .stderr(file)
             .spawn()
             .unwrap_or_else(|error| panic!("cannot start {command:?}: {error}"));

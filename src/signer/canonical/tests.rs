@@ -7,6 +7,7 @@ fn canonical(request: &Request<'_>) -> String {
         &[("x-amz-date", "20260101T000000Z")],
         "UNSIGNED-PAYLOAD",
         PathRules::default(),
+        false,
         &mut Scratch::default(),
         &mut out,
     );

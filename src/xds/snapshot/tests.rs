@@ -17,6 +17,7 @@ pub(crate) fn mesh_with(hosts: &[&str], pinned: bool) -> Resources {
                 namespace: "apps".into(),
                 name: "demo".into(),
             },
+            kind: Default::default(),
             auth_policies: Vec::new(),
         };
         mesh.destinations.insert(host.to_string(), destination);

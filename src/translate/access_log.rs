@@ -1,0 +1,104 @@
+//! The egress listener's access log: one JSON line per request on Envoy's stdout, saying what
+//! was called, what answered, through which route and signing mode, and on a 403 which error
+//! Lattice gave. A small Lua filter reads the route and the error (`envoy/access_log.lua`).
+
+use envoy_types::pb::envoy::config::accesslog::v3::{AccessLog, access_log};
+use envoy_types::pb::envoy::config::core::v3::{
+    DataSource, SubstitutionFormatString, data_source::Specifier,
+    substitution_format_string::Format,
+};
+use envoy_types::pb::envoy::extensions::access_loggers::stream::v3::{
+    StdoutAccessLog, stdout_access_log::AccessLogFormat,
+};
+use envoy_types::pb::envoy::extensions::filters::http::lua::v3::Lua;
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::HttpFilter;
+use envoy_types::pb::google::protobuf::{Any, Struct, Value, value::Kind};
+use prost::{Message, Name};
+use envoy_types::util::pack_any;
+
+use super::http_filter;
+use crate::model::Mesh;
+
+const SCRIPT: &str = include_str!("../../envoy/access_log.lua");
+
+/// The fields of each line, in the order a reader looks for them.
+fn fields(mesh: &Mesh) -> [(&'static str, String); 13] {
+    let operator = |operator: &str| operator.to_string();
+    [
+        ("time", operator("%START_TIME%")),
+        ("method", operator("%REQ(:METHOD)%")),
+        ("authority", operator("%REQ(:AUTHORITY)%")),
+        ("path", operator("%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%")),
+        ("protocol", operator("%PROTOCOL%")),
+        ("response_code", operator("%RESPONSE_CODE%")),
+        ("response_flags", operator("%RESPONSE_FLAGS%")),
+        ("duration_ms", operator("%DURATION%")),
+        ("upstream_host", operator("%UPSTREAM_HOST%")),
+        ("route", operator("%DYNAMIC_METADATA(lattice_xds:route)%")),
+        ("signing", mesh.signing.mode.as_str().to_string()),
+        (
+            "lattice_error",
+            operator("%DYNAMIC_METADATA(lattice_xds:lattice_error)%"),
+        ),
+        ("request_id", operator("%REQ(X-REQUEST-ID)%")),
+    ]
+}
+
+/// The connection manager's access logs: none when they are switched off.
+pub fn access_logs(mesh: &Mesh) -> Vec<AccessLog> {
+    if !mesh.access_log {
+        return Vec::new();
+    }
+    vec![AccessLog {
+        name: "envoy.access_loggers.stdout".to_string(),
+        config_type: Some(access_log::ConfigType::TypedConfig(stdout_json(fields(mesh)))),
+        ..Default::default()
+    }]
+}
+
+/// A stdout log writing `fields` as JSON, encoded the same way every time.
+///
+/// `json_format` is a `Struct`, a map that prost encodes in `HashMap` order, which differs
+/// from one map to the next: the listener's version would change with every rebuild. Protobuf
+/// merges concatenated messages and adds up their map entries, so one message per field, in
+/// name order, encodes the same log format deterministically.
+fn stdout_json(mut fields: [(&'static str, String); 13]) -> Any {
+    fields.sort();
+    let mut value = Vec::new();
+    for (name, text) in fields {
+        let field = Value {
+            kind: Some(Kind::StringValue(text)),
+        };
+        let one = StdoutAccessLog {
+            access_log_format: Some(AccessLogFormat::LogFormat(SubstitutionFormatString {
+                format: Some(Format::JsonFormat(Struct {
+                    fields: [(name.to_string(), field)].into_iter().collect(),
+                })),
+                ..Default::default()
+            })),
+        };
+        value.extend(one.encode_to_vec());
+    }
+    Any {
+        type_url: StdoutAccessLog::type_url(),
+        value,
+    }
+}
+
+/// The Lua filter that finds the route and Lattice's error for the log; `None` without logs.
+pub fn filter(mesh: &Mesh) -> Option<HttpFilter> {
+    if !mesh.access_log {
+        return None;
+    }
+    let lua = Lua {
+        default_source_code: Some(DataSource {
+            specifier: Some(Specifier::InlineString(SCRIPT.to_string())),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    Some(http_filter(ACCESS_LOG_FILTER, pack_any(lua)))
+}
+
+/// The Lua filter's name in the chain (the signing filter in the Lua mode has its own).
+const ACCESS_LOG_FILTER: &str = "lattice-xds.access-log";
