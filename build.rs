@@ -22,6 +22,9 @@ const ENVOY_PROTOS: &[&str] = &[
     "envoy/extensions/upstreams/http/v3/http_protocol_options.proto",
     "envoy/extensions/network/dns_resolver/cares/v3/cares_dns_resolver.proto",
     "envoy/extensions/access_loggers/stream/v3/stream.proto",
+    "envoy/extensions/common/matching/v3/extension_matcher.proto",
+    "envoy/extensions/filters/common/matcher/action/v3/skip_action.proto",
+    "envoy/type/matcher/v3/http_inputs.proto",
     ENVOY_NAME_FIX.0,
 ];
 

@@ -145,7 +145,7 @@ after = [float(x) for x in open(sys.argv[3]).read().split()]
 used = [a - b for a, b in zip(after, before)]
 # Processes in start order: upstream, controller, [signer], sidecar Envoy.
 sidecar_cpu = used[-1]
-signer_cpu = used[2] if sys.argv[4] in ("ext-proc", "lua") else 0.0
+signer_cpu = used[2] if sys.argv[4].removesuffix("-nolog") in ("ext-proc", "lua") else 0.0
 def millis(value):
     number, unit = re.match(r"([\d.]+)(us|ms|s)", value).groups()
     return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
@@ -204,7 +204,7 @@ for mode in modes:
     spread = f"{min(spread):.2f}–{max(spread):.2f}" if spread else "–"
     errors = sum(int(r[3]) for r in by_mode[mode])
     signer_us = median(mode, 5)
-    signed = mode in ("ext-proc", "lua")
+    signed = mode.removesuffix("-nolog") in ("ext-proc", "lua")
     share = f"{signer_us / native_envoy_us:.2f}" if signed and native_envoy_us else "–"
     rss = f"{max(float(r[6]) for r in by_mode[mode]) / 1024:.1f} MB" if signed else "–"
     print(f"| {mode} | {rps:.0f} | {ratio} | {spread} | {median(mode, 1):.2f} | {median(mode, 2):.2f} | "

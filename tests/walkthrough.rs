@@ -6,8 +6,9 @@
 //! demo-cluster1 refuses with Lattice's AccessDeniedException naming the pod's role session;
 //! the pod's access log names the route and the error. A gRPC health check of eks-cluster1's
 //! GRPCRoute answers SERVING through stock Envoy in the ext-proc, lua and native modes (h2c to
-//! the sidecar, HTTP/2 over TLS to the emulator, h2c to a real gRPC server), and a caller of
-//! another namespace is refused by the GRPCRoute's auth policy.
+//! the sidecar, HTTP/2 over TLS to the emulator, h2c to a real gRPC server); a caller of another
+//! namespace is refused by the GRPCRoute's auth policy, and the unsigned (`none`) call by the
+//! service network's.
 //! Needs root to listen on port 443, as Lattice's services do.
 
 mod support;
@@ -303,7 +304,12 @@ async fn cluster1_reaches_cluster2_and_is_refused_by_its_own_service() {
 
     // The pod's access log says which route was taken and why Lattice refused.
     let line = access_log_line(&cluster1, "demo-cluster1.example.com", 403).await;
-    assert_eq!(line["route"], "apps/demo-cluster1", "{line}");
+    let route = line["route"].as_str().unwrap_or_default();
+    assert!(
+        route.starts_with("destination demo-cluster1.example.com:443; route apps/demo-cluster1")
+            && route.contains("auth policy apps/demo-cluster1-iam-auth-policy (service)"),
+        "{line}"
+    );
     assert_eq!(line["lattice_error"], "AccessDeniedException", "{line}");
     assert_eq!(line["signing"], "ext-proc", "{line}");
     assert_eq!(line["method"], "GET", "{line}");
@@ -346,7 +352,12 @@ async fn cluster1_reaches_cluster2_and_is_refused_by_its_own_service() {
     // Lattice answers a plain HTTP 403 (no grpc-status); tonic reports it as such.
     assert!(refused.message().contains("403 Forbidden"), "{refused}");
     let line = access_log_line(&batch, "greeter.example.com", 403).await;
-    assert_eq!(line["route"], "apps/greeter", "{line}");
+    let route = line["route"].as_str().unwrap_or_default();
+    assert!(
+        route.contains("route apps/greeter; ")
+            && route.contains("auth policy apps/greeter-iam-auth-policy (service)"),
+        "{line}"
+    );
     assert_eq!(line["lattice_error"], "AccessDeniedException", "{line}");
     assert_eq!(line["method"], "POST", "{line}");
     assert_eq!(line["path"], "/grpc.health.v1.Health/Check", "{line}");
@@ -364,4 +375,10 @@ async fn cluster1_reaches_cluster2_and_is_refused_by_its_own_service() {
              allows the vpc-lattice-svcs:Invoke action"
         )
     );
+    // Its gRPC call goes out unsigned too, and is refused the same way.
+    let refused = greeter_answer(&unsigned).await.unwrap_err();
+    assert!(refused.message().contains("403 Forbidden"), "{refused}");
+    let line = access_log_line(&unsigned, "greeter.example.com", 403).await;
+    assert_eq!(line["signing"], "none", "{line}");
+    assert_eq!(line["lattice_error"], "AccessDeniedException", "{line}");
 }

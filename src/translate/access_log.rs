@@ -1,6 +1,10 @@
 //! The egress listener's access log: one JSON line per request on Envoy's stdout, saying what
 //! was called, what answered, through which route and signing mode, and on a 403 which error
-//! Lattice gave. A small Lua filter reads the route and the error (`envoy/access_log.lua`).
+//! Lattice gave. The route is named by the provenance its name carries (`destination h:p; route
+//! namespace/name; auth policy …`): the destination, its route and the policies Lattice
+//! evaluates, at no cost per request. The error is in the 403's body, which only a filter can
+//! read: a small Lua filter (`envoy/access_log.lua`) that a
+//! matcher on the response status skips for every other answer, so it costs nothing then.
 
 use envoy_types::pb::envoy::config::accesslog::v3::{AccessLog, access_log};
 use envoy_types::pb::envoy::config::core::v3::{
@@ -10,7 +14,22 @@ use envoy_types::pb::envoy::config::core::v3::{
 use envoy_types::pb::envoy::extensions::access_loggers::stream::v3::{
     StdoutAccessLog, stdout_access_log::AccessLogFormat,
 };
+use envoy_types::pb::envoy::config::core::v3::TypedExtensionConfig;
+use envoy_types::pb::envoy::extensions::common::matching::v3::ExtensionWithMatcher;
+use envoy_types::pb::envoy::extensions::filters::common::matcher::action::v3::SkipFilter;
 use envoy_types::pb::envoy::extensions::filters::http::lua::v3::Lua;
+use envoy_types::pb::envoy::r#type::matcher::v3::HttpResponseHeaderMatchInput;
+use envoy_types::pb::xds::r#type::matcher::v3::matcher::matcher_list::predicate::{
+    MatchType, SinglePredicate, single_predicate,
+};
+use envoy_types::pb::xds::r#type::matcher::v3::matcher::matcher_list::{FieldMatcher, Predicate};
+use envoy_types::pb::xds::r#type::matcher::v3::matcher::{
+    MatcherList, MatcherType, OnMatch, on_match,
+};
+use envoy_types::pb::xds::core::v3::TypedExtensionConfig as XdsExtension;
+use envoy_types::pb::xds::r#type::matcher::v3::{
+    Matcher, StringMatcher as XdsStringMatcher, string_matcher::MatchPattern as XdsMatchPattern,
+};
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::HttpFilter;
 use envoy_types::pb::google::protobuf::{Any, Struct, Value, value::Kind};
 use prost::{Message, Name};
@@ -34,7 +53,7 @@ fn fields(mesh: &Mesh) -> [(&'static str, String); 13] {
         ("response_flags", operator("%RESPONSE_FLAGS%")),
         ("duration_ms", operator("%DURATION%")),
         ("upstream_host", operator("%UPSTREAM_HOST%")),
-        ("route", operator("%DYNAMIC_METADATA(lattice_xds:route)%")),
+        ("route", operator("%ROUTE_NAME%")),
         ("signing", mesh.signing.mode.as_str().to_string()),
         (
             "lattice_error",
@@ -85,7 +104,8 @@ fn stdout_json(mut fields: [(&'static str, String); 13]) -> Any {
     }
 }
 
-/// The Lua filter that finds the route and Lattice's error for the log; `None` without logs.
+/// The Lua filter that finds Lattice's error for the log, skipped unless the answer is a 403;
+/// `None` without logs.
 pub fn filter(mesh: &Mesh) -> Option<HttpFilter> {
     if !mesh.access_log {
         return None;
@@ -97,7 +117,47 @@ pub fn filter(mesh: &Mesh) -> Option<HttpFilter> {
         }),
         ..Default::default()
     };
-    Some(http_filter(ACCESS_LOG_FILTER, pack_any(lua)))
+    let status = XdsExtension {
+        name: "status".to_string(),
+        typed_config: Some(pack_any(HttpResponseHeaderMatchInput {
+            header_name: ":status".to_string(),
+        })),
+    };
+    let not_403 = Predicate {
+        match_type: Some(MatchType::NotMatcher(Box::new(Predicate {
+            match_type: Some(MatchType::SinglePredicate(SinglePredicate {
+                input: Some(status),
+                matcher: Some(single_predicate::Matcher::ValueMatch(XdsStringMatcher {
+                    match_pattern: Some(XdsMatchPattern::Exact("403".to_string())),
+                    ..Default::default()
+                })),
+            })),
+        }))),
+    };
+    let skip = OnMatch {
+        on_match: Some(on_match::OnMatch::Action(XdsExtension {
+            name: "skip".to_string(),
+            typed_config: Some(pack_any(SkipFilter {})),
+        })),
+        ..Default::default()
+    };
+    let matched = ExtensionWithMatcher {
+        xds_matcher: Some(Matcher {
+            matcher_type: Some(MatcherType::MatcherList(MatcherList {
+                matchers: vec![FieldMatcher {
+                    predicate: Some(not_403),
+                    on_match: Some(skip),
+                }],
+            })),
+            ..Default::default()
+        }),
+        extension_config: Some(TypedExtensionConfig {
+            name: ACCESS_LOG_FILTER.to_string(),
+            typed_config: Some(pack_any(lua)),
+        }),
+        ..Default::default()
+    };
+    Some(http_filter(ACCESS_LOG_FILTER, pack_any(matched)))
 }
 
 /// The Lua filter's name in the chain (the signing filter in the Lua mode has its own).

@@ -86,8 +86,8 @@ fn destination(destination: &Destination, mesh: &Mesh) -> VirtualHost {
 /// Separates the provenance entries in a route's name.
 const PROVENANCE_SEPARATOR: &str = "; ";
 
-/// Where a destination came from, readable in any config dump (the access log reads its route
-/// from it): `destination host:port`, the route, then the IAM auth policies VPC Lattice
+/// Where a destination came from, readable in any config dump and as `%ROUTE_NAME%` in the
+/// access log: `destination host:port`, the route, then the IAM auth policies VPC Lattice
 /// evaluates for it, separated by `; ` (no Kubernetes name contains one).
 fn provenance(destination: &Destination) -> String {
     let entries = [
