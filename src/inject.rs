@@ -197,11 +197,13 @@ fn has_container(pod: &Value, name: &str) -> bool {
 pub fn inject(pod: &Value, config: &InjectConfig, xds_ca: Option<&str>) -> Value {
     let mut pod = pod.clone();
     let workload = workload_name(&pod);
-    let metadata = as_object(&mut pod["metadata"]);
-    let annotations = as_object(metadata.entry("annotations").or_insert(Value::Null));
+    let mut metadata = take_object(&mut pod["metadata"]);
+    let mut annotations = take_object(metadata.entry("annotations").or_insert(Value::Null));
     annotations.insert(INJECTED_ANNOTATION.to_string(), json!("true"));
+    metadata.insert("annotations".to_string(), Value::Object(annotations));
+    pod["metadata"] = Value::Object(metadata);
 
-    let spec = as_object(&mut pod["spec"]);
+    let mut spec = take_object(&mut pod["spec"]);
     let mut init = vec![
         redirect_container(config),
         bootstrap_container(config, &workload, xds_ca),
@@ -235,6 +237,7 @@ pub fn inject(pod: &Value, config: &InjectConfig, xds_ca: Option<&str>) -> Value
             }));
         }
     }
+    pod["spec"] = Value::Object(spec);
     pod
 }
 
@@ -249,12 +252,13 @@ fn socket_mount(config: &InjectConfig) -> Option<Value> {
     signs_with_sidecar(config.signing).then(|| json!({ "name": SOCKET_VOLUME, "mountPath": dir }))
 }
 
-/// `value` as a JSON object, made an empty one when it is anything else (such as missing).
-fn as_object(value: &mut Value) -> &mut serde_json::Map<String, Value> {
-    if !value.is_object() {
-        *value = json!({});
+/// The JSON object `value` holds, taken out of it; an empty one when it holds anything else
+/// (such as nothing).
+fn take_object(value: &mut Value) -> serde_json::Map<String, Value> {
+    match std::mem::take(value) {
+        Value::Object(map) => map,
+        _ => serde_json::Map::new(),
     }
-    value.as_object_mut().expect("just made an object")
 }
 
 /// The service cluster Envoy reports: the pod's app label, else its generate name's stem,

@@ -115,14 +115,14 @@ fn shared_classes(mesh: &Mesh) -> BTreeSet<(Option<Trust>, RouteKind)> {
 /// `lattice-tls|<bundle>` or `lattice-tls|system-roots` for TLS, `lattice-grpc|…` for the
 /// HTTP/2 clusters of GRPCRoutes.
 pub fn shared_cluster_name(tls: Option<&Trust>, kind: RouteKind) -> String {
-    let scheme = match (kind, tls) {
-        (_, None) => return "lattice-http".to_string(),
-        (RouteKind::Http, Some(_)) => "lattice-tls",
-        (RouteKind::Grpc, Some(_)) => "lattice-grpc",
+    let scheme = match kind {
+        RouteKind::Http => "lattice-tls",
+        RouteKind::Grpc => "lattice-grpc",
     };
     match tls {
+        None => "lattice-http".to_string(),
+        Some(Trust::SystemRoots) => format!("{scheme}|system-roots"),
         Some(Trust::Bundle(bundle)) => format!("{scheme}|{bundle}"),
-        _ => format!("{scheme}|system-roots"),
     }
 }
 

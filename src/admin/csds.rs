@@ -113,20 +113,23 @@ fn check_matcher(matcher: &StringMatcher) -> Result<(), Status> {
 }
 
 fn matches(matcher: &StringMatcher, node_id: &str) -> bool {
-    let fold = |text: &str| {
-        if matcher.ignore_case {
-            text.to_lowercase()
-        } else {
-            text.to_string()
-        }
-    };
+    // Copies only when case is to be ignored.
+    let fold = |text| fold_case(text, matcher.ignore_case);
     let node_id = fold(node_id);
     match &matcher.match_pattern {
         Some(MatchPattern::Exact(exact)) => node_id == fold(exact),
-        Some(MatchPattern::Prefix(prefix)) => node_id.starts_with(&fold(prefix)),
-        Some(MatchPattern::Suffix(suffix)) => node_id.ends_with(&fold(suffix)),
-        Some(MatchPattern::Contains(part)) => node_id.contains(&fold(part)),
+        Some(MatchPattern::Prefix(prefix)) => node_id.starts_with(&*fold(prefix)),
+        Some(MatchPattern::Suffix(suffix)) => node_id.ends_with(&*fold(suffix)),
+        Some(MatchPattern::Contains(part)) => node_id.contains(&*fold(part)),
         _ => false,
+    }
+}
+
+fn fold_case(text: &str, ignore_case: bool) -> std::borrow::Cow<'_, str> {
+    if ignore_case {
+        text.to_lowercase().into()
+    } else {
+        text.into()
     }
 }
 

@@ -70,7 +70,10 @@ pub fn destination(destination: &Destination, mesh: &Mesh) -> Cluster {
             tls_socket(Some(&destination.host), trust, system_ca_file, destination.kind)
         }),
         typed_extension_protocol_options: (destination.kind == RouteKind::Grpc)
-            .then(|| (HTTP_PROTOCOL_OPTIONS.to_string(), pack_any(http2(false))))
+            .then(|| {
+                let options = pack_any(protocol_options(destination.kind, false));
+                (HTTP_PROTOCOL_OPTIONS.to_string(), options)
+            })
             .into_iter()
             .collect(),
         ..Default::default()
@@ -98,11 +101,10 @@ pub fn shared(tls: Option<&Trust>, kind: RouteKind, mesh: &Mesh) -> Cluster {
         })),
         transport_socket: tls.map(|trust| tls_socket(None, trust, &mesh.system_ca_file, kind)),
         typed_extension_protocol_options: tls
-            .map(|_| match kind {
-                RouteKind::Http => pack_any(per_host_tls()),
-                RouteKind::Grpc => pack_any(http2(true)),
+            .map(|_| {
+                let options = pack_any(protocol_options(kind, true));
+                (HTTP_PROTOCOL_OPTIONS.to_string(), options)
             })
-            .map(|options| (HTTP_PROTOCOL_OPTIONS.to_string(), options))
             .into_iter()
             .collect(),
         ..Default::default()
@@ -111,28 +113,13 @@ pub fn shared(tls: Option<&Trust>, kind: RouteKind, mesh: &Mesh) -> Cluster {
 
 const HTTP_PROTOCOL_OPTIONS: &str = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
 
-/// HTTP/1.1 upstream, with SNI set to and the certificate checked against each request's host.
-fn per_host_tls() -> HttpProtocolOptions {
-    HttpProtocolOptions {
-        upstream_http_protocol_options: Some(UpstreamHttpProtocolOptions {
-            auto_sni: true,
-            auto_san_validation: true,
-            ..Default::default()
-        }),
-        upstream_protocol_options: Some(UpstreamProtocolOptions::ExplicitHttpConfig(
-            ExplicitHttpConfig {
-                protocol_config: Some(ProtocolConfig::HttpProtocolOptions(
-                    Http1ProtocolOptions::default(),
-                )),
-            },
-        )),
-        ..Default::default()
-    }
-}
-
-/// HTTP/2 upstream, as VPC Lattice serves gRPC (ALPN `h2`); `per_host`: SNI set to and the
-/// certificate checked against each request's host.
-fn http2(per_host: bool) -> HttpProtocolOptions {
+/// The upstream protocol of `kind` (HTTP/1.1, or HTTP/2 as VPC Lattice serves gRPC); with
+/// `per_host`, SNI set to and the certificate checked against each request's host.
+fn protocol_options(kind: RouteKind, per_host: bool) -> HttpProtocolOptions {
+    let protocol = match kind {
+        RouteKind::Http => ProtocolConfig::HttpProtocolOptions(Http1ProtocolOptions::default()),
+        RouteKind::Grpc => ProtocolConfig::Http2ProtocolOptions(Http2ProtocolOptions::default()),
+    };
     HttpProtocolOptions {
         upstream_http_protocol_options: per_host.then(|| UpstreamHttpProtocolOptions {
             auto_sni: true,
@@ -141,9 +128,7 @@ fn http2(per_host: bool) -> HttpProtocolOptions {
         }),
         upstream_protocol_options: Some(UpstreamProtocolOptions::ExplicitHttpConfig(
             ExplicitHttpConfig {
-                protocol_config: Some(ProtocolConfig::Http2ProtocolOptions(
-                    Http2ProtocolOptions::default(),
-                )),
+                protocol_config: Some(protocol),
             },
         )),
         ..Default::default()
