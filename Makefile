@@ -3,7 +3,7 @@
 
 CARGO ?= cargo
 
-.PHONY: demo test lint bench bench-ext-proc build envoy peers kube helm iptables kube-up kube-down bench-xds bench-soak
+.PHONY: demo test lint fresh-build envoy-api bench bench-ext-proc build envoy peers kube helm iptables kube-up kube-down bench-xds bench-soak
 
 build:
 	$(CARGO) build --locked
@@ -38,14 +38,24 @@ kube-down:
 demo: build envoy peers
 	DEMO_NETNS=$(NETNS) scripts/demo.sh
 
-# Formatting, one crypto stack and every lint, warnings denied (.ci/run runs it before the tests).
+# Formatting of every Rust file, one crypto stack and every lint, warnings denied (.ci/run runs
+# it before the tests).
 lint:
-	cargo fmt --check
+	scripts/check-format.sh
 	@# One crypto stack: ring. aws-lc would need cmake and a second TLS provider chosen at run time.
 	@if $(CARGO) tree --locked -e normal,build -i aws-lc-rs >/dev/null 2>&1; then \
 	  echo "aws-lc-rs is in the dependency graph; the project links ring alone" >&2; exit 1; fi
 	$(CARGO) clippy --locked --all-targets --features fault-injection -- -D warnings
 	$(CARGO) clippy --locked --no-default-features --bin lattice-xds-signer -- -D warnings
+
+# The build as a new machine runs it: an empty CARGO_HOME, nothing downloaded before (.ci/run).
+fresh-build:
+	scripts/check-fresh-build.sh
+
+# Copies the Envoy API files that proto/envoy-api.txt needs from the locked envoy-types package
+# into proto/envoy-api/ (after envoy-types changes, or the list does); then read the diff.
+envoy-api:
+	LATTICE_XDS_UPDATE_GOLDEN=1 $(CARGO) test --locked --test envoy_api
 
 # fault-injection compiles the test-only fault hook (src/supervise.rs) into the test binaries.
 test: envoy peers kube helm iptables

@@ -64,13 +64,6 @@ pub enum CertificateSource {
     },
 }
 
-impl CertificateSource {
-    /// Whether keeping this certificate needs the Kubernetes API.
-    pub fn needs_kubernetes(&self) -> bool {
-        matches!(self, Self::Managed { .. })
-    }
-}
-
 /// Keeps `serving` current until `shutdown`. `client` is needed for a managed certificate.
 pub async fn run(
     source: CertificateSource,

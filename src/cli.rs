@@ -69,7 +69,6 @@ pub enum Command {
     Redirect(RedirectArgs),
 }
 
-
 /// A `KEY=VALUE` flag value.
 fn parse_pair(value: &str) -> Result<(String, String), String> {
     value

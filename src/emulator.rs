@@ -211,7 +211,9 @@ fn services(config: &EmulatorConfig) -> anyhow::Result<BTreeMap<String, Arc<Serv
             }
         }
         let backend = backend.and_then(|(namespace, name)| {
-            let namespace = namespace.as_deref().unwrap_or(&destination.source.namespace);
+            let namespace = namespace
+                .as_deref()
+                .unwrap_or(&destination.source.namespace);
             config
                 .backends
                 .get(&format!("{namespace}/{name}"))
@@ -399,11 +401,9 @@ async fn forward(backend: &str, grpc: bool, request: Request) -> anyhow::Result<
         parts.uri = format!("http://{authority}{path}").parse()?;
         parts.version = http::Version::HTTP_2;
         parts.headers.remove(http::header::HOST);
-        let (mut sender, connection) = hyper::client::conn::http2::handshake(
-            hyper_util::rt::TokioExecutor::new(),
-            stream,
-        )
-        .await?;
+        let (mut sender, connection) =
+            hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), stream)
+                .await?;
         tokio::spawn(connection);
         let response = sender
             .send_request(http::Request::from_parts(parts, body))

@@ -131,9 +131,10 @@ impl Tree for serde_yaml_ng::Value {
     fn push_children<'a>(&'a self, depth: usize, pending: &mut Vec<(&'a Self, usize)>) {
         match self {
             Self::Sequence(items) => pending.extend(items.iter().map(|item| (item, depth))),
-            Self::Mapping(map) => {
-                pending.extend(map.iter().flat_map(|(key, value)| [(key, depth), (value, depth)]))
-            }
+            Self::Mapping(map) => pending.extend(
+                map.iter()
+                    .flat_map(|(key, value)| [(key, depth), (value, depth)]),
+            ),
             Self::Tagged(tagged) => pending.push((&tagged.value, depth)),
             _ => {}
         }

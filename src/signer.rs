@@ -21,7 +21,7 @@ pub mod sigv4a;
 mod socket;
 pub mod time;
 
-pub use args::SignerArgs;
+pub use args::{SignerArgs, one_of};
 pub use server::{SignerConfig, run};
 
 use std::sync::Arc;

@@ -12,13 +12,13 @@ use std::sync::Arc;
 
 use envoy_types::pb::envoy::admin::v3::{ClientResourceStatus, UpdateFailureState};
 use envoy_types::pb::envoy::config::core::v3::Node;
-use envoy_types::pb::envoy::r#type::matcher::v3::string_matcher::MatchPattern;
-use envoy_types::pb::envoy::r#type::matcher::v3::{NodeMatcher, StringMatcher};
 use envoy_types::pb::envoy::service::status::v3::client_config::GenericXdsConfig;
 use envoy_types::pb::envoy::service::status::v3::client_status_discovery_service_server::ClientStatusDiscoveryService;
 use envoy_types::pb::envoy::service::status::v3::{
     ClientConfig, ClientStatusRequest, ClientStatusResponse, ConfigStatus,
 };
+use envoy_types::pb::envoy::r#type::matcher::v3::string_matcher::MatchPattern;
+use envoy_types::pb::envoy::r#type::matcher::v3::{NodeMatcher, StringMatcher};
 use futures::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
@@ -108,7 +108,9 @@ fn check_matcher(matcher: &StringMatcher) -> Result<(), Status> {
         Some(MatchPattern::SafeRegex(_) | MatchPattern::Custom(_)) => Err(Status::unimplemented(
             "only exact, prefix, suffix and contains node_id matchers are supported",
         )),
-        None => Err(Status::invalid_argument("the node_id matcher has no pattern")),
+        None => Err(Status::invalid_argument(
+            "the node_id matcher has no pattern",
+        )),
     }
 }
 
@@ -171,11 +173,7 @@ fn resources(client: &ClientState, status: &TypeRecord, contents: bool) -> Vec<G
         let mut config = GenericXdsConfig {
             type_url: type_url.to_string(),
             name: (*name).to_string(),
-            xds_config: resource
-                .any
-                .as_deref()
-                .filter(|_| contents)
-                .cloned(),
+            xds_config: resource.any.as_deref().filter(|_| contents).cloned(),
             ..Default::default()
         };
         let version = |resource_version: Option<&str>, type_version: &str| match sotw {

@@ -25,7 +25,7 @@ pub struct BootstrapArgs {
     #[arg(long, env = "LATTICE_XDS_ADMIN_PORT", default_value_t = 9901)]
     pub admin_port: u16,
     /// ADS flavour.
-    #[arg(long, env = "LATTICE_XDS_XDS_PROTOCOL", value_enum, default_value_t = XdsProtocol::Delta)]
+    #[arg(long, env = "LATTICE_XDS_XDS_PROTOCOL", value_enum, ignore_case = true, default_value_t = XdsProtocol::Delta)]
     pub xds_protocol: XdsProtocol,
     /// Write the bootstrap to this file instead of standard output.
     #[arg(long, env = "LATTICE_XDS_OUTPUT")]

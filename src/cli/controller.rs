@@ -17,6 +17,7 @@ use crate::model::{
     SignerAddress, Signing, SigningAlgorithm, SigningMode, TrustBundle,
 };
 use crate::provider::kubernetes::{KubernetesConfig, LeaseConfig};
+use crate::signer::one_of;
 use crate::trust::fetch::{CaArn, TrustSettings};
 use crate::xds::auth::DEFAULT_AUDIENCE;
 use crate::xds::limits::Limits;
@@ -86,7 +87,7 @@ pub struct ControllerArgs {
     /// service account token, checked with a TokenReview, and may only use the node id
     /// `<pod>.<namespace>`; needs --kubernetes and xDS over TLS) or `none` (anyone who reaches
     /// the port is served, under any node id).
-    #[arg(long, env = "LATTICE_XDS_XDS_AUTH", value_enum, default_value_t = XdsAuthMode::None)]
+    #[arg(long, env = "LATTICE_XDS_XDS_AUTH", value_enum, ignore_case = true, default_value_t = XdsAuthMode::None)]
     pub xds_auth: XdsAuthMode,
     /// The audience sidecars' xDS tokens are issued for (their projected token's `audience`).
     #[arg(long, env = "LATTICE_XDS_XDS_AUDIENCE", default_value = DEFAULT_AUDIENCE)]
@@ -141,13 +142,25 @@ pub struct ControllerArgs {
     pub egress_addresses: Vec<IpAddr>,
     /// How requests are signed: ext-proc (the signer sidecar over gRPC), lua (the signer's
     /// HTTP endpoint), native (Envoy's aws_request_signing filter) or none.
-    #[arg(long, env = "LATTICE_XDS_SIGNING", default_value = "ext-proc")]
+    #[arg(
+        long,
+        env = "LATTICE_XDS_SIGNING",
+        default_value = "ext-proc",
+        ignore_case = true,
+        value_parser = one_of::<SigningMode>(SigningMode::ALL.map(SigningMode::as_str))
+    )]
     pub signing: SigningMode,
     /// SigV4 region; by default the signer's own AWS_REGION.
     #[arg(long, env = "LATTICE_XDS_REGION")]
     pub region: Option<String>,
     /// Signature algorithm: sigv4, or sigv4a (signs for --region-set instead of one region).
-    #[arg(long, env = "LATTICE_XDS_SIGNING_ALGORITHM", default_value = "sigv4")]
+    #[arg(
+        long,
+        env = "LATTICE_XDS_SIGNING_ALGORITHM",
+        default_value = "sigv4",
+        ignore_case = true,
+        value_parser = one_of::<SigningAlgorithm>(SigningAlgorithm::ALL.map(SigningAlgorithm::as_str))
+    )]
     pub signing_algorithm: SigningAlgorithm,
     /// SigV4A region set, such as `*` or `us-east-1,us-west-2`.
     #[arg(long, env = "LATTICE_XDS_REGION_SET", default_value = "*")]
@@ -271,6 +284,7 @@ pub struct ControllerArgs {
         env = "LATTICE_XDS_DESTINATION_STATS",
         default_value_t = true,
         action = clap::ArgAction::Set,
+        value_parser = clap::builder::BoolishValueParser::new(),
         value_name = "BOOL"
     )]
     pub destination_stats: bool,
@@ -283,6 +297,7 @@ pub struct ControllerArgs {
         env = "LATTICE_XDS_ACCESS_LOG",
         default_value_t = true,
         action = clap::ArgAction::Set,
+        value_parser = clap::builder::BoolishValueParser::new(),
         value_name = "BOOL"
     )]
     pub access_log: bool,

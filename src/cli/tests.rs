@@ -1,7 +1,7 @@
 use super::*;
-use std::time::Duration;
 use crate::controller::{ControllerConfig, Source};
 use crate::model::PRIVATE_CA_BUNDLE;
+use std::time::Duration;
 
 fn controller(args: &[&str]) -> anyhow::Result<ControllerConfig> {
     let mut argv = vec!["lattice-xds", "controller", "--manifests", "examples"];
@@ -191,5 +191,74 @@ fn every_flag_has_its_environment_twin() {
         missing.is_empty(),
         "flags without their environment twin:\n{}",
         missing.join("\n")
+    );
+}
+
+#[test]
+fn signing_modes_and_algorithms_are_named_in_any_case() {
+    use crate::model::{SigningAlgorithm, SigningMode};
+    let config = controller(&["--signing", "EXT-PROC", "--signing-algorithm", "SigV4A"]).unwrap();
+    assert_eq!(config.settings.signing.mode, SigningMode::ExtProc);
+    assert_eq!(config.settings.signing.algorithm, SigningAlgorithm::SigV4a);
+    let error = controller(&["--signing", "sign-it"])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("ext-proc") && error.contains("native"),
+        "the error lists the modes: {error}"
+    );
+}
+
+/// One rule for every flag that takes one of a set of names, in both binaries (the signer's
+/// flags are shared): any case is accepted. The environment twins go through the same parsers.
+#[test]
+fn every_enum_flag_takes_its_names_in_any_case() {
+    use clap::CommandFactory;
+    fn walk(
+        command: &clap::Command,
+        path: &str,
+        seen: &mut Vec<String>,
+        refused: &mut Vec<String>,
+    ) {
+        for arg in command.get_arguments() {
+            if !arg.get_action().takes_values() {
+                continue;
+            }
+            let long = arg.get_long().unwrap_or_default();
+            for value in arg.get_possible_values() {
+                let upper = value.get_name().to_uppercase();
+                // The flag alone, parsed as its command parses it.
+                let probe = clap::Command::new("probe")
+                    .no_binary_name(true)
+                    .arg(arg.clone());
+                let parsed = probe.try_get_matches_from([format!("--{long}"), upper.clone()]);
+                seen.push(format!("--{long}"));
+                if let Err(error) = parsed {
+                    refused.push(format!("{path} --{long} {upper}: {error}"));
+                }
+            }
+        }
+        for sub in command.get_subcommands() {
+            walk(sub, &format!("{path} {}", sub.get_name()), seen, refused);
+        }
+    }
+    let (mut seen, mut refused) = (Vec::new(), Vec::new());
+    walk(&Cli::command(), "lattice-xds", &mut seen, &mut refused);
+    for flag in [
+        "--signing",
+        "--signing-algorithm",
+        "--algorithm",
+        "--xds-protocol",
+        "--xds-auth",
+    ] {
+        assert!(
+            seen.iter().any(|name| name == flag),
+            "{flag} lists no names: {seen:?}"
+        );
+    }
+    assert!(
+        refused.is_empty(),
+        "refused in upper case:\n{}",
+        refused.join("\n")
     );
 }

@@ -28,7 +28,6 @@ use super::{Decision, InjectConfig, NEVER_INJECTED, decide, inject};
 use crate::certificates::ServingCertificate;
 use crate::metrics::Metrics;
 
-
 #[derive(Clone)]
 struct Webhook {
     config: Arc<InjectConfig>,

@@ -87,7 +87,7 @@ impl FromStr for SigningMode {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Self::ALL
             .into_iter()
-            .find(|mode| mode.as_str() == s)
+            .find(|mode| mode.as_str().eq_ignore_ascii_case(s))
             .ok_or_else(|| SigningModeParseError(s.to_string()))
     }
 }
@@ -102,6 +102,8 @@ pub enum SigningAlgorithm {
 }
 
 impl SigningAlgorithm {
+    pub const ALL: [SigningAlgorithm; 2] = [Self::SigV4, Self::SigV4a];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::SigV4 => "sigv4",
@@ -125,10 +127,9 @@ impl FromStr for SigningAlgorithm {
     type Err = AlgorithmParseError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.to_ascii_lowercase().as_str() {
-            "sigv4" => Ok(Self::SigV4),
-            "sigv4a" => Ok(Self::SigV4a),
-            _ => Err(AlgorithmParseError(s.to_string())),
-        }
+        Self::ALL
+            .into_iter()
+            .find(|algorithm| algorithm.as_str().eq_ignore_ascii_case(s))
+            .ok_or_else(|| AlgorithmParseError(s.to_string()))
     }
 }

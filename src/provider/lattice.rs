@@ -99,7 +99,10 @@ fn routes(inputs: &Inputs) -> Vec<Route<'_>> {
             }
         };
     }
-    let http = inputs.routes.iter().map(|route| view!(route, RouteKind::Http));
+    let http = inputs
+        .routes
+        .iter()
+        .map(|route| view!(route, RouteKind::Http));
     let grpc = (inputs.grpc_routes.iter()).map(|route| view!(route, RouteKind::Grpc));
     http.chain(grpc).collect()
 }

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::Args;
+use clap::builder::{PossibleValuesParser, TypedValueParser};
 
 use super::{Algorithm, Defaults, SignerConfig};
 use crate::model::defaults;
@@ -38,7 +39,13 @@ pub struct SignerArgs {
     #[arg(long, env = "LATTICE_XDS_SERVICE", default_value = "vpc-lattice-svcs")]
     pub service: String,
     /// Signature algorithm: sigv4, or sigv4a (signs for --region-set instead of one region).
-    #[arg(long, env = "LATTICE_XDS_ALGORITHM", default_value = "sigv4")]
+    #[arg(
+        long,
+        env = "LATTICE_XDS_ALGORITHM",
+        default_value = "sigv4",
+        ignore_case = true,
+        value_parser = one_of::<Algorithm>(Algorithm::ALL.map(Algorithm::as_str))
+    )]
     pub algorithm: Algorithm,
     /// SigV4A region set, such as `*` or `us-east-1,us-west-2`.
     #[arg(long, env = "LATTICE_XDS_REGION_SET", default_value = "*")]
@@ -110,4 +117,15 @@ impl From<SignerArgs> for SignerConfig {
             socket_peer_uid: args.socket_peer_uid,
         }
     }
+}
+
+/// The parser of a flag that takes one of a model enum's names: the names are listed in
+/// `--help` and in the error, and with the flag's `ignore_case` they match in any case, as the
+/// values of every enum flag of both binaries do.
+pub fn one_of<T>(names: impl IntoIterator<Item = &'static str>) -> impl TypedValueParser<Value = T>
+where
+    T: std::str::FromStr + Clone + Send + Sync + 'static,
+    T::Err: std::error::Error + Send + Sync + 'static,
+{
+    PossibleValuesParser::new(names).try_map(|name| name.parse::<T>())
 }

@@ -7,6 +7,7 @@
 //! matcher on the response status skips for every other answer, so it costs nothing then.
 
 use envoy_types::pb::envoy::config::accesslog::v3::{AccessLog, access_log};
+use envoy_types::pb::envoy::config::core::v3::TypedExtensionConfig;
 use envoy_types::pb::envoy::config::core::v3::{
     DataSource, SubstitutionFormatString, data_source::Specifier,
     substitution_format_string::Format,
@@ -14,11 +15,13 @@ use envoy_types::pb::envoy::config::core::v3::{
 use envoy_types::pb::envoy::extensions::access_loggers::stream::v3::{
     StdoutAccessLog, stdout_access_log::AccessLogFormat,
 };
-use envoy_types::pb::envoy::config::core::v3::TypedExtensionConfig;
 use envoy_types::pb::envoy::extensions::common::matching::v3::ExtensionWithMatcher;
 use envoy_types::pb::envoy::extensions::filters::common::matcher::action::v3::SkipFilter;
 use envoy_types::pb::envoy::extensions::filters::http::lua::v3::Lua;
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::HttpFilter;
 use envoy_types::pb::envoy::r#type::matcher::v3::HttpResponseHeaderMatchInput;
+use envoy_types::pb::google::protobuf::{Any, Struct, Value, value::Kind};
+use envoy_types::pb::xds::core::v3::TypedExtensionConfig as XdsExtension;
 use envoy_types::pb::xds::r#type::matcher::v3::matcher::matcher_list::predicate::{
     MatchType, SinglePredicate, single_predicate,
 };
@@ -26,14 +29,11 @@ use envoy_types::pb::xds::r#type::matcher::v3::matcher::matcher_list::{FieldMatc
 use envoy_types::pb::xds::r#type::matcher::v3::matcher::{
     MatcherList, MatcherType, OnMatch, on_match,
 };
-use envoy_types::pb::xds::core::v3::TypedExtensionConfig as XdsExtension;
 use envoy_types::pb::xds::r#type::matcher::v3::{
     Matcher, StringMatcher as XdsStringMatcher, string_matcher::MatchPattern as XdsMatchPattern,
 };
-use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::HttpFilter;
-use envoy_types::pb::google::protobuf::{Any, Struct, Value, value::Kind};
-use prost::{Message, Name};
 use envoy_types::util::pack_any;
+use prost::{Message, Name};
 
 use super::http_filter;
 use crate::model::Mesh;
@@ -70,7 +70,9 @@ pub fn access_logs(mesh: &Mesh) -> Vec<AccessLog> {
     }
     vec![AccessLog {
         name: "envoy.access_loggers.stdout".to_string(),
-        config_type: Some(access_log::ConfigType::TypedConfig(stdout_json(fields(mesh)))),
+        config_type: Some(access_log::ConfigType::TypedConfig(stdout_json(fields(
+            mesh,
+        )))),
         ..Default::default()
     }]
 }

@@ -67,7 +67,12 @@ pub fn destination(destination: &Destination, mesh: &Mesh) -> Cluster {
             .then(|| mesh.dns_resolver.map(dns_resolver))
             .flatten(),
         transport_socket: destination.tls.as_ref().map(|trust| {
-            tls_socket(Some(&destination.host), trust, system_ca_file, destination.kind)
+            tls_socket(
+                Some(&destination.host),
+                trust,
+                system_ca_file,
+                destination.kind,
+            )
         }),
         typed_extension_protocol_options: (destination.kind == RouteKind::Grpc)
             .then(|| {

@@ -35,7 +35,10 @@ pub fn egress(mesh: &Mesh) -> RouteConfiguration {
         virtual_hosts.push(VirtualHost {
             name: FALLBACK_VHOST.to_string(),
             domains,
-            routes: vec![to_cluster(shared_cluster_name(Some(&trust), RouteKind::Http))],
+            routes: vec![to_cluster(shared_cluster_name(
+                Some(&trust),
+                RouteKind::Http,
+            ))],
             ..Default::default()
         });
     }

@@ -293,8 +293,8 @@ impl Variant for Delta {
                 state.holdings.set(name, None);
             }
         }
-        let changed =
-            !request.resource_names_subscribe.is_empty() || !request.resource_names_unsubscribe.is_empty();
+        let changed = !request.resource_names_subscribe.is_empty()
+            || !request.resource_names_unsubscribe.is_empty();
         if changed || first {
             proxy.subscribed(type_url, state.subscription());
         }

@@ -297,7 +297,10 @@ impl ProxyHandle {
     pub fn nacked(&self, type_url: &str, version: &str, error: &str) {
         let (mut newly, mut another) = (false, false);
         self.update_type(type_url, |status| {
-            let previous = status.rejected.as_ref().map(|rejected| rejected.version.as_str());
+            let previous = status
+                .rejected
+                .as_ref()
+                .map(|rejected| rejected.version.as_str());
             newly = previous.is_none();
             another = previous != Some(version);
             status.rejected = Some(Rejection {
@@ -367,7 +370,10 @@ mod tests {
         proxy.nacked(LDS, "2", "bad listener");
         proxy.nacked(LDS, "2", "bad listener");
         let rejected = registry.list()[0].types[0].rejected.clone();
-        assert_eq!(rejected.map(|rejected| rejected.version).as_deref(), Some("2"));
+        assert_eq!(
+            rejected.map(|rejected| rejected.version).as_deref(),
+            Some("2")
+        );
         assert_eq!(rejecting(&registry), 1, "one stream, counted once");
         // Version 2 is never sent again; the proxy accepts version 3.
         proxy.sent(LDS, "3", Holdings::default());

@@ -107,11 +107,6 @@ impl Snapshot {
             types,
         })
     }
-
-    /// The resources of one type; empty for a type this server does not serve.
-    pub fn resources(&self, type_url: &str) -> Option<&TypeResources> {
-        self.types.get(type_url).map(Arc::as_ref)
-    }
 }
 
 fn packed<T: Message + prost::Name + Clone>(
