@@ -201,6 +201,9 @@ pub struct Settings {
     pub dns_resolver: Option<SocketAddr>,
     pub destination_stats: bool,
     pub access_log: bool,
+    /// Serve a route on a Gateway only once the VPC Lattice controller has accepted it there
+    /// (`status.parents`, `Accepted=True`).
+    pub accepted_routes_only: bool,
 }
 
 /// The GatewayClass name the AWS Gateway API Controller's installation creates.
@@ -222,6 +225,7 @@ impl Default for Settings {
             dns_resolver: None,
             destination_stats: true,
             access_log: true,
+            accepted_routes_only: false,
         }
     }
 }

@@ -1,7 +1,7 @@
 //! Sources of Gateway API objects and their conversion into the [`Mesh`](crate::model::Mesh).
 //!
 //! A provider (the manifest directory here; the Kubernetes API elsewhere) produces [`Inputs`]:
-//! the HTTPRoutes, Gateways, GatewayClasses and IAMAuthPolicies it has seen, each with where it came from. The
+//! the HTTPRoutes, Gateways, GatewayClasses, IAMAuthPolicies and Namespaces it has seen, each with where it came from. The
 //! [`lattice`] module turns them into destinations, reporting every object it has to skip.
 
 pub mod file;
@@ -16,6 +16,7 @@ use gateway_api::gatewayclasses::GatewayClass;
 use gateway_api::gateways::Gateway;
 use gateway_api::grpcroutes::GrpcRoute;
 use gateway_api::httproutes::HttpRoute;
+use k8s_openapi::api::core::v1::Namespace;
 
 /// The Gateway API objects a provider has observed.
 #[derive(Clone, Debug, Default)]
@@ -25,6 +26,8 @@ pub struct Inputs {
     pub gateways: Vec<Sourced<Gateway>>,
     pub classes: Vec<Sourced<GatewayClass>>,
     pub auth_policies: Vec<Sourced<policy::IamAuthPolicy>>,
+    /// Namespaces, for their labels (`allowedRoutes.namespaces.from: Selector`).
+    pub namespaces: Vec<Sourced<Namespace>>,
 }
 
 /// An object together with where it was read: a file and document, or the API server.

@@ -2,7 +2,8 @@
 //! stock Envoy attached: the walkthrough's objects become Envoy configuration and every change
 //! follows; invalid routes get Events; an API server restart never publishes an empty or partial
 //! snapshot; the shipped ClusterRole is enough and no more; of two replicas both serve and one
-//! writes; a sidecar's rejected configuration and its recovery are Events on its pod.
+//! writes; a sidecar's rejected configuration and its recovery are Events on its pod; routes
+//! attach only where their Gateway admits them, once the VPC Lattice controller accepted them.
 
 mod support;
 
@@ -49,6 +50,9 @@ fn controller_args(kubeconfig: &std::path::Path) -> Vec<String> {
         format!("--kubeconfig={}", kubeconfig.display()),
         "--signing=none".to_string(),
         "--lease-duration=3s".to_string(),
+        // No VPC Lattice controller runs here to accept routes; the attachment test below
+        // writes their status itself.
+        "--accepted-routes-only=false".to_string(),
     ]
 }
 
@@ -135,7 +139,17 @@ fn events_about(cluster: &KubeCluster, object: &str) -> Vec<(String, String, Str
 
 /// Events about the `kind` named `object` in `apps`, as (reason, note, reporting instance).
 fn events_on(cluster: &KubeCluster, kind: &str, object: &str) -> Vec<(String, String, String)> {
-    let text = cluster.kubectl(&["get", "events.events.k8s.io", "-n", "apps", "-o", "json"]);
+    events_in(cluster, "apps", kind, object)
+}
+
+/// Events about the `kind` named `object` in `namespace`, as (reason, note, reporting instance).
+fn events_in(
+    cluster: &KubeCluster,
+    namespace: &str,
+    kind: &str,
+    object: &str,
+) -> Vec<(String, String, String)> {
+    let text = cluster.kubectl(&["get", "events.events.k8s.io", "-n", namespace, "-o", "json"]);
     let list: serde_json::Value = serde_json::from_str(&text).unwrap();
     list["items"]
         .as_array()
@@ -652,4 +666,244 @@ async fn a_rejected_configuration_and_its_recovery_are_events_on_the_pod() {
         metric(&metrics, "lattice_xds_events_written_total"),
         Some(2.0)
     );
+}
+
+/// A Gateway whose listeners admit routes three ways: its own namespace only (no
+/// `allowedRoutes`), the namespaces labelled for it (`Selector`), and every namespace (`All`).
+const ATTACHMENT_GATEWAY: &str = "\
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata:
+  name: lattice-gateway
+  namespace: lattice-gateway
+spec:
+  gatewayClassName: amazon-vpc-lattice
+  listeners:
+  - name: http-listener
+    port: 80
+    protocol: HTTP
+  - name: https-listener-with-custom-domain
+    hostname: \"*.example.com\"
+    port: 443
+    protocol: HTTPS
+    allowedRoutes:
+      namespaces:
+        from: Selector
+        selector:
+          matchLabels:
+            lattice-gateway-access: granted
+  - name: open-listener
+    hostname: \"*.open.example.com\"
+    port: 9443
+    protocol: HTTPS
+    allowedRoutes:
+      namespaces:
+        from: All
+";
+
+/// The victim's name, in the shape VPC Lattice gives the service of `payments/payments`.
+const VICTIM_ASSIGNED: &str =
+    "payments-payments-0a1b2c3d4e5f60718.7d67968.vpc-lattice-svcs.ap-northeast-2.on.aws";
+
+/// An HTTPRoute in `namespace` on one listener of the gateway, with an assigned-name annotation
+/// unless `assigned` is empty.
+fn attached_route(
+    namespace: &str,
+    name: &str,
+    hosts: &[&str],
+    section: &str,
+    assigned: &str,
+) -> String {
+    let annotations = match assigned {
+        "" => String::new(),
+        name => format!(
+            "  annotations:\n    application-networking.k8s.aws/lattice-assigned-domain-name: {name}\n"
+        ),
+    };
+    format!(
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata:\n  name: {name}\n  namespace: {namespace}\n{annotations}\
+         spec:\n  hostnames: {hosts:?}\n  parentRefs:\n  - name: lattice-gateway\n    namespace: lattice-gateway\n\
+         \x20   sectionName: {section}\n"
+    )
+}
+
+/// Writes what the VPC Lattice controller writes once it accepts a route on its listener.
+fn accept(cluster: &KubeCluster, namespace: &str, name: &str, section: &str) {
+    let status = serde_json::json!({"status": {"parents": [{
+        "controllerName": "application-networking.k8s.aws/gateway-api-controller",
+        "parentRef": {
+            "group": "gateway.networking.k8s.io", "kind": "Gateway",
+            "namespace": "lattice-gateway", "name": "lattice-gateway", "sectionName": section,
+        },
+        "conditions": [{
+            "type": "Accepted", "status": "True", "reason": "Accepted", "message": "",
+            "lastTransitionTime": "2025-06-01T00:00:00Z",
+        }],
+    }]}});
+    cluster.kubectl(&[
+        "patch",
+        "httproute",
+        name,
+        "-n",
+        namespace,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        &status.to_string(),
+    ]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routes_attach_only_where_their_gateway_admits_them_once_accepted() {
+    let cluster = KubeCluster::start();
+    for namespace in ["lattice-gateway", "payments", "tenant-x"] {
+        cluster.kubectl(&["create", "namespace", namespace]);
+    }
+    cluster.kubectl(&[
+        "label",
+        "namespace",
+        "payments",
+        "lattice-gateway-access=granted",
+    ]);
+    // The GatewayClass of the walkthrough's gateway file.
+    cluster.apply(GATEWAY.split("\n---\n").next().unwrap());
+    cluster.apply(ATTACHMENT_GATEWAY);
+
+    // The probe: an older route of tenant-x claims the victim's custom domain on the listener
+    // that admits only the gateway's own namespace, and the victim's assigned name.
+    let takeover = attached_route(
+        "tenant-x",
+        "old-route",
+        &["pay.example.com"],
+        "http-listener",
+        VICTIM_ASSIGNED,
+    );
+    cluster.apply(&takeover);
+    let routes = [
+        // Same, admitted: the gateway's own namespace.
+        (
+            "lattice-gateway",
+            "local",
+            vec!["local.example.com"],
+            "http-listener",
+            "",
+        ),
+        // Selector, admitted: the victim, with its assigned name.
+        (
+            "payments",
+            "payments",
+            vec!["pay.example.com"],
+            "https-listener-with-custom-domain",
+            VICTIM_ASSIGNED,
+        ),
+        // Selector, refused until tenant-x is labelled.
+        (
+            "tenant-x",
+            "sneaky",
+            vec!["sneaky.example.com"],
+            "https-listener-with-custom-domain",
+            "",
+        ),
+        // All, admitted; but the victim's assigned name is not this route's service's.
+        (
+            "tenant-x",
+            "reports",
+            vec!["reports.open.example.com"],
+            "open-listener",
+            VICTIM_ASSIGNED,
+        ),
+        // All, refused: a name outside the listener's.
+        (
+            "tenant-x",
+            "elsewhere",
+            vec!["api.other-domain.net"],
+            "open-listener",
+            "",
+        ),
+    ];
+    for (namespace, name, hosts, section, assigned) in &routes {
+        cluster.apply(&attached_route(namespace, name, hosts, section, assigned));
+        accept(&cluster, namespace, name, section);
+    }
+    accept(&cluster, "tenant-x", "old-route", "http-listener");
+    // Applied, not yet accepted.
+    cluster.apply(&attached_route(
+        "payments",
+        "pending",
+        &["pending.example.com"],
+        "https-listener-with-custom-domain",
+        "",
+    ));
+
+    let mut args = controller_args(&cluster.kubeconfig);
+    args.retain(|arg| !arg.starts_with("--accepted-routes-only"));
+    let controller = Controller::start(cluster.dir(), &args).await;
+    let envoy = Envoy::start(cluster.dir(), "pod-a", controller.xds_port, "delta").await;
+    let mut expected = vec![
+        destination("local.example.com", 80),
+        destination("pay.example.com", 443),
+        destination(VICTIM_ASSIGNED, 443),
+        destination("reports.open.example.com", 9443),
+    ];
+    wait_for_destinations(&envoy, &expected).await;
+    // Both of the victim's names go to the victim's route.
+    for (name, provenance) in envoy_destinations(&envoy).await {
+        if name.starts_with("pay.") || name.starts_with("payments-") {
+            assert!(
+                provenance.contains("route payments/payments"),
+                "{name}: {provenance}"
+            );
+        }
+    }
+
+    // Each refusal says why, on the route.
+    let refused = [
+        ("tenant-x", "old-route", "own namespace only"),
+        ("tenant-x", "sneaky", "namespace tenant-x is not one"),
+        ("tenant-x", "reports", "is not that service's"),
+        (
+            "tenant-x",
+            "elsewhere",
+            "none of the route's host names is within it",
+        ),
+        ("payments", "pending", "not yet accepted"),
+    ];
+    for (namespace, name, why) in refused {
+        eventually(
+            &format!("an Event on {namespace}/{name} saying {why:?}"),
+            WAIT,
+            || async {
+                let events = events_in(&cluster, namespace, "HTTPRoute", name);
+                events
+                    .iter()
+                    .any(|(_, note, _)| note.contains(why))
+                    .then_some(())
+            },
+        )
+        .await;
+    }
+    let metrics = controller.metrics().await;
+    assert_eq!(
+        metric(&metrics, "lattice_xds_invalid_inputs{kind=\"HTTPRoute\"}"),
+        Some(5.0),
+        "{metrics}"
+    );
+
+    // Accepted now: served. Labelled now: admitted by the selector.
+    accept(
+        &cluster,
+        "payments",
+        "pending",
+        "https-listener-with-custom-domain",
+    );
+    expected.push(destination("pending.example.com", 443));
+    wait_for_destinations(&envoy, &expected).await;
+    cluster.kubectl(&[
+        "label",
+        "namespace",
+        "tenant-x",
+        "lattice-gateway-access=granted",
+    ]);
+    expected.push(destination("sneaky.example.com", 443));
+    wait_for_destinations(&envoy, &expected).await;
 }

@@ -234,6 +234,8 @@ async fn ads_serves_each_pod_only_under_its_own_name() {
         "--signing=native".to_string(),
         "--region=ap-northeast-2".to_string(),
         "--xds-auth=kubernetes".to_string(),
+        // No VPC Lattice controller runs here to accept routes.
+        "--accepted-routes-only=false".to_string(),
         "--xds-tls-host=127.0.0.1".to_string(),
         format!("--probe-listen=127.0.0.1:{probe_port}"),
         "--xds-ca-configmap=lattice-xds-xds-ca".to_string(),
@@ -497,6 +499,8 @@ async fn an_injected_pod_follows_the_controller_as_itself() {
         "--signing=ext-proc".to_string(),
         "--region=ap-northeast-2".to_string(),
         "--xds-auth=kubernetes".to_string(),
+        // No VPC Lattice controller runs here to accept routes.
+        "--accepted-routes-only=false".to_string(),
         "--xds-tls-host=127.0.0.1".to_string(),
         format!("--webhook-listen=127.0.0.1:{webhook_port}"),
         "--webhook-host=127.0.0.1".to_string(),

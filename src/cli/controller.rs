@@ -301,6 +301,17 @@ pub struct ControllerArgs {
         value_name = "BOOL"
     )]
     pub access_log: bool,
+    /// Serve a route on a Gateway only once the VPC Lattice controller has accepted it there
+    /// (the route's status.parents says Accepted=True). On by default with --kubernetes; off by
+    /// default with --manifests, where no controller writes status.
+    #[arg(
+        long,
+        env = "LATTICE_XDS_ACCEPTED_ROUTES_ONLY",
+        action = clap::ArgAction::Set,
+        value_parser = clap::builder::BoolishValueParser::new(),
+        value_name = "BOOL"
+    )]
+    pub accepted_routes_only: Option<bool>,
     /// Milliseconds that input changes settle before a rebuild.
     #[arg(long, env = "LATTICE_XDS_DEBOUNCE_MS", default_value_t = 100)]
     pub debounce_ms: u64,
@@ -412,6 +423,7 @@ impl ControllerArgs {
             dns_resolver: self.dns_resolver,
             destination_stats: self.destination_stats,
             access_log: self.access_log,
+            accepted_routes_only: self.accepted_routes_only.unwrap_or(self.kubernetes),
         };
         anyhow::ensure!(
             self.kubeconfig.is_none() || self.kubernetes,

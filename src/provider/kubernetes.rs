@@ -1,5 +1,5 @@
-//! The Kubernetes provider: HTTPRoutes, Gateways, GatewayClasses and IAMAuthPolicies watched
-//! through the API server with kube-runtime reflectors.
+//! The Kubernetes provider: HTTPRoutes, GRPCRoutes, Gateways, GatewayClasses, IAMAuthPolicies
+//! and Namespaces watched through the API server with kube-runtime reflectors.
 //!
 //! Each kind is watched at one version, the newest the cluster serves of `v1` and `v1beta1`,
 //! so an object applied as either is seen exactly once. Nothing is published before every
@@ -77,6 +77,7 @@ pub enum Kind {
     Gateway,
     GatewayClass,
     IamAuthPolicy,
+    Namespace,
 }
 
 impl Kind {
@@ -87,6 +88,7 @@ impl Kind {
             Self::Gateway => "Gateway",
             Self::GatewayClass => "GatewayClass",
             Self::IamAuthPolicy => policy::KIND,
+            Self::Namespace => "Namespace",
         }
     }
 }
@@ -192,6 +194,10 @@ async fn discover(client: &Client) -> Result<Vec<(Kind, ApiResource)>, Kubernete
             tracing::warn!(%error, "IAMAuthPolicy is not served; destinations will show no auth policy")
         }
     }
+    // Their labels decide which routes a listener with `allowedRoutes.namespaces.from:
+    // Selector` admits.
+    let namespaces = ApiResource::erase::<k8s_openapi::api::core::v1::Namespace>(&());
+    resources.push((Kind::Namespace, namespaces));
     Ok(resources)
 }
 
@@ -271,6 +277,7 @@ fn observe(stores: &Stores) -> Observed {
         gateways,
         classes,
         auth_policies,
+        namespaces,
     } = &mut observed.inputs;
     let invalid = &mut observed.invalid;
     collect(stores, Kind::HttpRoute, routes, invalid);
@@ -278,6 +285,7 @@ fn observe(stores: &Stores) -> Observed {
     collect(stores, Kind::Gateway, gateways, invalid);
     collect(stores, Kind::GatewayClass, classes, invalid);
     collect(stores, Kind::IamAuthPolicy, auth_policies, invalid);
+    collect(stores, Kind::Namespace, namespaces, invalid);
     observed
 }
 

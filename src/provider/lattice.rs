@@ -1,13 +1,20 @@
 //! Turns Gateway API objects into [`Destination`]s: which HTTPRoutes and GRPCRoutes are
 //! attached to a VPC Lattice gateway, which host names they claim, and how each host is reached.
 //!
-//! Conflicts follow the Gateway API rule: when two routes claim the same host name, the older
-//! route (by creation time, then `namespace/name`), of either kind, keeps it.
+//! A route attaches to the listeners that admit it (`attach.rs`: `allowedRoutes`, listener host
+//! names, the VPC Lattice controller's `Accepted`), and each of its host names is served through
+//! the best listener that serves that name. Conflicts follow the Gateway API rule: when two
+//! routes claim the same host name, the older route (by creation time, then `namespace/name`),
+//! of either kind, keeps it. The Lattice-assigned name counts only in the shape Lattice gives
+//! the route's own service, so that no route can claim another's.
+
+mod attach;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use gateway_api::gateways::{Gateway, GatewayListeners};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta};
+
+use attach::{Admitted, LatticeGateways};
 
 use super::policy::IamAuthPolicy;
 use super::{Inputs, InvalidInput, Sourced};
@@ -26,7 +33,11 @@ const GATEWAY_GROUP: &str = "gateway.networking.k8s.io";
 /// Builds the mesh for `inputs`; every route that had to be skipped (wholly or in part) is
 /// returned as an [`InvalidInput`].
 pub fn build(inputs: &Inputs, settings: &Settings) -> (Mesh, Vec<InvalidInput>) {
-    let gateways = LatticeGateways::new(inputs, &settings.gateway_class);
+    let gateways = LatticeGateways::new(
+        inputs,
+        &settings.gateway_class,
+        settings.accepted_routes_only,
+    );
     let policies = AuthPolicies::new(&inputs.auth_policies);
     let mut mesh = settings.mesh();
     let mut invalid = Vec::new();
@@ -38,7 +49,8 @@ pub fn build(inputs: &Inputs, settings: &Settings) -> (Mesh, Vec<InvalidInput>) 
             reason,
         };
         match route_destinations(&route, &gateways, &policies, settings) {
-            Ok(destinations) => {
+            Ok((destinations, refusals)) => {
+                invalid.extend(refusals.into_iter().map(report));
                 for destination in destinations {
                     if let Some(owner) = mesh.destinations.get(&destination.host) {
                         invalid.push(report(format!(
@@ -65,6 +77,18 @@ struct Route<'a> {
     metadata: &'a ObjectMeta,
     hostnames: &'a [String],
     parents: Vec<ParentRef<'a>>,
+    status: Vec<StatusParent<'a>>,
+}
+
+fn acceptance(conditions: &[Condition]) -> Option<Result<(), &str>> {
+    let accepted = conditions
+        .iter()
+        .find(|condition| condition.type_ == "Accepted")?;
+    match accepted.status.as_str() {
+        "True" => Some(Ok(())),
+        "False" => Some(Err(accepted.reason.as_str())),
+        _ => None,
+    }
 }
 
 /// A route's `parentRefs` entry.
@@ -74,11 +98,33 @@ struct ParentRef<'a> {
     namespace: Option<&'a str>,
     name: &'a str,
     section_name: Option<&'a str>,
+    port: Option<i32>,
+}
+
+/// A route's `status.parents` entry: what a controller said of one parent.
+struct StatusParent<'a> {
+    parent: ParentRef<'a>,
+    controller: &'a str,
+    /// The entry's `Accepted` condition: `Ok` when `True`, the reason when `False`, `None`
+    /// when the controller has not decided.
+    accepted: Option<Result<(), &'a str>>,
 }
 
 /// Every HTTPRoute and GRPCRoute of `inputs`.
 fn routes(inputs: &Inputs) -> Vec<Route<'_>> {
     // The two kinds' generated types share field names, not a type.
+    macro_rules! parent_ref {
+        ($parent:expr) => {
+            ParentRef {
+                group: $parent.group.as_deref(),
+                kind: $parent.kind.as_deref(),
+                namespace: $parent.namespace.as_deref(),
+                name: &$parent.name,
+                section_name: $parent.section_name.as_deref(),
+                port: $parent.port,
+            }
+        };
+    }
     macro_rules! view {
         ($route:expr, $kind:expr) => {
             Route {
@@ -88,12 +134,14 @@ fn routes(inputs: &Inputs) -> Vec<Route<'_>> {
                 metadata: &$route.object.metadata,
                 hostnames: $route.object.spec.hostnames.as_deref().unwrap_or_default(),
                 parents: ($route.object.spec.parent_refs.iter().flatten())
-                    .map(|parent| ParentRef {
-                        group: parent.group.as_deref(),
-                        kind: parent.kind.as_deref(),
-                        namespace: parent.namespace.as_deref(),
-                        name: &parent.name,
-                        section_name: parent.section_name.as_deref(),
+                    .map(|parent| parent_ref!(parent))
+                    .collect(),
+                status: ($route.object.status.iter())
+                    .flat_map(|status| &status.parents)
+                    .map(|status| StatusParent {
+                        parent: parent_ref!(status.parent_ref),
+                        controller: &status.controller_name,
+                        accepted: acceptance(&status.conditions),
                     })
                     .collect(),
             }
@@ -130,66 +178,127 @@ fn object_ref(metadata: &ObjectMeta) -> ObjectRef {
     }
 }
 
-/// The destinations one route yields, or why the route cannot be served at all.
+/// The destinations one route yields and why any of its names is not served, or why the route
+/// cannot be served at all.
 fn route_destinations(
     route: &Route<'_>,
     gateways: &LatticeGateways,
     policies: &AuthPolicies,
     settings: &Settings,
-) -> Result<Vec<Destination>, String> {
-    let source = route.source.clone();
-    let mut listeners = Vec::new();
-    let mut networks = BTreeSet::new();
-    for parent in &route.parents {
-        if let Some((gateway, attached)) = gateways.attach(parent, &source.namespace)? {
-            networks.insert(gateway);
-            listeners.extend(attached);
-        }
-    }
+) -> Result<(Vec<Destination>, Vec<String>), String> {
+    let attachment = gateways.attach(route)?;
+    let admitted = attachment.admitted;
     // Prefer TLS: a route reachable over HTTPS is never called in plain text.
-    let Some(listener) = listeners
-        .iter()
-        .max_by_key(|l| (l.protocol == "HTTPS", l.port))
-    else {
-        return Ok(Vec::new());
+    let rank = |admitted: &&Admitted<'_>| {
+        let listener = admitted.listener;
+        (listener.protocol == "HTTPS", listener.port)
     };
-    let https = listener.protocol == "HTTPS";
-    if route.kind == RouteKind::Grpc && !https {
+    let Some(best) = admitted.iter().max_by_key(rank) else {
+        // No Lattice parent at all is another implementation's route; parents that all
+        // refused it are reported.
+        return match attachment.refusals.is_empty() {
+            true => Ok((Vec::new(), Vec::new())),
+            false => Err(attachment.refusals.join("; ")),
+        };
+    };
+    if route.kind == RouteKind::Grpc && best.listener.protocol != "HTTPS" {
         return Err(format!(
             "a GRPCRoute needs an HTTPS listener (VPC Lattice serves gRPC over HTTP/2 with TLS); listener {} is {}",
-            listener.name, listener.protocol
+            best.listener.name, best.listener.protocol
         ));
     }
-    let port = u16::try_from(listener.port).map_err(|_| {
-        format!(
-            "listener {} has an invalid port {}",
-            listener.name, listener.port
-        )
-    })?;
 
-    let mut hosts: Vec<(String, Trust)> = Vec::new();
+    let mut refusals = Vec::new();
+    let mut hosts: Vec<(String, Trust, &Admitted<'_>)> = Vec::new();
     for hostname in route.hostnames {
-        hosts.push((checked_host(hostname)?, settings.custom_domain_trust()));
+        let host = checked_host(hostname)?;
+        let serving = (admitted.iter())
+            .filter(|admitted| admitted.hostnames.iter().any(|name| name == hostname))
+            .max_by_key(rank);
+        match serving {
+            Some(admitted) => hosts.push((host, settings.custom_domain_trust(), admitted)),
+            None => refusals.push(format!(
+                "hostname {host} is outside the hostname of every listener the route attaches to"
+            )),
+        }
     }
     let annotations = route.metadata.annotations.as_ref();
     if let Some(assigned) = annotations.and_then(|a| a.get(ASSIGNED_DOMAIN_ANNOTATION)) {
-        hosts.push((checked_host(assigned)?, Trust::SystemRoots));
+        match assigned_name(assigned, &route.source) {
+            Ok(host) => hosts.push((host, Trust::SystemRoots, best)),
+            Err(reason) => refusals.push(reason),
+        }
     }
-    let auth_policies = policies.guarding(&networks, route.kind, &source);
+    let networks: BTreeSet<ObjectRef> = (admitted.iter())
+        .map(|admitted| admitted.gateway.clone())
+        .collect();
+    let auth_policies = policies.guarding(&networks, route.kind, &route.source);
     let mut seen = BTreeSet::new();
-    Ok(hosts
-        .into_iter()
-        .filter(|(host, _)| seen.insert(host.clone()))
-        .map(|(host, trust)| Destination {
+    let mut destinations = Vec::new();
+    for (host, trust, admitted) in hosts {
+        if !seen.insert(host.clone()) {
+            continue;
+        }
+        let listener = admitted.listener;
+        let port = u16::try_from(listener.port).map_err(|_| {
+            format!(
+                "listener {} has an invalid port {}",
+                listener.name, listener.port
+            )
+        })?;
+        destinations.push(Destination {
             pinned: settings.pinned.get(&host).copied(),
             host,
             port,
-            tls: https.then_some(trust),
-            source: source.clone(),
+            tls: (listener.protocol == "HTTPS").then_some(trust),
+            source: route.source.clone(),
             kind: route.kind,
             auth_policies: auth_policies.clone(),
-        })
-        .collect())
+        });
+    }
+    Ok((destinations, refusals))
+}
+
+/// The Lattice-assigned name of `route`'s service, when `name` has the shape VPC Lattice gives
+/// it: `<service>-<service id>.<hash>.vpc-lattice-svcs.<region>.on.aws`, where the AWS Gateway
+/// API Controller names the service `<route name, 20 characters>-<namespace, 18 characters>`.
+/// Anyone who may edit a route may write the annotation; this shape keeps it to the route's own.
+fn assigned_name(name: &str, route: &ObjectRef) -> Result<String, String> {
+    let host = checked_host(name)?;
+    let refuse = |why: &str| {
+        Err(format!(
+            "the {ASSIGNED_DOMAIN_ANNOTATION} annotation {host:?} is not served: {why}"
+        ))
+    };
+    let labels: Vec<&str> = host.split('.').collect();
+    let [first, _hash, "vpc-lattice-svcs", _region, "on", "aws"] = labels.as_slice() else {
+        return refuse(
+            "it is not a name VPC Lattice assigns (<service>-<id>.<hash>.vpc-lattice-svcs.<region>.on.aws)",
+        );
+    };
+    let service = lattice_service_name(&route.name, &route.namespace);
+    let id = first
+        .strip_prefix(service.as_str())
+        .and_then(|rest| rest.strip_prefix('-'));
+    match id {
+        Some(id) if !id.is_empty() && id.bytes().all(|b| b.is_ascii_hexdigit()) => Ok(host),
+        _ => refuse(&format!(
+            "VPC Lattice names this route's service {service}, and the name is not that service's"
+        )),
+    }
+}
+
+/// The name the AWS Gateway API Controller gives the VPC Lattice service of a route: its name
+/// cut to 20 characters and its namespace cut to 18, each without a leading or trailing `-`.
+fn lattice_service_name(name: &str, namespace: &str) -> String {
+    let cut = |text: &str, length: usize| {
+        let end = text.len().min(length);
+        text.get(..end)
+            .unwrap_or(text)
+            .trim_matches('-')
+            .to_string()
+    };
+    format!("{}-{}", cut(name, 20), cut(namespace, 18)).to_ascii_lowercase()
 }
 
 /// A host name a sidecar can route to: lower-cased, RFC 1123, no wildcard, no IP address.
@@ -219,82 +328,6 @@ fn checked_host(hostname: &str) -> Result<String, String> {
         ));
     }
     Ok(host)
-}
-
-/// The Gateways of Lattice GatewayClasses, by `namespace/name`.
-struct LatticeGateways<'a> {
-    lattice: BTreeMap<ObjectRef, &'a Gateway>,
-    other: BTreeSet<ObjectRef>,
-}
-
-impl<'a> LatticeGateways<'a> {
-    /// Gateways of `class_name`, or of any class the AWS Gateway API Controller runs.
-    fn new(inputs: &'a Inputs, class_name: &'a str) -> Self {
-        let classes: BTreeSet<&str> = inputs
-            .classes
-            .iter()
-            .filter(|class| class.object.spec.controller_name == LATTICE_CONTROLLER)
-            .filter_map(|class| class.object.metadata.name.as_deref())
-            .chain([class_name])
-            .collect();
-        let mut gateways = Self {
-            lattice: BTreeMap::new(),
-            other: BTreeSet::new(),
-        };
-        for gateway in &inputs.gateways {
-            let key = ObjectRef {
-                namespace: gateway
-                    .object
-                    .metadata
-                    .namespace
-                    .clone()
-                    .unwrap_or_default(),
-                name: gateway.object.metadata.name.clone().unwrap_or_default(),
-            };
-            if classes.contains(gateway.object.spec.gateway_class_name.as_str()) {
-                gateways.lattice.insert(key, &gateway.object);
-            } else {
-                gateways.other.insert(key);
-            }
-        }
-        gateways
-    }
-
-    /// The Lattice gateway and its listeners that a parent reference attaches to; none for
-    /// another implementation's gateway, an error for a gateway or listener that does not exist.
-    fn attach(
-        &self,
-        parent: &ParentRef<'_>,
-        route_namespace: &str,
-    ) -> Result<Option<(ObjectRef, Vec<&'a GatewayListeners>)>, String> {
-        let group = parent.group.unwrap_or(GATEWAY_GROUP);
-        if group != GATEWAY_GROUP || parent.kind.unwrap_or("Gateway") != "Gateway" {
-            return Ok(None);
-        }
-        let key = ObjectRef {
-            namespace: parent.namespace.unwrap_or(route_namespace).to_string(),
-            name: parent.name.to_string(),
-        };
-        let Some(gateway) = self.lattice.get(&key) else {
-            if self.other.contains(&key) {
-                return Ok(None);
-            }
-            return Err(format!("unknown parent: Gateway {key} does not exist"));
-        };
-        let listeners = gateway.spec.listeners.iter();
-        let Some(section) = parent.section_name else {
-            return Ok(Some((key, listeners.collect())));
-        };
-        let attached: Vec<_> = listeners
-            .filter(|listener| listener.name == section)
-            .collect();
-        if attached.is_empty() {
-            return Err(format!(
-                "unknown parent: Gateway {key} has no listener named {section:?}"
-            ));
-        }
-        Ok(Some((key, attached)))
-    }
 }
 
 /// IAMAuthPolicies by the Gateway, HTTPRoute or GRPCRoute they target.

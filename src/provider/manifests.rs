@@ -1,4 +1,5 @@
-//! Reads Gateway API objects (and the AWS controller's IAMAuthPolicies) out of multi-document YAML text. Pure: no file system access, so
+//! Reads Gateway API objects (and the AWS controller's IAMAuthPolicies, and Namespaces for their
+//! labels) out of multi-document YAML text. Pure: no file system access, so
 //! the same code serves the watched directory and the golden tests.
 
 use serde::Deserialize;
@@ -104,14 +105,17 @@ fn parse_object(origin: &str, mut value: Value, observed: &mut Observed) {
         });
         return;
     };
-    let served = api_version.split_once('/').is_some_and(|(group, version)| {
-        (group == GATEWAY_GROUP && SERVED_VERSIONS.contains(&version))
-            || (group == policy::GROUP && version == policy::VERSION && kind == policy::KIND)
-    });
+    let served = match api_version.split_once('/') {
+        Some((group, version)) => {
+            (group == GATEWAY_GROUP && SERVED_VERSIONS.contains(&version))
+                || (group == policy::GROUP && version == policy::VERSION && kind == policy::KIND)
+        }
+        None => api_version == "v1" && kind == "Namespace",
+    };
     if !served {
         return;
     }
-    if kind != "GatewayClass" {
+    if !matches!(kind.as_str(), "GatewayClass" | "Namespace") {
         default_namespace(&mut value);
     }
     let object = object_name(&value);
@@ -122,6 +126,7 @@ fn parse_object(origin: &str, mut value: Value, observed: &mut Observed) {
         "Gateway" => decode(origin, value).map(|gateway| inputs.gateways.push(gateway)),
         "GatewayClass" => decode(origin, value).map(|class| inputs.classes.push(class)),
         policy::KIND => decode(origin, value).map(|policy| inputs.auth_policies.push(policy)),
+        "Namespace" => decode(origin, value).map(|namespace| inputs.namespaces.push(namespace)),
         _ => Ok(()),
     };
     if let Err(reason) = result {
