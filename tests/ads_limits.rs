@@ -1,7 +1,7 @@
 //! A hostile or broken ADS client costs the controller O(1) and is told why it was refused:
 //! unknown type URLs, a missing or changing node id, oversized nodes and requests, too many
-//! subscriptions, long NACKs, and a client that stops reading, each against a real controller
-//! over raw gRPC.
+//! subscriptions, long resource names, long NACKs, and a client that stops reading, each against
+//! a real controller over raw gRPC.
 
 mod support;
 
@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
-use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
+use envoy_types::pb::envoy::service::discovery::v3::{
+    DeltaDiscoveryRequest, DiscoveryRequest, DiscoveryResponse,
+};
 use envoy_types::pb::google::protobuf::{Struct, Value, value::Kind};
 use envoy_types::pb::google::rpc::Status as RpcStatus;
 use lattice_xds::xds::type_url;
@@ -365,4 +367,93 @@ fn write_routes(dir: &std::path::Path, first: usize, count: usize) {
         })
         .collect();
     std::fs::write(dir.join(format!("routes-{first}.yaml")), routes).unwrap();
+}
+
+/// A Delta request for `names` of `type_url`.
+fn delta_request(type_url: &str, names: Vec<String>) -> DeltaDiscoveryRequest {
+    DeltaDiscoveryRequest {
+        type_url: type_url.to_string(),
+        resource_names_subscribe: names,
+        node: node("pod.apps"),
+        ..Default::default()
+    }
+}
+
+/// Sends `requests` on one Delta stream and returns the status it ends with, or `None` if
+/// every request was answered.
+async fn delta_refusal(port: u16, requests: Vec<DeltaDiscoveryRequest>) -> Option<tonic::Status> {
+    let mut client = AggregatedDiscoveryServiceClient::connect(format!("http://127.0.0.1:{port}"))
+        .await
+        .expect("connect to ADS")
+        .max_encoding_message_size(usize::MAX);
+    let (sender, outgoing) = mpsc::channel(requests.len().max(1));
+    let count = requests.len();
+    for request in requests {
+        sender.send(request).await.unwrap();
+    }
+    let mut responses = match client
+        .delta_aggregated_resources(ReceiverStream::new(outgoing))
+        .await
+    {
+        Ok(responses) => responses.into_inner(),
+        Err(status) => return Some(status),
+    };
+    for _ in 0..count {
+        let next = tokio::time::timeout(Duration::from_secs(10), responses.message()).await;
+        match next.expect("an answer within 10 s") {
+            Ok(Some(_)) => continue,
+            Ok(None) => return Some(tonic::Status::ok("ended")),
+            Err(status) => return Some(status),
+        }
+    }
+    None
+}
+
+#[tokio::test]
+async fn long_resource_names_are_refused_before_they_are_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let controller = controller(dir.path(), &[]).await;
+    let port = controller.xds_port;
+    // A stream that subscribes within the limits is served.
+    let fine = delta_request(type_url::ROUTE, vec!["egress".to_string()]);
+    assert!(delta_refusal(port, vec![fine]).await.is_none());
+    let before = controller.process.rss_kib().expect("the controller's RSS");
+
+    // The probe: names of 1 MiB, a hundred of them.
+    for _ in 0..100 {
+        let huge = delta_request(type_url::ROUTE, vec!["n".repeat(1024 * 1024)]);
+        let status = delta_refusal(port, vec![huge]).await.expect("refused");
+        assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+        assert!(
+            status.message().contains("--xds-max-name-bytes"),
+            "{status:?}"
+        );
+    }
+    // Names each within the limit, a hundred a request, until all of them are too many bytes.
+    let batch = |first: usize| {
+        let names = (first..first + 100)
+            .map(|n| format!("{n:0>1000}"))
+            .collect();
+        delta_request(type_url::ROUTE, names)
+    };
+    let status = delta_refusal(port, vec![batch(0), batch(100), batch(200)])
+        .await
+        .expect("refused");
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    assert!(
+        status.message().contains("--xds-max-names-bytes"),
+        "{status:?}"
+    );
+
+    let after = controller.process.rss_kib().expect("the controller's RSS");
+    assert!(
+        after < before + 5 * 1024,
+        "the controller grew from {before} KiB to {after} KiB"
+    );
+    let metrics = controller.metrics().await;
+    assert!(
+        metrics.contains("lattice_xds_stream_errors_total{reason=\"name_too_long\"} 100"),
+        "{metrics}"
+    );
+    assert!(counted(&metrics, "names_too_large"), "{metrics}");
 }

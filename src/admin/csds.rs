@@ -206,12 +206,12 @@ fn resources(client: &ClientState, status: &TypeRecord, contents: bool) -> Vec<G
     let never_sent = status
         .subscribed
         .iter()
-        .flatten()
-        .filter(|name| name.as_str() != "*" && !held.contains_key(name.as_str()));
+        .flat_map(|names| names.iter())
+        .filter(|name| &***name != "*" && !held.contains_key(&***name));
     for name in never_sent {
         let mut config = GenericXdsConfig {
             type_url: type_url.to_string(),
-            name: name.clone(),
+            name: name.to_string(),
             ..Default::default()
         };
         config.set_client_status(ClientResourceStatus::Requested);

@@ -323,6 +323,14 @@ pub struct ControllerArgs {
         default_value_t = 1024
     )]
     pub xds_max_subscriptions: usize,
+    /// Bytes of one resource name an ADS stream subscribes to (or of a name or version a
+    /// reconnecting Envoy claims to hold); a longer one ends the stream with RESOURCE_EXHAUSTED.
+    #[arg(long, env = "LATTICE_XDS_XDS_MAX_NAME_BYTES", default_value_t = Limits::default().max_name_bytes)]
+    pub xds_max_name_bytes: usize,
+    /// Bytes of every resource name one ADS stream holds, over every type; more ends the stream
+    /// with RESOURCE_EXHAUSTED.
+    #[arg(long, env = "LATTICE_XDS_XDS_MAX_NAMES_BYTES", default_value_t = Limits::default().max_names_bytes)]
+    pub xds_max_names_bytes: usize,
     /// Bytes of a node id; a longer one ends the stream with RESOURCE_EXHAUSTED.
     #[arg(long, env = "LATTICE_XDS_XDS_MAX_NODE_ID_BYTES", default_value_t = 512)]
     pub xds_max_node_id_bytes: usize,
@@ -559,6 +567,8 @@ impl ControllerArgs {
             debounce: Duration::from_millis(self.debounce_ms),
             xds_limits: Limits {
                 max_subscriptions: self.xds_max_subscriptions,
+                max_name_bytes: self.xds_max_name_bytes,
+                max_names_bytes: self.xds_max_names_bytes,
                 max_node_id_bytes: self.xds_max_node_id_bytes,
                 max_node_metadata_bytes: self.xds_max_node_metadata_bytes,
                 max_request_bytes: self.xds_max_request_bytes,

@@ -13,8 +13,8 @@ use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::envoy::service::discovery::v3::DeltaDiscoveryRequest;
 use tonic::Status;
 
-use super::holdings::{Held, Holdings};
-use super::limits::{Limits, truncated};
+use super::holdings::{Held, Holdings, Names};
+use super::limits::{Limits, NameUse, truncated};
 use super::registry::ProxyHandle;
 use super::snapshot::{Snapshot, TypeResources};
 use super::stream::{PerType, Variant};
@@ -24,13 +24,13 @@ use super::wire::{DeltaDiscoveryResponse, DeltaResource};
 #[derive(Debug, Default)]
 struct TypeState {
     wildcard: bool,
-    names: BTreeSet<String>,
+    names: Arc<Names>,
     /// What the proxy holds.
     holdings: Holdings,
     /// The snapshot type the last diff was made against.
     diffed: Option<Arc<TypeResources>>,
     /// Subscribed names already reported as not existing.
-    reported_absent: BTreeSet<String>,
+    reported_absent: BTreeSet<Arc<str>>,
     nonce: String,
     sent_version: String,
     /// The first request of the type: answered even when there is nothing to send.
@@ -48,8 +48,16 @@ impl TypeState {
         self.wildcard || self.names.contains(name)
     }
 
-    fn subscription(&self) -> Option<BTreeSet<String>> {
-        (!self.wildcard).then(|| self.names.clone())
+    fn subscription(&self) -> Option<Arc<Names>> {
+        (!self.wildcard).then(|| Arc::clone(&self.names))
+    }
+
+    /// The subscribed name's shared copy, or a new one.
+    fn name(&self, name: &str) -> Arc<str> {
+        self.names
+            .get(name)
+            .cloned()
+            .unwrap_or_else(|| Arc::from(name))
     }
 }
 
@@ -122,9 +130,9 @@ impl Delta {
             state
                 .names
                 .iter()
-                .filter(|name| !exists(name) && !held.contains_key(name.as_str()))
+                .filter(|name| !exists(name) && !held.contains_key(&***name))
                 .filter(|name| !state.reported_absent.contains(*name))
-                .cloned(),
+                .map(|name| name.to_string()),
         );
         diff
     }
@@ -144,19 +152,21 @@ impl Delta {
         let state = self.per.types.get_mut(type_url)?;
         let answer = state.must_answer;
         let previous = std::mem::take(&mut state.holdings);
-        let kept: Vec<(String, Held)> = previous
+        let kept: Vec<(Arc<str>, Held)> = previous
             .held()
             .into_iter()
             .filter(|(name, _)| waiting.iter().any(|w| w == name))
-            .map(|(name, held)| (name.to_string(), held))
+            .map(|(name, held)| (Arc::from(name), held))
             .collect();
         state.holdings = Holdings::of(Arc::clone(&current), state.subscription());
         for (name, held) in kept {
-            state.holdings.set(&name, Some(held));
+            state.holdings.set(name, Some(held));
         }
         for name in &diff.removed {
-            if !current.resources.contains_key(name) {
-                state.reported_absent.insert(name.clone());
+            if let Some(name) = state.names.get(name.as_str())
+                && !current.resources.contains_key(&**name)
+            {
+                state.reported_absent.insert(Arc::clone(name));
             }
         }
         state.diffed = Some(current);
@@ -186,27 +196,35 @@ impl Delta {
         })
     }
 
-    /// The names the stream would be subscribed to, over every type, after `request`; the
-    /// names a reconnecting client claims to hold count too.
-    fn subscriptions_after(&self, type_url: &str, request: &DeltaDiscoveryRequest) -> usize {
-        let others: usize = self
-            .per
-            .types
-            .iter()
-            .filter(|(known, _)| **known != type_url)
-            .map(|(_, state)| state.names.len())
-            .sum();
-        let mut names: BTreeSet<&str> = self
-            .per
-            .types
-            .get(type_url)
-            .map(|state| state.names.iter().map(String::as_str).collect())
+    /// The names the stream would hold after `request`, over every type: its subscriptions,
+    /// and on a type's first request the names and versions a reconnecting client claims.
+    fn names_after(&self, type_url: &str, request: &DeltaDiscoveryRequest) -> NameUse {
+        let mut usage = NameUse::default();
+        for (known, state) in &self.per.types {
+            if *known != type_url {
+                usage.count += state.names.len();
+                usage.bytes += state.names.iter().map(|name| name.len()).sum::<usize>();
+            }
+        }
+        let current = self.per.types.get(type_url);
+        let mut names: BTreeSet<&str> = current
+            .map(|state| state.names.iter().map(|name| &**name).collect())
             .unwrap_or_default();
         names.extend(request.resource_names_subscribe.iter().map(String::as_str));
         for name in &request.resource_names_unsubscribe {
             names.remove(name.as_str());
         }
-        others + names.len().max(request.initial_resource_versions.len())
+        usage.bytes += names.iter().map(|name| name.len()).sum::<usize>();
+        let claimed = &request.initial_resource_versions;
+        let claims = current.is_none().then_some(claimed).into_iter().flatten();
+        for (name, version) in claims {
+            usage.bytes += name.len() + version.len();
+            usage.longest = usage.longest.max(name.len()).max(version.len());
+        }
+        usage.count += names.len().max(claimed.len());
+        let subscribed = request.resource_names_subscribe.iter();
+        usage.longest = subscribed.map(String::len).fold(usage.longest, usize::max);
+        usage
     }
 }
 
@@ -226,23 +244,16 @@ impl Variant for Delta {
         let Some(type_url) = type_url::known(&request.type_url) else {
             return Err(Status::invalid_argument("unknown type URL"));
         };
-        let limit = self.limits.max_subscriptions;
-        let after = self.subscriptions_after(type_url, &request);
-        if after > limit {
-            proxy.refused("too_many_subscriptions");
-            return Err(Status::resource_exhausted(format!(
-                "the stream subscribes to {after} names, more than the {limit} allowed (--xds-max-subscriptions)"
-            )));
+        let usage = self.names_after(type_url, &request);
+        if let Some((reason, status)) = self.limits.refuse_names(usage) {
+            proxy.refused(reason);
+            return Err(status);
         }
         let max_error = self.limits.max_error_detail_bytes;
         let first = !self.per.types.contains_key(type_url);
         let state = self.per.types.entry(type_url).or_default();
         if first {
             state.must_answer = true;
-            for (name, version) in &request.initial_resource_versions {
-                let version = version.clone();
-                state.holdings.set(name, Some(Held { version, any: None }));
-            }
             // Legacy wildcard: a first request for listeners or clusters that names nothing.
             state.wildcard =
                 request.resource_names_subscribe.is_empty() && type_url::is_full_state(type_url);
@@ -269,13 +280,24 @@ impl Variant for Delta {
                 state.subscribed = true;
                 continue;
             }
-            state.names.insert(name.clone());
-            state.reported_absent.remove(name);
+            let name = state.name(name);
+            Arc::make_mut(&mut state.names).insert(Arc::clone(&name));
+            state.reported_absent.remove(&name);
             state.subscribed = true;
             // A re-subscribe is answered even if the proxy had the resource, unless it told us
             // its version on reconnect.
-            if !(first && request.initial_resource_versions.contains_key(name)) {
+            if !(first && request.initial_resource_versions.contains_key(&*name)) {
                 state.holdings.set(name, None);
+            }
+        }
+        if first {
+            for (name, version) in &request.initial_resource_versions {
+                let held = Held {
+                    version: version.clone(),
+                    any: None,
+                };
+                let name = state.name(name);
+                state.holdings.set(name, Some(held));
             }
         }
         for name in &request.resource_names_unsubscribe {
@@ -283,14 +305,14 @@ impl Variant for Delta {
                 state.wildcard = false;
                 continue;
             }
-            state.names.remove(name);
-            state.reported_absent.remove(name);
+            Arc::make_mut(&mut state.names).remove(name.as_str());
+            state.reported_absent.remove(name.as_str());
             if state.wildcard {
                 // Still wanted through the wildcard: the proxy is answered with it again.
                 state.subscribed = true;
             }
             if state.holdings.version(name).is_some() {
-                state.holdings.set(name, None);
+                state.holdings.set(Arc::from(name.as_str()), None);
             }
         }
         let changed = !request.resource_names_subscribe.is_empty()

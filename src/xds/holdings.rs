@@ -9,6 +9,10 @@ use envoy_types::pb::google::protobuf::Any;
 
 use super::snapshot::TypeResources;
 
+/// A set of resource names. Each name's bytes are stored once (`Arc<str>`) and shared by a
+/// stream's subscription, what its proxy holds and the registry; the set itself is shared too.
+pub type Names = BTreeSet<Arc<str>>;
+
 /// One resource a proxy holds at a version other than its base's.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Held {
@@ -22,13 +26,13 @@ pub struct Held {
 #[derive(Clone, Debug, Default)]
 pub struct Holdings {
     base: Option<Arc<TypeResources>>,
-    names: Option<BTreeSet<String>>,
-    changes: BTreeMap<String, Option<Held>>,
+    names: Option<Arc<Names>>,
+    changes: BTreeMap<Arc<str>, Option<Held>>,
 }
 
 impl Holdings {
     /// Holds exactly the resources of `base` that `names` selects (every one when `None`).
-    pub fn of(base: Arc<TypeResources>, names: Option<BTreeSet<String>>) -> Self {
+    pub fn of(base: Arc<TypeResources>, names: Option<Arc<Names>>) -> Self {
         Self {
             base: Some(base),
             names,
@@ -37,8 +41,8 @@ impl Holdings {
     }
 
     /// Records that `name` is held as `held` (or not at all), whatever the base says.
-    pub fn set(&mut self, name: &str, held: Option<Held>) {
-        self.changes.insert(name.to_string(), held);
+    pub fn set(&mut self, name: Arc<str>, held: Option<Held>) {
+        self.changes.insert(name, held);
     }
 
     /// Whether this is exactly `resources`, with no changes: nothing to compare.
@@ -78,7 +82,7 @@ impl Holdings {
         for (name, change) in &self.changes {
             match change {
                 Some(change) => held.insert(name, change.clone()),
-                None => held.remove(name.as_str()),
+                None => held.remove(&**name),
             };
         }
         held
@@ -119,14 +123,14 @@ mod tests {
     #[test]
     fn the_base_filtered_by_names_then_the_changes() {
         let base = resources(&[("a", "1"), ("b", "1"), ("c", "1")]);
-        let names = ["a", "b"].map(String::from).into_iter().collect();
-        let mut holdings = Holdings::of(Arc::clone(&base), Some(names));
+        let names = ["a", "b"].map(Arc::from).into_iter().collect();
+        let mut holdings = Holdings::of(Arc::clone(&base), Some(Arc::new(names)));
         assert!(holdings.is_exactly(&base));
         assert_eq!(holdings.version("a"), Some("1"));
         assert_eq!(holdings.version("c"), None, "not subscribed");
-        holdings.set("a", None);
+        holdings.set("a".into(), None);
         holdings.set(
-            "z",
+            "z".into(),
             Some(Held {
                 version: "9".into(),
                 any: None,

@@ -1,7 +1,7 @@
 //! Which Envoys are connected and, per resource type, what each was sent, accepted and
 //! rejected: the data behind `/debug/proxies`, `/debug/config_dump` and `proxy-status`.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
@@ -10,7 +10,7 @@ use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::google::protobuf::Struct;
 
 use super::auth::Identity;
-use super::holdings::Holdings;
+use super::holdings::{Holdings, Names};
 
 use crate::metrics::Metrics;
 
@@ -45,7 +45,7 @@ pub struct TypeRecord {
     pub rejected: Option<Rejection>,
     pub pushes: u64,
     /// The names the stream subscribed to; `None`: every resource of the type.
-    pub subscribed: Option<BTreeSet<String>>,
+    pub subscribed: Option<Arc<Names>>,
 }
 
 /// A version Envoy rejected, with its `error_detail`.
@@ -252,7 +252,7 @@ impl ProxyHandle {
     }
 
     /// Records the names the stream subscribed to (`None`: every resource of the type).
-    pub fn subscribed(&self, type_url: &str, names: Option<BTreeSet<String>>) {
+    pub fn subscribed(&self, type_url: &str, names: Option<Arc<Names>>) {
         self.update_type(type_url, |status| status.subscribed = names);
     }
 

@@ -5,15 +5,14 @@
 //! is not the last one sent is stale and ignored. A NACK is recorded and not answered: the
 //! rejected version is never sent again, only a newer one.
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
 use tonic::Status;
 
-use super::holdings::Holdings;
-use super::limits::{Limits, truncated};
+use super::holdings::{Holdings, Names};
+use super::limits::{Limits, NameUse, truncated};
 use super::registry::ProxyHandle;
 use super::snapshot::{Resource, Snapshot, TypeResources};
 use super::stream::{PerType, Variant};
@@ -24,7 +23,7 @@ use super::wire::DiscoveryResponse;
 enum Subscription {
     #[default]
     Wildcard,
-    Names(BTreeSet<String>),
+    Names(Arc<Names>),
 }
 
 impl Subscription {
@@ -37,21 +36,24 @@ impl Subscription {
         if legacy || names.iter().any(|name| name == "*") {
             Self::Wildcard
         } else {
-            Self::Names(names.iter().cloned().collect())
+            Self::Names(Arc::new(
+                names.iter().map(|name| Arc::from(name.as_str())).collect(),
+            ))
         }
     }
 
-    fn len(&self) -> usize {
+    /// How many names, and their bytes in all.
+    fn usage(&self) -> (usize, usize) {
         match self {
-            Self::Wildcard => 0,
-            Self::Names(names) => names.len(),
+            Self::Wildcard => (0, 0),
+            Self::Names(names) => (names.len(), names.iter().map(|name| name.len()).sum()),
         }
     }
 
-    fn names(&self) -> Option<BTreeSet<String>> {
+    fn names(&self) -> Option<Arc<Names>> {
         match self {
             Self::Wildcard => None,
-            Self::Names(names) => Some(names.clone()),
+            Self::Names(names) => Some(Arc::clone(names)),
         }
     }
 }
@@ -148,7 +150,7 @@ impl Sotw {
         if transition {
             for (name, held) in state.holdings.held() {
                 if !current.resources.contains_key(name) {
-                    holdings.set(name, Some(held));
+                    holdings.set(Arc::from(name), Some(held));
                 }
             }
             version.push_str("-transition");
@@ -189,21 +191,27 @@ impl Variant for Sotw {
             .types
             .get(type_url)
             .is_some_and(|state| state.named);
+        let longest = request.resource_names.iter().map(String::len).max();
+        let mut usage = NameUse {
+            longest: longest.unwrap_or_default(),
+            ..NameUse::default()
+        };
+        // Checked before the names are copied.
+        if let Some((reason, status)) = self.limits.refuse_names(usage) {
+            proxy.refused(reason);
+            return Err(status);
+        }
         let subscription = Subscription::of(&request, named_before);
-        let others: usize = self
-            .per
-            .types
-            .iter()
+        let others = (self.per.types.iter())
             .filter(|(known, _)| **known != type_url)
-            .map(|(_, state)| state.subscription.len())
-            .sum();
-        if others + subscription.len() > self.limits.max_subscriptions {
-            proxy.refused("too_many_subscriptions");
-            return Err(Status::resource_exhausted(format!(
-                "the stream subscribes to {} names, more than the {} allowed (--xds-max-subscriptions)",
-                others + subscription.len(),
-                self.limits.max_subscriptions
-            )));
+            .map(|(_, state)| state.subscription.usage());
+        for (count, bytes) in others.chain([subscription.usage()]) {
+            usage.count += count;
+            usage.bytes += bytes;
+        }
+        if let Some((reason, status)) = self.limits.refuse_names(usage) {
+            proxy.refused(reason);
+            return Err(status);
         }
         let state = self.per.types.entry(type_url).or_default();
         state.named |= !request.resource_names.is_empty();
