@@ -149,8 +149,12 @@ pub async fn run(config: ControllerConfig) -> anyhow::Result<()> {
         Source::Manifests(_) => None,
     };
     let client = cluster.as_ref().map(|(_, client)| client.clone());
+    let mut tasks = Tasks::default();
     let xds_certificate = match &config.xds_tls {
-        Some(source) => Some(xds_certificate(source, client.clone(), &metrics, &shutdown).await?),
+        Some(source) => {
+            let kept = xds_certificate(source, client.clone(), &metrics, &shutdown, &mut tasks);
+            Some(kept.await?)
+        }
         None => None,
     };
     let authenticator = match (&config.xds_auth, &client) {
@@ -167,7 +171,6 @@ pub async fn run(config: ControllerConfig) -> anyhow::Result<()> {
             anyhow::bail!("--xds-auth kubernetes needs --kubernetes")
         }
     };
-    let mut tasks = Tasks::default();
     // `cluster` is there exactly when the source is Kubernetes.
     if let Some((kube, client)) = &cluster {
         let client = client.clone();
@@ -196,16 +199,23 @@ pub async fn run(config: ControllerConfig) -> anyhow::Result<()> {
                 shutdown.clone(),
             ),
         );
-        tasks.spawn(
-            "proxy-events",
-            proxy_events::run(
-                client.clone(),
-                kube.instance.clone(),
-                Arc::clone(&registry),
-                Arc::clone(&metrics),
-                shutdown.clone(),
-            ),
-        );
+        // An Event names a pod: only a stream that proved it is that pod may have one written.
+        if matches!(config.xds_auth, XdsAuth::None) {
+            tracing::info!(
+                "no Events on pods for rejected configurations: they need authenticated streams (--xds-auth kubernetes)"
+            );
+        } else {
+            tasks.spawn(
+                "proxy-events",
+                proxy_events::run(
+                    client.clone(),
+                    kube.instance.clone(),
+                    Arc::clone(&registry),
+                    Arc::clone(&metrics),
+                    shutdown.clone(),
+                ),
+            );
+        }
         tasks.spawn(
             "ca-bundle",
             ca_bundle::run(
@@ -362,33 +372,34 @@ pub async fn run(config: ControllerConfig) -> anyhow::Result<()> {
 /// How long the controller waits for its first ADS certificate before giving up.
 const CERTIFICATE_WAIT: Duration = Duration::from_secs(60);
 
-/// The ADS server's certificate, kept current from `source`. Serving waits for the first one:
-/// a controller that cannot get it exits with the reason instead of failing every handshake.
+/// The ADS server's certificate, kept current from `source` by a supervised task (a rotation
+/// that fails or panics later stops the process, like any other task). Serving waits for the
+/// first one: a controller that cannot get it exits with the reason instead of failing every
+/// handshake.
 async fn xds_certificate(
     source: &CertificateSource,
     client: Option<kube::Client>,
     metrics: &Arc<Metrics>,
     shutdown: &CancellationToken,
+    tasks: &mut Tasks,
 ) -> anyhow::Result<Arc<ServingCertificate>> {
     let serving = Arc::new(ServingCertificate::default());
     let (_, not_leading) = watch::channel(false);
-    let mut kept = tokio::spawn(certificates::run(
-        source.clone(),
-        client,
-        Arc::clone(&serving),
-        not_leading,
-        Arc::clone(metrics),
-        shutdown.clone(),
-    ));
+    tasks.spawn(
+        "xds-certificate",
+        certificates::run(
+            source.clone(),
+            client,
+            Arc::clone(&serving),
+            not_leading,
+            Arc::clone(metrics),
+            shutdown.clone(),
+        ),
+    );
     tokio::select! {
         () = serving.loaded() => {}
-        ended = &mut kept => {
-            let error = match ended {
-                Ok(Err(error)) => error,
-                Ok(Ok(())) => anyhow::anyhow!("it stopped"),
-                Err(panicked) => anyhow::anyhow!("it failed: {panicked}"),
-            };
-            return Err(error.context("cannot get the xDS serving certificate"));
+        stopped = tasks.stopped() => {
+            anyhow::bail!("cannot get the xDS serving certificate: {stopped}");
         }
         () = tokio::time::sleep(CERTIFICATE_WAIT) => {
             anyhow::bail!("no xDS serving certificate after {CERTIFICATE_WAIT:?} (see the errors above)");

@@ -27,6 +27,9 @@ use crate::model::{SigningAlgorithm, SigningMode};
 
 /// Set on every injected pod; a pod carrying it is never injected again.
 pub const INJECTED_ANNOTATION: &str = "lattice-xds/injected";
+/// The same key as a label, `true` on every injected pod, for selectors (the chart's
+/// PodMonitor scrapes the signers of these pods only).
+pub const INJECTED_LABEL: &str = "lattice-xds/injected";
 /// The opt-in annotation, spelt correctly.
 pub const INJECT_ANNOTATION: &str = "vpc-lattice-svcs.amazonaws.com/agent-inject";
 /// The same, as the walkthrough's Kyverno policy spells it.
@@ -201,6 +204,9 @@ pub fn inject(pod: &Value, config: &InjectConfig, xds_ca: Option<&str>) -> Value
     let mut annotations = take_object(metadata.entry("annotations").or_insert(Value::Null));
     annotations.insert(INJECTED_ANNOTATION.to_string(), json!("true"));
     metadata.insert("annotations".to_string(), Value::Object(annotations));
+    let mut labels = take_object(metadata.entry("labels").or_insert(Value::Null));
+    labels.insert(INJECTED_LABEL.to_string(), json!("true"));
+    metadata.insert("labels".to_string(), Value::Object(labels));
     pod["metadata"] = Value::Object(metadata);
 
     let mut spec = take_object(&mut pod["spec"]);

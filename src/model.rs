@@ -35,6 +35,8 @@ pub struct Mesh {
     pub destination_stats: bool,
     /// Whether the sidecar writes an access log line per request (JSON, on stdout).
     pub access_log: bool,
+    /// Whether an access log line's path keeps the request's query string.
+    pub access_log_query: bool,
 }
 
 /// One host that the sidecar routes to a VPC Lattice service.
@@ -201,6 +203,7 @@ pub struct Settings {
     pub dns_resolver: Option<SocketAddr>,
     pub destination_stats: bool,
     pub access_log: bool,
+    pub access_log_query: bool,
     /// Serve a route on a Gateway only once the VPC Lattice controller has accepted it there
     /// (`status.parents`, `Accepted=True`).
     pub accepted_routes_only: bool,
@@ -225,6 +228,7 @@ impl Default for Settings {
             dns_resolver: None,
             destination_stats: true,
             access_log: true,
+            access_log_query: true,
             accepted_routes_only: false,
         }
     }
@@ -248,6 +252,7 @@ impl Settings {
             dns_resolver: self.dns_resolver,
             destination_stats: self.destination_stats,
             access_log: self.access_log,
+            access_log_query: self.access_log_query,
         }
     }
 }

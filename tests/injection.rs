@@ -162,6 +162,11 @@ async fn the_webhook_injects_the_pods_that_ask_once() {
         injected["metadata"]["annotations"]["lattice-xds/injected"],
         "true"
     );
+    // The label the chart's PodMonitor selects the signers of injected pods by.
+    assert_eq!(
+        injected["metadata"]["labels"]["lattice-xds/injected"],
+        "true"
+    );
     let redirect = container(&injected, "lattice-xds-redirect");
     assert_eq!(redirect["image"], "lattice-xds:test");
     assert_eq!(

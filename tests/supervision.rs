@@ -1,7 +1,8 @@
 //! A process runs whole or not at all: when one of its long-lived tasks stops (here made to
 //! panic by the test-only fault hook, compiled with the `fault-injection` feature that
-//! `make test` turns on), the controller and the signer stop being ready, close their streams,
-//! name the task and the reason, and exit non-zero within seconds for Kubernetes to restart them.
+//! `make test` turns on: the pipeline, the ADS certificate's rotation, the signer's
+//! credentials), the controller and the signer stop being ready, close their streams, name the
+//! task and the reason, and exit non-zero within seconds for Kubernetes to restart them.
 #![cfg(feature = "fault-injection")]
 
 mod support;
@@ -120,6 +121,59 @@ async fn a_signer_whose_credential_refresh_panics_exits_non_zero() {
         log.contains("a signer task stopped")
             && log.contains(
                 "the credentials task panicked: fault injected into the credentials task"
+            ),
+        "{log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_controller_whose_xds_certificate_task_panics_exits_non_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let (certificate, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
+        .args(["-nodes", "-days", "1", "-subj", "/CN=127.0.0.1"])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&certificate)
+        .output()
+        .expect("run openssl");
+    assert!(made.status.success(), "{made:?}");
+    let fault = [
+        ("LATTICE_XDS_FAULT_TASK", "xds-certificate".to_string()),
+        ("LATTICE_XDS_FAULT_AFTER", "3s".to_string()),
+    ];
+    let args = [
+        "--manifests=examples".to_string(),
+        "--signing=none".to_string(),
+        format!("--xds-tls-cert={}", certificate.display()),
+        format!("--xds-tls-key={}", key.display()),
+    ];
+    let (xds_port, admin_port) = (support::free_port(), support::free_port());
+    let mut controller = Controller::start_on(
+        dir.path(),
+        xds_port,
+        admin_port,
+        "controller",
+        &args,
+        &fault,
+    )
+    .await;
+    let status = exit_of(&mut controller.process).await;
+    assert!(!status.success(), "the controller exited with {status}");
+    let log = controller.process.log_text();
+    assert!(
+        log.contains("a controller task stopped")
+            && log.contains(
+                "the xds-certificate task panicked: fault injected into the xds-certificate task"
             ),
         "{log}"
     );

@@ -5,8 +5,9 @@
 //! stock Envoy keeps being served past its first token's lifetime because it reads the renewed
 //! token file for its next stream; proxy status shows who each stream is; `lattice-xds check`
 //! sees ADS answer; the probe listener serves health and metrics only; the CA is published in a
-//! ConfigMap for other injectors. And a pod the webhook injects, its bootstrap container run
-//! as the kubelet would with the pod's projected token, is served as that pod.
+//! ConfigMap for other injectors; a pod's rejected configuration and its recovery are Events
+//! on that pod. And a pod the webhook injects, its bootstrap container run as the kubelet would
+//! with the pod's projected token, is served as that pod.
 
 mod support;
 
@@ -18,6 +19,7 @@ use base64::Engine as _;
 use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
 use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
+use envoy_types::pb::google::rpc::Status as RpcStatus;
 use lattice_xds::xds::type_url;
 use serde_json::{Value, json};
 use support::envoy::Envoy;
@@ -615,4 +617,125 @@ async fn an_injected_pod_follows_the_controller_as_itself() {
     )
     .await;
     assert_eq!(identity, "pod apps/client (service account default)");
+}
+
+async fn next_response(responses: &mut tonic::Streaming<DiscoveryResponse>) -> DiscoveryResponse {
+    tokio::time::timeout(WAIT, responses.message())
+        .await
+        .expect("an answer")
+        .expect("a response")
+        .expect("the stream is open")
+}
+
+/// Events on pod `name` in `apps`, as (reason, note).
+fn pod_events(cluster: &KubeCluster, name: &str) -> Vec<(String, String)> {
+    let text = cluster.kubectl(&["get", "events.events.k8s.io", "-n", "apps", "-o", "json"]);
+    let list: Value = serde_json::from_str(&text).unwrap();
+    (list["items"].as_array().unwrap().iter())
+        .filter(|event| event["regarding"]["kind"] == "Pod" && event["regarding"]["name"] == name)
+        .map(|event| {
+            let field = |key: &str| event[key].as_str().unwrap_or_default().to_string();
+            (field("reason"), field("note"))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pods_rejected_configuration_and_its_recovery_are_events_on_it() {
+    let cluster = KubeCluster::start();
+    cluster.kubectl(&["create", "namespace", "apps"]);
+    cluster.kubectl(&["create", "namespace", "lattice-gateway"]);
+    cluster.kubectl(&["create", "serviceaccount", "client", "-n", "apps"]);
+    cluster.kubectl_in("apps", &pod("client-a"));
+    cluster.apply(GATEWAY);
+    cluster.apply(CLUSTER1);
+    let tokens = Tokens { cluster: &cluster };
+    let args = vec![
+        "--kubernetes".to_string(),
+        format!("--kubeconfig={}", cluster.kubeconfig.display()),
+        "--signing=native".to_string(),
+        "--region=ap-northeast-2".to_string(),
+        "--xds-auth=kubernetes".to_string(),
+        "--accepted-routes-only=false".to_string(),
+        "--xds-tls-host=127.0.0.1".to_string(),
+        // A pinned destination gets a cluster of its own: adding it makes a new CDS version.
+        "--resolve=after-rejection.example.com=127.0.0.1:9".to_string(),
+    ];
+    let controller = Controller::start(cluster.dir(), &args).await;
+    let ca = String::from_utf8(cluster.controller_ca()).unwrap();
+    let mut client = tls_client(controller.xds_port, &ca).await;
+
+    // Pod apps/client-a, with its own token, rejects the clusters it is sent.
+    let node = "client-a.apps";
+    let request = |nonce: &str, version: &str, error: Option<&str>| DiscoveryRequest {
+        type_url: type_url::CLUSTER.to_string(),
+        node: Some(Node {
+            id: node.to_string(),
+            ..Default::default()
+        }),
+        response_nonce: nonce.to_string(),
+        version_info: version.to_string(),
+        error_detail: error.map(|message| RpcStatus {
+            code: 3,
+            message: message.to_string(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let (sender, requests) = tokio::sync::mpsc::channel(4);
+    sender.send(request("", "", None)).await.unwrap();
+    let mut call = tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(requests));
+    let token = tokens.issued(AUDIENCE, Some("client-a"));
+    call.metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    let mut responses = client
+        .stream_aggregated_resources(call)
+        .await
+        .expect("served as pod client-a")
+        .into_inner();
+    let rejected = next_response(&mut responses).await;
+    let error = "cluster lattice-egress: no healthy upstream";
+    sender
+        .send(request(&rejected.nonce, "", Some(error)))
+        .await
+        .unwrap();
+    let events = eventually("an Event on the pod for the rejection", WAIT, || async {
+        let events = pod_events(&cluster, "client-a");
+        (!events.is_empty()).then_some(events)
+    })
+    .await;
+    let (reason, note) = &events[0];
+    assert_eq!(reason, "ConfigRejected");
+    assert!(
+        note.contains(&format!("CDS version {}", rejected.version_info)) && note.contains(error),
+        "{note}"
+    );
+
+    // A change makes a new version; the pod accepts it: a second Event says so.
+    cluster.apply_in(
+        "apps",
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata:\n  name: after-rejection\n\
+         spec:\n  hostnames: [after-rejection.example.com]\n  parentRefs:\n  - name: lattice-gateway\n\
+         \x20   namespace: lattice-gateway\n    sectionName: https-listener-with-custom-domain\n",
+    );
+    let accepted = next_response(&mut responses).await;
+    sender
+        .send(request(&accepted.nonce, &accepted.version_info, None))
+        .await
+        .unwrap();
+    let events = eventually("an Event on the pod for the recovery", WAIT, || async {
+        let events = pod_events(&cluster, "client-a");
+        (events.len() == 2).then_some(events)
+    })
+    .await;
+    let recovery = (events.iter())
+        .find(|(reason, _)| reason == "ConfigAccepted")
+        .unwrap_or_else(|| panic!("no ConfigAccepted among {events:?}"));
+    assert_eq!(
+        recovery.1,
+        format!(
+            "Envoy accepted CDS version {} after rejecting version {}",
+            accepted.version_info, rejected.version_info
+        )
+    );
 }

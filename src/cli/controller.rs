@@ -301,6 +301,17 @@ pub struct ControllerArgs {
         value_name = "BOOL"
     )]
     pub access_log: bool,
+    /// Whether the access log's path keeps the request's query string; `false` leaves it out
+    /// (a query may carry tokens or personal data).
+    #[arg(
+        long,
+        env = "LATTICE_XDS_ACCESS_LOG_QUERY",
+        default_value_t = true,
+        action = clap::ArgAction::Set,
+        value_parser = clap::builder::BoolishValueParser::new(),
+        value_name = "BOOL"
+    )]
+    pub access_log_query: bool,
     /// Serve a route on a Gateway only once the VPC Lattice controller has accepted it there
     /// (the route's status.parents says Accepted=True). On by default with --kubernetes; off by
     /// default with --manifests, where no controller writes status.
@@ -390,8 +401,14 @@ impl ControllerArgs {
                     self.system_ca_file
                 )
             })?;
-            pem.push_str(roots.trim_end());
-            pem.push('\n');
+            let certificates =
+                crate::trust::validate::certificates_only(&roots).with_context(|| {
+                    format!(
+                        "--trust-system-roots: refusing the system CA file {}",
+                        self.system_ca_file
+                    )
+                })?;
+            pem.push_str(&certificates);
             sources.push(self.system_ca_file.clone());
         }
         let mut bundles = BTreeMap::new();
@@ -431,6 +448,7 @@ impl ControllerArgs {
             dns_resolver: self.dns_resolver,
             destination_stats: self.destination_stats,
             access_log: self.access_log,
+            access_log_query: self.access_log_query,
             accepted_routes_only: self.accepted_routes_only.unwrap_or(self.kubernetes),
         };
         anyhow::ensure!(

@@ -262,3 +262,16 @@ fn every_enum_flag_takes_its_names_in_any_case() {
         refused.join("\n")
     );
 }
+
+#[test]
+fn system_roots_pass_the_same_certificates_only_filter() {
+    let dir = tempfile::tempdir().unwrap();
+    let keyed = write(
+        dir.path(),
+        "roots.pem",
+        &format!("{PEM}-----BEGIN PRIVATE KEY-----\nS0VZ\n-----END PRIVATE KEY-----\n"),
+    );
+    let system = format!("--system-ca-file={keyed}");
+    let error = controller(&[&system, "--trust-system-roots"]).unwrap_err();
+    assert!(format!("{error:#}").contains("PRIVATE KEY"), "{error:#}");
+}

@@ -57,17 +57,38 @@ pub fn load(dir: &Path) -> Result<Observed, FileError> {
     Ok(observed)
 }
 
-/// A manifest file's text, unless it is too large to be one (checked before reading it).
+/// A manifest file's text: a regular file (a symlink to one is fine), at most
+/// [`MAX_FILE_BYTES`]. Anything else (a device, a FIFO, a socket) is refused without waiting
+/// on it or reading it: the file is opened without blocking and checked as opened.
 fn read(path: &Path) -> Result<String, String> {
-    let size = std::fs::metadata(path)
-        .map_err(|error| format!("cannot read: {error}"))?
-        .len();
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let cannot = |error: std::io::Error| format!("cannot read: {error}");
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(cannot)?;
+    let metadata = file.metadata().map_err(cannot)?;
+    if !metadata.is_file() {
+        return Err("not a regular file; not read".to_string());
+    }
+    let size = metadata.len();
     if size > MAX_FILE_BYTES {
         return Err(format!(
             "{size} bytes, more than the {MAX_FILE_BYTES} a manifest file may have; not read"
         ));
     }
-    std::fs::read_to_string(path).map_err(|error| format!("cannot read: {error}"))
+    let mut text = String::new();
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_string(&mut text)
+        .map_err(cannot)?;
+    if text.len() as u64 > MAX_FILE_BYTES {
+        return Err(format!(
+            "grew past the {MAX_FILE_BYTES} bytes a manifest file may have while it was read; not read"
+        ));
+    }
+    Ok(text)
 }
 
 /// [`load`] on a blocking thread: reading and parsing never hold up the async workers that
@@ -139,6 +160,46 @@ pub async fn watch(
             Err(error) => {
                 tracing::error!(%error, "manifest directory unreadable; serving the last good configuration")
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A symlink to an endless device and a FIFO nobody writes are refused at once; the rest
+    /// of the directory is read.
+    #[test]
+    fn only_regular_files_are_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let gateway = std::fs::read_to_string("examples/cluster1/gateway.yaml").unwrap();
+        std::fs::write(dir.path().join("gateway.yaml"), gateway).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", dir.path().join("zero.yaml")).unwrap();
+        let fifo = dir.path().join("fifo.yaml");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        assert!(made.unwrap().success(), "mkfifo");
+
+        let (sender, receiver) = std::sync::mpsc::channel();
+        let path = dir.path().to_path_buf();
+        std::thread::spawn(move || {
+            let _ = sender.send(load(&path));
+        });
+        let observed = receiver
+            .recv_timeout(Duration::from_secs(10))
+            .expect("load returned within 10 s")
+            .unwrap();
+        assert_eq!(observed.inputs.gateways.len(), 1);
+        let refused: Vec<(&str, &str)> = (observed.invalid.iter())
+            .map(|invalid| (invalid.origin.as_str(), invalid.reason.as_str()))
+            .collect();
+        assert_eq!(refused.len(), 2, "{refused:?}");
+        for (origin, reason) in refused {
+            assert!(
+                origin.ends_with("zero.yaml") || origin.ends_with("fifo.yaml"),
+                "{origin}"
+            );
+            assert_eq!(reason, "not a regular file; not read");
         }
     }
 }

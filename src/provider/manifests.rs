@@ -67,6 +67,8 @@ fn check_nesting(text: &str) -> Result<(), String> {
     let mut quote: Option<char> = None;
     let mut comment = false;
     let mut previous = '\n';
+    // The last character outside whitespace, quotes and comments ('\n' at a line's start).
+    let mut significant = '\n';
     for character in text.chars() {
         match character {
             '\n' => comment = false,
@@ -74,8 +76,13 @@ fn check_nesting(text: &str) -> Result<(), String> {
             c if quote == Some(c) && (c == '\'' || previous != '\\') => quote = None,
             _ if quote.is_some() => {}
             '#' if previous.is_whitespace() => comment = true,
-            // A quote opens a scalar only where a scalar can begin.
-            '"' | '\'' if matches!(previous, ' ' | '\t' | '\n' | '[' | '{' | ',') => {
+            // A quote opens a scalar only where a scalar can begin: right after a line's start,
+            // an indicator (`[`, `{`, `,`, `:`, `-`, `?`) or the space after one; inside a
+            // plain scalar (`a 'b`) it is just a character.
+            '"' | '\''
+                if matches!(previous, ' ' | '\t' | '\n' | '[' | '{' | ',')
+                    && matches!(significant, '\n' | '[' | '{' | ',' | ':' | '-' | '?') =>
+            {
                 quote = Some(character);
             }
             '[' | '{' => {
@@ -88,6 +95,11 @@ fn check_nesting(text: &str) -> Result<(), String> {
             }
             ']' | '}' => depth = depth.saturating_sub(1),
             _ => {}
+        }
+        if character == '\n' {
+            significant = '\n';
+        } else if !character.is_whitespace() && !comment {
+            significant = character;
         }
         previous = character;
     }
@@ -211,5 +223,11 @@ mod nesting_tests {
         // An apostrophe inside a plain scalar does not hide what follows it.
         let sneaky = format!("note: don't\nx: {}{}\n", "[".repeat(70), "]".repeat(70));
         assert!(check_nesting(&sneaky).is_err());
+        // Nor does one after a space inside a flow scalar.
+        let flow = format!("x: [a 'b, {}{}]\n", "[".repeat(70), "]".repeat(70));
+        assert!(check_nesting(&flow).is_err(), "{flow}");
+        // A quoted flow item is still a quote.
+        let quoted = format!("x: [a, '{}']\n", "[".repeat(70));
+        assert_eq!(check_nesting(&quoted), Ok(()));
     }
 }

@@ -136,8 +136,8 @@ pub async fn refresh(
                 let now = SystemTime::now();
                 let wait = next_refresh(&credentials, now);
                 metrics.credentials_loaded(credentials.expiry());
+                // The access key id stays out of logs, like the secret: it names the identity.
                 tracing::info!(
-                    access_key_id = credentials.access_key_id(),
                     expires_in_s = credentials
                         .expiry()
                         .and_then(|expiry| expiry.duration_since(now).ok())

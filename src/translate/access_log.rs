@@ -43,11 +43,17 @@ const SCRIPT: &str = include_str!("../../envoy/access_log.lua");
 /// The fields of each line, in the order a reader looks for them.
 fn fields(mesh: &Mesh) -> [(&'static str, String); 13] {
     let operator = |operator: &str| operator.to_string();
+    // The path as the application sent it; without its query string when asked, since a
+    // query may carry tokens or personal data.
+    let path = match mesh.access_log_query {
+        true => "%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%",
+        false => "%PATH(NQ)%",
+    };
     [
         ("time", operator("%START_TIME%")),
         ("method", operator("%REQ(:METHOD)%")),
         ("authority", operator("%REQ(:AUTHORITY)%")),
-        ("path", operator("%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%")),
+        ("path", operator(path)),
         ("protocol", operator("%PROTOCOL%")),
         ("response_code", operator("%RESPONSE_CODE%")),
         ("response_flags", operator("%RESPONSE_FLAGS%")),

@@ -1,8 +1,9 @@
 //! Kubernetes Events on the pods whose Envoy rejects a configuration, and again when it accepts
 //! one: `kubectl describe pod` and `kubectl get events` show a sidecar stuck on an older
 //! configuration, and its recovery. Every replica writes them for the streams it serves. The
-//! pod is named by the node id, `<pod>.<namespace>`, as the injected bootstrap sets it (and as
-//! `--xds-auth kubernetes` requires it to be); other node ids get no Event.
+//! pod is named by the node id, `<pod>.<namespace>`, which `--xds-auth kubernetes` holds to the
+//! pod the stream's token names; streams that did not authenticate get no Event, so that no
+//! client can have Warnings written on pods it is not.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -57,7 +58,8 @@ pub async fn run(
         failed = false;
         let mut rejecting = BTreeMap::new();
         let mut accepted = BTreeMap::new();
-        for proxy in registry.list() {
+        // Only streams that authenticated as their pod speak for it.
+        for proxy in registry.list().into_iter().filter(|p| p.identity.is_some()) {
             for status in proxy.types {
                 let key = Key {
                     node_id: proxy.node_id.clone(),
