@@ -57,41 +57,10 @@ fn bootstrap_refuses_an_address_without_port() {
     assert!(stderr.contains("is not HOST:PORT"), "{stderr}");
 }
 
-/// A self-signed CA certificate (PEM), made with openssl.
-fn ca_certificate(dir: &std::path::Path) -> std::path::PathBuf {
-    let path = dir.join("ca.crt");
-    let output = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=test-ca",
-            "-keyout",
-        ])
-        .arg(dir.join("ca.key"))
-        .arg("-out")
-        .arg(&path)
-        .output()
-        .expect("run openssl");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    path
-}
-
 #[test]
 fn envoy_validates_the_tls_and_token_bootstrap() {
     let dir = tempfile::tempdir().unwrap();
-    let ca = ca_certificate(dir.path());
+    let (ca, _) = support::self_signed(dir.path(), "ca", "test-ca");
     let token = dir.path().join("xds-token");
     std::fs::write(&token, "a.b.c").unwrap();
     let path = support::envoy::write_bootstrap_with(

@@ -7,6 +7,7 @@
 
 mod support;
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use envoy_types::pb::envoy::config::core::v3::Node;
@@ -28,27 +29,26 @@ async fn exit_of(process: &mut Running) -> std::process::ExitStatus {
     .await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_controller_whose_pipeline_panics_exits_non_zero() {
-    let dir = tempfile::tempdir().unwrap();
+/// A controller on the examples whose task `task` panics `after` it starts.
+async fn faulty_controller(dir: &Path, task: &str, after: &str, extra: &[String]) -> Controller {
     let fault = [
-        ("LATTICE_XDS_FAULT_TASK", "pipeline".to_string()),
-        ("LATTICE_XDS_FAULT_AFTER", "3s".to_string()),
+        ("LATTICE_XDS_FAULT_TASK", task.to_string()),
+        ("LATTICE_XDS_FAULT_AFTER", after.to_string()),
     ];
-    let args = [
+    let mut args = vec![
         "--manifests=examples".to_string(),
         "--signing=none".to_string(),
     ];
+    args.extend_from_slice(extra);
     let (xds_port, admin_port) = (support::free_port(), support::free_port());
-    let mut controller = Controller::start_on(
-        dir.path(),
-        xds_port,
-        admin_port,
-        "controller",
-        &args,
-        &fault,
-    )
-    .await;
+    Controller::start_on(dir, xds_port, admin_port, "controller", &args, &fault).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_controller_whose_pipeline_panics_exits_non_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut controller = faulty_controller(dir.path(), "pipeline", "3s", &[]).await;
+    let xds_port = controller.xds_port;
     let started = Instant::now();
 
     // A proxy is connected and served when the fault strikes.
@@ -129,44 +129,12 @@ async fn a_signer_whose_credential_refresh_panics_exits_non_zero() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_controller_whose_xds_certificate_task_panics_exits_non_zero() {
     let dir = tempfile::tempdir().unwrap();
-    let (certificate, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
-    let made = std::process::Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-        ])
-        .args(["-nodes", "-days", "1", "-subj", "/CN=127.0.0.1"])
-        .args(["-addext", "subjectAltName=IP:127.0.0.1", "-keyout"])
-        .arg(&key)
-        .arg("-out")
-        .arg(&certificate)
-        .output()
-        .expect("run openssl");
-    assert!(made.status.success(), "{made:?}");
-    let fault = [
-        ("LATTICE_XDS_FAULT_TASK", "xds-certificate".to_string()),
-        ("LATTICE_XDS_FAULT_AFTER", "3s".to_string()),
-    ];
-    let args = [
-        "--manifests=examples".to_string(),
-        "--signing=none".to_string(),
+    let (certificate, key) = support::self_signed(dir.path(), "tls", "127.0.0.1");
+    let tls = [
         format!("--xds-tls-cert={}", certificate.display()),
         format!("--xds-tls-key={}", key.display()),
     ];
-    let (xds_port, admin_port) = (support::free_port(), support::free_port());
-    let mut controller = Controller::start_on(
-        dir.path(),
-        xds_port,
-        admin_port,
-        "controller",
-        &args,
-        &fault,
-    )
-    .await;
+    let mut controller = faulty_controller(dir.path(), "xds-certificate", "3s", &tls).await;
     let status = exit_of(&mut controller.process).await;
     assert!(!status.success(), "the controller exited with {status}");
     let log = controller.process.log_text();

@@ -189,6 +189,24 @@ fn expect_refused(outcome: Result<DiscoveryResponse, tonic::Status>, code: Code,
     }
 }
 
+/// A controller's flags for `cluster` that serve ADS over TLS to authenticated pods only, in
+/// the native mode (Envoy is the pod's only sidecar, and the one holding the token), and
+/// `extra`.
+fn authenticating(cluster: &KubeCluster, extra: &[String]) -> Vec<String> {
+    let mut args = vec![
+        "--kubernetes".to_string(),
+        format!("--kubeconfig={}", cluster.kubeconfig.display()),
+        "--signing=native".to_string(),
+        "--region=ap-northeast-2".to_string(),
+        "--xds-auth=kubernetes".to_string(),
+        // No VPC Lattice controller runs here to accept routes.
+        "--accepted-routes-only=false".to_string(),
+        "--xds-tls-host=127.0.0.1".to_string(),
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
 fn pod(name: &str) -> String {
     format!(
         "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n  serviceAccountName: client\n  containers:\n  - name: app\n    image: busybox\n"
@@ -229,19 +247,13 @@ async fn ads_serves_each_pod_only_under_its_own_name() {
     let tokens = Tokens { cluster: &cluster };
     let probe_port = support::free_port();
 
-    let args = vec![
-        "--kubernetes".to_string(),
-        format!("--kubeconfig={}", cluster.kubeconfig.display()),
-        // The native mode: Envoy is the pod's only sidecar, and the one holding the token.
-        "--signing=native".to_string(),
-        "--region=ap-northeast-2".to_string(),
-        "--xds-auth=kubernetes".to_string(),
-        // No VPC Lattice controller runs here to accept routes.
-        "--accepted-routes-only=false".to_string(),
-        "--xds-tls-host=127.0.0.1".to_string(),
-        format!("--probe-listen=127.0.0.1:{probe_port}"),
-        "--xds-ca-configmap=lattice-xds-xds-ca".to_string(),
-    ];
+    let args = authenticating(
+        &cluster,
+        &[
+            format!("--probe-listen=127.0.0.1:{probe_port}"),
+            "--xds-ca-configmap=lattice-xds-xds-ca".to_string(),
+        ],
+    );
     let controller = Controller::start(cluster.dir(), &args).await;
 
     // The probe listener serves health and metrics, and nothing about the proxies.
@@ -650,17 +662,9 @@ async fn a_pods_rejected_configuration_and_its_recovery_are_events_on_it() {
     cluster.apply(GATEWAY);
     cluster.apply(CLUSTER1);
     let tokens = Tokens { cluster: &cluster };
-    let args = vec![
-        "--kubernetes".to_string(),
-        format!("--kubeconfig={}", cluster.kubeconfig.display()),
-        "--signing=native".to_string(),
-        "--region=ap-northeast-2".to_string(),
-        "--xds-auth=kubernetes".to_string(),
-        "--accepted-routes-only=false".to_string(),
-        "--xds-tls-host=127.0.0.1".to_string(),
-        // A pinned destination gets a cluster of its own: adding it makes a new CDS version.
-        "--resolve=after-rejection.example.com=127.0.0.1:9".to_string(),
-    ];
+    // A pinned destination gets a cluster of its own: adding it makes a new CDS version.
+    let pin = ["--resolve=after-rejection.example.com=127.0.0.1:9".to_string()];
+    let args = authenticating(&cluster, &pin);
     let controller = Controller::start(cluster.dir(), &args).await;
     let ca = String::from_utf8(cluster.controller_ca()).unwrap();
     let mut client = tls_client(controller.xds_port, &ca).await;

@@ -84,3 +84,51 @@ pub fn copy_examples(dir: &std::path::Path) -> std::path::PathBuf {
     assert!(copied.success(), "cannot copy examples/");
     manifests
 }
+
+/// A self-signed P-256 certificate for `name` (its subject and its one subject alternative
+/// name, an IP address or a DNS name), made with openssl: the certificate's and the key's
+/// paths in `dir`, named after `file`.
+pub fn self_signed(
+    dir: &std::path::Path,
+    file: &str,
+    name: &str,
+) -> (std::path::PathBuf, std::path::PathBuf) {
+    let (certificate, key) = (
+        dir.join(format!("{file}.crt")),
+        dir.join(format!("{file}.key")),
+    );
+    let san = match name.parse::<std::net::IpAddr>() {
+        Ok(_) => format!("subjectAltName=IP:{name}"),
+        Err(_) => format!("subjectAltName=DNS:{name}"),
+    };
+    let output = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+        ])
+        .args([
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            &format!("/CN={name}"),
+            "-addext",
+            &san,
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&certificate)
+        .output()
+        .expect("run openssl");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (certificate, key)
+}
