@@ -16,6 +16,7 @@ use axum::routing::get;
 use tokio_util::sync::CancellationToken;
 
 use crate::admin_api::proxy_status_service_server::ProxyStatusServiceServer;
+use crate::connections::ConnectionLimits;
 use envoy_types::pb::envoy::service::status::v3::client_status_discovery_service_server::ClientStatusDiscoveryServiceServer;
 use status::StatusService;
 
@@ -23,6 +24,7 @@ use status::StatusService;
 pub async fn serve(
     listener: tokio::net::TcpListener,
     status: StatusService,
+    limits: ConnectionLimits,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let grpc = tonic::service::Routes::new(ProxyStatusServiceServer::new(status.clone()))
@@ -33,20 +35,18 @@ pub async fn serve(
         .route("/debug/trust", get(trust))
         .with_state(Arc::new(status));
     let app = grpc.into_axum_router().merge(http);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
+    crate::https::serve_plain(listener, app, limits, shutdown).await
 }
 
 /// Serves only `/healthz`, `/readyz` and `/metrics` on `listener` until `shutdown`.
 pub async fn serve_probes(
     listener: tokio::net::TcpListener,
     status: StatusService,
+    limits: ConnectionLimits,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(listener, probes().with_state(Arc::new(status)))
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
+    let app = probes().with_state(Arc::new(status));
+    crate::https::serve_plain(listener, app, limits, shutdown).await
 }
 
 /// What faces the cluster network: health, readiness and metrics.

@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::admin::{self, status::StatusService};
 use crate::certificates::{self, CertificateSource, ServingCertificate};
+use crate::connections::ConnectionLimits;
 use crate::inject::{InjectConfig, webhook};
 use crate::metrics::Metrics;
 use crate::model::Settings;
@@ -54,6 +55,7 @@ pub struct WebhookConfig {
     pub listen: SocketAddr,
     pub certificate: CertificateSource,
     pub inject: InjectConfig,
+    pub connections: ConnectionLimits,
 }
 
 /// How ADS streams authenticate.
@@ -86,6 +88,10 @@ pub struct ControllerConfig {
     pub debounce: Duration,
     /// What one ADS stream may ask of the controller.
     pub xds_limits: Limits,
+    /// The connections the ADS listener takes.
+    pub xds_connections: ConnectionLimits,
+    /// The connections every other listener (webhook, admin, probes) takes.
+    pub connections: ConnectionLimits,
 }
 
 /// gRPC keepalive, as istiod uses: ping every 30 s, give up after 10 s without an answer.
@@ -294,18 +300,27 @@ pub async fn run(config: ControllerConfig) -> anyhow::Result<()> {
         .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
         .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
         .tcp_keepalive(Some(KEEPALIVE_INTERVAL))
+        .max_concurrent_streams(Some(config.xds_connections.max_streams))
         .add_service(ads.into_service());
     let stopped = shutdown.clone().cancelled_owned();
     let xds = match &xds_certificate {
         Some(serving) => {
-            let incoming =
-                crate::https::grpc_incoming(xds_listener, serving.clone(), shutdown.clone())?;
+            let incoming = crate::https::grpc_incoming(
+                xds_listener,
+                serving.clone(),
+                config.xds_connections,
+                shutdown.clone(),
+            )?;
             xds_server
                 .serve_with_incoming_shutdown(incoming, stopped)
                 .boxed()
         }
         None => {
-            let incoming = tokio_stream::wrappers::TcpListenerStream::new(xds_listener);
+            let incoming = crate::https::plain_grpc_incoming(
+                xds_listener,
+                config.xds_connections,
+                shutdown.clone(),
+            );
             xds_server
                 .serve_with_incoming_shutdown(incoming, stopped)
                 .boxed()
@@ -314,10 +329,16 @@ pub async fn run(config: ControllerConfig) -> anyhow::Result<()> {
     let status = StatusService::new(registry, snapshot_rx, meshes, trust_rx);
     let unready = status.unready();
     let probes = match probe_listener {
-        Some(listener) => admin::serve_probes(listener, status.clone(), shutdown.clone()).boxed(),
+        Some(listener) => admin::serve_probes(
+            listener,
+            status.clone(),
+            config.connections,
+            shutdown.clone(),
+        )
+        .boxed(),
         None => async { Ok(()) }.boxed(),
     };
-    let admin = admin::serve(admin_listener, status, shutdown.clone());
+    let admin = admin::serve(admin_listener, status, config.connections, shutdown.clone());
     tracing::info!(
         xds = %config.xds_listen,
         xds_tls = xds_certificate.is_some(),
@@ -433,12 +454,13 @@ async fn start_webhook(
         ),
     );
     let inject = config.inject.clone();
+    let limits = config.connections;
     let metrics = Arc::clone(metrics);
     let shutdown = shutdown.clone();
     // Serving starts once a certificate is in place.
     tasks.spawn("webhook", async move {
         serving.loaded().await;
-        webhook::serve(listener, serving, inject, xds_ca, metrics, shutdown).await
+        webhook::serve(listener, serving, inject, xds_ca, limits, metrics, shutdown).await
     });
     tracing::info!(listen = %config.listen, "injection webhook started");
     Ok(())

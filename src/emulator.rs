@@ -134,7 +134,8 @@ pub async fn run(config: EmulatorConfig) -> anyhow::Result<()> {
         stop.cancel();
     });
     tracing::info!(listen = %config.listen, "VPC Lattice emulator ready");
-    crate::https::serve(listener, certificate, app, shutdown).await
+    let limits = crate::connections::ConnectionLimits::SMALL;
+    crate::https::serve(listener, certificate, app, limits, shutdown).await
 }
 
 /// The services the manifests describe, by host name.

@@ -2,6 +2,7 @@
 //! certificate resolver (so certificates can change while serving); HTTP/1.1 and HTTP/2 from
 //! hyper with an axum router, or a stream of TLS connections for tonic.
 
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, PoisonError, RwLock};
 use std::task::{Context, Poll};
@@ -9,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use axum::Router;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -23,11 +24,11 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::server::{Connected, TcpConnectInfo};
 
-/// How long a client may take to finish its TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// TLS handshakes in progress at once on the gRPC listener; more connections wait in the
-/// listen backlog.
-const MAX_HANDSHAKES: usize = 1024;
+use crate::connections::{Accepted, ConnectionLimits, Gate, Guarded};
+
+/// How often an idle HTTP/2 connection is pinged, and how long the answer may take.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A TLS acceptor presenting `certificates`, offering `alpn` protocols.
 fn acceptor(
@@ -45,37 +46,81 @@ fn acceptor(
     Ok(TlsAcceptor::from(Arc::new(tls)))
 }
 
-/// Serves `app` over TLS on `listener` until `shutdown`; each connection on its own task.
+/// Serves `app` over TLS on `listener` until `shutdown`, within `limits`; each connection on
+/// its own task.
 pub async fn serve(
     listener: TcpListener,
     certificates: Arc<dyn ResolvesServerCert>,
     app: Router,
+    limits: ConnectionLimits,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let acceptor = acceptor(certificates, &[b"h2", b"http/1.1"])?;
-    loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => accepted.context("the HTTPS listener failed")?,
-            () = shutdown.cancelled() => return Ok(()),
-        };
+    let handshake = move |stream| {
         let acceptor = acceptor.clone();
-        let app = app.clone();
+        async move { acceptor.accept(stream).await }
+    };
+    serve_each(Gate::new(listener, limits), app, handshake, shutdown).await;
+    Ok(())
+}
+
+/// Serves `app` in plain HTTP on `listener` until `shutdown`, within `limits`.
+pub async fn serve_plain(
+    listener: TcpListener,
+    app: Router,
+    limits: ConnectionLimits,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let handshake = |stream| async move { Ok(stream) };
+    serve_each(Gate::new(listener, limits), app, handshake, shutdown).await;
+    Ok(())
+}
+
+/// Serves `app` on every connection `gate` admits, once `handshake` has made it ready (within
+/// the first-bytes deadline), each on its own task, until `shutdown`.
+async fn serve_each<H, F, I>(gate: Gate, app: Router, handshake: H, shutdown: CancellationToken)
+where
+    H: Fn(TcpStream) -> F + Clone + Send + 'static,
+    F: std::future::Future<Output = std::io::Result<I>> + Send,
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let gate = Arc::new(gate);
+    while let Some(Accepted {
+        stream,
+        peer,
+        place,
+    }) = gate.accept(&shutdown).await
+    {
+        let (gate, app, handshake) = (Arc::clone(&gate), app.clone(), handshake.clone());
         tokio::spawn(async move {
-            let stream = match acceptor.accept(stream).await {
-                Ok(stream) => stream,
-                Err(error) => {
-                    tracing::debug!(%peer, %error, "TLS handshake failed");
-                    return;
-                }
+            let Some(ready) = gate.within_deadline(handshake(stream)).await else {
+                return;
             };
-            let service = TowerToHyperService::new(app);
-            if let Err(error) = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(stream), service)
-                .await
-            {
-                tracing::debug!(%peer, %error, "connection ended with an error");
-            }
+            serve_connection(gate.guard(place, ready), app, gate.limits, peer).await;
         });
+    }
+}
+
+/// Serves `app` on one connection, HTTP/1.1 or HTTP/2: a request's headers within the
+/// first-bytes deadline, keepalive pings on HTTP/2, and at most `limits.max_streams` streams.
+async fn serve_connection<I>(io: I, app: Router, limits: ConnectionLimits, peer: SocketAddr)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = TowerToHyperService::new(app);
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.first_bytes);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(KEEPALIVE_INTERVAL)
+        .keep_alive_timeout(KEEPALIVE_TIMEOUT)
+        .max_concurrent_streams(limits.max_streams);
+    if let Err(error) = builder.serve_connection(TokioIo::new(io), service).await {
+        tracing::debug!(%peer, %error, "connection ended with an error");
     }
 }
 
@@ -130,52 +175,53 @@ impl AsyncWrite for TlsConnection {
     }
 }
 
-/// The HTTP/2 connections that complete a TLS handshake on `listener`, for a gRPC server.
-/// Handshakes run on their own tasks, so a client that stalls in one delays no one else; a
-/// plain-text or failed handshake is logged and dropped. Ends at `shutdown`.
+/// The HTTP/2 connections that complete a TLS handshake on `listener`, for a gRPC server,
+/// within `limits`. Handshakes run on their own tasks, so a client that stalls in one delays no
+/// one else; a plain-text or failed handshake is logged and dropped. Ends at `shutdown`.
 pub fn grpc_incoming(
     listener: TcpListener,
     certificates: Arc<dyn ResolvesServerCert>,
+    limits: ConnectionLimits,
     shutdown: CancellationToken,
-) -> anyhow::Result<ReceiverStream<std::io::Result<TlsConnection>>> {
+) -> anyhow::Result<ReceiverStream<std::io::Result<Guarded<TlsConnection>>>> {
     let acceptor = acceptor(certificates, &[b"h2"])?;
     let (connections, incoming) = mpsc::channel(64);
-    let handshakes = Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES));
+    let gate = Arc::new(Gate::new(listener, limits));
     tokio::spawn(async move {
-        loop {
-            let (stream, peer) = tokio::select! {
-                accepted = listener.accept() => match accepted {
-                    Ok(accepted) => accepted,
-                    Err(error) => {
-                        // Out of file descriptors and the like: wait, then accept again.
-                        tracing::warn!(%error, "cannot accept a connection");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        continue;
-                    }
-                },
-                () = shutdown.cancelled() => return,
-                () = connections.closed() => return,
-            };
-            // xDS is a few small messages at a time: Nagle's algorithm would only delay them.
-            let _ = stream.set_nodelay(true);
-            let Ok(permit) = Arc::clone(&handshakes).acquire_owned().await else {
-                return;
-            };
-            let acceptor = acceptor.clone();
-            let connections = connections.clone();
+        while let Some(Accepted { stream, place, .. }) = gate.accept(&shutdown).await {
+            let (gate, acceptor, connections) =
+                (Arc::clone(&gate), acceptor.clone(), connections.clone());
             tokio::spawn(async move {
-                let _permit = permit;
-                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                    Ok(Ok(stream)) => {
-                        let _ = connections.send(Ok(TlsConnection(stream))).await;
-                    }
-                    Ok(Err(error)) => tracing::debug!(%peer, %error, "TLS handshake failed"),
-                    Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                if let Some(tls) = gate.within_deadline(acceptor.accept(stream)).await {
+                    let connection = gate.guard(place, TlsConnection(tls));
+                    let _ = connections.send(Ok(connection)).await;
                 }
             });
         }
     });
     Ok(ReceiverStream::new(incoming))
+}
+
+/// The plain-text connections on `listener`, for a gRPC server, within `limits`.
+pub fn plain_grpc_incoming(
+    listener: TcpListener,
+    limits: ConnectionLimits,
+    shutdown: CancellationToken,
+) -> ReceiverStream<std::io::Result<Guarded<TcpStream>>> {
+    let (connections, incoming) = mpsc::channel(64);
+    let gate = Gate::new(listener, limits);
+    tokio::spawn(async move {
+        while let Some(Accepted { stream, place, .. }) = gate.accept(&shutdown).await {
+            if connections
+                .send(Ok(gate.guard(place, stream)))
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+    });
+    ReceiverStream::new(incoming)
 }
 
 /// The serving certificate the TLS listener presents, swapped in place on rotation.

@@ -40,9 +40,11 @@ pub mod admin_api {
     tonic::include_proto!("lattice_xds.admin.v1");
 }
 
-// TLS for what the controller serves (ADS, the webhook): its certificates, and serving with them.
+// Serving connections (ADS, the webhook): certificates, bounds on connections, TLS and HTTP.
 #[cfg(feature = "controller")]
 pub mod certificates;
+#[cfg(feature = "controller")]
+pub mod connections;
 #[cfg(feature = "controller")]
 pub mod https;
 

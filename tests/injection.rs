@@ -145,6 +145,7 @@ async fn the_webhook_injects_the_pods_that_ask_once() {
         "--inject-xds-address=lattice-xds.lattice-xds.svc:18000".to_string(),
         // Renewed every second here, so that the test sees a renewal.
         "--webhook-renew-every=1s".to_string(),
+        "--handshake-timeout=2s".to_string(),
     ];
     let controller = Controller::start(cluster.dir(), &args).await;
     // The leader puts its CA into the configuration's caBundle; then the API server can call it.
@@ -291,6 +292,27 @@ async fn the_webhook_injects_the_pods_that_ask_once() {
     assert_eq!(
         init_container_names(&stored_pod(&cluster, "plain", "after-renewal")),
         INJECTED
+    );
+
+    // A connection to the webhook that never starts its TLS handshake is closed at the
+    // deadline; every pod may reach this port.
+    let mut silent = tokio::net::TcpStream::connect(("127.0.0.1", webhook_port))
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut buffer = [0u8; 64];
+    let read = tokio::time::timeout(
+        WAIT,
+        tokio::io::AsyncReadExt::read(&mut silent, &mut buffer),
+    );
+    assert!(
+        matches!(read.await, Ok(Ok(0) | Err(_))),
+        "the webhook kept a silent connection"
+    );
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(1500) && took < Duration::from_secs(10),
+        "closed after {took:?}, with a 2 s deadline"
     );
 
     let metrics = controller.metrics().await;

@@ -9,6 +9,7 @@ use anyhow::Context;
 use clap::Args;
 
 use crate::certificates::CertificateSource;
+use crate::connections::ConnectionLimits;
 use crate::controller::{ControllerConfig, Source, WebhookConfig, XdsAuth};
 use crate::inject::{InjectConfig, SidecarResources, SignerSockets};
 use crate::model::defaults;
@@ -342,6 +343,21 @@ pub struct ControllerArgs {
     /// with RESOURCE_EXHAUSTED.
     #[arg(long, env = "LATTICE_XDS_XDS_MAX_NAMES_BYTES", default_value_t = Limits::default().max_names_bytes)]
     pub xds_max_names_bytes: usize,
+    /// ADS connections open at once; more wait in the listen backlog until one closes.
+    #[arg(long, env = "LATTICE_XDS_XDS_MAX_CONNECTIONS", default_value_t = 16384)]
+    pub xds_max_connections: usize,
+    /// Streams one ADS connection may have open at once (Envoy opens one).
+    #[arg(
+        long,
+        env = "LATTICE_XDS_XDS_MAX_STREAMS_PER_CONNECTION",
+        default_value_t = 16
+    )]
+    pub xds_max_streams_per_connection: u32,
+    /// How long a new connection to any of the controller's listeners (ADS, the webhook, admin,
+    /// probes) may take to finish its TLS handshake and send its first request bytes; a
+    /// connection that takes longer is closed.
+    #[arg(long, env = "LATTICE_XDS_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub handshake_timeout: Duration,
     /// Bytes of a node id; a longer one ends the stream with RESOURCE_EXHAUSTED.
     #[arg(long, env = "LATTICE_XDS_XDS_MAX_NODE_ID_BYTES", default_value_t = 512)]
     pub xds_max_node_id_bytes: usize,
@@ -456,6 +472,10 @@ impl ControllerArgs {
             "--kubeconfig needs --kubernetes (the manifest directory needs no credentials)"
         );
         let lease_namespace = self.lease_namespace.unwrap_or_else(default_lease_namespace);
+        let connections = ConnectionLimits {
+            first_bytes: self.handshake_timeout,
+            ..ConnectionLimits::SMALL
+        };
         anyhow::ensure!(
             self.xds_tls_cert.is_none()
                 || self.xds_tls_ca.is_some()
@@ -525,6 +545,7 @@ impl ControllerArgs {
                 Some(WebhookConfig {
                     listen,
                     certificate,
+                    connections,
                     inject: InjectConfig {
                         image: self.inject_image,
                         envoy_image: self.inject_envoy_image,
@@ -583,6 +604,12 @@ impl ControllerArgs {
                 endpoint_url: self.aws_endpoint_url,
             },
             debounce: Duration::from_millis(self.debounce_ms),
+            xds_connections: ConnectionLimits {
+                max_connections: self.xds_max_connections,
+                max_streams: self.xds_max_streams_per_connection,
+                first_bytes: self.handshake_timeout,
+            },
+            connections,
             xds_limits: Limits {
                 max_subscriptions: self.xds_max_subscriptions,
                 max_name_bytes: self.xds_max_name_bytes,

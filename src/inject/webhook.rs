@@ -26,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Decision, InjectConfig, NEVER_INJECTED, decide, inject};
 use crate::certificates::ServingCertificate;
+use crate::connections::ConnectionLimits;
 use crate::metrics::Metrics;
 
 #[derive(Clone)]
@@ -42,6 +43,7 @@ pub async fn serve(
     serving: Arc<ServingCertificate>,
     config: InjectConfig,
     xds_certificate: Option<Arc<ServingCertificate>>,
+    limits: ConnectionLimits,
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
@@ -55,7 +57,7 @@ pub async fn serve(
         .route("/inject/pod", post(pod_opted_in))
         .route("/inject/annotation", post(pod_opted_in))
         .with_state(webhook);
-    crate::https::serve(listener, serving, app, shutdown).await
+    crate::https::serve(listener, serving, app, limits, shutdown).await
 }
 
 async fn namespace_opted_in(
