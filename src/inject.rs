@@ -305,6 +305,7 @@ fn redirect_container(config: &InjectConfig) -> Value {
             "runAsNonRoot": false,
             "allowPrivilegeEscalation": false,
             "readOnlyRootFilesystem": true,
+            "seccompProfile": { "type": "RuntimeDefault" },
             "capabilities": { "drop": ["ALL"], "add": ["NET_ADMIN", "NET_RAW"] }
         },
         "resources": resources(&config.resources.init)
@@ -361,6 +362,9 @@ fn envoy_container(config: &InjectConfig) -> Value {
             "runAsGroup": config.proxy_uid,
             "runAsNonRoot": true,
             "allowPrivilegeEscalation": false,
+            // Envoy writes nothing to disk: logs go to stdout, hot restart is off.
+            "readOnlyRootFilesystem": true,
+            "seccompProfile": { "type": "RuntimeDefault" },
             "capabilities": { "drop": ["ALL"] }
         },
         "resources": resources(&config.resources.envoy)
@@ -426,6 +430,7 @@ fn restricted(uid: u32) -> Value {
         "runAsNonRoot": true,
         "allowPrivilegeEscalation": false,
         "readOnlyRootFilesystem": true,
+        "seccompProfile": { "type": "RuntimeDefault" },
         "capabilities": { "drop": ["ALL"] }
     })
 }

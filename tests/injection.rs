@@ -294,6 +294,29 @@ async fn the_webhook_injects_the_pods_that_ask_once() {
         INJECTED
     );
 
+    // Pod Security: an opted-in namespace needs the privileged level, for the redirect init
+    // container alone (root, NET_ADMIN and NET_RAW for the iptables rules); baseline refuses it.
+    cluster.kubectl(&["create", "namespace", "baseline"]);
+    cluster.kubectl(&["create", "serviceaccount", "default", "-n", "baseline"]);
+    cluster.kubectl(&[
+        "label",
+        "namespace",
+        "baseline",
+        "lattice-xds/inject=enabled",
+        "pod-security.kubernetes.io/enforce=baseline",
+    ]);
+    let (created, refusal) = cluster.try_kubectl_in("baseline", &pod("under-baseline", &[]));
+    assert!(
+        !created,
+        "a baseline namespace admitted the redirect container"
+    );
+    assert!(
+        refusal.contains("PodSecurity")
+            && refusal.contains("lattice-xds-redirect")
+            && refusal.contains("NET_ADMIN"),
+        "{refusal}"
+    );
+
     // A connection to the webhook that never starts its TLS handshake is closed at the
     // deadline; every pod may reach this port.
     let mut silent = tokio::net::TcpStream::connect(("127.0.0.1", webhook_port))
@@ -315,9 +338,10 @@ async fn the_webhook_injects_the_pods_that_ask_once() {
         "closed after {took:?}, with a 2 s deadline"
     );
 
+    // Three pods injected and kept, and the one Pod Security refused after injection.
     let metrics = controller.metrics().await;
     assert!(
-        metrics.contains("lattice_xds_injections_total{decision=\"injected\"} 3"),
+        metrics.contains("lattice_xds_injections_total{decision=\"injected\"} 4"),
         "{metrics}"
     );
     // Pods that did not opt in, and pods on the host's network, were never sent to it.

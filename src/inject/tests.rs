@@ -230,3 +230,41 @@ fn the_sidecars_resources_come_from_the_configuration() {
         .unwrap_err();
     assert!(error.contains("proxy"), "{error}");
 }
+
+/// What the README promises of the injected containers: the restricted Pod Security profile for
+/// all of them, but for the redirect init container, which runs as root with NET_ADMIN and
+/// NET_RAW to install the iptables rules.
+#[test]
+fn every_injected_container_is_locked_down() {
+    let injected = inject(
+        &pod(json!({ INJECT_ANNOTATION: "true" })),
+        &config(SigningMode::ExtProc),
+        None,
+    );
+    let containers = injected["spec"]["initContainers"].as_array().unwrap();
+    assert_eq!(containers.len(), 4, "{containers:?}");
+    for container in containers {
+        let name = container["name"].as_str().unwrap();
+        let context = &container["securityContext"];
+        assert_eq!(context["allowPrivilegeEscalation"], false, "{name}");
+        assert_eq!(context["readOnlyRootFilesystem"], true, "{name}");
+        assert_eq!(
+            context["seccompProfile"]["type"], "RuntimeDefault",
+            "{name}"
+        );
+        assert_eq!(context["capabilities"]["drop"], json!(["ALL"]), "{name}");
+        if name == "lattice-xds-redirect" {
+            assert_eq!(
+                context["capabilities"]["add"],
+                json!(["NET_ADMIN", "NET_RAW"])
+            );
+            assert_eq!(context["runAsUser"], 0);
+        } else {
+            assert!(
+                context["capabilities"]["add"].is_null(),
+                "{name}: {context}"
+            );
+            assert_eq!(context["runAsNonRoot"], true, "{name}");
+        }
+    }
+}
