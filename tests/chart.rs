@@ -453,6 +453,28 @@ fn the_controller_can_write_only_its_own_objects() {
             &["delete", "configmaps/lattice-xds-ca-bundle", "-n", "apps"],
         ),
         (false, &["get", "secrets", "-n", "kube-system"]),
+        // Nothing it watches is read by name; the bundle is only applied.
+        (
+            false,
+            &["get", "httproutes.gateway.networking.k8s.io", "-n", "apps"],
+        ),
+        (
+            false,
+            &["get", "configmaps/lattice-xds-ca-bundle", "-n", "apps"],
+        ),
+        (
+            false,
+            &["update", "configmaps/lattice-xds-ca-bundle", "-n", "apps"],
+        ),
+        // Its Lease lives in its own namespace.
+        (
+            true,
+            &["create", "leases.coordination.k8s.io", "-n", "lattice-xds"],
+        ),
+        (
+            false,
+            &["create", "leases.coordination.k8s.io", "-n", "kube-system"],
+        ),
         (false, &["list", "secrets", "-n", "lattice-xds"]),
         (
             true,

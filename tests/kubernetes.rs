@@ -23,6 +23,7 @@ const CLUSTER1: &str = include_str!("../examples/cluster1/demo-cluster1.yaml");
 const CLUSTER2: &str = include_str!("../examples/cluster2/demo-cluster2.yaml");
 const GREETER: &str = include_str!("../examples/cluster1/greeter.yaml");
 const CLUSTER_ROLE: &str = include_str!("../charts/lattice-xds/files/clusterrole.yaml");
+const ROLE: &str = include_str!("../charts/lattice-xds/files/role.yaml");
 const WAIT: Duration = Duration::from_secs(30);
 
 /// A route applied as `gateway.networking.k8s.io/v1` (the walkthrough's are `v1beta1`).
@@ -471,6 +472,17 @@ async fn two_replicas_with_the_shipped_cluster_role_serve_and_one_writes() {
         "--clusterrole=lattice-xds-controller",
         "--serviceaccount=lattice-xds:lattice-xds-controller",
     ]);
+    // Its Lease, in its own namespace only.
+    cluster.apply_in("lattice-xds", ROLE);
+    cluster.kubectl(&[
+        "create",
+        "rolebinding",
+        "lattice-xds-controller",
+        "-n",
+        "lattice-xds",
+        "--role=lattice-xds-controller",
+        "--serviceaccount=lattice-xds:lattice-xds-controller",
+    ]);
     let account = "system:serviceaccount:lattice-xds:lattice-xds-controller";
     let can = |verb: &str, resource: &str| {
         let (_, answer) = cluster.try_kubectl(&[
@@ -490,6 +502,22 @@ async fn two_replicas_with_the_shipped_cluster_role_serve_and_one_writes() {
     assert_eq!(can("create", "httproutes.gateway.networking.k8s.io"), "no");
     assert_eq!(can("patch", "httproutes.gateway.networking.k8s.io"), "no");
     assert_eq!(can("delete", "configmaps"), "no");
+    // Nothing is read by name, and the Lease is its namespace's alone.
+    assert_eq!(can("get", "httproutes.gateway.networking.k8s.io"), "no");
+    assert_eq!(can("get", "configmaps/lattice-xds-ca-bundle"), "no");
+    assert_eq!(can("update", "configmaps/lattice-xds-ca-bundle"), "no");
+    assert_eq!(can("create", "leases.coordination.k8s.io"), "no");
+    let (_, in_own) = cluster.try_kubectl(&[
+        "auth",
+        "can-i",
+        "create",
+        "leases.coordination.k8s.io",
+        "-n",
+        "lattice-xds",
+        "--as",
+        account,
+    ]);
+    assert_eq!(in_own.trim(), "yes");
 
     // A namespace that asks for the CA bundle, and a CA to put in it.
     cluster.kubectl(&["create", "namespace", "payments"]);
