@@ -417,6 +417,44 @@ fn the_controller_can_write_only_its_own_objects() {
         &["configmap", "lattice-xds-ca-bundle", "-n", "apps"],
     );
     assert!(created, "the CA bundle itself was refused: {output}");
+    // Only where the namespace asked for it with the bundle label.
+    cluster.kubectl(&["create", "namespace", "unlabelled"]);
+    let (created, output) = create_as_controller(
+        &cluster,
+        &["configmap", "lattice-xds-ca-bundle", "-n", "unlabelled"],
+    );
+    assert!(
+        !created,
+        "the CA bundle went into a namespace that did not ask"
+    );
+    assert!(output.contains("in namespaces labelled"), "{output}");
+
+    // Its webhook configuration: the caBundle may change, nothing else.
+    let rendered =
+        std::fs::read_to_string(Path::new(CASES).join("default").join("rendered.yaml")).unwrap();
+    let webhook = (rendered.split("\n---\n"))
+        .find(|document| document.contains("kind: MutatingWebhookConfiguration"))
+        .expect("the rendered webhook configuration");
+    cluster.apply(webhook);
+    let patch = |json: &str| {
+        cluster.try_kubectl(&[
+            "patch",
+            CONTROLLER,
+            "mutatingwebhookconfiguration",
+            "lattice-xds",
+            "--type=json",
+            "-p",
+            json,
+        ])
+    };
+    let (patched, output) =
+        patch(r#"[{"op": "add", "path": "/webhooks/0/clientConfig/caBundle", "value": "Q0E="}]"#);
+    assert!(patched, "the caBundle patch was refused: {output}");
+    let (patched, output) = patch(
+        r#"[{"op": "replace", "path": "/webhooks/0/rules/0/operations", "value": ["CREATE", "UPDATE"]}]"#,
+    );
+    assert!(!patched, "the controller widened its webhook's rules");
+    assert!(output.contains("may change only the caBundle"), "{output}");
     let (created, output) = create_as_controller(
         &cluster,
         &["secret", "generic", "other", "-n", "lattice-xds"],
