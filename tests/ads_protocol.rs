@@ -12,6 +12,7 @@ use envoy_types::pb::envoy::service::discovery::v3::{DeltaDiscoveryRequest, Disc
 use envoy_types::pb::google::rpc::Status;
 use lattice_xds::xds::type_url;
 use support::ads::Sotw;
+use support::eventually;
 use support::process::{Controller, type_status};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -258,8 +259,14 @@ async fn sigterm_closes_streams_cleanly() {
         matches!(end, Ok(None)),
         "the stream ends with an OK status, not an error: {end:?}"
     );
+    // The client goes away as Envoy does, answering the server's last HTTP/2 frames (its
+    // connection task keeps running while the test waits for the exit).
     drop(ads);
-    let status = controller.process.wait();
+    let status = eventually("the controller to exit", Duration::from_secs(10), || {
+        let exited = controller.process.exited();
+        async move { exited }
+    })
+    .await;
     assert!(
         status.success(),
         "the controller exits cleanly on SIGTERM: {status:?}\n{}",

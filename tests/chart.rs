@@ -476,6 +476,9 @@ fn the_controller_can_write_only_its_own_objects() {
     // What it reads and changes is named.
     for (allowed, args) in [
         (true, &["create", "tokenreviews.authentication.k8s.io"][..]),
+        // The issuer's public keys, to check a token's signature first.
+        (true, &["get", "/openid/v1/jwks"]),
+        (true, &["get", "/.well-known/openid-configuration"]),
         (
             true,
             &["patch", "mutatingwebhookconfigurations/lattice-xds"],

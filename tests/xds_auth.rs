@@ -639,6 +639,19 @@ async fn next_response(responses: &mut tonic::Streaming<DiscoveryResponse>) -> D
         .expect("the stream is open")
 }
 
+/// A cluster with pod apps/client-a (ServiceAccount `client`) and the walkthrough's gateway and
+/// eks-cluster1 route.
+fn cluster_with_client_a() -> KubeCluster {
+    let cluster = KubeCluster::start();
+    cluster.kubectl(&["create", "namespace", "apps"]);
+    cluster.kubectl(&["create", "namespace", "lattice-gateway"]);
+    cluster.kubectl(&["create", "serviceaccount", "client", "-n", "apps"]);
+    cluster.kubectl_in("apps", &pod("client-a"));
+    cluster.apply(GATEWAY);
+    cluster.apply(CLUSTER1);
+    cluster
+}
+
 /// Events on pod `name` in `apps`, as (reason, note).
 fn pod_events(cluster: &KubeCluster, name: &str) -> Vec<(String, String)> {
     let text = cluster.kubectl(&["get", "events.events.k8s.io", "-n", "apps", "-o", "json"]);
@@ -654,13 +667,7 @@ fn pod_events(cluster: &KubeCluster, name: &str) -> Vec<(String, String)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pods_rejected_configuration_and_its_recovery_are_events_on_it() {
-    let cluster = KubeCluster::start();
-    cluster.kubectl(&["create", "namespace", "apps"]);
-    cluster.kubectl(&["create", "namespace", "lattice-gateway"]);
-    cluster.kubectl(&["create", "serviceaccount", "client", "-n", "apps"]);
-    cluster.kubectl_in("apps", &pod("client-a"));
-    cluster.apply(GATEWAY);
-    cluster.apply(CLUSTER1);
+    let cluster = cluster_with_client_a();
     let tokens = Tokens { cluster: &cluster };
     // A pinned destination gets a cluster of its own: adding it makes a new CDS version.
     let pin = ["--resolve=after-rejection.example.com=127.0.0.1:9".to_string()];
@@ -741,5 +748,73 @@ async fn a_pods_rejected_configuration_and_its_recovery_are_events_on_it() {
             "Envoy accepted CDS version {} after rejecting version {}",
             accepted.version_info, rejected.version_info
         )
+    );
+}
+
+/// `token` with one claim changed and its signature kept: a forgery that only the signature
+/// gives away.
+fn forged(token: &str, n: usize) -> String {
+    let mut parts = token.split('.');
+    let (header, _, signature) = (parts.next().unwrap(), parts.next(), parts.next().unwrap());
+    let mut claims = decode_part(token, 1);
+    claims["jti"] = json!(format!("forged-{n}"));
+    format!(
+        "{header}.{}.{signature}",
+        base64url(claims.to_string().as_bytes())
+    )
+}
+
+/// How long a fresh token of pod client-a takes to be served its first answer.
+async fn timed_connect(port: u16, ca: &str, token: &str) -> Duration {
+    let mut client = tls_client(port, ca).await;
+    let started = std::time::Instant::now();
+    first_answer(&mut client, Some(token), "client-a.apps")
+        .await
+        .expect("the pod's own token is served");
+    started.elapsed()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_tokens_cost_no_token_review_and_do_not_delay_a_sidecar() {
+    let cluster = cluster_with_client_a();
+    let tokens = Tokens { cluster: &cluster };
+    let flood_streams = ["--xds-max-streams-per-connection=512".to_string()];
+    let controller =
+        Controller::start(cluster.dir(), &authenticating(&cluster, &flood_streams)).await;
+    let ca = String::from_utf8(cluster.controller_ca()).unwrap();
+    let port = controller.xds_port;
+
+    // Without a flood (after a first stream, which reads the issuer's keys), twice.
+    let real: Vec<String> = (0..4)
+        .map(|_| tokens.issued(AUDIENCE, Some("client-a")))
+        .collect();
+    timed_connect(port, &ca, &real[0]).await;
+    let quiet = timed_connect(port, &ca, &real[1])
+        .await
+        .max(timed_connect(port, &ca, &real[2]).await);
+
+    // 255 forged tokens, each a genuine token with one claim changed, all at once, while the
+    // pod connects with its own.
+    let mut flood = tokio::task::JoinSet::new();
+    let client = tls_client(port, &ca).await;
+    for n in 0..255 {
+        let (mut client, token) = (client.clone(), forged(&real[0], n));
+        flood.spawn(async move { first_answer(&mut client, Some(&token), "client-a.apps").await });
+    }
+    let during = timed_connect(port, &ca, &real[3]).await;
+    while let Some(outcome) = flood.join_next().await {
+        expect_refused(outcome.unwrap(), Code::Unauthenticated, "a forged token");
+    }
+
+    // Not one TokenReview was spent on a forgery: four for the four real tokens.
+    let metrics = controller.metrics().await;
+    assert!(
+        metrics.contains("lattice_xds_token_reviews_total{result=\"authenticated\"} 4")
+            && !metrics.contains("lattice_xds_token_reviews_total{result=\"refused\"}"),
+        "{metrics}"
+    );
+    assert!(
+        during <= quiet.mul_f32(1.5) + Duration::from_millis(200),
+        "the pod waited {during:?} during the flood, {quiet:?} without it"
     );
 }

@@ -3,10 +3,11 @@
 //! With `--xds-auth kubernetes`, every stream opens with a projected ServiceAccount token
 //! (audience `--xds-audience`) in its `authorization: Bearer …` header. Envoy reads the token
 //! file when it opens a stream, so the token the kubelet renews is the one the next stream
-//! carries. The controller asks the API server who the token belongs to (a TokenReview per new
-//! token: answers are kept for up to five minutes and never past the token's expiry, refusals
-//! for 30 seconds; a token that is not a JWT for the audience, or has expired by its own
-//! claims, is refused without asking), and
+//! carries. The controller checks the token's signature against the service-account issuer's
+//! public keys (`auth/keys.rs`), then asks the API server who the token belongs to (a
+//! TokenReview per new token: answers are kept for up to five minutes and never past the
+//! token's expiry, refusals for 30 seconds; a token that is not a JWT for the audience, has
+//! expired by its own claims, or is not signed by the issuer is refused without asking), and
 //! the stream may speak only for that pod: its node id must be `<pod>.<namespace>`. A stream
 //! ends when its token expires, and Envoy opens the next one with the current token.
 //!
@@ -14,7 +15,10 @@
 //! `UNAUTHENTICATED`. A valid token that names no pod, or a node id of another pod:
 //! `PERMISSION_DENIED`. The API server unreachable: `UNAVAILABLE` (Envoy retries).
 
+mod keys;
+
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -42,6 +46,8 @@ const REVIEW_TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_CACHED: usize = 65_536;
 /// TokenReviews asked at once.
 const MAX_IN_FLIGHT: usize = 32;
+/// TokenReviews asked at once for one client address.
+const MAX_IN_FLIGHT_PER_ADDRESS: usize = 4;
 /// Bytes of a token worth reviewing; service account tokens are around 1 KB.
 const MAX_TOKEN_BYTES: usize = 16 * 1024;
 
@@ -104,13 +110,18 @@ pub enum Authenticator {
 }
 
 impl Authenticator {
-    /// The identity the request's credentials prove; `None` when streams are open.
-    pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Option<Identity>, Refusal> {
+    /// The identity the request's credentials prove; `None` when streams are open. `peer` is
+    /// the client's address, when known.
+    pub async fn authenticate(
+        &self,
+        headers: &HeaderMap,
+        peer: Option<IpAddr>,
+    ) -> Result<Option<Identity>, Refusal> {
         let Self::Kubernetes(reviews) = self else {
             return Ok(None);
         };
         let token = bearer_token(headers)?;
-        reviews.review(token).await.map(Some)
+        reviews.review(token, peer).await.map(Some)
     }
 }
 
@@ -143,8 +154,11 @@ pub struct TokenReviews {
     client: kube::Client,
     audience: String,
     metrics: Arc<Metrics>,
+    keys: keys::IssuerKeys,
     answers: Mutex<HashMap<[u8; 32], Answer>>,
     in_flight: tokio::sync::Semaphore,
+    /// TokenReviews under way, by client address.
+    per_address: Arc<Mutex<HashMap<IpAddr, usize>>>,
 }
 
 impl std::fmt::Debug for TokenReviews {
@@ -165,20 +179,23 @@ struct Answer {
 impl TokenReviews {
     pub fn new(client: kube::Client, audience: String, metrics: Arc<Metrics>) -> Self {
         Self {
+            keys: keys::IssuerKeys::new(client.clone()),
             client,
             audience,
             metrics,
             answers: Mutex::default(),
             in_flight: tokio::sync::Semaphore::new(MAX_IN_FLIGHT),
+            per_address: Arc::default(),
         }
     }
 
-    /// The pod `token` belongs to.
-    pub async fn review(&self, token: &str) -> Result<Identity, Refusal> {
+    /// The pod `token` belongs to; `peer` is the client's address, when known.
+    pub async fn review(&self, token: &str, peer: Option<IpAddr>) -> Result<Identity, Refusal> {
         // What the token says of itself is checked first, so that garbage, another audience's
         // tokens and expired ones cost the API server nothing.
         // Checked on every stream, so a cached answer is never used past the token's expiry.
-        let expires = plausible(token, &self.audience).map_err(Refusal::unauthenticated)?;
+        let (expires, issuer) =
+            plausible(token, &self.audience).map_err(Refusal::unauthenticated)?;
         let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         let now = Instant::now();
         let known = self.lock().get(&key).filter(|a| a.until > now).cloned();
@@ -188,6 +205,13 @@ impl TokenReviews {
                 answer.outcome
             }
             None => {
+                // Then its signature, against the issuer's own keys: a forged token is refused
+                // here, without a TokenReview.
+                self.keys
+                    .verify(token, issuer.as_deref())
+                    .await
+                    .map_err(|error| self.key_refusal(error))?;
+                let _turn = self.turn(peer)?;
                 let outcome = self.ask(token, expires).await?;
                 let until = match &outcome {
                     Ok(identity) => now + trusted_for(identity),
@@ -218,8 +242,14 @@ impl TokenReviews {
             ..Default::default()
         };
         let api: Api<TokenReview> = Api::all(self.client.clone());
-        // A fleet reconnecting at once waits its turn rather than flooding the API server.
-        let _permit = self.in_flight.acquire().await;
+        // A fleet reconnecting at once waits its turn rather than flooding the API server, but
+        // not for ever.
+        let Ok(Ok(_permit)) = tokio::time::timeout(REVIEW_TIMEOUT, self.in_flight.acquire()).await
+        else {
+            return Err(self.unanswered(format!(
+                "no TokenReview could be asked within {REVIEW_TIMEOUT:?}: {MAX_IN_FLIGHT} are under way"
+            )));
+        };
         let answered =
             tokio::time::timeout(REVIEW_TIMEOUT, api.create(&PostParams::default(), &review)).await;
         let review = match answered {
@@ -241,6 +271,42 @@ impl TokenReviews {
             .get_or_create(&ResultLabel::new(result))
             .inc();
         Ok(outcome)
+    }
+
+    /// A place among the TokenReviews of `peer`'s address, or a refusal when it has
+    /// [`MAX_IN_FLIGHT_PER_ADDRESS`] under way.
+    fn turn(&self, peer: Option<IpAddr>) -> Result<Option<Turn>, Refusal> {
+        let Some(address) = peer else {
+            return Ok(None);
+        };
+        let mut counts = self.per_address.lock().unwrap_or_else(|p| p.into_inner());
+        let count = counts.entry(address).or_default();
+        if *count >= MAX_IN_FLIGHT_PER_ADDRESS {
+            return Err(Refusal {
+                reason: "token_review_busy",
+                status: Status::unavailable(format!(
+                    "{MAX_IN_FLIGHT_PER_ADDRESS} tokens from this address are being checked already; retry"
+                )),
+            });
+        }
+        *count += 1;
+        Ok(Some(Turn {
+            address,
+            counts: Arc::clone(&self.per_address),
+        }))
+    }
+
+    fn key_refusal(&self, error: keys::KeyError) -> Refusal {
+        match error {
+            keys::KeyError::Invalid(why) => Refusal::unauthenticated(why),
+            keys::KeyError::Unavailable(why) => {
+                tracing::warn!(error = %why, "the stream is refused and may retry");
+                Refusal {
+                    reason: "token_keys_unavailable",
+                    status: Status::unavailable("cannot check the token now; retry"),
+                }
+            }
+        }
     }
 
     fn unanswered(&self, error: String) -> Refusal {
@@ -277,6 +343,24 @@ impl TokenReviews {
         self.answers
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// A TokenReview under way for one client address; its count goes down when it is dropped.
+struct Turn {
+    address: IpAddr,
+    counts: Arc<Mutex<HashMap<IpAddr, usize>>>,
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(count) = counts.get_mut(&self.address) {
+            *count -= 1;
+            if *count == 0 {
+                counts.remove(&self.address);
+            }
+        }
     }
 }
 
@@ -366,10 +450,10 @@ fn claims(token: &str) -> Option<serde_json::Value> {
 }
 
 /// Whether the token, by its own unverified claims, could be a live token for `audience`;
-/// its expiry (`exp`) when it could. Only the API server's answer makes it valid. The API
-/// server allows a minute of clock skew past `exp`; a stream never starts on a token that has
-/// expired by its own claim.
-fn plausible(token: &str, audience: &str) -> Result<SystemTime, String> {
+/// its expiry (`exp`) and issuer (`iss`) when it could. Only its signature and the API
+/// server's answer make it valid. The API server allows a minute of clock skew past `exp`; a
+/// stream never starts on a token that has expired by its own claim.
+fn plausible(token: &str, audience: &str) -> Result<(SystemTime, Option<String>), String> {
     let claims = claims(token).ok_or("the bearer token is not a JWT")?;
     let audiences = match &claims["aud"] {
         serde_json::Value::String(one) => vec![one.as_str()],
@@ -384,7 +468,8 @@ fn plausible(token: &str, audience: &str) -> Result<SystemTime, String> {
         .map(|exp| UNIX_EPOCH + Duration::from_secs(exp))
         .filter(|expires| *expires > SystemTime::now())
         .ok_or("the token has expired; send the current one")?;
-    Ok(expires)
+    let issuer = claims["iss"].as_str().map(String::from);
+    Ok((expires, issuer))
 }
 
 #[cfg(test)]
@@ -465,10 +550,15 @@ mod tests {
             .as_secs()
             + 600;
         let token = |claims: String| format!("{}.{}.sig", encode("{}"), encode(&claims));
-        let ours = token(format!(r#"{{"aud":["lattice-xds"],"exp":{later}}}"#));
+        let ours = token(format!(
+            r#"{{"aud":["lattice-xds"],"exp":{later},"iss":"https://kubernetes.default.svc"}}"#
+        ));
         assert_eq!(
             plausible(&ours, "lattice-xds"),
-            Ok(UNIX_EPOCH + Duration::from_secs(later))
+            Ok((
+                UNIX_EPOCH + Duration::from_secs(later),
+                Some("https://kubernetes.default.svc".to_string())
+            ))
         );
         let single = token(format!(r#"{{"aud":"lattice-xds","exp":{later}}}"#));
         assert!(plausible(&single, "lattice-xds").is_ok());

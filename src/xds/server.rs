@@ -52,8 +52,9 @@ impl AdsServer {
     pub async fn authenticate(
         &self,
         headers: &tonic::codegen::http::HeaderMap,
+        peer: Option<std::net::IpAddr>,
     ) -> Result<Option<Identity>, Refusal> {
-        let authenticated = self.authenticator.authenticate(headers).await;
+        let authenticated = self.authenticator.authenticate(headers, peer).await;
         if let Err(refusal) = &authenticated {
             self.registry.refused(refusal.reason);
             tracing::info!(reason = refusal.reason, status = %refusal.status, "ADS stream refused");

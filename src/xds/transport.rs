@@ -71,7 +71,11 @@ impl Service<http::Request<Body>> for AdsService {
                 let status = Status::new(Code::Unimplemented, format!("no method {path}"));
                 return Ok(status.into_http());
             }
-            let identity = match server.authenticate(request.headers()).await {
+            let peer = (request.extensions())
+                .get::<tonic::transport::server::TcpConnectInfo>()
+                .and_then(|info| info.remote_addr())
+                .map(|address| address.ip());
+            let identity = match server.authenticate(request.headers(), peer).await {
                 Ok(identity) => identity,
                 Err(refusal) => return Ok(refusal.status.into_http()),
             };
