@@ -17,8 +17,13 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tokio::time::Sleep;
+use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
+
+/// How often an idle HTTP/2 connection is pinged (as istiod does), and how long the answer
+/// may take before the connection is closed; the same for every listener.
+pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
+pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What one listener allows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -54,9 +59,11 @@ pub struct Accepted {
     pub place: Place,
 }
 
-/// A connection's place on its listener, given back when the connection closes.
+/// A connection's place on its listener, given back when the connection closes, and when it
+/// was accepted (its first-bytes deadline counts from then, handshake included).
 pub struct Place {
     _held: OwnedSemaphorePermit,
+    accepted: Instant,
 }
 
 impl Gate {
@@ -87,7 +94,10 @@ impl Gate {
                     return Some(Accepted {
                         stream,
                         peer,
-                        place: Place { _held: place },
+                        place: Place {
+                            _held: place,
+                            accepted: Instant::now(),
+                        },
                     });
                 }
                 Err(error) => {
@@ -98,12 +108,13 @@ impl Gate {
         }
     }
 
-    /// Runs `handshake` on the connection within the first-bytes deadline.
-    pub async fn within_deadline<F, T>(&self, handshake: F) -> Option<T>
+    /// Runs `handshake` on the connection holding `place` within its first-bytes deadline.
+    pub async fn within_deadline<F, T>(&self, place: &Place, handshake: F) -> Option<T>
     where
         F: Future<Output = io::Result<T>>,
     {
-        match tokio::time::timeout(self.limits.first_bytes, handshake).await {
+        let deadline = place.accepted + self.limits.first_bytes;
+        match tokio::time::timeout_at(deadline, handshake).await {
             Ok(Ok(done)) => Some(done),
             Ok(Err(error)) => {
                 tracing::debug!(%error, "TLS handshake failed");
@@ -117,9 +128,14 @@ impl Gate {
     }
 
     /// `stream` (a connection, or its TLS session) holding `place`, failing its first read when
-    /// nothing arrives within the first-bytes deadline.
+    /// nothing has arrived by the first-bytes deadline.
     pub fn guard<S>(&self, place: Place, stream: S) -> Guarded<S> {
-        Guarded::new(stream, place, self.limits.first_bytes)
+        let deadline = place.accepted + self.limits.first_bytes;
+        Guarded {
+            inner: stream,
+            _place: place,
+            deadline: Some(Box::pin(tokio::time::sleep_until(deadline))),
+        }
     }
 }
 
@@ -129,20 +145,6 @@ pub struct Guarded<S> {
     inner: S,
     _place: Place,
     deadline: Option<Pin<Box<Sleep>>>,
-}
-
-impl<S> Guarded<S> {
-    fn new(inner: S, place: Place, first_bytes: Duration) -> Self {
-        Self {
-            inner,
-            _place: place,
-            deadline: Some(Box::pin(tokio::time::sleep(first_bytes))),
-        }
-    }
-
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for Guarded<S> {

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::admin::{self, status::StatusService};
 use crate::certificates::{self, CertificateSource, ServingCertificate};
-use crate::connections::ConnectionLimits;
+use crate::connections::{ConnectionLimits, KEEPALIVE_INTERVAL, KEEPALIVE_TIMEOUT};
 use crate::inject::{InjectConfig, webhook};
 use crate::metrics::Metrics;
 use crate::model::Settings;
@@ -93,10 +93,6 @@ pub struct ControllerConfig {
     /// The connections every other listener (webhook, admin, probes) takes.
     pub connections: ConnectionLimits,
 }
-
-/// gRPC keepalive, as istiod uses: ping every 30 s, give up after 10 s without an answer.
-const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
-const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long connections may take to close after a termination signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);

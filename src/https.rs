@@ -6,7 +6,6 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, PoisonError, RwLock};
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use anyhow::Context as _;
 use axum::Router;
@@ -24,11 +23,9 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::server::{Connected, TcpConnectInfo};
 
-use crate::connections::{Accepted, ConnectionLimits, Gate, Guarded};
-
-/// How often an idle HTTP/2 connection is pinged, and how long the answer may take.
-const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
-const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+use crate::connections::{
+    Accepted, ConnectionLimits, Gate, Guarded, KEEPALIVE_INTERVAL, KEEPALIVE_TIMEOUT,
+};
 
 /// A TLS acceptor presenting `certificates`, offering `alpn` protocols.
 fn acceptor(
@@ -93,7 +90,7 @@ where
     {
         let (gate, app, handshake) = (Arc::clone(&gate), app.clone(), handshake.clone());
         tokio::spawn(async move {
-            let Some(ready) = gate.within_deadline(handshake(stream)).await else {
+            let Some(ready) = gate.within_deadline(&place, handshake(stream)).await else {
                 return;
             };
             serve_connection(gate.guard(place, ready), app, gate.limits, peer).await;
@@ -192,7 +189,7 @@ pub fn grpc_incoming(
             let (gate, acceptor, connections) =
                 (Arc::clone(&gate), acceptor.clone(), connections.clone());
             tokio::spawn(async move {
-                if let Some(tls) = gate.within_deadline(acceptor.accept(stream)).await {
+                if let Some(tls) = gate.within_deadline(&place, acceptor.accept(stream)).await {
                     let connection = gate.guard(place, TlsConnection(tls));
                     let _ = connections.send(Ok(connection)).await;
                 }

@@ -80,7 +80,7 @@ struct Route<'a> {
     status: Vec<StatusParent<'a>>,
 }
 
-fn acceptance(conditions: &[Condition]) -> Option<Result<(), &str>> {
+fn accepted_condition(conditions: &[Condition]) -> Option<Result<(), &str>> {
     let accepted = conditions
         .iter()
         .find(|condition| condition.type_ == "Accepted")?;
@@ -141,7 +141,7 @@ fn routes(inputs: &Inputs) -> Vec<Route<'_>> {
                     .map(|status| StatusParent {
                         parent: parent_ref!(status.parent_ref),
                         controller: &status.controller_name,
-                        accepted: acceptance(&status.conditions),
+                        accepted: accepted_condition(&status.conditions),
                     })
                     .collect(),
             }

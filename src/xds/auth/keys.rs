@@ -104,17 +104,16 @@ impl IssuerKeys {
     /// Checks `token`'s signature against the issuer's key it names, and its `iss` claim.
     pub async fn verify(&self, token: &str, issuer_claim: Option<&str>) -> Result<(), KeyError> {
         let invalid = |why: &str| KeyError::Invalid(why.to_string());
-        let mut parts = token.split('.');
-        let (Some(header), Some(payload), Some(signature), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return Err(invalid("the bearer token is not a signed JWT"));
-        };
+        // `header.payload` is what was signed.
+        let (signed, signature) = token
+            .rsplit_once('.')
+            .filter(|(signed, _)| signed.matches('.').count() == 1)
+            .ok_or_else(|| invalid("the bearer token is not a signed JWT"))?;
+        let header = signed.split('.').next().unwrap_or_default();
         let header: Header = decode(header)
             .and_then(|bytes| serde_json::from_slice(&bytes).ok())
             .ok_or_else(|| invalid("the token's header is not JSON"))?;
         let signature = decode(signature).ok_or_else(|| invalid("the signature is not base64"))?;
-        let signed = &token[..header_len(token) + 1 + payload.len()];
         let known = self.known_for(&header.kid).await?;
         let key = known.keys.get(&header.kid).ok_or_else(|| {
             invalid("the token is signed with a key the service-account issuer does not publish")
@@ -221,12 +220,9 @@ fn public_key(jwk: Jwk) -> Option<(String, PublicKey)> {
     Some((jwk.kid, key))
 }
 
-fn decode(part: &str) -> Option<Vec<u8>> {
+/// A JWT part or JWK field, base64url with or without padding.
+pub(super) fn decode(part: &str) -> Option<Vec<u8>> {
     base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(part.trim_end_matches('='))
         .ok()
-}
-
-fn header_len(token: &str) -> usize {
-    token.find('.').unwrap_or(token.len())
 }
