@@ -20,6 +20,7 @@ use crate::connections::{ConnectionLimits, KEEPALIVE_INTERVAL, KEEPALIVE_TIMEOUT
 use crate::inject::{InjectConfig, webhook};
 use crate::metrics::Metrics;
 use crate::model::Settings;
+use crate::provider::discovery::{self, DiscoverySettings, DiscoveryState};
 use crate::provider::file;
 use crate::provider::kubernetes::{
     self, KubernetesConfig, ca_bundle, events, leader, proxy_events,
@@ -84,6 +85,8 @@ pub struct ControllerConfig {
     pub settings: Settings,
     /// Private CAs to fetch from ACM PCA.
     pub trust: TrustSettings,
+    /// Where to discover VPC Lattice services (off unless a VPC or service network is given).
+    pub discovery: DiscoverySettings,
     /// How long input changes settle before a rebuild.
     pub debounce: Duration,
     /// What one ADS stream may ask of the controller.
@@ -270,6 +273,16 @@ pub async fn run(config: ControllerConfig) -> anyhow::Result<()> {
                 .map_err(anyhow::Error::from)
         });
     }
+    let (discovery_tx, discovery_rx) = watch::channel(DiscoveryState::default());
+    tasks.spawn(
+        "discovery",
+        discovery::run(
+            config.discovery.clone(),
+            discovery_tx,
+            Arc::clone(&metrics),
+            shutdown.clone(),
+        ),
+    );
     let (trust_tx, trust_rx) = watch::channel(TrustState::new(&config.trust));
     tasks.spawn(
         "trust",
@@ -282,7 +295,7 @@ pub async fn run(config: ControllerConfig) -> anyhow::Result<()> {
     );
     tasks.spawn(
         "pipeline",
-        pipeline.run(observed_rx, trust_rx.clone(), snapshot_tx),
+        pipeline.run(observed_rx, trust_rx.clone(), discovery_rx, snapshot_tx),
     );
 
     let ads = AdsServer::new(

@@ -152,7 +152,7 @@ fn services(config: &EmulatorConfig) -> anyhow::Result<BTreeMap<String, Arc<Serv
         inputs.classes.extend(observed.inputs.classes);
         inputs.auth_policies.extend(observed.inputs.auth_policies);
     }
-    let (mesh, skipped) = lattice::build(&inputs, &Settings::default());
+    let (mesh, skipped) = lattice::build(&inputs, &[], &Settings::default());
     for invalid in &skipped {
         tracing::warn!(%invalid, "skipped");
     }
@@ -171,13 +171,16 @@ fn services(config: &EmulatorConfig) -> anyhow::Result<BTreeMap<String, Arc<Serv
     let mut by_route: BTreeMap<(RouteKind, ObjectRef), Arc<Service>> = BTreeMap::new();
     let mut services = BTreeMap::new();
     for (host, destination) in &mesh.destinations {
-        if let Some(service) = by_route.get(&(destination.kind, destination.source.clone())) {
+        let Some(origin) = &destination.route else {
+            continue;
+        };
+        if let Some(service) = by_route.get(&(origin.kind, origin.route.clone())) {
             services.insert(host.clone(), Arc::clone(service));
             continue;
         }
         let named = |metadata: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| {
-            metadata.name.as_deref() == Some(destination.source.name.as_str())
-                && metadata.namespace.as_deref() == Some(destination.source.namespace.as_str())
+            metadata.name.as_deref() == Some(origin.route.name.as_str())
+                && metadata.namespace.as_deref() == Some(origin.route.namespace.as_str())
         };
         // The route's first backend, and its annotations (the two kinds' generated types share
         // field names, not a type).
@@ -194,13 +197,13 @@ fn services(config: &EmulatorConfig) -> anyhow::Result<BTreeMap<String, Arc<Serv
                 (backend, route.object.metadata.annotations.as_ref())
             }};
         }
-        let (backend, annotations) = match destination.kind {
+        let (backend, annotations) = match origin.kind {
             RouteKind::Http => first_backend!(inputs.routes),
             RouteKind::Grpc => first_backend!(inputs.grpc_routes),
         };
         let mut network = Vec::new();
         let mut service_policy = Vec::new();
-        for reference in &destination.auth_policies {
+        for reference in &origin.auth_policies {
             let policy =
                 policy_text(&reference.policy).context("a guarding policy that was not read")?;
             let parsed = Policy::parse(&policy.object.spec.policy).with_context(|| {
@@ -212,9 +215,7 @@ fn services(config: &EmulatorConfig) -> anyhow::Result<BTreeMap<String, Arc<Serv
             }
         }
         let backend = backend.and_then(|(namespace, name)| {
-            let namespace = namespace
-                .as_deref()
-                .unwrap_or(&destination.source.namespace);
+            let namespace = namespace.as_deref().unwrap_or(&origin.route.namespace);
             config
                 .backends
                 .get(&format!("{namespace}/{name}"))
@@ -223,14 +224,14 @@ fn services(config: &EmulatorConfig) -> anyhow::Result<BTreeMap<String, Arc<Serv
         });
         let service = Arc::new(Service {
             id: service_id(
-                &destination.source,
+                &origin.route,
                 annotations
                     .and_then(|a| a.get(lattice::ASSIGNED_DOMAIN_ANNOTATION))
                     .map(String::as_str),
             ),
-            route: destination.source.clone(),
+            route: origin.route.clone(),
             backend,
-            grpc: destination.kind == RouteKind::Grpc,
+            grpc: origin.kind == RouteKind::Grpc,
             network_policy: (!network.is_empty()).then_some(Policy {
                 statements: network,
             }),
@@ -238,10 +239,7 @@ fn services(config: &EmulatorConfig) -> anyhow::Result<BTreeMap<String, Arc<Serv
                 statements: service_policy,
             }),
         });
-        by_route.insert(
-            (destination.kind, destination.source.clone()),
-            Arc::clone(&service),
-        );
+        by_route.insert((origin.kind, origin.route.clone()), Arc::clone(&service));
         services.insert(host.clone(), service);
     }
     anyhow::ensure!(
@@ -410,6 +408,14 @@ async fn forward(backend: &str, grpc: bool, request: Request) -> anyhow::Result<
             .send_request(http::Request::from_parts(parts, body))
             .await?;
         return Ok(response.map(Body::new));
+    }
+    // A request that came over HTTP/2 carries its host in the URI alone.
+    if !parts.headers.contains_key(http::header::HOST)
+        && let Some(authority) = parts.uri.authority()
+    {
+        parts
+            .headers
+            .insert(http::header::HOST, authority.as_str().parse()?);
     }
     parts.uri = path.parse()?;
     parts.version = http::Version::HTTP_11;

@@ -53,6 +53,12 @@ pub struct CaLabel {
     pub ca: String,
 }
 
+/// Labels a VPC Lattice API call with its operation (`ListServiceNetworkServiceAssociations`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OperationLabel {
+    pub operation: String,
+}
+
 /// Every metric the controller exports.
 #[derive(Debug)]
 pub struct Metrics {
@@ -94,6 +100,16 @@ pub struct Metrics {
     /// Admission reviews of pods, by decision (injected, not_requested, opted_out,
     /// already_injected).
     pub injections: Family<DecisionLabel, Counter>,
+    /// Polls of the VPC Lattice API, by result (`ok`, `failed`).
+    pub discovery_polls: Family<ResultLabel, Counter>,
+    /// Failed polls by reason (`throttled`, `unreachable`, `denied`, `error`).
+    pub discovery_failures: Family<ReasonLabel, Counter>,
+    /// Requests sent to the VPC Lattice API (each page counts), by operation.
+    pub discovery_api_calls: Family<OperationLabel, Counter>,
+    /// VPC Lattice services the last successful poll found.
+    pub discovered_services: Gauge,
+    /// Unix seconds of the last successful poll.
+    pub discovery_last_success: Gauge,
 }
 
 impl Default for Metrics {
@@ -121,6 +137,11 @@ impl Default for Metrics {
             events_written: Counter::default(),
             kubernetes_write_errors: Counter::default(),
             injections: Family::default(),
+            discovery_polls: Family::default(),
+            discovery_failures: Family::default(),
+            discovery_api_calls: Family::default(),
+            discovered_services: Gauge::default(),
+            discovery_last_success: Gauge::default(),
         };
         let registry = &mut metrics.registry;
         registry.register(
@@ -227,6 +248,31 @@ impl Default for Metrics {
             "injections",
             "Pods reviewed by the injection webhook, by decision",
             metrics.injections.clone(),
+        );
+        registry.register(
+            "discovery_polls",
+            "Polls of the VPC Lattice API, by result",
+            metrics.discovery_polls.clone(),
+        );
+        registry.register(
+            "discovery_failures",
+            "Failed polls of the VPC Lattice API, by reason; the last discovered services stay served",
+            metrics.discovery_failures.clone(),
+        );
+        registry.register(
+            "discovery_api_calls",
+            "Requests sent to the VPC Lattice API, by operation (each page counts)",
+            metrics.discovery_api_calls.clone(),
+        );
+        registry.register(
+            "discovered_services",
+            "VPC Lattice services found by the last successful poll",
+            metrics.discovered_services.clone(),
+        );
+        registry.register(
+            "discovery_last_success_timestamp_seconds",
+            "Unix time of the last successful poll of the VPC Lattice API",
+            metrics.discovery_last_success.clone(),
         );
         metrics
     }

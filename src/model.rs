@@ -13,6 +13,7 @@ pub use signing::{
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 /// Everything the translation needs to produce one sidecar configuration.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -50,14 +51,82 @@ pub struct Destination {
     pub tls: Option<Trust>,
     /// A pinned address instead of DNS (`--resolve`); SNI and SAN checks still use `host`.
     pub pinned: Option<SocketAddr>,
-    /// The route this destination came from, as `namespace/name`.
-    pub source: ObjectRef,
-    /// The kind of that route: a GRPCRoute's destination speaks HTTP/2 upstream.
+    /// What the service's listener speaks.
+    pub protocol: Protocol,
+    /// The local route that names this host, when one does.
+    pub route: Option<RouteOrigin>,
+    /// The VPC Lattice service the VPC Lattice API lists under this name, when discovery found
+    /// it. A destination has a route, a service, or both.
+    pub service: Option<Arc<ServiceOrigin>>,
+}
+
+/// What a destination's listener speaks, which decides how the sidecar talks to it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Protocol {
+    /// HTTP: HTTP/1.1 in clear text; over TLS, the version ALPN negotiates (`h2`, `http/1.1`).
+    #[default]
+    Http,
+    /// gRPC (a GRPCRoute's service): HTTP/2 over TLS.
+    Grpc,
+    /// TLS that the service terminates itself (a TLS passthrough listener): forwarded by SNI,
+    /// unsigned and untouched.
+    TlsPassthrough,
+}
+
+/// The local route a destination came from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RouteOrigin {
+    /// `namespace/name`.
+    pub route: ObjectRef,
     pub kind: RouteKind,
     /// The IAM auth policies VPC Lattice evaluates before a request reaches this destination:
     /// the service network's (on the gateway) and the service's (on the route). Diagnostics
     /// only; the sidecar does not enforce them.
     pub auth_policies: Vec<AuthPolicyRef>,
+}
+
+/// A VPC Lattice service as the VPC Lattice API describes it, for provenance.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ServiceOrigin {
+    pub name: String,
+    pub arn: String,
+    /// The account that owns the service (from its ARN); another account's when shared.
+    pub account: String,
+    /// `NONE` or `AWS_IAM`, and whether an auth policy is attached.
+    pub auth: AuthSetting,
+    /// The service networks through which the VPC reaches the service.
+    pub networks: Vec<NetworkOrigin>,
+    /// Whether the service's listeners were read; when not, HTTPS on 443 is assumed.
+    pub listeners_read: bool,
+}
+
+/// A service network a discovered service is reached through.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct NetworkOrigin {
+    pub name: String,
+    pub arn: String,
+    pub auth: AuthSetting,
+}
+
+/// A VPC Lattice resource's auth type and whether it carries an auth policy.
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct AuthSetting {
+    /// `NONE` or `AWS_IAM`; empty when it could not be read.
+    pub auth_type: String,
+    pub policy: bool,
+}
+
+impl fmt::Display for AuthSetting {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let auth_type = match self.auth_type.as_str() {
+            "" => "unknown",
+            other => other,
+        };
+        match self.policy {
+            true => write!(f, "{auth_type} with an auth policy"),
+            false => f.write_str(auth_type),
+        }
+    }
 }
 
 /// The Gateway API route kinds a destination can come from.

@@ -4,6 +4,7 @@
 //! the HTTPRoutes, Gateways, GatewayClasses, IAMAuthPolicies and Namespaces it has seen, each with where it came from. The
 //! [`lattice`] module turns them into destinations, reporting every object it has to skip.
 
+pub mod discovery;
 pub mod file;
 pub mod kubernetes;
 pub mod lattice;

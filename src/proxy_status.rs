@@ -50,23 +50,30 @@ pub fn table(response: &ListProxiesResponse) -> String {
     out
 }
 
-/// The destinations served, with the route each came from and the IAM auth policies VPC
-/// Lattice evaluates for it.
+/// The destinations served, with the route each came from, the VPC Lattice service the API
+/// lists under the name, and the IAM auth policies VPC Lattice evaluates for it.
 fn destinations(response: &ListProxiesResponse) -> String {
     let mut rows = vec![
-        ["DESTINATION", "ROUTE", "AUTH POLICIES"]
+        ["DESTINATION", "ROUTE", "SERVICE", "AUTH POLICIES"]
             .map(str::to_string)
             .to_vec(),
     ];
+    let or_dash = |text: &str| match text {
+        "" => "-".to_string(),
+        text => text.to_string(),
+    };
     for destination in &response.destinations {
         let policies = if destination.auth_policies.is_empty() {
             "none".to_string()
         } else {
             destination.auth_policies.join(", ")
         };
+        // The service's name and ARN; the rest of its provenance is in the config dump.
+        let service = destination.service.split("; ").next().unwrap_or_default();
         rows.push(vec![
             destination.destination.clone(),
-            destination.route.clone(),
+            or_dash(&destination.route),
+            or_dash(service),
             policies,
         ]);
     }

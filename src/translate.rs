@@ -8,7 +8,7 @@ mod cluster;
 mod listener;
 mod route;
 
-pub use route::NO_ROUTE_BODY;
+pub use route::{NO_ROUTE_BODY, service_provenance};
 mod secret;
 mod signing;
 
@@ -25,7 +25,7 @@ use envoy_types::pb::google::protobuf::Duration;
 
 use std::collections::BTreeSet;
 
-use crate::model::{Destination, Mesh, RouteKind, Trust, custom_domain_trust};
+use crate::model::{Destination, Mesh, Protocol, Trust, custom_domain_trust};
 
 /// The egress listener's name, and the name of its route configuration.
 pub const EGRESS: &str = "egress";
@@ -55,7 +55,7 @@ pub struct Resources {
 /// own get a cluster each.
 pub fn translate(mesh: &Mesh) -> Resources {
     let mut clusters: Vec<Cluster> = Vec::new();
-    for destination in mesh.destinations.values() {
+    for destination in http_destinations(mesh) {
         if let Upstream::Own = upstream(destination) {
             clusters.push(cluster::destination(destination, mesh));
         }
@@ -63,7 +63,7 @@ pub fn translate(mesh: &Mesh) -> Resources {
     clusters.extend(
         shared_classes(mesh)
             .iter()
-            .map(|(tls, kind)| cluster::shared(tls.as_ref(), *kind, mesh)),
+            .map(|(tls, protocol)| cluster::shared(tls.as_ref(), *protocol, mesh)),
     );
     clusters.extend(signing::clusters(&mesh.signing));
     clusters.sort_by(|a, b| a.name.cmp(&b.name));
@@ -75,14 +75,20 @@ pub fn translate(mesh: &Mesh) -> Resources {
     }
 }
 
+/// The destinations the HTTP route table serves: every one but TLS passthrough.
+fn http_destinations(mesh: &Mesh) -> impl Iterator<Item = &Destination> {
+    (mesh.destinations.values())
+        .filter(|destination| destination.protocol != Protocol::TlsPassthrough)
+}
+
 /// Where a destination's requests go.
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Upstream {
     /// A cluster of its own: a pinned address, or a port other than its scheme's default.
     Own,
     /// The shared dynamic-forward-proxy cluster of its trust class (`None`: plain HTTP) and
-    /// route kind (a GRPCRoute's speaks HTTP/2).
-    Shared(Option<Trust>, RouteKind),
+    /// protocol (a GRPCRoute's speaks HTTP/2).
+    Shared(Option<Trust>, Protocol),
 }
 
 fn upstream(destination: &Destination) -> Upstream {
@@ -90,34 +96,32 @@ fn upstream(destination: &Destination) -> Upstream {
     if destination.pinned.is_some() || destination.port != default_port {
         Upstream::Own
     } else {
-        Upstream::Shared(destination.tls.clone(), destination.kind)
+        Upstream::Shared(destination.tls.clone(), destination.protocol)
     }
 }
 
 /// The classes that need a shared cluster: those of the shared destinations, and the custom
 /// domains' (HTTP) when fallback domains are configured.
-fn shared_classes(mesh: &Mesh) -> BTreeSet<(Option<Trust>, RouteKind)> {
-    let mut classes: BTreeSet<(Option<Trust>, RouteKind)> = mesh
-        .destinations
-        .values()
+fn shared_classes(mesh: &Mesh) -> BTreeSet<(Option<Trust>, Protocol)> {
+    let mut classes: BTreeSet<(Option<Trust>, Protocol)> = http_destinations(mesh)
         .filter_map(|destination| match upstream(destination) {
-            Upstream::Shared(tls, kind) => Some((tls, kind)),
+            Upstream::Shared(tls, protocol) => Some((tls, protocol)),
             Upstream::Own => None,
         })
         .collect();
     if !mesh.fallback_domains.is_empty() {
-        classes.insert((Some(custom_domain_trust(&mesh.bundles)), RouteKind::Http));
+        classes.insert((Some(custom_domain_trust(&mesh.bundles)), Protocol::Http));
     }
     classes
 }
 
 /// The name of a shared dynamic-forward-proxy cluster: `lattice-http` for plain HTTP,
-/// `lattice-tls|<bundle>` or `lattice-tls|system-roots` for TLS, `lattice-grpc|…` for the
-/// HTTP/2 clusters of GRPCRoutes.
-pub fn shared_cluster_name(tls: Option<&Trust>, kind: RouteKind) -> String {
-    let scheme = match kind {
-        RouteKind::Http => "lattice-tls",
-        RouteKind::Grpc => "lattice-grpc",
+/// `lattice-tls|<bundle>` or `lattice-tls|system-roots` for TLS (HTTP/2 or HTTP/1.1 as ALPN
+/// negotiates), `lattice-grpc|…` for the HTTP/2 clusters of GRPCRoutes.
+pub fn shared_cluster_name(tls: Option<&Trust>, protocol: Protocol) -> String {
+    let scheme = match protocol {
+        Protocol::Grpc => "lattice-grpc",
+        Protocol::Http | Protocol::TlsPassthrough => "lattice-tls",
     };
     match tls {
         None => "lattice-http".to_string(),
@@ -130,7 +134,7 @@ pub fn shared_cluster_name(tls: Option<&Trust>, kind: RouteKind) -> String {
 fn cluster_name_of(destination: &Destination) -> String {
     match upstream(destination) {
         Upstream::Own => destination_cluster_name(&destination.host, destination.port),
-        Upstream::Shared(tls, kind) => shared_cluster_name(tls.as_ref(), kind),
+        Upstream::Shared(tls, protocol) => shared_cluster_name(tls.as_ref(), protocol),
     }
 }
 

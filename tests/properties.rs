@@ -80,7 +80,7 @@ fn translated(documents: &[String]) -> (lattice_xds::translate::Resources, Vec<S
     for (index, document) in documents.iter().enumerate() {
         manifests::parse(&format!("doc-{index}"), document, &mut observed);
     }
-    let (mesh, skipped) = lattice::build(&observed.inputs, &Settings::default());
+    let (mesh, skipped) = lattice::build(&observed.inputs, &[], &Settings::default());
     let mut skipped: Vec<String> = skipped
         .into_iter()
         .map(|invalid| format!("{:?} {}", invalid.object, invalid.reason))

@@ -77,7 +77,7 @@ fn outputs(case: &Path) -> Vec<(&'static str, String)> {
         );
     };
     let observed = file::load(dir).expect("case manifests");
-    let (mesh, skipped) = lattice::build(&observed.inputs, &config.settings);
+    let (mesh, skipped) = lattice::build(&observed.inputs, &[], &config.settings);
     let mut invalid = observed.invalid;
     invalid.extend(skipped);
     let resources = translate(&mesh);

@@ -158,12 +158,18 @@ impl ProxyStatusService for StatusService {
 fn destination_status(destination: &Destination) -> DestinationStatus {
     DestinationStatus {
         destination: format!("{}:{}", destination.host, destination.port),
-        route: destination.source.to_string(),
-        auth_policies: destination
-            .auth_policies
-            .iter()
+        route: (destination.route.as_ref())
+            .map(|route| route.route.to_string())
+            .unwrap_or_default(),
+        auth_policies: (destination.route.iter())
+            .flat_map(|route| &route.auth_policies)
             .map(ToString::to_string)
             .collect(),
+        service: destination
+            .service
+            .as_ref()
+            .map(|service| crate::translate::service_provenance(service))
+            .unwrap_or_default(),
     }
 }
 

@@ -17,6 +17,7 @@ use crate::model::{
     DEFAULT_GATEWAY_CLASS, DEFAULT_SYSTEM_CA_FILE, Egress, PRIVATE_CA_BUNDLE, Settings,
     SignerAddress, Signing, SigningAlgorithm, SigningMode, TrustBundle,
 };
+use crate::provider::discovery::DiscoverySettings;
 use crate::provider::kubernetes::{KubernetesConfig, LeaseConfig};
 use crate::signer::one_of;
 use crate::trust::fetch::{CaArn, TrustSettings};
@@ -205,10 +206,27 @@ pub struct ControllerArgs {
     /// How often CA certificates are fetched again from ACM PCA (for example 30s, 5m, 1h).
     #[arg(long, env = "LATTICE_XDS_TRUST_REFRESH", default_value = "5m", value_parser = humantime::parse_duration)]
     pub trust_refresh: Duration,
-    /// ACM PCA endpoint (a VPC endpoint, or a local emulator in tests); by default the SDK's own,
-    /// which also honours AWS_ENDPOINT_URL.
+    /// AWS endpoint for ACM PCA and the VPC Lattice API (a VPC endpoint, or a local emulator in
+    /// tests); by default the SDK's own, which also honours AWS_ENDPOINT_URL.
     #[arg(long, env = "LATTICE_XDS_AWS_ENDPOINT_URL")]
     pub aws_endpoint_url: Option<String>,
+    /// The cluster's VPC: the VPC Lattice service networks associated with it are read from the
+    /// VPC Lattice API, and every service they list (shared from other accounts included)
+    /// becomes a destination. Needs vpc-lattice:List*/Get* permissions (see the README).
+    #[arg(long, env = "LATTICE_XDS_VPC_ID")]
+    pub vpc_id: Option<String>,
+    /// A VPC Lattice service network (name, id or ARN) whose services become destinations,
+    /// besides the VPC's. Repeatable.
+    #[arg(
+        long = "service-network",
+        env = "LATTICE_XDS_SERVICE_NETWORK",
+        value_delimiter = ','
+    )]
+    pub service_networks: Vec<String>,
+    /// How often the VPC Lattice API is polled, give or take a tenth (at least 1s). A failed
+    /// poll keeps every service discovered before and is retried sooner, backing off.
+    #[arg(long, env = "LATTICE_XDS_DISCOVERY_INTERVAL", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub discovery_interval: Duration,
     /// Also trust the system roots (read from --system-ca-file on the controller) for
     /// custom-domain hosts, for upstreams that mix public and private certificates.
     #[arg(long, env = "LATTICE_XDS_TRUST_SYSTEM_ROOTS")]
@@ -432,6 +450,17 @@ impl ControllerArgs {
             let name = PRIVATE_CA_BUNDLE.to_string();
             bundles.insert(name.clone(), TrustBundle { name, pem, sources });
         }
+        anyhow::ensure!(
+            self.discovery_interval >= Duration::from_secs(1),
+            "--discovery-interval must be at least 1s"
+        );
+        let discovery = DiscoverySettings {
+            vpc_id: self.vpc_id.clone(),
+            service_networks: self.service_networks.clone(),
+            interval: self.discovery_interval,
+            region: self.region.clone(),
+            endpoint_url: self.aws_endpoint_url.clone(),
+        };
         let settings = Settings {
             fallback_domains: self
                 .domains
@@ -603,6 +632,7 @@ impl ControllerArgs {
                 refresh: self.trust_refresh,
                 endpoint_url: self.aws_endpoint_url,
             },
+            discovery,
             debounce: Duration::from_millis(self.debounce_ms),
             xds_connections: ConnectionLimits {
                 max_connections: self.xds_max_connections,

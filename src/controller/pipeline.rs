@@ -10,6 +10,7 @@ use tokio::sync::watch;
 
 use crate::metrics::{KindLabel, Metrics};
 use crate::model::{Mesh, PRIVATE_CA_BUNDLE, Settings, TrustBundle};
+use crate::provider::discovery::{DiscoveryState, Service};
 use crate::provider::{InvalidInput, Observed, lattice};
 use crate::translate::translate;
 use crate::trust::fetch::TrustState;
@@ -60,22 +61,31 @@ impl Pipeline {
         self.published.subscribe()
     }
 
-    /// Rebuilds after every change of `observed` or `trust` until a channel closes. Nothing is
-    /// published before the inputs are read and every CA has been fetched once.
+    /// Rebuilds after every change of `observed`, `trust` or `discovery` until a channel
+    /// closes. Nothing is published before the inputs are read, every CA has been fetched once
+    /// and the VPC Lattice API has been polled once.
     pub async fn run(
         mut self,
         mut observed: watch::Receiver<Option<Observed>>,
         mut trust: watch::Receiver<TrustState>,
+        mut discovery: watch::Receiver<DiscoveryState>,
         snapshots: watch::Sender<Option<Arc<Snapshot>>>,
     ) {
         // The trust fetcher ends at once when no CA is configured; its last state still holds.
         let mut trust_open = true;
+        let mut discovery_open = true;
         loop {
             tokio::select! {
                 changed = observed.changed() => if changed.is_err() { return },
                 changed = trust.changed(), if trust_open => {
                     if changed.is_err() {
                         trust_open = false;
+                        continue;
+                    }
+                }
+                changed = discovery.changed(), if discovery_open => {
+                    if changed.is_err() {
+                        discovery_open = false;
                         continue;
                     }
                 }
@@ -86,10 +96,11 @@ impl Pipeline {
                 continue;
             };
             let trust_state = trust.borrow_and_update().clone();
-            if !trust_state.settled() {
+            let discovered = discovery.borrow_and_update().clone();
+            if !trust_state.settled() || !discovered.settled {
                 continue;
             }
-            if let Some(snapshot) = self.rebuild(&current, &trust_state)
+            if let Some(snapshot) = self.rebuild(&current, &trust_state, &discovered.services)
                 && snapshots.send(Some(snapshot)).is_err()
             {
                 return;
@@ -134,7 +145,12 @@ impl Pipeline {
     }
 
     /// A new snapshot when the mesh changed and the result is consistent.
-    fn rebuild(&mut self, observed: &Observed, trust: &TrustState) -> Option<Arc<Snapshot>> {
+    fn rebuild(
+        &mut self,
+        observed: &Observed,
+        trust: &TrustState,
+        discovered: &[Service],
+    ) -> Option<Arc<Snapshot>> {
         let settings = self.settings_with(trust);
         let bundle = settings
             .bundles
@@ -145,7 +161,7 @@ impl Pipeline {
             *current = bundle;
             changed
         });
-        let (mesh, skipped) = lattice::build(&observed.inputs, &settings);
+        let (mesh, skipped) = lattice::build(&observed.inputs, discovered, &settings);
         let mut reports: Vec<InvalidInput> =
             observed.invalid.iter().chain(&skipped).cloned().collect();
         reports.sort();

@@ -11,15 +11,18 @@
 mod attach;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta};
 
 use attach::{Admitted, LatticeGateways};
 
+use super::discovery::Service;
 use super::policy::IamAuthPolicy;
 use super::{Inputs, InvalidInput, Sourced};
 use crate::model::{
-    AuthPolicyRef, Destination, Mesh, ObjectRef, PolicyLevel, RouteKind, Settings, Trust,
+    AuthPolicyRef, Destination, Mesh, ObjectRef, PolicyLevel, Protocol, RouteKind, RouteOrigin,
+    Settings, Trust,
 };
 
 /// The `controllerName` of GatewayClasses run by the AWS Gateway API Controller.
@@ -30,9 +33,18 @@ pub const ASSIGNED_DOMAIN_ANNOTATION: &str =
 
 const GATEWAY_GROUP: &str = "gateway.networking.k8s.io";
 
-/// Builds the mesh for `inputs`; every route that had to be skipped (wholly or in part) is
-/// returned as an [`InvalidInput`].
-pub fn build(inputs: &Inputs, settings: &Settings) -> (Mesh, Vec<InvalidInput>) {
+/// Builds the mesh for `inputs` and the services `discovered` in the VPC Lattice API; every
+/// route that had to be skipped (wholly or in part) is returned as an [`InvalidInput`].
+///
+/// The VPC Lattice API is the authority on names: a host that a discovered service answers to
+/// is served by a local route only when the route is that service's own (VPC Lattice names it
+/// after the route, as the AWS Gateway API Controller does); the two then make one destination.
+/// Any other route that claims the name is reported and the service keeps it.
+pub fn build(
+    inputs: &Inputs,
+    discovered: &[Service],
+    settings: &Settings,
+) -> (Mesh, Vec<InvalidInput>) {
     let gateways = LatticeGateways::new(
         inputs,
         &settings.gateway_class,
@@ -41,6 +53,8 @@ pub fn build(inputs: &Inputs, settings: &Settings) -> (Mesh, Vec<InvalidInput>) 
     let policies = AuthPolicies::new(&inputs.auth_policies);
     let mut mesh = settings.mesh();
     let mut invalid = Vec::new();
+    let (owners, conflicts) = owners(discovered);
+    invalid.extend(conflicts);
     for route in oldest_first(routes(inputs)) {
         let report = |reason: String| InvalidInput {
             origin: route.origin.to_string(),
@@ -51,23 +65,79 @@ pub fn build(inputs: &Inputs, settings: &Settings) -> (Mesh, Vec<InvalidInput>) 
         match route_destinations(&route, &gateways, &policies, settings) {
             Ok((destinations, refusals)) => {
                 invalid.extend(refusals.into_iter().map(report));
-                for destination in destinations {
+                for mut destination in destinations {
                     if let Some(owner) = mesh.destinations.get(&destination.host) {
+                        let owner = owner.route.as_ref().map_or_else(String::new, |route| {
+                            format!("{} {}", route.kind, route.route)
+                        });
                         invalid.push(report(format!(
-                            "hostname {} is already claimed by the older {} {}",
-                            destination.host, owner.kind, owner.source
+                            "hostname {} is already claimed by the older {owner}",
+                            destination.host
                         )));
-                    } else {
-                        mesh.destinations
-                            .insert(destination.host.clone(), destination);
+                        continue;
                     }
+                    if let Some(service) = owners.get(destination.host.as_str()) {
+                        let own = lattice_service_name(&route.source.name, &route.source.namespace);
+                        if service.origin.name != own {
+                            invalid.push(report(format!(
+                                "hostname {} belongs to VPC Lattice service {} ({}), which the VPC Lattice API lists under that name; this route's service would be named {own}",
+                                destination.host, service.origin.name, service.origin.arn
+                            )));
+                            continue;
+                        }
+                        destination.service = Some(Arc::clone(&service.origin));
+                    }
+                    mesh.destinations
+                        .insert(destination.host.clone(), destination);
                 }
             }
             Err(reason) => invalid.push(report(reason)),
         }
     }
+    for service in discovered {
+        for destination in service.destinations(settings) {
+            let owned = owners
+                .get(destination.host.as_str())
+                .is_some_and(|owner| std::ptr::eq(*owner, service));
+            if owned && !mesh.destinations.contains_key(&destination.host) {
+                mesh.destinations
+                    .insert(destination.host.clone(), destination);
+            }
+        }
+    }
     (mesh, invalid)
 }
+
+/// The service that owns each discovered name: the first by ARN when two answer to the same
+/// name (another account's custom domain, say); each other claim is reported.
+fn owners(discovered: &[Service]) -> (BTreeMap<String, &Service>, Vec<InvalidInput>) {
+    let mut owners: BTreeMap<String, &Service> = BTreeMap::new();
+    let mut conflicts = Vec::new();
+    let mut by_arn: Vec<&Service> = discovered.iter().collect();
+    by_arn.sort_by(|a, b| a.origin.arn.cmp(&b.origin.arn));
+    for service in by_arn {
+        for name in service.names() {
+            match owners.get(&name) {
+                Some(owner) => conflicts.push(InvalidInput {
+                    origin: "vpc-lattice".to_string(),
+                    kind: DISCOVERED_KIND.to_string(),
+                    object: Some(service.origin.arn.clone()),
+                    reason: format!(
+                        "hostname {name} is also the name of VPC Lattice service {} ({}), which keeps it",
+                        owner.origin.name, owner.origin.arn
+                    ),
+                }),
+                None => {
+                    owners.insert(name, service);
+                }
+            }
+        }
+    }
+    (owners, conflicts)
+}
+
+/// The kind under which a discovered VPC Lattice service is reported.
+pub const DISCOVERED_KIND: &str = "VpcLatticeService";
 
 /// What this module reads of a route of either kind.
 struct Route<'a> {
@@ -251,9 +321,16 @@ fn route_destinations(
             host,
             port,
             tls: (listener.protocol == "HTTPS").then_some(trust),
-            source: route.source.clone(),
-            kind: route.kind,
-            auth_policies: auth_policies.clone(),
+            protocol: match route.kind {
+                RouteKind::Http => Protocol::Http,
+                RouteKind::Grpc => Protocol::Grpc,
+            },
+            route: Some(RouteOrigin {
+                route: route.source.clone(),
+                kind: route.kind,
+                auth_policies: auth_policies.clone(),
+            }),
+            service: None,
         });
     }
     Ok((destinations, refusals))
@@ -302,7 +379,7 @@ fn lattice_service_name(name: &str, namespace: &str) -> String {
 }
 
 /// A host name a sidecar can route to: lower-cased, RFC 1123, no wildcard, no IP address.
-fn checked_host(hostname: &str) -> Result<String, String> {
+pub(super) fn checked_host(hostname: &str) -> Result<String, String> {
     let host = hostname.to_ascii_lowercase();
     if host.starts_with("*.") {
         return Err(format!(

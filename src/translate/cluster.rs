@@ -31,7 +31,8 @@ use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
 };
 use envoy_types::pb::envoy::extensions::upstreams::http::v3::HttpProtocolOptions;
 use envoy_types::pb::envoy::extensions::upstreams::http::v3::http_protocol_options::{
-    ExplicitHttpConfig, UpstreamProtocolOptions, explicit_http_config::ProtocolConfig,
+    AutoHttpConfig, ExplicitHttpConfig, UpstreamProtocolOptions,
+    explicit_http_config::ProtocolConfig,
 };
 use envoy_types::pb::envoy::r#type::matcher::v3::{StringMatcher, string_matcher::MatchPattern};
 use envoy_types::pb::google::protobuf::UInt32Value;
@@ -40,7 +41,7 @@ use envoy_types::util::pack_any;
 use super::{
     DNS_CACHE, ads, destination_cluster_name, seconds, shared_cluster_name, trust_secret_name,
 };
-use crate::model::{Destination, Mesh, RouteKind, Trust};
+use crate::model::{Destination, Mesh, Protocol, Trust};
 
 const CONNECT_TIMEOUT_SECONDS: i64 = 5;
 
@@ -71,12 +72,14 @@ pub fn destination(destination: &Destination, mesh: &Mesh) -> Cluster {
                 Some(&destination.host),
                 trust,
                 system_ca_file,
-                destination.kind,
+                destination.protocol,
             )
         }),
-        typed_extension_protocol_options: (destination.kind == RouteKind::Grpc)
-            .then(|| {
-                let options = pack_any(protocol_options(destination.kind, false));
+        typed_extension_protocol_options: destination
+            .tls
+            .as_ref()
+            .map(|_| {
+                let options = pack_any(protocol_options(destination.protocol, false));
                 (HTTP_PROTOCOL_OPTIONS.to_string(), options)
             })
             .into_iter()
@@ -89,7 +92,7 @@ pub fn destination(destination: &Destination, mesh: &Mesh) -> Cluster {
 /// request's host (rewritten per destination, or the Host header under a fallback domain) is
 /// resolved through the shared DNS cache; `auto_sni` and `auto_san_validation` keep SNI and
 /// the SAN check per host, so one cluster serves every destination of the class.
-pub fn shared(tls: Option<&Trust>, kind: RouteKind, mesh: &Mesh) -> Cluster {
+pub fn shared(tls: Option<&Trust>, protocol: Protocol, mesh: &Mesh) -> Cluster {
     let config = ClusterConfig {
         cluster_implementation_specifier: Some(ClusterImplementationSpecifier::DnsCacheConfig(
             dns_cache(mesh.dns_resolver),
@@ -97,17 +100,17 @@ pub fn shared(tls: Option<&Trust>, kind: RouteKind, mesh: &Mesh) -> Cluster {
         ..Default::default()
     };
     Cluster {
-        name: shared_cluster_name(tls, kind),
+        name: shared_cluster_name(tls, protocol),
         connect_timeout: Some(seconds(CONNECT_TIMEOUT_SECONDS)),
         lb_policy: LbPolicy::ClusterProvided.into(),
         cluster_discovery_type: Some(ClusterDiscoveryType::ClusterType(CustomClusterType {
             name: "envoy.clusters.dynamic_forward_proxy".to_string(),
             typed_config: Some(pack_any(config)),
         })),
-        transport_socket: tls.map(|trust| tls_socket(None, trust, &mesh.system_ca_file, kind)),
+        transport_socket: tls.map(|trust| tls_socket(None, trust, &mesh.system_ca_file, protocol)),
         typed_extension_protocol_options: tls
             .map(|_| {
-                let options = pack_any(protocol_options(kind, true));
+                let options = pack_any(protocol_options(protocol, true));
                 (HTTP_PROTOCOL_OPTIONS.to_string(), options)
             })
             .into_iter()
@@ -118,12 +121,24 @@ pub fn shared(tls: Option<&Trust>, kind: RouteKind, mesh: &Mesh) -> Cluster {
 
 const HTTP_PROTOCOL_OPTIONS: &str = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
 
-/// The upstream protocol of `kind` (HTTP/1.1, or HTTP/2 as VPC Lattice serves gRPC); with
-/// `per_host`, SNI set to and the certificate checked against each request's host.
-fn protocol_options(kind: RouteKind, per_host: bool) -> HttpProtocolOptions {
-    let protocol = match kind {
-        RouteKind::Http => ProtocolConfig::HttpProtocolOptions(Http1ProtocolOptions::default()),
-        RouteKind::Grpc => ProtocolConfig::Http2ProtocolOptions(Http2ProtocolOptions::default()),
+/// The upstream protocol over TLS: HTTP/2 for gRPC, as VPC Lattice serves it; otherwise the
+/// version ALPN negotiates (`h2`, then `http/1.1`), so that a service that speaks gRPC without
+/// a local GRPCRoute (discovered, or another cluster's) is reached over HTTP/2 too. With
+/// `per_host`, SNI is set to and the certificate checked against each request's host.
+fn protocol_options(protocol: Protocol, per_host: bool) -> HttpProtocolOptions {
+    let upstream_protocol_options = match protocol {
+        Protocol::Grpc => UpstreamProtocolOptions::ExplicitHttpConfig(ExplicitHttpConfig {
+            protocol_config: Some(ProtocolConfig::Http2ProtocolOptions(
+                Http2ProtocolOptions::default(),
+            )),
+        }),
+        Protocol::Http | Protocol::TlsPassthrough => {
+            UpstreamProtocolOptions::AutoConfig(AutoHttpConfig {
+                http_protocol_options: Some(Http1ProtocolOptions::default()),
+                http2_protocol_options: Some(Http2ProtocolOptions::default()),
+                ..Default::default()
+            })
+        }
     };
     HttpProtocolOptions {
         upstream_http_protocol_options: per_host.then(|| UpstreamHttpProtocolOptions {
@@ -131,11 +146,7 @@ fn protocol_options(kind: RouteKind, per_host: bool) -> HttpProtocolOptions {
             auto_san_validation: true,
             ..Default::default()
         }),
-        upstream_protocol_options: Some(UpstreamProtocolOptions::ExplicitHttpConfig(
-            ExplicitHttpConfig {
-                protocol_config: Some(protocol),
-            },
-        )),
+        upstream_protocol_options: Some(upstream_protocol_options),
         ..Default::default()
     }
 }
@@ -241,7 +252,7 @@ fn tls_socket(
     host: Option<&str>,
     trust: &Trust,
     system_ca_file: &str,
-    kind: RouteKind,
+    protocol: Protocol,
 ) -> TransportSocket {
     let san_checks = host
         .map(|host| SubjectAltNameMatcher {
@@ -283,9 +294,10 @@ fn tls_socket(
         sni: host.unwrap_or_default().to_string(),
         common_tls_context: Some(CommonTlsContext {
             validation_context_type: Some(validation),
-            alpn_protocols: match kind {
-                RouteKind::Http => Vec::new(),
-                RouteKind::Grpc => vec!["h2".to_string()],
+            // Auto-config clusters set ALPN themselves (h2, http/1.1).
+            alpn_protocols: match protocol {
+                Protocol::Grpc => vec!["h2".to_string()],
+                Protocol::Http | Protocol::TlsPassthrough => Vec::new(),
             },
             ..Default::default()
         }),

@@ -11,8 +11,10 @@ use envoy_types::pb::envoy::config::route::v3::{
 use envoy_types::pb::google::protobuf::Duration;
 use envoy_types::util::pack_any;
 
-use super::{EGRESS, FALLBACK_VHOST, cluster_name_of, shared_cluster_name, signing};
-use crate::model::{Destination, Mesh, RouteKind, custom_domain_trust};
+use super::{
+    EGRESS, FALLBACK_VHOST, cluster_name_of, http_destinations, shared_cluster_name, signing,
+};
+use crate::model::{Destination, Mesh, Protocol, ServiceOrigin, custom_domain_trust};
 
 /// The body of the local reply for a host that is neither a destination nor under a fallback
 /// domain.
@@ -20,9 +22,7 @@ pub const NO_ROUTE_BODY: &str =
     "lattice-xds: no VPC Lattice destination is configured for this host\n";
 
 pub fn egress(mesh: &Mesh) -> RouteConfiguration {
-    let mut virtual_hosts: Vec<VirtualHost> = mesh
-        .destinations
-        .values()
+    let mut virtual_hosts: Vec<VirtualHost> = http_destinations(mesh)
         .map(|d| destination(d, mesh))
         .collect();
     if !mesh.fallback_domains.is_empty() {
@@ -37,7 +37,7 @@ pub fn egress(mesh: &Mesh) -> RouteConfiguration {
             domains,
             routes: vec![to_cluster(shared_cluster_name(
                 Some(&trust),
-                RouteKind::Http,
+                Protocol::Http,
             ))],
             ..Default::default()
         });
@@ -64,7 +64,7 @@ const STAT_PREFIX: &str = "destination";
 fn destination(destination: &Destination, mesh: &Mesh) -> VirtualHost {
     let mut route = to_cluster(cluster_name_of(destination));
     route.name = provenance(destination);
-    if destination.kind == RouteKind::Grpc
+    if destination.protocol == Protocol::Grpc
         && let Some(Action::Route(action)) = &mut route.action
     {
         // A stream may last as long as its client wants: no route timeout, and the client's
@@ -90,21 +90,40 @@ fn destination(destination: &Destination, mesh: &Mesh) -> VirtualHost {
 const PROVENANCE_SEPARATOR: &str = "; ";
 
 /// Where a destination came from, readable in any config dump and as `%ROUTE_NAME%` in the
-/// access log: `destination host:port`, the route, then the IAM auth policies VPC Lattice
-/// evaluates for it, separated by `; ` (no Kubernetes name contains one).
+/// access log: `destination host:port`, the local route and the IAM auth policies VPC Lattice
+/// evaluates for it, then the VPC Lattice service the API lists under the name (its account,
+/// service networks and auth), separated by `; ` (no Kubernetes name or ARN contains one).
 fn provenance(destination: &Destination) -> String {
-    let entries = [
-        format!("destination {}:{}", destination.host, destination.port),
-        format!("route {}", destination.source),
-    ]
-    .into_iter()
-    .chain(
-        destination
-            .auth_policies
-            .iter()
-            .map(|policy| format!("auth policy {policy}")),
+    let mut entries = vec![format!(
+        "destination {}:{}",
+        destination.host, destination.port
+    )];
+    if let Some(route) = &destination.route {
+        entries.push(format!("route {}", route.route));
+        entries.extend((route.auth_policies.iter()).map(|policy| format!("auth policy {policy}")));
+    }
+    if let Some(service) = &destination.service {
+        entries.push(format!("service {}", service_provenance(service)));
+    }
+    entries.join(PROVENANCE_SEPARATOR)
+}
+
+/// A discovered service's part of the provenance: its name and ARN, owning account, service
+/// networks and auth settings.
+pub fn service_provenance(service: &ServiceOrigin) -> String {
+    let mut entries = vec![
+        format!("{} ({})", service.name, service.arn),
+        format!("account {}", service.account),
+    ];
+    entries.extend(
+        (service.networks.iter())
+            .map(|network| format!("service network {} ({})", network.name, network.auth)),
     );
-    entries.collect::<Vec<_>>().join(PROVENANCE_SEPARATOR)
+    entries.push(format!("service auth {}", service.auth));
+    if !service.listeners_read {
+        entries.push("listeners unread, HTTPS on 443 assumed".to_string());
+    }
+    entries.join(PROVENANCE_SEPARATOR)
 }
 
 fn to_cluster(cluster: String) -> Route {

@@ -9,6 +9,7 @@ pub mod envoy;
 pub mod helm;
 pub mod http;
 pub mod kube;
+pub mod lattice_api;
 pub mod pca;
 pub mod process;
 pub mod python;

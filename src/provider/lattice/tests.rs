@@ -67,3 +67,91 @@ fn an_assigned_name_counts_only_for_the_routes_own_service() {
         assigned_name(name, &long)
     );
 }
+
+#[test]
+fn the_vpc_lattice_api_decides_who_owns_a_discovered_name() {
+    use std::sync::Arc;
+
+    use crate::model::{AuthSetting, Protocol, ServiceOrigin, Settings};
+    use crate::provider::Observed;
+    use crate::provider::discovery::{Listener, Service};
+
+    let gateway = include_str!("../../../examples/cluster1/gateway.yaml");
+    let route = |namespace: &str, name: &str, host: &str| {
+        format!(
+            "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata:\n  name: {name}\n  namespace: {namespace}\n\
+             spec:\n  hostnames: [{host}]\n  parentRefs:\n  - name: lattice-gateway\n    namespace: lattice-gateway\n\
+             \x20   sectionName: https-listener-with-custom-domain\n"
+        )
+    };
+    let service = |name: &str, domain: &str| Service {
+        id: format!("svc-{name}"),
+        origin: Arc::new(ServiceOrigin {
+            name: name.to_string(),
+            arn: format!("arn:aws:vpc-lattice:us-east-1:111122223333:service/svc-{name}"),
+            account: "111122223333".to_string(),
+            auth: AuthSetting::default(),
+            networks: Vec::new(),
+            listeners_read: true,
+        }),
+        custom_domain: Some(domain.to_string()),
+        assigned_name: None,
+        listeners: vec![Listener {
+            protocol: Protocol::Http,
+            tls: true,
+            port: 443,
+        }],
+    };
+    let mut observed = Observed::default();
+    super::super::manifests::parse("gateway.yaml", gateway, &mut observed);
+    // The service VPC Lattice made of apps/billing, a tenant's route naming its host (first in
+    // the Gateway API order, so it would win without the API), and apps/billing itself.
+    super::super::manifests::parse(
+        "tenant.yaml",
+        &route("abuse", "grab", "billing.example.com"),
+        &mut observed,
+    );
+    super::super::manifests::parse(
+        "billing.yaml",
+        &route("apps", "billing", "billing.example.com"),
+        &mut observed,
+    );
+    let discovered = [
+        service("billing-apps", "billing.example.com"),
+        service("ledger-finance", "ledger.example.com"),
+        service("ledger-other", "ledger.example.com"),
+    ];
+    let (mesh, invalid) = super::build(&observed.inputs, &discovered, &Settings::default());
+
+    let billing = &mesh.destinations["billing.example.com"];
+    assert_eq!(
+        billing.route.as_ref().unwrap().route.to_string(),
+        "apps/billing"
+    );
+    assert_eq!(billing.service.as_ref().unwrap().name, "billing-apps");
+    let ledger = &mesh.destinations["ledger.example.com"];
+    assert!(ledger.route.is_none());
+    assert_eq!(ledger.service.as_ref().unwrap().name, "ledger-finance");
+
+    let reasons: Vec<String> = invalid
+        .iter()
+        .map(|i| {
+            format!(
+                "{} {}: {}",
+                i.kind,
+                i.object.clone().unwrap_or_default(),
+                i.reason
+            )
+        })
+        .collect();
+    assert_eq!(reasons.len(), 2, "{reasons:#?}");
+    assert!(
+        reasons.iter().any(|r| r.starts_with("HTTPRoute abuse/grab: hostname billing.example.com belongs to VPC Lattice service billing-apps")),
+        "{reasons:#?}"
+    );
+    assert!(
+        reasons.iter().any(|r| r.contains("svc-ledger-other")
+            && r.contains("also the name of VPC Lattice service ledger-finance")),
+        "{reasons:#?}"
+    );
+}

@@ -1,7 +1,7 @@
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 
 use super::*;
-use crate::model::{Destination, ObjectRef, Settings, Trust};
+use crate::model::{Destination, ObjectRef, RouteOrigin, Settings, Trust};
 use crate::translate::translate;
 
 /// Destinations on the system roots; pinned ones get a cluster of their own.
@@ -13,12 +13,16 @@ pub(crate) fn mesh_with(hosts: &[&str], pinned: bool) -> Resources {
             port: 443,
             tls: Some(Trust::SystemRoots),
             pinned: pinned.then(|| "127.0.0.1:8443".parse().unwrap()),
-            source: ObjectRef {
-                namespace: "apps".into(),
-                name: "demo".into(),
-            },
-            kind: Default::default(),
-            auth_policies: Vec::new(),
+            protocol: Default::default(),
+            route: Some(RouteOrigin {
+                route: ObjectRef {
+                    namespace: "apps".into(),
+                    name: "demo".into(),
+                },
+                kind: Default::default(),
+                auth_policies: Vec::new(),
+            }),
+            service: None,
         };
         mesh.destinations.insert(host.to_string(), destination);
     }
