@@ -92,6 +92,8 @@ fn the_schema_rejects_bad_values_with_clear_errors() {
         ("signing.mode=sigv5", "'ext-proc', 'lua', 'native', 'none'"),
         ("controller.replicas=two", "/controller/replicas"),
         ("caArns[0]=not-an-arn", "/caArns/0"),
+        ("discovery.vpcId=subnet-0a1b", "/discovery/vpcId"),
+        ("discovery.interval=500ms", "/discovery/interval"),
         (
             "injection.failurePolicy=Sometimes",
             "/injection/failurePolicy",

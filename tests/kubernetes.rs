@@ -227,7 +227,7 @@ async fn envoy_follows_the_cluster_and_invalid_routes_get_events() {
     );
     let other = provenance(&destination("demo-cluster2.example.com", 443));
     assert!(!other.contains("demo-cluster1-iam-auth-policy"), "{other}");
-    // And in `proxy-status`, one row per destination.
+    // And in `proxy-status`, one row per destination (no service was discovered: `-`).
     let status = std::process::Command::new(support::lattice_xds())
         .args(["proxy-status", "--admin", &controller.admin_url("")])
         .output()
@@ -242,14 +242,14 @@ async fn envoy_follows_the_cluster_and_invalid_routes_get_events() {
     };
     assert_eq!(
         row("demo-cluster1.example.com:443"),
-        "demo-cluster1.example.com:443 apps/demo-cluster1 \
+        "demo-cluster1.example.com:443 apps/demo-cluster1 - \
          lattice-gateway/lattice-gateway-iam-auth-policy (service network), \
          apps/demo-cluster1-iam-auth-policy (service)"
     );
     // A route applied as v1 without a policy of its own.
     assert_eq!(
         row("demo-cluster3.example.com:443"),
-        "demo-cluster3.example.com:443 apps/demo-cluster3 \
+        "demo-cluster3.example.com:443 apps/demo-cluster3 - \
          lattice-gateway/lattice-gateway-iam-auth-policy (service network)"
     );
 
