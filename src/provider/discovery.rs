@@ -64,7 +64,7 @@ const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Listener {
     pub protocol: Protocol,
-    /// Whether VPC Lattice terminates TLS on it (HTTPS).
+    /// Whether VPC Lattice terminates TLS on it (HTTPS; a TLS passthrough listener does not).
     pub tls: bool,
     pub port: u16,
 }
@@ -99,7 +99,10 @@ impl Service {
                 (_, false) => 1,
                 (_, true) => 2,
             };
-            let default_port = matches!((listener.tls, listener.port), (true, 443) | (false, 80));
+            let default_port = matches!(
+                (listener.protocol, listener.tls, listener.port),
+                (Protocol::Http, true, 443) | (Protocol::Http, false, 80)
+            );
             (rank, default_port, std::cmp::Reverse(listener.port))
         })
     }
@@ -136,8 +139,7 @@ impl Service {
                 };
                 Destination {
                     pinned: settings.pinned.get(&host).copied(),
-                    tls: (listener.tls && listener.protocol != Protocol::TlsPassthrough)
-                        .then_some(trust),
+                    tls: listener.tls.then_some(trust),
                     host,
                     port: listener.port,
                     protocol: listener.protocol,
@@ -157,8 +159,6 @@ pub struct DiscoveryState {
     pub settled: bool,
     /// The services of the last successful poll, by ARN.
     pub services: Arc<Vec<Service>>,
-    /// Why the last poll failed, while the API is failing.
-    pub error: Option<String>,
 }
 
 /// Polls the VPC Lattice API until `shutdown`, publishing each change through `state`.
@@ -176,11 +176,11 @@ pub async fn run(
     let client = client(&settings).await;
     let mut catalog = Catalog::default();
     let mut failures: u32 = 0;
+    let poller = Poller {
+        client: &client,
+        metrics: &metrics,
+    };
     loop {
-        let poller = Poller {
-            client: &client,
-            metrics: &metrics,
-        };
         let wait = match poller.poll(&settings, &mut catalog).await {
             Ok(services) => {
                 if failures > 0 {
@@ -196,8 +196,7 @@ pub async fn run(
                     .set(i64::try_from(services.len()).unwrap_or(i64::MAX));
                 metrics.discovery_last_success.set(unix_now());
                 state.send_if_modified(|state| {
-                    let changed =
-                        !state.settled || state.error.is_some() || *state.services != services;
+                    let changed = !state.settled || *state.services != services;
                     if changed {
                         tracing::info!(
                             services = services.len(),
@@ -206,7 +205,6 @@ pub async fn run(
                         state.services = Arc::new(services);
                     }
                     state.settled = true;
-                    state.error = None;
                     changed
                 });
                 jittered(settings.interval)
@@ -233,12 +231,8 @@ pub async fn run(
                     );
                 }
                 failures = failures.saturating_add(1);
-                state.send_if_modified(|state| {
-                    let changed = !state.settled || state.error.is_none();
-                    state.settled = true;
-                    state.error = Some(failure.message.clone());
-                    changed
-                });
+                // The services found before stay; only the first poll's end is news.
+                state.send_if_modified(|state| !std::mem::replace(&mut state.settled, true));
                 wait
             }
         };
@@ -249,25 +243,17 @@ pub async fn run(
     }
 }
 
+/// One attempt per request: a failed request fails the poll, and the poll loop alone backs
+/// off, so that a throttled API sees fewer requests rather than retries on top of polls.
 async fn client(settings: &DiscoverySettings) -> Client {
-    // Bounded, so that an endpoint that hangs is reported like one that refuses.
-    let timeouts = aws_config::timeout::TimeoutConfig::builder()
-        .operation_attempt_timeout(ATTEMPT_TIMEOUT)
-        .operation_timeout(ATTEMPT_TIMEOUT)
-        .build();
-    // One attempt per request: a failed request fails the poll, and the poll loop alone backs
-    // off, so that a throttled API sees fewer requests rather than retries on top of polls.
-    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .http_client(crate::aws::https_client())
-        .timeout_config(timeouts)
-        .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(1));
-    if let Some(region) = &settings.region {
-        loader = loader.region(aws_config::Region::new(region.clone()));
-    }
-    if let Some(url) = &settings.endpoint_url {
-        loader = loader.endpoint_url(url);
-    }
-    Client::new(&loader.load().await)
+    let config = crate::aws::sdk_config(
+        settings.region.as_deref(),
+        settings.endpoint_url.as_deref(),
+        1,
+        ATTEMPT_TIMEOUT,
+    )
+    .await;
+    Client::new(&config)
 }
 
 /// `interval` give or take a tenth, so that replicas and restarts do not poll in step.
@@ -677,7 +663,7 @@ impl Poller<'_> {
                 let (protocol, tls) = match listener.protocol() {
                     Some(ListenerProtocol::Http) => (Protocol::Http, false),
                     Some(ListenerProtocol::Https) => (Protocol::Http, true),
-                    Some(ListenerProtocol::TlsPassthrough) => (Protocol::TlsPassthrough, true),
+                    Some(ListenerProtocol::TlsPassthrough) => (Protocol::TlsPassthrough, false),
                     _ => continue,
                 };
                 let Some(port) = listener.port().and_then(|port| u16::try_from(port).ok()) else {
@@ -744,7 +730,7 @@ mod tests {
             listener(Protocol::Http, false, 80),
             listener(Protocol::Http, true, 8443),
             listener(Protocol::Http, true, 443),
-            listener(Protocol::TlsPassthrough, true, 9443),
+            listener(Protocol::TlsPassthrough, false, 9443),
         ];
         let destinations = service(Some(listeners)).destinations(&settings);
         let hosts: Vec<(&str, u16, Option<&Trust>)> = destinations
@@ -769,7 +755,7 @@ mod tests {
         );
 
         // Only a TLS passthrough listener: forwarded untouched, no TLS of the sidecar's own.
-        let passthrough = service(Some(vec![listener(Protocol::TlsPassthrough, true, 9443)]));
+        let passthrough = service(Some(vec![listener(Protocol::TlsPassthrough, false, 9443)]));
         let destination = &passthrough.destinations(&settings)[0];
         assert_eq!(
             (

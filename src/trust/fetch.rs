@@ -155,20 +155,10 @@ pub async fn run(
     shutdown.cancelled().await;
 }
 
+/// Three attempts of [`ATTEMPT_TIMEOUT`], the SDK's standard retries.
 async fn client(region: &str, endpoint_url: Option<&str>) -> aws_sdk_acmpca::Client {
-    // Bounded, so that an endpoint that hangs is reported like one that refuses.
-    let timeouts = aws_config::timeout::TimeoutConfig::builder()
-        .operation_attempt_timeout(ATTEMPT_TIMEOUT)
-        .operation_timeout(ATTEMPT_TIMEOUT * 3)
-        .build();
-    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new(region.to_string()))
-        .http_client(crate::aws::https_client())
-        .timeout_config(timeouts);
-    if let Some(url) = endpoint_url {
-        loader = loader.endpoint_url(url);
-    }
-    aws_sdk_acmpca::Client::new(&loader.load().await)
+    let config = crate::aws::sdk_config(Some(region), endpoint_url, 3, ATTEMPT_TIMEOUT).await;
+    aws_sdk_acmpca::Client::new(&config)
 }
 
 async fn follow(

@@ -12,7 +12,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 
-use super::python;
+use super::{http, python};
 
 pub const REGION: &str = "us-east-1";
 
@@ -158,17 +158,9 @@ pub fn register(endpoint: &str, spec: serde_json::Value) -> serde_json::Value {
 /// Empties moto: it has no call that removes a service association, so a test that removes a
 /// service resets moto and registers the rest again.
 pub async fn reset(moto_port: u16) {
-    let stream = tokio::net::TcpStream::connect(("127.0.0.1", moto_port))
+    let moto = ([127, 0, 0, 1], moto_port).into();
+    let response = http::request(moto, "POST", "127.0.0.1", "/moto-api/reset", &[], "")
         .await
-        .unwrap();
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .unwrap();
-    tokio::spawn(connection);
-    let request = hyper::Request::post("/moto-api/reset")
-        .header("host", format!("127.0.0.1:{moto_port}"))
-        .body(Full::new(Bytes::new()))
-        .unwrap();
-    let response = sender.send_request(request).await.unwrap();
-    assert_eq!(response.status(), 200, "moto reset");
+        .expect("moto answers");
+    assert_eq!(response.status, 200, "moto reset");
 }
