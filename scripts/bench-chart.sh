@@ -14,11 +14,11 @@ gnuplot=$(scripts/install-gnuplot.sh)
 work=$(mktemp -d -t lattice-xds-chart.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 
-# Rows of the push table: | routes | streams | protocol | server | sync | p50 | p99 | max | idle | with | per stream | cpu |
+# Rows of the push table: | routes | streams | protocol | server | sync | p50 | p99 | max | idle | with | push peak | per stream | cpu |
 for server in lattice-xds go-control-plane; do
   awk -F'|' -v server="$server" '
     $4 ~ /delta/ && $5 ~ server" *$" {
-      gsub(/ /, "", $2); p99 = $8; gsub(/[ ms]/, "", p99); per = $12; gsub(/[ KB]/, "", per)
+      gsub(/ /, "", $2); p99 = $8; gsub(/[ ms]/, "", p99); per = $13; gsub(/[ KB]/, "", per)
       printf "%s %s %s\n", $2, per, p99 / 1000
     }' "$results" >"$work/$server.dat"
 done

@@ -7,7 +7,8 @@
 //!
 //! - initial sync: connecting until every stream holds the route configuration;
 //! - push: the change until every stream holds the new one (p50, p99, max over streams);
-//! - server RSS idle, with the streams, and per stream; server CPU seconds for the push.
+//! - server RSS idle, with the streams, at the push's peak (sampled every 5 ms), and per
+//!   stream; server CPU seconds for the push.
 //!
 //! Prints a Markdown table of medians over the rounds, with the ratio of the two servers.
 //!
@@ -77,6 +78,8 @@ struct Sample {
     push_max: f64,
     rss_idle: f64,
     rss_streams: f64,
+    /// The highest RSS sampled (every 5 ms) from the change to every stream holding it.
+    rss_push_peak: f64,
     cpu_push: f64,
 }
 
@@ -113,9 +116,9 @@ async fn main() -> anyhow::Result<()> {
         println!();
     }
     println!(
-        "| routes | streams | protocol | server | initial sync | push p50 | push p99 | push max | RSS idle | RSS with streams | per stream | CPU per push |"
+        "| routes | streams | protocol | server | initial sync | push p50 | push p99 | push max | RSS idle | RSS with streams | RSS at the push's peak | per stream | CPU per push |"
     );
-    println!("|---:|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for &routes in &args.routes {
         let manifests = work.join(format!("routes-{routes}"));
         let (before, after) = capture(&manifests, routes, work).await?;
@@ -272,9 +275,11 @@ async fn measure(target: Target, protocol: Protocol, streams: usize) -> anyhow::
     tokio::time::sleep(Duration::from_secs(2)).await;
     let rss_streams = target.rss()? as f64;
     let cpu_before = target.cpu_seconds()?;
+    let peak = PeakRss::start(target.pid()?);
     let triggered = Instant::now();
     target.trigger().await?;
     targets::wait_until("every stream to hold the change", all_have(2)).await?;
+    let rss_push_peak = peak.stop().await as f64;
     let mut latencies = Vec::with_capacity(streams);
     for p in &progress {
         let last = p.last.lock().await.unwrap_or(triggered);
@@ -292,8 +297,38 @@ async fn measure(target: Target, protocol: Protocol, streams: usize) -> anyhow::
         push_max: at(1.0),
         rss_idle,
         rss_streams,
+        rss_push_peak,
         cpu_push,
     })
+}
+
+/// The highest RSS of a process, sampled every 5 ms until stopped.
+struct PeakRss {
+    stop: tokio::sync::oneshot::Sender<()>,
+    sampler: tokio::task::JoinHandle<u64>,
+}
+
+impl PeakRss {
+    fn start(pid: u32) -> Self {
+        let (stop, mut stopped) = tokio::sync::oneshot::channel();
+        let sampler = tokio::spawn(async move {
+            let mut peak = 0;
+            let mut tick = tokio::time::interval(Duration::from_millis(5));
+            loop {
+                peak = peak.max(lattice_xds::loadtest::rss_bytes(pid).unwrap_or(0));
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = &mut stopped => return peak,
+                }
+            }
+        });
+        Self { stop, sampler }
+    }
+
+    async fn stop(self) -> u64 {
+        let _ = self.stop.send(());
+        self.sampler.await.unwrap_or(0)
+    }
 }
 
 /// The median of each field over the rounds.
@@ -315,6 +350,7 @@ fn median(samples: &[Sample]) -> Sample {
         push_max: of(|s| s.push_max),
         rss_idle: of(|s| s.rss_idle),
         rss_streams: of(|s| s.rss_streams),
+        rss_push_peak: of(|s| s.rss_push_peak),
         cpu_push: of(|s| s.cpu_push),
     }
 }
@@ -326,13 +362,14 @@ fn per_stream(sample: &Sample, streams: usize) -> f64 {
 fn row(routes: usize, streams: usize, protocol: Protocol, server: &str, s: &Sample) {
     const MB: f64 = 1024.0 * 1024.0;
     println!(
-        "| {routes} | {streams} | {protocol} | {server} | {:.2} s | {:.0} ms | {:.0} ms | {:.0} ms | {:.0} MB | {:.0} MB | {:.0} KB | {:.2} s |",
+        "| {routes} | {streams} | {protocol} | {server} | {:.2} s | {:.0} ms | {:.0} ms | {:.0} ms | {:.0} MB | {:.0} MB | {:.0} MB | {:.0} KB | {:.2} s |",
         s.initial_sync,
         s.push_p50 * 1e3,
         s.push_p99 * 1e3,
         s.push_max * 1e3,
         s.rss_idle / MB,
         s.rss_streams / MB,
+        s.rss_push_peak / MB,
         per_stream(s, streams) / 1024.0,
         s.cpu_push,
     );
@@ -347,13 +384,14 @@ fn ratio_row(routes: usize, streams: usize, protocol: Protocol, ours: &Sample, t
         }
     };
     println!(
-        "| {routes} | {streams} | {protocol} | ratio | {} | {} | {} | {} | {} | {} | {} | {} |",
+        "| {routes} | {streams} | {protocol} | ratio | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
         r(ours.initial_sync, theirs.initial_sync),
         r(ours.push_p50, theirs.push_p50),
         r(ours.push_p99, theirs.push_p99),
         r(ours.push_max, theirs.push_max),
         r(ours.rss_idle, theirs.rss_idle),
         r(ours.rss_streams, theirs.rss_streams),
+        r(ours.rss_push_peak, theirs.rss_push_peak),
         r(per_stream(ours, streams), per_stream(theirs, streams)),
         r(ours.cpu_push, theirs.cpu_push),
     );

@@ -71,6 +71,10 @@ impl Target {
     }
 
     /// The server's resident memory, in bytes.
+    pub fn pid(&self) -> anyhow::Result<u32> {
+        self.child.id().context("the server exited")
+    }
+
     pub fn rss(&self) -> anyhow::Result<u64> {
         lattice_xds::loadtest::rss_bytes(self.child.id().context("the server exited")?)
     }
