@@ -152,7 +152,7 @@ start_pod() { # CLUSTER INSIDE: sets $egress to the pod's egress port; INSIDE=1 
     "${run[@]}" "$bin" signer --grpc-listen "127.0.0.1:$grpc" --http-listen "127.0.0.1:$http" > "$work/signer-$cluster.log" 2>&1 &
   pids+=($!)
   AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing \
-    "$bin" controller --manifests "examples/$cluster" --domain example.com \
+    "$bin" controller --manifests "examples/$cluster" \
     --ca-arn "$ca_arn" --aws-endpoint-url "http://127.0.0.1:$moto_port" \
     --dns-resolver "$services_ip:$dns_port" --signing ext-proc --region ap-northeast-2 \
     --signer-grpc-address "127.0.0.1:$grpc" \
@@ -169,9 +169,12 @@ start_pod() { # CLUSTER INSIDE: sets $egress to the pod's egress port; INSIDE=1 
     cp "$envoy" "$work/envoy"
     chmod 755 "$work/envoy"; chmod 644 "$work/bootstrap-$cluster.yaml"
     "${run[@]}" setpriv --reuid 101 --regid 101 --clear-groups \
-      "$work/envoy" -c "$work/bootstrap-$cluster.yaml" --disable-hot-restart --log-level warn > "$work/envoy-$cluster.log" 2>&1 &
+      "$work/envoy" -c "$work/bootstrap-$cluster.yaml" --disable-hot-restart --log-level warn \
+      --file-flush-interval-msec 200 > "$work/envoy-$cluster.log" 2>&1 &
   else
-    "$envoy" -c "$work/bootstrap-$cluster.yaml" --disable-hot-restart --log-level warn > "$work/envoy-$cluster.log" 2>&1 &
+    # Access log lines within 200 ms (Envoy's default is 10 s), for known_by below.
+    "$envoy" -c "$work/bootstrap-$cluster.yaml" --disable-hot-restart --log-level warn \
+      --file-flush-interval-msec 200 > "$work/envoy-$cluster.log" 2>&1 &
   fi
   pids+=($!)
   wait_for "http://127.0.0.1:$envoy_admin/ready" LIVE "eks-$cluster's Envoy" "$work/envoy-$cluster.log" "${run[@]}"
@@ -210,15 +213,44 @@ grpc_call() { # HOST SERVICE: the app's gRPC health check, through its sidecar's
   done
   echo "$output"
 }
+known_by() { # HOST: how eks-cluster1's sidecar knew the host, from its access log
+  "$python/python" - "$work/envoy-cluster1.log" "$1" <<'PY'
+import json, sys, time
+for _ in range(50):  # the access log is flushed every 200 ms
+    route = None
+    for line in open(sys.argv[1], errors="replace"):
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(entry, dict) and entry.get("authority", "").split(":")[0] == sys.argv[2]:
+            route = entry.get("route") or ""
+    if route is not None:
+        break
+    time.sleep(0.1)
+if route is None:
+    print("(the sidecar logged no request for this host)")
+elif route.startswith("default forward"):
+    print("(the sidecar knew the host by: the default forward; no route or discovered service names it)")
+else:
+    parts = dict(part.split(" ", 1) for part in route.split("; ") if " " in part)
+    known = [f"local route {parts['route']}"] if "route" in parts else []
+    known += [f"discovered service {parts['service']}"] if "service" in parts else []
+    print(f"(the sidecar knew the host by: {', '.join(known)})")
+PY
+}
 echo
 echo "\$ kubectl --context eks-cluster1 exec -n apps deploy/demo-cluster1-v1 -- curl demo-cluster2.example.com"
 call demo-cluster2.example.com
+known_by demo-cluster2.example.com
 echo
 echo "\$ kubectl --context eks-cluster1 exec -n apps deploy/demo-cluster1-v1 -- curl demo-cluster1.example.com"
 call demo-cluster1.example.com
+known_by demo-cluster1.example.com
 echo
 echo "\$ kubectl --context eks-cluster1 exec -n apps deploy/demo-cluster1-v1 -- grpc-health-probe -addr greeter.example.com:80 -service greeter"
 grpc_call greeter.example.com greeter
+known_by greeter.example.com
 echo
 echo "(the calls go through eks-cluster1's Envoy (egress port $egress1), signed with its Pod Identity"
 echo " credentials; demo-cluster1's auth policy admits only eks-cluster2's apps namespace, the"

@@ -38,6 +38,36 @@ pub struct Mesh {
     pub access_log: bool,
     /// Whether an access log line's path keeps the request's query string.
     pub access_log_query: bool,
+    /// What the sidecar does with a host no route or discovered service names.
+    pub unknown_hosts: UnknownHosts,
+}
+
+/// What the sidecar does with a host that no route, discovered service or fallback domain
+/// names. Everything the redirect captures is in VPC Lattice's address ranges, so such a host
+/// is still a Lattice service: one of another cluster or account that discovery has not listed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum UnknownHosts {
+    /// Signed and forwarded over HTTPS on 443, SNI and certificate checked against the host,
+    /// the certificate trusted if it chains to a private CA or to the system roots.
+    #[default]
+    Forward,
+    /// Answered by the sidecar itself with a 404 that says why, never signed.
+    Deny,
+}
+
+/// The bundle unknown hosts are verified against when private CAs are configured: every
+/// private CA and the system roots.
+pub const UNKNOWN_HOSTS_BUNDLE: &str = "private-ca-and-system-roots";
+
+/// The trust for hosts no route names, given the configured bundles: the private CAs and the
+/// system roots when both are known, the private CAs when the system roots are not, otherwise
+/// the system roots.
+pub fn unknown_host_trust(bundles: &BTreeMap<String, TrustBundle>) -> Trust {
+    if bundles.contains_key(UNKNOWN_HOSTS_BUNDLE) {
+        Trust::Bundle(UNKNOWN_HOSTS_BUNDLE.to_string())
+    } else {
+        custom_domain_trust(bundles)
+    }
 }
 
 /// One host that the sidecar routes to a VPC Lattice service.
@@ -276,6 +306,11 @@ pub struct Settings {
     /// Serve a route on a Gateway only once the VPC Lattice controller has accepted it there
     /// (`status.parents`, `Accepted=True`).
     pub accepted_routes_only: bool,
+    pub unknown_hosts: UnknownHosts,
+    /// The system roots as the controller reads them (`--system-ca-file`), joined to the
+    /// private CAs for unknown hosts; `None` when they are already among the private CAs
+    /// (`--trust-system-roots`) or could not be read.
+    pub system_roots: Option<Arc<str>>,
 }
 
 /// The GatewayClass name the AWS Gateway API Controller's installation creates.
@@ -299,6 +334,8 @@ impl Default for Settings {
             access_log: true,
             access_log_query: true,
             accepted_routes_only: false,
+            unknown_hosts: UnknownHosts::default(),
+            system_roots: None,
         }
     }
 }
@@ -322,6 +359,7 @@ impl Settings {
             destination_stats: self.destination_stats,
             access_log: self.access_log,
             access_log_query: self.access_log_query,
+            unknown_hosts: self.unknown_hosts,
         }
     }
 }

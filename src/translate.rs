@@ -8,7 +8,7 @@ mod cluster;
 mod listener;
 mod route;
 
-pub use route::{NO_ROUTE_BODY, service_provenance};
+pub use route::{DEFAULT_FORWARD, NO_ROUTE_BODY, service_provenance};
 mod secret;
 mod signing;
 
@@ -25,7 +25,9 @@ use envoy_types::pb::google::protobuf::Duration;
 
 use std::collections::BTreeSet;
 
-use crate::model::{Destination, Mesh, Protocol, Trust, custom_domain_trust};
+use crate::model::{
+    Destination, Mesh, Protocol, Trust, UnknownHosts, custom_domain_trust, unknown_host_trust,
+};
 
 /// The egress listener's name, and the name of its route configuration.
 pub const EGRESS: &str = "egress";
@@ -100,8 +102,9 @@ fn upstream(destination: &Destination) -> Upstream {
     }
 }
 
-/// The classes that need a shared cluster: those of the shared destinations, and the custom
-/// domains' (HTTP) when fallback domains are configured.
+/// The classes that need a shared cluster: those of the shared destinations, the custom
+/// domains' (HTTP) when fallback domains are configured, and the unknown hosts' when they are
+/// forwarded.
 fn shared_classes(mesh: &Mesh) -> BTreeSet<(Option<Trust>, Protocol)> {
     let mut classes: BTreeSet<(Option<Trust>, Protocol)> = http_destinations(mesh)
         .filter_map(|destination| match upstream(destination) {
@@ -111,6 +114,9 @@ fn shared_classes(mesh: &Mesh) -> BTreeSet<(Option<Trust>, Protocol)> {
         .collect();
     if !mesh.fallback_domains.is_empty() {
         classes.insert((Some(custom_domain_trust(&mesh.bundles)), Protocol::Http));
+    }
+    if mesh.unknown_hosts == UnknownHosts::Forward {
+        classes.insert((Some(unknown_host_trust(&mesh.bundles)), Protocol::Http));
     }
     classes
 }

@@ -93,6 +93,7 @@ fn the_schema_rejects_bad_values_with_clear_errors() {
         ("controller.replicas=two", "/controller/replicas"),
         ("caArns[0]=not-an-arn", "/caArns/0"),
         ("discovery.vpcId=subnet-0a1b", "/discovery/vpcId"),
+        ("unknownHosts=drop", "/unknownHosts"),
         ("discovery.interval=500ms", "/discovery/interval"),
         (
             "injection.failurePolicy=Sometimes",

@@ -72,6 +72,8 @@ async fn services_of_the_service_networks_reach_envoy_and_follow_the_api() {
     let mut args = vec![
         format!("--manifests={}", manifests.display()),
         "--signing=none".to_string(),
+        // A removed service gets the sidecar's own 404, which this test reads.
+        "--unknown-hosts=deny".to_string(),
         format!("--ca-file={}", upstream.ca_file.display()),
         // Lattice-assigned names carry public certificates; here the test CA plays the roots.
         format!("--system-ca-file={}", upstream.ca_file.display()),

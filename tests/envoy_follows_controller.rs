@@ -54,6 +54,8 @@ async fn follows(protocol: &str) {
     let mut args = vec![
         format!("--manifests={}", manifests.display()),
         "--signing=none".to_string(),
+        // Unknown and removed hosts get the sidecar's own 404, which this test reads.
+        "--unknown-hosts=deny".to_string(),
         format!("--ca-file={}", upstream.ca_file.display()),
         "--egress-address=127.0.0.1".to_string(),
         format!("--egress-port={egress_port}"),
@@ -236,6 +238,7 @@ async fn every_signing_mode_is_accepted_and_fails_closed_without_a_signer() {
         let args = vec![
             format!("--manifests={}", manifests.display()),
             format!("--signing={mode}"),
+            "--unknown-hosts=deny".to_string(),
             "--region=us-west-2".to_string(),
             format!("--ca-file={}", upstream.ca_file.display()),
             "--egress-address=127.0.0.1".to_string(),

@@ -138,6 +138,8 @@ async fn fifty_envoys_follow_an_added_and_a_removed_route() {
     let args = vec![
         format!("--manifests={}", manifests.display()),
         "--signing=none".to_string(),
+        // A removed destination gets the sidecar's own 404, which this test reads.
+        "--unknown-hosts=deny".to_string(),
         format!("--dns-resolver={}", dns().await),
         "--egress-address=127.0.0.1".to_string(),
         format!("--egress-port={egress_port}"),

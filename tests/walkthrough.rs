@@ -139,7 +139,6 @@ async fn pod(cloud: &Cloud<'_>, cluster: &str, id: &str, signing: &str) -> Pod {
             "--manifests=examples/{}",
             cluster.trim_start_matches("eks-")
         ),
-        "--domain=example.com".to_string(),
         format!("--ca-arn={ca_arn}"),
         format!("--aws-endpoint-url={}", moto.endpoint()),
         format!("--dns-resolver={dns}"),
@@ -324,9 +323,15 @@ async fn cluster1_reaches_cluster2_and_is_refused_by_its_own_service() {
             .is_some_and(|host| host.ends_with(":443")),
         "{line}"
     );
-    // cluster1 has no route for demo-cluster2: it is reached through the fallback domain.
+    // cluster1 has no route for demo-cluster2 and no domain is listed: it is a Lattice service
+    // all the same, reached through the default forward (its certificate chains to the private
+    // CA, trusted with the system roots).
     let line = access_log_line(&cluster1, "demo-cluster2.example.com", 200).await;
-    assert!(line["route"].is_null(), "{line}");
+    assert_eq!(
+        line["route"],
+        lattice_xds::translate::DEFAULT_FORWARD,
+        "{line}"
+    );
     assert!(line["lattice_error"].is_null(), "{line}");
 
     // And the other way round: eks-cluster2's pod may call demo-cluster1.

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -15,7 +16,7 @@ use crate::inject::{InjectConfig, SidecarResources, SignerSockets};
 use crate::model::defaults;
 use crate::model::{
     DEFAULT_GATEWAY_CLASS, DEFAULT_SYSTEM_CA_FILE, Egress, PRIVATE_CA_BUNDLE, Settings,
-    SignerAddress, Signing, SigningAlgorithm, SigningMode, TrustBundle,
+    SignerAddress, Signing, SigningAlgorithm, SigningMode, TrustBundle, UnknownHosts,
 };
 use crate::provider::discovery::DiscoverySettings;
 use crate::provider::kubernetes::{KubernetesConfig, LeaseConfig};
@@ -31,6 +32,15 @@ pub enum XdsAuthMode {
     Kubernetes,
     /// No authentication.
     None,
+}
+
+/// What the sidecar does with a host no route names (`--unknown-hosts`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum UnknownHostsMode {
+    /// Sign it and send it over HTTPS on 443, its certificate checked against the host.
+    Forward,
+    /// Answer the sidecar's own 404.
+    Deny,
 }
 
 #[derive(Debug, Args)]
@@ -227,6 +237,13 @@ pub struct ControllerArgs {
     /// poll keeps every service discovered before and is retried sooner, backing off.
     #[arg(long, env = "LATTICE_XDS_DISCOVERY_INTERVAL", default_value = "30s", value_parser = humantime::parse_duration)]
     pub discovery_interval: Duration,
+    /// A host that no route, discovered service or --domain names: `forward` signs it and sends
+    /// it over HTTPS on 443, its certificate checked against the host and trusted if it chains
+    /// to a private CA or to the system roots (the private CAs joined with --system-ca-file as
+    /// the controller reads it); `deny` answers the sidecar's own 404. Everything the redirect
+    /// captures is a VPC Lattice address, so an unknown host is a Lattice service too.
+    #[arg(long, env = "LATTICE_XDS_UNKNOWN_HOSTS", value_enum, ignore_case = true, default_value_t = UnknownHostsMode::Forward)]
+    pub unknown_hosts: UnknownHostsMode,
     /// Also trust the system roots (read from --system-ca-file on the controller) for
     /// custom-domain hosts, for upstreams that mix public and private certificates.
     #[arg(long, env = "LATTICE_XDS_TRUST_SYSTEM_ROOTS")]
@@ -429,22 +446,31 @@ impl ControllerArgs {
             .map(|p| p.display().to_string())
             .collect();
         if self.trust_system_roots {
-            let roots = std::fs::read_to_string(&self.system_ca_file).with_context(|| {
-                format!(
-                    "--trust-system-roots: cannot read the system CA file {}",
-                    self.system_ca_file
-                )
-            })?;
-            let certificates =
-                crate::trust::validate::certificates_only(&roots).with_context(|| {
-                    format!(
-                        "--trust-system-roots: refusing the system CA file {}",
-                        self.system_ca_file
-                    )
-                })?;
-            pem.push_str(&certificates);
+            let roots = system_roots(&self.system_ca_file)
+                .map_err(|error| anyhow::anyhow!("--trust-system-roots: {error:#}"))?;
+            pem.push_str(&roots);
             sources.push(self.system_ca_file.clone());
         }
+        let unknown_hosts = match self.unknown_hosts {
+            UnknownHostsMode::Forward => UnknownHosts::Forward,
+            UnknownHostsMode::Deny => UnknownHosts::Deny,
+        };
+        // Unknown hosts trust the private CAs and the system roots; without a private CA, the
+        // system roots of the Envoy container alone, so nothing need be read here.
+        let private_cas = !self.ca_files.is_empty() || !self.ca_arns.is_empty();
+        let system_roots = match (unknown_hosts, private_cas && !self.trust_system_roots) {
+            (UnknownHosts::Forward, true) => match system_roots(&self.system_ca_file) {
+                Ok(roots) => Some(Arc::from(roots)),
+                Err(error) => {
+                    tracing::warn!(
+                        error = format!("{error:#}"),
+                        "unknown hosts are trusted through the private CAs alone: the system roots cannot be read on the controller"
+                    );
+                    None
+                }
+            },
+            _ => None,
+        };
         let mut bundles = BTreeMap::new();
         if !pem.is_empty() {
             let name = PRIVATE_CA_BUNDLE.to_string();
@@ -495,6 +521,8 @@ impl ControllerArgs {
             access_log: self.access_log,
             access_log_query: self.access_log_query,
             accepted_routes_only: self.accepted_routes_only.unwrap_or(self.kubernetes),
+            unknown_hosts,
+            system_roots,
         };
         anyhow::ensure!(
             self.kubeconfig.is_none() || self.kubernetes,
@@ -663,6 +691,14 @@ fn unix_path(address: &SignerAddress) -> Option<String> {
 }
 
 /// POD_NAME (set from the downward API), else the host name.
+/// The certificates of the system CA bundle at `path`, as the controller reads it.
+fn system_roots(path: &str) -> anyhow::Result<String> {
+    let roots = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the system CA file {path}"))?;
+    crate::trust::validate::certificates_only(&roots)
+        .with_context(|| format!("refusing the system CA file {path}"))
+}
+
 fn default_instance() -> String {
     std::env::var("POD_NAME")
         .ok()

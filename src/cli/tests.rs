@@ -78,6 +78,18 @@ fn system_roots_join_the_private_bundle_on_request() {
         bundle.pem
     );
     assert_eq!(bundle.sources, [private, roots]);
+    // Unknown hosts trust the private CAs and the system roots: the roots are read for them,
+    // unless they are among the private CAs already or unknown hosts are denied.
+    assert!(
+        without
+            .settings
+            .system_roots
+            .as_deref()
+            .is_some_and(|pem| pem.contains("ROOT"))
+    );
+    assert!(with.settings.system_roots.is_none());
+    let denied = controller(&[&ca_file, &system, "--unknown-hosts=deny"]).unwrap();
+    assert!(denied.settings.system_roots.is_none());
     let missing = controller(&[
         "--trust-system-roots",
         "--system-ca-file=/nonexistent/roots.pem",

@@ -9,7 +9,9 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::metrics::{KindLabel, Metrics};
-use crate::model::{Mesh, PRIVATE_CA_BUNDLE, Settings, TrustBundle};
+use crate::model::{
+    Mesh, PRIVATE_CA_BUNDLE, Settings, TrustBundle, UNKNOWN_HOSTS_BUNDLE, UnknownHosts,
+};
 use crate::provider::discovery::{DiscoveryState, Service};
 use crate::provider::{InvalidInput, Observed, lattice};
 use crate::translate::translate;
@@ -109,7 +111,8 @@ impl Pipeline {
     }
 
     /// The configured bundles plus one per fetched CA, every CA also joining the combined
-    /// private-CA bundle that custom-domain destinations trust.
+    /// private-CA bundle that custom-domain destinations trust; and, when unknown hosts are
+    /// forwarded, that bundle with the system roots.
     fn settings_with(&self, trust: &TrustState) -> Settings {
         let mut settings = self.settings.clone();
         let mut combined =
@@ -136,11 +139,25 @@ impl Pipeline {
             combined.pem.push_str(pem);
             combined.sources.push(ca.arn.clone());
         }
-        if !combined.pem.is_empty() {
-            settings
-                .bundles
-                .insert(PRIVATE_CA_BUNDLE.to_string(), combined);
+        if combined.pem.is_empty() {
+            return settings;
         }
+        if let (UnknownHosts::Forward, Some(roots)) =
+            (settings.unknown_hosts, &settings.system_roots)
+        {
+            let mut sources = combined.sources.clone();
+            sources.push(settings.system_ca_file.clone());
+            let name = UNKNOWN_HOSTS_BUNDLE.to_string();
+            let bundle = TrustBundle {
+                name: name.clone(),
+                pem: format!("{}{roots}", combined.pem),
+                sources,
+            };
+            settings.bundles.insert(name, bundle);
+        }
+        settings
+            .bundles
+            .insert(PRIVATE_CA_BUNDLE.to_string(), combined);
         settings
     }
 
@@ -215,5 +232,48 @@ impl Pipeline {
             gauge.set(counts.get(kind).copied().unwrap_or(0));
         }
         self.invalid_kinds.extend(counts.into_keys());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_hosts_trust_the_private_cas_and_the_system_roots() {
+        let private = TrustBundle {
+            name: PRIVATE_CA_BUNDLE.to_string(),
+            pem: "PRIVATE\n".to_string(),
+            sources: vec!["private.pem".to_string()],
+        };
+        let mut settings = Settings {
+            system_roots: Some(Arc::from("ROOTS\n")),
+            ..Settings::default()
+        };
+        settings
+            .bundles
+            .insert(PRIVATE_CA_BUNDLE.to_string(), private);
+        let with = |settings: &Settings| {
+            let pipeline = Pipeline::new(settings.clone(), Arc::default(), Duration::ZERO);
+            pipeline.settings_with(&TrustState::default()).bundles
+        };
+
+        let bundles = with(&settings);
+        let joined = &bundles[UNKNOWN_HOSTS_BUNDLE];
+        assert_eq!(joined.pem, "PRIVATE\nROOTS\n");
+        assert_eq!(
+            joined.sources,
+            ["private.pem", crate::model::DEFAULT_SYSTEM_CA_FILE]
+        );
+        assert_eq!(bundles[PRIVATE_CA_BUNDLE].pem, "PRIVATE\n");
+
+        settings.unknown_hosts = UnknownHosts::Deny;
+        assert!(!with(&settings).contains_key(UNKNOWN_HOSTS_BUNDLE));
+        // Without a private CA, unknown hosts use the Envoy container's system roots as they are.
+        let only_roots = Settings {
+            system_roots: Some(Arc::from("ROOTS\n")),
+            ..Settings::default()
+        };
+        assert!(with(&only_roots).is_empty());
     }
 }

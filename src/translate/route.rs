@@ -14,7 +14,10 @@ use envoy_types::util::pack_any;
 use super::{
     EGRESS, FALLBACK_VHOST, cluster_name_of, http_destinations, shared_cluster_name, signing,
 };
-use crate::model::{Destination, Mesh, Protocol, ServiceOrigin, custom_domain_trust};
+use crate::model::{
+    Destination, Mesh, Protocol, ServiceOrigin, UnknownHosts, custom_domain_trust,
+    unknown_host_trust,
+};
 
 /// The body of the local reply for a host that is neither a destination nor under a fallback
 /// domain.
@@ -42,7 +45,10 @@ pub fn egress(mesh: &Mesh) -> RouteConfiguration {
             ..Default::default()
         });
     }
-    virtual_hosts.push(no_route(mesh));
+    virtual_hosts.push(match mesh.unknown_hosts {
+        UnknownHosts::Forward => default_forward(mesh),
+        UnknownHosts::Deny => no_route(mesh),
+    });
     RouteConfiguration {
         name: EGRESS.to_string(),
         virtual_hosts,
@@ -137,7 +143,28 @@ fn to_cluster(cluster: String) -> Route {
     }
 }
 
-/// The catch-all: a 404 with a body that says why, answered locally and never signed.
+/// The route name of the default forward, in every config dump and the access log.
+pub const DEFAULT_FORWARD: &str = "default forward: no route or discovered service names this host";
+
+/// The catch-all with `--unknown-hosts forward`: the host is still a VPC Lattice service (the
+/// redirect captures only Lattice's ranges), so it is signed and sent over HTTPS on 443 through
+/// the shared cluster whose certificate check names the host and trusts the private CAs and the
+/// system roots. The signature binds the host, and it goes only to a peer whose certificate
+/// names that host.
+fn default_forward(mesh: &Mesh) -> VirtualHost {
+    let trust = unknown_host_trust(&mesh.bundles);
+    let mut route = to_cluster(shared_cluster_name(Some(&trust), Protocol::Http));
+    route.name = DEFAULT_FORWARD.to_string();
+    VirtualHost {
+        name: "default-forward".to_string(),
+        domains: vec!["*".to_string()],
+        routes: vec![route],
+        ..Default::default()
+    }
+}
+
+/// The catch-all with `--unknown-hosts deny`: a 404 with a body that says why, answered
+/// locally and never signed.
 fn no_route(mesh: &Mesh) -> VirtualHost {
     let typed_per_filter_config = signing::filter_name(mesh.signing.mode)
         .map(|name| {
