@@ -8,6 +8,7 @@ mod cluster;
 mod listener;
 mod route;
 
+pub use listener::{NOT_REDIRECTED, ORIGINAL_DESTINATION, PASSTHROUGH};
 pub use route::{DEFAULT_FORWARD, NO_ROUTE_BODY, service_provenance};
 mod secret;
 mod signing;
@@ -68,6 +69,7 @@ pub fn translate(mesh: &Mesh) -> Resources {
             .map(|(tls, protocol)| cluster::shared(tls.as_ref(), *protocol, mesh)),
     );
     clusters.extend(signing::clusters(&mesh.signing));
+    clusters.push(cluster::original_destination());
     clusters.sort_by(|a, b| a.name.cmp(&b.name));
     Resources {
         listeners: vec![listener::egress(mesh)],

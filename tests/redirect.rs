@@ -23,9 +23,39 @@ struct Netns(String);
 
 impl Netns {
     fn create() -> Netns {
-        let name = format!("lattice-xds-test-{}", std::process::id());
+        static COUNT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = COUNT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let name = format!("lattice-xds-test-{}-{n}", std::process::id());
         run(&["ip", "netns", "add", &name]);
         Netns(name)
+    }
+
+    /// A namespace with loopback up and a stand-in for VPC Lattice on it: one address of its
+    /// IPv4 range, 169.254.171.20. Needs root.
+    fn with_lattice_address() -> Netns {
+        assert_eq!(
+            run(&["id", "-u"]).trim(),
+            "0",
+            "this test makes a network namespace and installs iptables rules: run it as root"
+        );
+        let netns = Netns::create();
+        netns.exec(&["ip", "link", "set", "lo", "up"]);
+        netns.exec(&["ip", "addr", "add", "169.254.171.20/32", "dev", "lo"]);
+        netns
+    }
+
+    /// `lattice-xds redirect` as the init container runs it: the proxy's uid exempt. Its output.
+    fn redirect(&self) -> String {
+        self.exec(&[
+            lattice_xds(),
+            "redirect",
+            "--egress-port",
+            EGRESS_PORT,
+            "--proxy-uid",
+            PROXY_UID,
+            "--proxy-gid",
+            PROXY_UID,
+        ])
     }
 
     /// `ip netns exec <ns> args...`, asserting success; its output.
@@ -72,15 +102,8 @@ fn peer(name: &str) -> String {
 
 #[tokio::test]
 async fn lattice_connections_land_on_the_egress_port_except_the_proxys_own() {
-    assert_eq!(
-        run(&["id", "-u"]).trim(),
-        "0",
-        "this test makes a network namespace and installs iptables rules: run it as root"
-    );
-    let netns = Netns::create();
-    netns.exec(&["ip", "link", "set", "lo", "up"]);
-    // Stand-ins for Lattice: one address in each of its ranges, local to this namespace.
-    netns.exec(&["ip", "addr", "add", "169.254.171.20/32", "dev", "lo"]);
+    let netns = Netns::with_lattice_address();
+    // And one in its IPv6 range.
     netns.exec(&[
         "ip",
         "-6",
@@ -92,16 +115,7 @@ async fn lattice_connections_land_on_the_egress_port_except_the_proxys_own() {
         "nodad",
     ]);
 
-    let rules = netns.exec(&[
-        lattice_xds(),
-        "redirect",
-        "--egress-port",
-        EGRESS_PORT,
-        "--proxy-uid",
-        PROXY_UID,
-        "--proxy-gid",
-        PROXY_UID,
-    ]);
+    let rules = netns.redirect();
     assert!(rules.is_empty(), "{rules}");
     let installed = netns.exec(&["iptables-save", "-t", "nat"]);
     assert!(
@@ -144,4 +158,164 @@ async fn lattice_connections_land_on_the_egress_port_except_the_proxys_own() {
     // The proxy's are not: they reach Lattice.
     assert_eq!(connect(Some(PROXY_UID), "169.254.171.20"), "lattice");
     assert_eq!(connect(Some(PROXY_UID), "fd00:ec2:80::20"), "lattice");
+}
+
+/// Every protocol passes a sidecar that the redirect hands it to: stock Envoy, following the
+/// controller, as the proxy's uid in a network namespace with the injected rules. HTTP is the
+/// connection manager's; TLS, a client-first and a server-first protocol go on untouched to the
+/// Lattice address the application dialed; a TLS connection keeps its SNI and the service's
+/// own certificate; nothing made directly to the egress port is forwarded.
+#[tokio::test]
+async fn every_protocol_the_redirect_captures_passes_the_sidecar() {
+    let netns = Netns::with_lattice_address();
+    let dir = tempfile::tempdir().unwrap();
+    // Envoy runs as the proxy's uid: its binary and bootstrap must be readable by it.
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let cert = support::upstream::ServerCert::write(dir.path(), "lattice", &["tls.example.com"]);
+
+    let manifests = dir.path().join("manifests");
+    std::fs::create_dir(&manifests).unwrap();
+    let (xds_port, admin_port) = (18000, 19000);
+    let controller = Running::spawn(
+        &mut netns.command(&[
+            lattice_xds(),
+            "controller",
+            &format!("--manifests={}", manifests.display()),
+            "--signing=none",
+            &format!("--egress-port={EGRESS_PORT}"),
+            &format!("--xds-listen=127.0.0.1:{xds_port}"),
+            &format!("--admin-listen=127.0.0.1:{admin_port}"),
+        ]),
+        &dir.path().join("controller.log"),
+    );
+    let envoy_admin = 19001;
+    let bootstrap =
+        support::envoy::write_bootstrap(dir.path(), "pod", xds_port, envoy_admin, "delta");
+    let envoy_binary = dir.path().join("envoy");
+    std::fs::copy(support::envoy::binary(), &envoy_binary).unwrap();
+    std::fs::set_permissions(
+        dir.path().join("bootstrap-pod.yaml"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o644),
+    )
+    .unwrap();
+    let _envoy = Running::spawn(
+        &mut netns.command(&[
+            "setpriv",
+            "--reuid",
+            PROXY_UID,
+            "--regid",
+            PROXY_UID,
+            "--clear-groups",
+            envoy_binary.to_str().unwrap(),
+            "-c",
+            bootstrap.to_str().unwrap(),
+            "--disable-hot-restart",
+            "--concurrency",
+            "1",
+            // Access log lines within 200 ms, for the check below.
+            "--file-flush-interval-msec",
+            "200",
+        ]),
+        &dir.path().join("envoy.log"),
+    );
+    let lattice = Running::spawn(
+        &mut netns.command(&[
+            PYTHON,
+            &peer("passthrough.py"),
+            "serve",
+            "169.254.171.20",
+            cert.cert_file.to_str().unwrap(),
+            cert.key_file.to_str().unwrap(),
+        ]),
+        &dir.path().join("lattice.log"),
+    );
+    let peer_run = |args: &[&str]| {
+        let script = peer("passthrough.py");
+        let mut full = vec![PYTHON, script.as_str()];
+        full.extend(args);
+        netns.exec(&full).trim().to_string()
+    };
+    let listeners = format!("http://127.0.0.1:{envoy_admin}/listeners");
+    eventually(
+        "Envoy's egress listener",
+        Duration::from_secs(30),
+        || async {
+            peer_run(&["url", &listeners])
+                .contains("egress")
+                .then_some(())
+        },
+    )
+    .await;
+    eventually("the Lattice stand-ins", Duration::from_secs(10), || async {
+        lattice.log_text().contains("ready").then_some(())
+    })
+    .await;
+    let rules = netns.redirect();
+    assert!(rules.is_empty(), "{rules}");
+
+    // TLS that the service terminates: the client sees the service's own certificate (checked
+    // against its CA for the name it asked), and the service sees that name.
+    let tls = peer_run(&[
+        "tls",
+        "169.254.171.20",
+        "8443",
+        "tls.example.com",
+        cert.ca_file.to_str().unwrap(),
+    ]);
+    assert_eq!(tls, "tls tls.example.com");
+    // A protocol whose client speaks first, and one whose server does (after the inspection
+    // timeout).
+    assert_eq!(peer_run(&["echo", "169.254.171.20", "7000"]), "echo hello");
+    let started = std::time::Instant::now();
+    let connect = peer("connect.py");
+    assert_eq!(
+        netns
+            .exec(&[PYTHON, &connect, "169.254.171.20", "7001"])
+            .trim(),
+        "greeting"
+    );
+    eprintln!(
+        "server-first protocol answered after {:?}",
+        started.elapsed()
+    );
+    // They went through the sidecar (its access log has them), not around it.
+    eventually(
+        "the pass-through log lines",
+        Duration::from_secs(5),
+        || async {
+            let log = std::fs::read_to_string(dir.path().join("envoy.log")).unwrap_or_default();
+            let lines: Vec<serde_json::Value> = log
+                .lines()
+                .filter_map(|line| serde_json::from_str(line).ok())
+                .filter(|line: &serde_json::Value| {
+                    line["route"] == lattice_xds::translate::PASSTHROUGH
+                })
+                .collect();
+            let tls_logged = lines.iter().any(|line| {
+                line["server_name"] == "tls.example.com"
+                    && line["destination"] == "169.254.171.20:8443"
+            });
+            (tls_logged && lines.len() >= 3).then_some(())
+        },
+    )
+    .await;
+    // A connection made to the egress port itself has nowhere to go but back: it is told so and
+    // closed (the line may be lost to a reset, as the client's bytes are left unread), never
+    // passed on.
+    let started = std::time::Instant::now();
+    let direct = peer_run(&["echo", "127.0.0.1", EGRESS_PORT]);
+    assert!(
+        direct == lattice_xds::translate::NOT_REDIRECTED.trim() || direct.contains("reset"),
+        "{direct}\n{}",
+        controller.log_text()
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
 }

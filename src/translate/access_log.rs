@@ -41,7 +41,7 @@ use crate::model::Mesh;
 const SCRIPT: &str = include_str!("../../envoy/access_log.lua");
 
 /// The fields of each line, in the order a reader looks for them.
-fn fields(mesh: &Mesh) -> [(&'static str, String); 13] {
+fn fields(mesh: &Mesh) -> Vec<(&'static str, String)> {
     let operator = |operator: &str| operator.to_string();
     // The path as the application sent it; without its query string when asked, since a
     // query may carry tokens or personal data.
@@ -49,7 +49,7 @@ fn fields(mesh: &Mesh) -> [(&'static str, String); 13] {
         true => "%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%",
         false => "%PATH(NQ)%",
     };
-    [
+    vec![
         ("time", operator("%START_TIME%")),
         ("method", operator("%REQ(:METHOD)%")),
         ("authority", operator("%REQ(:AUTHORITY)%")),
@@ -83,13 +83,41 @@ pub fn access_logs(mesh: &Mesh) -> Vec<AccessLog> {
     }]
 }
 
+/// The pass-through chain's access log: one JSON line per connection that was neither HTTP nor
+/// redirected to the egress port itself (TLS to terminate elsewhere, any other protocol), with
+/// its server name when it is TLS.
+pub fn passthrough_logs(mesh: &Mesh) -> Vec<AccessLog> {
+    if !mesh.access_log {
+        return Vec::new();
+    }
+    let operator = |operator: &str| operator.to_string();
+    let fields = vec![
+        ("time", operator("%START_TIME%")),
+        ("protocol", "tcp".to_string()),
+        ("server_name", operator("%REQUESTED_SERVER_NAME%")),
+        ("destination", operator("%DOWNSTREAM_LOCAL_ADDRESS%")),
+        ("upstream_host", operator("%UPSTREAM_HOST%")),
+        ("response_flags", operator("%RESPONSE_FLAGS%")),
+        ("duration_ms", operator("%DURATION%")),
+        ("bytes_sent", operator("%BYTES_SENT%")),
+        ("bytes_received", operator("%BYTES_RECEIVED%")),
+        ("route", operator(super::listener::PASSTHROUGH)),
+        ("signing", "none".to_string()),
+    ];
+    vec![AccessLog {
+        name: "envoy.access_loggers.stdout".to_string(),
+        config_type: Some(access_log::ConfigType::TypedConfig(stdout_json(fields))),
+        ..Default::default()
+    }]
+}
+
 /// A stdout log writing `fields` as JSON, encoded the same way every time.
 ///
 /// `json_format` is a `Struct`, a map that prost encodes in `HashMap` order, which differs
 /// from one map to the next: the listener's version would change with every rebuild. Protobuf
 /// merges concatenated messages and adds up their map entries, so one message per field, in
 /// name order, encodes the same log format deterministically.
-fn stdout_json(mut fields: [(&'static str, String); 13]) -> Any {
+fn stdout_json(mut fields: Vec<(&'static str, String)>) -> Any {
     fields.sort();
     let mut value = Vec::new();
     for (name, text) in fields {

@@ -119,6 +119,20 @@ pub fn shared(tls: Option<&Trust>, protocol: Protocol, mesh: &Mesh) -> Cluster {
     }
 }
 
+/// The cluster that passes a connection on to the address its application dialed (the
+/// original destination a redirect recorded), for what the egress listener does not route.
+pub fn original_destination() -> Cluster {
+    Cluster {
+        name: super::listener::ORIGINAL_DESTINATION.to_string(),
+        connect_timeout: Some(seconds(CONNECT_TIMEOUT_SECONDS)),
+        cluster_discovery_type: Some(ClusterDiscoveryType::Type(
+            DiscoveryType::OriginalDst.into(),
+        )),
+        lb_policy: LbPolicy::ClusterProvided.into(),
+        ..Default::default()
+    }
+}
+
 const HTTP_PROTOCOL_OPTIONS: &str = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
 
 /// The upstream protocol over TLS: HTTP/2 for gRPC, as VPC Lattice serves it; otherwise the
