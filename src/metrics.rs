@@ -110,6 +110,8 @@ pub struct Metrics {
     pub discovered_services: Gauge,
     /// Unix seconds of the last successful poll.
     pub discovery_last_success: Gauge,
+    /// Seconds the last poll took, successful or not.
+    pub discovery_poll_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
 }
 
 impl Default for Metrics {
@@ -142,6 +144,7 @@ impl Default for Metrics {
             discovery_api_calls: Family::default(),
             discovered_services: Gauge::default(),
             discovery_last_success: Gauge::default(),
+            discovery_poll_seconds: Gauge::default(),
         };
         let registry = &mut metrics.registry;
         registry.register(
@@ -273,6 +276,11 @@ impl Default for Metrics {
             "discovery_last_success_timestamp_seconds",
             "Unix time of the last successful poll of the VPC Lattice API",
             metrics.discovery_last_success.clone(),
+        );
+        registry.register(
+            "discovery_poll_seconds",
+            "Seconds the last poll of the VPC Lattice API took",
+            metrics.discovery_poll_seconds.clone(),
         );
         metrics
     }

@@ -439,8 +439,8 @@ fn the_controller_can_write_only_its_own_objects() {
         .find(|document| document.contains("kind: MutatingWebhookConfiguration"))
         .expect("the rendered webhook configuration");
     cluster.apply(webhook);
-    let patch = |json: &str| {
-        cluster.try_kubectl(&[
+    let patch_with = |json: &str, extra: &[&str]| {
+        let mut args = vec![
             "patch",
             CONTROLLER,
             "mutatingwebhookconfiguration",
@@ -448,14 +448,28 @@ fn the_controller_can_write_only_its_own_objects() {
             "--type=json",
             "-p",
             json,
-        ])
+        ];
+        args.extend(extra);
+        cluster.try_kubectl(&args)
     };
+    let patch = |json: &str| patch_with(json, &[]);
+    let widen = r#"[{"op": "replace", "path": "/webhooks/0/rules/0/operations", "value": ["CREATE", "UPDATE"]}]"#;
+    // This policy, too, takes a moment to be enforced: wait for a refusal of a dry run, which
+    // changes nothing when it is let through.
+    for attempt in 1.. {
+        if !patch_with(widen, &["--dry-run=server"]).0 {
+            break;
+        }
+        assert!(
+            attempt < 100,
+            "the webhook's admission policy was never enforced"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
     let (patched, output) =
         patch(r#"[{"op": "add", "path": "/webhooks/0/clientConfig/caBundle", "value": "Q0E="}]"#);
     assert!(patched, "the caBundle patch was refused: {output}");
-    let (patched, output) = patch(
-        r#"[{"op": "replace", "path": "/webhooks/0/rules/0/operations", "value": ["CREATE", "UPDATE"]}]"#,
-    );
+    let (patched, output) = patch(widen);
     assert!(!patched, "the controller widened its webhook's rules");
     assert!(output.contains("may change only the caBundle"), "{output}");
     let (created, output) = create_as_controller(

@@ -92,6 +92,8 @@ async fn envoy_destinations(envoy: &Envoy) -> Vec<(String, String)> {
 }
 
 /// The names of the clusters Envoy received over CDS.
+/// The clusters Envoy holds for destinations (the one that passes other protocols through
+/// aside), sorted.
 async fn envoy_clusters(envoy: &Envoy) -> Vec<String> {
     let dump = envoy.config_dump().await;
     let clusters = dump["configs"]
@@ -106,6 +108,7 @@ async fn envoy_clusters(envoy: &Envoy) -> Vec<String> {
         });
     let mut names: Vec<String> = clusters
         .filter_map(|entry| entry["cluster"]["name"].as_str().map(str::to_string))
+        .filter(|name| name != lattice_xds::translate::ORIGINAL_DESTINATION)
         .collect();
     names.sort();
     names
@@ -363,7 +366,8 @@ async fn grpc_routes_become_http2_destinations_and_bad_ones_get_events() {
             && provenance.contains("auth policy apps/greeter-iam-auth-policy (service)"),
         "{provenance}"
     );
-    // One shared cluster per protocol: HTTP/1.1 for HTTPRoutes, HTTP/2 for GRPCRoutes.
+    // One shared cluster per protocol: HTTP as ALPN negotiates for HTTPRoutes, HTTP/2 for
+    // GRPCRoutes.
     assert_eq!(
         envoy_clusters(&envoy).await,
         ["lattice-grpc|system-roots", "lattice-tls|system-roots"]

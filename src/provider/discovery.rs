@@ -181,7 +181,12 @@ pub async fn run(
         metrics: &metrics,
     };
     loop {
-        let wait = match poller.poll(&settings, &mut catalog).await {
+        let started = std::time::Instant::now();
+        let polled = poller.poll(&settings, &mut catalog).await;
+        metrics
+            .discovery_poll_seconds
+            .set(started.elapsed().as_secs_f64());
+        let wait = match polled {
             Ok(services) => {
                 if failures > 0 {
                     tracing::info!(failed_polls = failures, "VPC Lattice API answering again");
