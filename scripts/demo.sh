@@ -1,15 +1,20 @@
 #!/usr/bin/env bash
-# The walkthrough on one machine, without a cluster or an AWS account. ACM PCA runs in moto
-# and issues the private CA and the *.example.com certificate; `lattice-xds emulate-lattice`
-# stands in for VPC Lattice on 127.0.0.1:443 (TLS, SigV4, the IAM auth policies of
-# examples/cluster*/), answers DNS for the services and plays the EKS Pod Identity agent; each
-# emulated cluster runs its controller on its own manifests, stock Envoy and the signer. Then
-# eks-cluster1's pod makes the walkthrough's two calls. Needs root, for port 443.
+# The walkthrough on one machine, without a cluster or an AWS account. moto plays ACM PCA,
+# which issues the private CA and the *.example.com certificate, and the VPC Lattice API, in
+# which each cluster's services are registered as its AWS Gateway API Controller would
+# (tests/peers/gateway_routes.py), beside a partner's TLS passthrough service in a second
+# service network. `lattice-xds emulate-lattice` stands in for VPC Lattice's data plane on
+# 127.0.0.1:443 (TLS, SigV4, the auth policies the API holds), answers DNS for the services and
+# plays the EKS Pod Identity agent; each emulated cluster runs its controller on its own
+# manifests, discovering the rest from the API (no --domain), stock Envoy and the signer. Then
+# eks-cluster1's pod makes the walkthrough's calls. Needs root, for port 443.
 #
 # DEMO_NETNS=1 (make demo NETNS=1) runs eks-cluster1's pod in a network namespace, as a pod
 # runs: `lattice-xds redirect` installs the injected init container's iptables rules, Envoy
 # runs as its own uid, and the app's plain `curl http://demo-cluster2.example.com` (resolved by
-# the emulator's DNS to a VPC Lattice link-local address) is captured by the sidecar.
+# the emulator's DNS to a VPC Lattice link-local address) is captured by the sidecar. Only
+# then can the TLS passthrough call go through the sidecar: without the redirect, nothing
+# brings a TLS connection to it.
 set -euo pipefail
 shopt -s inherit_errexit
 cd "$(dirname "$0")/.."
@@ -87,14 +92,44 @@ unset AWS_PROFILE AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_SESSION_TOKEN
 export AWS_CONFIG_FILE=$work/none AWS_SHARED_CREDENTIALS_FILE=$work/none AWS_EC2_METADATA_DISABLED=true
 
 moto_port=$(free_port)
+region=ap-northeast-2
+assigned="*.$region.vpclattice.amazonaws.com"
 echo "== ACM PCA (moto on 127.0.0.1:$moto_port): a root CA, and a certificate for *.example.com"
 "$python/moto_server" -H 127.0.0.1 -p "$moto_port" > "$work/moto.log" 2>&1 &
 pids+=($!)
 wait_for "http://127.0.0.1:$moto_port/moto-api/" "" "moto" "$work/moto.log"
-openssl req -newkey rsa:2048 -nodes -subj "/CN=*.example.com" -addext "subjectAltName=DNS:*.example.com" \
-  -keyout "$work/tls.key" -out "$work/tls.csr" 2>/dev/null
-ca_arn=$("$python/python" tests/peers/pca_setup.py "http://127.0.0.1:$moto_port" "$work/tls.csr" "$work/tls.crt")
+# The same certificate serves the Lattice-assigned names, which in AWS carry Amazon's public
+# certificate: here the private CA stands in for the system roots (--system-ca-file below).
+openssl req -newkey rsa:2048 -nodes -subj "/CN=*.example.com" \
+  -addext "subjectAltName=DNS:*.example.com,DNS:$assigned" \
+  -keyout "$work/tls.key" -out "$work/tls.crt.csr" 2>/dev/null
+ca_arn=$("$python/python" tests/peers/pca_setup.py "http://127.0.0.1:$moto_port" "$work/tls.crt.csr" "$work/tls.crt")
+awk 'found; /END CERTIFICATE/ { found = 1 }' "$work/tls.crt" > "$work/ca.pem"
 echo "   $ca_arn"
+
+echo "== VPC Lattice API (moto): each cluster's routes as its AWS Gateway API Controller registers them"
+registered=$("$python/python" tests/peers/gateway_routes.py "http://127.0.0.1:$moto_port" "$region" 10.0.0.0/16 \
+  examples/cluster1 examples/cluster2 | "$python/python" tests/peers/lattice_services.py)
+vpc=$(echo "$registered" | "$python/python" -c 'import json, sys; print(json.load(sys.stdin)["vpc"])')
+# A partner's services, shared into the VPC through a second service network: one behind a TLS
+# passthrough listener (TLS goes to the service itself; Lattice admits anonymous callers only),
+# and one known by its Lattice-assigned name alone. (The clusters' own services have custom
+# domains, and moto then gives the custom domain as dnsEntry: their assigned names are not in
+# its API.)
+partner=$(printf '{"endpoint": "http://127.0.0.1:%s", "region": "%s", "vpc": "%s",
+  "networks": [{"name": "partner-network", "auth": "NONE"}],
+  "services": [{"name": "ledger-partner", "custom_domain": "ledger.example.com", "auth": "NONE",
+                "listeners": [["TLS_PASSTHROUGH", 443]], "networks": ["partner-network"]},
+               {"name": "inventory-partner", "custom_domain": null, "auth": "NONE",
+                "listeners": [["HTTPS", 443]], "networks": ["partner-network"]}]}' \
+  "$moto_port" "$region" "$vpc" | "$python/python" tests/peers/lattice_services.py)
+"$python/python" - "$registered" "$partner" <<'PY'
+import json, sys
+for document in sys.argv[1:]:
+    for name, service in json.loads(document)["services"].items():
+        print(f"   {name}: {service['dns']} ({service['arn']})")
+PY
+inventory=$(echo "$partner" | "$python/python" -c 'import json, sys; print(json.load(sys.stdin)["services"]["inventory-partner"]["dns"])')
 
 app_port() { # NAME: the walkthrough's http-server, answering with its pod name
   local port
@@ -119,20 +154,44 @@ PY
 }
 app1=$(app_port demo-cluster1-v1)
 app2=$(app_port demo-cluster2-v1)
+app3=$(app_port inventory-partner)
 # eks-cluster1's gRPC service (examples/cluster1/greeter.yaml): the standard health service.
 greeter=$(free_port)
 "$bin" grpc-health serve --listen "127.0.0.1:$greeter" --service greeter > "$work/greeter.log" 2>&1 &
+pids+=($!)
+# The partner's ledger: HTTPS it terminates itself, with its own certificate.
+ledger=$(free_port)
+python3 - "$ledger" "$work/tls.crt" "$work/tls.key" > /dev/null 2>&1 <<'PY' &
+import http.server, ssl, sys
+port, cert, key = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = b"Hello from ledger (TLS terminated by the service itself)\n"
+        self.send_response(200)
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
+context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+context.load_cert_chain(cert, key)
+server.socket = context.wrap_socket(server.socket, server_side=True)
+server.serve_forever()
+PY
 pids+=($!)
 
 dns_port=$(free_port); agent="127.0.0.1:$(free_port)"
 # In the namespace the agent is where EKS puts it, beside the namespace's link.
 if [ -n "$netns" ]; then dns_port=53; agent=169.254.170.23:80; fi
 echo "== VPC Lattice, emulated on $lattice_ip:443 (DNS on $services_ip:$dns_port, Pod Identity agent on $agent)"
-"$bin" emulate-lattice --manifests examples/cluster1 --manifests examples/cluster2 \
+AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing \
+"$bin" emulate-lattice --vpc-id "$vpc" --aws-endpoint-url "http://127.0.0.1:$moto_port" \
   --identities demo/identities.yaml --tls-cert "$work/tls.crt" --tls-key "$work/tls.key" \
-  --listen "$lattice_ip:443" --region ap-northeast-2 --account 890742582773 \
-  --backend "demo-cluster1-v1=http://127.0.0.1:$app1" --backend "demo-cluster2-v1=http://127.0.0.1:$app2" \
-  --backend "greeter-v1=http://127.0.0.1:$greeter" \
+  --listen "$lattice_ip:443" --region "$region" \
+  --backend "demo-cluster1-apps=http://127.0.0.1:$app1" --backend "demo-cluster2-apps=http://127.0.0.1:$app2" \
+  --backend "greeter-apps=http://127.0.0.1:$greeter" --backend "ledger-partner=127.0.0.1:$ledger" \
+  --backend "inventory-partner=http://127.0.0.1:$app3" \
   --dns-listen "$services_ip:$dns_port" --dns-answer "$lattice_ip" \
   --pod-identity-listen "$agent" \
   > "$work/emulator.log" 2>&1 &
@@ -146,15 +205,16 @@ start_pod() { # CLUSTER INSIDE: sets $egress to the pod's egress port; INSIDE=1 
   local egress_at=(--egress-address 127.0.0.1)
   if [ "$inside" = 1 ]; then run=(ip netns exec "$netns"); xds_ip=$services_ip; egress_at=(); fi
   printf '%s' "demo-projected-token-eks-$cluster" > "$work/$cluster.token"
-  AWS_REGION=ap-northeast-2 \
+  AWS_REGION=$region \
   AWS_CONTAINER_CREDENTIALS_FULL_URI="http://$agent/v1/credentials" \
   AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE="$work/$cluster.token" \
     "${run[@]}" "$bin" signer --grpc-listen "127.0.0.1:$grpc" --http-listen "127.0.0.1:$http" > "$work/signer-$cluster.log" 2>&1 &
   pids+=($!)
   AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing \
     "$bin" controller --manifests "examples/$cluster" \
-    --ca-arn "$ca_arn" --aws-endpoint-url "http://127.0.0.1:$moto_port" \
-    --dns-resolver "$services_ip:$dns_port" --signing ext-proc --region ap-northeast-2 \
+    --ca-arn "$ca_arn" --aws-endpoint-url "http://127.0.0.1:$moto_port" --vpc-id "$vpc" \
+    --system-ca-file "$work/ca.pem" \
+    --dns-resolver "$services_ip:$dns_port" --signing ext-proc --region "$region" \
     --signer-grpc-address "127.0.0.1:$grpc" \
     --xds-listen "$xds_ip:$xds" --admin-listen "127.0.0.1:$admin" \
     "${egress_at[@]}" --egress-port "$egress" > "$work/controller-$cluster.log" 2>&1 &
@@ -223,7 +283,10 @@ for _ in range(50):  # the access log is flushed every 200 ms
             entry = json.loads(line)
         except ValueError:
             continue
-        if isinstance(entry, dict) and entry.get("authority", "").split(":")[0] == sys.argv[2]:
+        if not isinstance(entry, dict):
+            continue
+        # An HTTP request by its Host; a passed-through TLS connection by its server name.
+        if sys.argv[2] in (entry.get("authority", "").split(":")[0], entry.get("server_name")):
             route = entry.get("route") or ""
     if route is not None:
         break
@@ -232,10 +295,21 @@ if route is None:
     print("(the sidecar logged no request for this host)")
 elif route.startswith("default forward"):
     print("(the sidecar knew the host by: the default forward; no route or discovered service names it)")
+elif route.startswith("passthrough"):
+    print("(the sidecar saw TLS and passed it through, unsigned and untouched, to the address dialed)")
 else:
-    parts = dict(part.split(" ", 1) for part in route.split("; ") if " " in part)
-    known = [f"local route {parts['route']}"] if "route" in parts else []
-    known += [f"discovered service {parts['service']}"] if "service" in parts else []
+    parts = route.split("; ")
+    def part(prefix):
+        return next((p[len(prefix):] for p in parts if p.startswith(prefix)), None)
+    known = []
+    if part("route "):
+        known.append(f"local route {part('route ')}")
+    service = next((p for p in parts if p.startswith("service ")
+                    and not p.startswith(("service network ", "service auth "))), None)
+    if service:
+        name = service[len("service "):].split(" (")[0]
+        network = (part("service network ") or "").split(" (")[0]
+        known.append(f"discovered service {name} of service network {network}")
     print(f"(the sidecar knew the host by: {', '.join(known)})")
 PY
 }
@@ -248,11 +322,28 @@ echo "\$ kubectl --context eks-cluster1 exec -n apps deploy/demo-cluster1-v1 -- 
 call demo-cluster1.example.com
 known_by demo-cluster1.example.com
 echo
+echo "\$ kubectl --context eks-cluster1 exec -n apps deploy/demo-cluster1-v1 -- curl $inventory"
+call "$inventory"
+known_by "$inventory"
+echo
 echo "\$ kubectl --context eks-cluster1 exec -n apps deploy/demo-cluster1-v1 -- grpc-health-probe -addr greeter.example.com:80 -service greeter"
 grpc_call greeter.example.com greeter
 known_by greeter.example.com
 echo
+echo "\$ kubectl --context eks-cluster1 exec -n apps deploy/demo-cluster1-v1 -- curl https://ledger.example.com"
+if [ -n "$netns" ]; then
+  # The partner's certificate is checked by the app itself: the sidecar never touches TLS.
+  output=$(ip netns exec "$netns" curl -sS --cacert "$work/ca.pem" -w '\n%{http_code}' https://ledger.example.com/)
+  echo "HTTP ${output##*$'\n'}"
+  body=${output%$'\n'*}
+  echo "${body%$'\n'}"
+  known_by ledger.example.com
+else
+  echo "(not made: a TLS call reaches the sidecar only through the redirect; run make demo NETNS=1)"
+fi
+echo
 echo "(the calls go through eks-cluster1's Envoy (egress port $egress1), signed with its Pod Identity"
 echo " credentials; demo-cluster1's auth policy admits only eks-cluster2's apps namespace, the"
 echo " greeter GRPCRoute's only eks-cluster1's: gRPC in clear text to the sidecar, HTTP/2 over TLS"
-echo " to Lattice)"
+echo " to Lattice; the ledger's TLS passes the sidecar unsigned, as Lattice's TLS passthrough"
+echo " listeners admit only anonymous callers)"

@@ -1,16 +1,20 @@
 //! `lattice-xds emulate-lattice`: a local stand-in for the VPC Lattice data plane, for the demo
 //! and the tests. A development tool, not a production component.
 //!
-//! It reads the same manifests as the controller (HTTPRoutes with their hostnames and
-//! backends, Gateways, IAMAuthPolicies) and a file of known callers. Per request it terminates
-//! TLS with the custom domain's certificate, checks the SigV4 signature as Lattice does,
-//! evaluates the service network's and the service's auth policies, and either answers 403
-//! with Lattice's `AccessDeniedException` text or forwards the request to the route's backend
-//! and relays the answer unchanged. It can also answer DNS for the names it serves and play
-//! the EKS Pod Identity agent for the callers it knows.
+//! It serves the services the controller's manifests describe (HTTPRoutes with their
+//! hostnames and backends, Gateways, IAMAuthPolicies), or those the VPC Lattice API lists for a
+//! VPC (in moto: names, listeners, auth types and auth policies), and knows the callers of a
+//! file. Per request it terminates TLS with the custom domain's certificate, checks the SigV4
+//! signature as Lattice does, evaluates the service network's and the service's auth policies,
+//! and either answers 403 with Lattice's `AccessDeniedException` text or forwards the request
+//! to the service's backend and relays the answer unchanged. A TLS connection to a TLS
+//! passthrough service is relayed by its server name, untouched. It can also answer DNS for
+//! the names it serves and play the EKS Pod Identity agent for the callers it knows.
 
+mod api;
 pub mod dns;
 pub mod identities;
+mod passthrough;
 pub mod pod_identity;
 pub mod verify;
 
@@ -28,11 +32,13 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use hyper_util::rt::TokioIo;
 use sha2::{Digest, Sha256};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::https::ServingCertificate;
 use crate::model::{ObjectRef, PolicyLevel, RouteKind, Settings};
 use crate::policy::{INVOKE, Policy, Verdict, evaluate_lattice};
+use crate::provider::discovery::DiscoverySettings;
 use crate::provider::{Inputs, file, lattice};
 use identities::Identity;
 use verify::{Received, SignatureError};
@@ -41,11 +47,14 @@ use verify::{Received, SignatureError};
 #[derive(Clone, Debug)]
 pub struct EmulatorConfig {
     pub manifests: Vec<PathBuf>,
+    /// Where the VPC Lattice API's services are read from, when they are.
+    pub api: Option<DiscoverySettings>,
     pub identities: PathBuf,
     pub tls_cert: PathBuf,
     pub tls_key: PathBuf,
     pub listen: SocketAddr,
-    /// Where each route backend (`namespace/name` or `name`) answers: a base URL.
+    /// Where each route backend (`namespace/name` or `name`) or API service (its name)
+    /// answers: a base URL.
     pub backends: BTreeMap<String, String>,
     pub region: String,
     pub account: String,
@@ -55,34 +64,41 @@ pub struct EmulatorConfig {
     pub clock_skew: Duration,
 }
 
-/// One Lattice service: a route, where it forwards, and the policies that guard it.
+/// One Lattice service: where it forwards, and the policies that guard it.
 #[derive(Debug)]
 struct Service {
-    id: String,
-    route: ObjectRef,
+    /// What it was made from, for logs and errors: `route apps/x` or `service NAME (ARN)`.
+    source: String,
+    /// Its ARN, the prefix of the resource every request names.
+    arn: String,
     backend: Option<String>,
     /// A GRPCRoute's service: its backend is reached over HTTP/2 in clear text (h2c).
     grpc: bool,
+    /// A TLS passthrough listener: a connection naming the service (SNI) is relayed to the
+    /// backend untouched, neither terminated nor authorized.
+    passthrough: bool,
     network_policy: Option<Policy>,
     service_policy: Option<Policy>,
 }
 
+/// The served services by host name.
+type Table = BTreeMap<String, Arc<Service>>;
+
 struct Emulator {
-    services: BTreeMap<String, Arc<Service>>,
+    services: watch::Receiver<Arc<Table>>,
     identities: Vec<Identity>,
     region: String,
-    account: String,
     clock_skew: Duration,
 }
 
 /// Runs until SIGTERM or SIGINT.
 pub async fn run(config: EmulatorConfig) -> anyhow::Result<()> {
     let identities = identities::load(&config.identities)?;
-    let services = services(&config)?;
-    let names: BTreeSet<String> = services.keys().cloned().collect();
-    for (host, service) in &services {
-        tracing::info!(%host, route = %service.route, id = %service.id, backend = service.backend.as_deref().unwrap_or("-"), network_policy = service.network_policy.is_some(), service_policy = service.service_policy.is_some(), "service");
-    }
+    let routes = services(&config)?;
+    anyhow::ensure!(
+        !routes.is_empty() || config.api.is_some(),
+        "the manifests describe no VPC Lattice service, and no VPC Lattice API is read (--vpc-id, --service-network)"
+    );
     let certificate = Arc::new(ServingCertificate::default());
     let chain = std::fs::read_to_string(&config.tls_cert)
         .with_context(|| format!("cannot read {}", config.tls_cert.display()))?;
@@ -91,6 +107,30 @@ pub async fn run(config: EmulatorConfig) -> anyhow::Result<()> {
     certificate.set_pem(&chain, &key)?;
 
     let shutdown = CancellationToken::new();
+    let (services, names) = match config.api.clone() {
+        None => {
+            log_services(&routes);
+            let names = Arc::new(routes.keys().cloned().collect());
+            (watch::channel(Arc::new(routes)).1, watch::channel(names).1)
+        }
+        Some(api) => {
+            let backends = Arc::new(config.backends.clone());
+            let mut followed = api::follow(api, routes, backends, shutdown.clone()).await?;
+            let names = watch::channel(Arc::new(BTreeSet::new()));
+            let (services, names_sender) = (followed.clone(), names.0);
+            tokio::spawn(async move {
+                loop {
+                    let table = Arc::clone(&followed.borrow_and_update());
+                    log_services(&table);
+                    names_sender.send_replace(Arc::new(table.keys().cloned().collect()));
+                    if followed.changed().await.is_err() {
+                        return;
+                    }
+                }
+            });
+            (services, names.1)
+        }
+    };
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -100,7 +140,7 @@ pub async fn run(config: EmulatorConfig) -> anyhow::Result<()> {
             .with_context(|| format!("cannot listen for DNS on {address}"))?;
         tokio::spawn(dns::serve(
             socket,
-            Arc::new(names.clone()),
+            names,
             config.dns_answer,
             shutdown.clone(),
         ));
@@ -121,10 +161,9 @@ pub async fn run(config: EmulatorConfig) -> anyhow::Result<()> {
         tracing::info!(%address, "serving the Pod Identity agent");
     }
     let emulator = Arc::new(Emulator {
-        services,
+        services: services.clone(),
         identities: identities.as_ref().clone(),
         region: config.region.clone(),
-        account: config.account.clone(),
         clock_skew: config.clock_skew,
     });
     let app = Router::new().fallback(handle).with_state(emulator);
@@ -135,7 +174,14 @@ pub async fn run(config: EmulatorConfig) -> anyhow::Result<()> {
     });
     tracing::info!(listen = %config.listen, "VPC Lattice emulator ready");
     let limits = crate::connections::ConnectionLimits::SMALL;
-    crate::https::serve(listener, certificate, app, limits, shutdown).await
+    let divert = move |stream| passthrough::divert(services.clone(), stream);
+    crate::https::serve_diverting(listener, certificate, app, limits, shutdown, divert).await
+}
+
+fn log_services(services: &Table) {
+    for (host, service) in services {
+        tracing::info!(%host, source = %service.source, arn = %service.arn, backend = service.backend.as_deref().unwrap_or("-"), passthrough = service.passthrough, network_policy = service.network_policy.is_some(), service_policy = service.service_policy.is_some(), "service");
+    }
 }
 
 /// The services the manifests describe, by host name.
@@ -222,16 +268,21 @@ fn services(config: &EmulatorConfig) -> anyhow::Result<BTreeMap<String, Arc<Serv
                 .or_else(|| config.backends.get(&name))
                 .cloned()
         });
+        let id = service_id(
+            &origin.route,
+            annotations
+                .and_then(|a| a.get(lattice::ASSIGNED_DOMAIN_ANNOTATION))
+                .map(String::as_str),
+        );
         let service = Arc::new(Service {
-            id: service_id(
-                &origin.route,
-                annotations
-                    .and_then(|a| a.get(lattice::ASSIGNED_DOMAIN_ANNOTATION))
-                    .map(String::as_str),
+            source: format!("route {}", origin.route),
+            arn: format!(
+                "arn:aws:vpc-lattice:{}:{}:service/{id}",
+                config.region, config.account
             ),
-            route: origin.route.clone(),
             backend,
             grpc: origin.kind == RouteKind::Grpc,
+            passthrough: false,
             network_policy: (!network.is_empty()).then_some(Policy {
                 statements: network,
             }),
@@ -242,10 +293,6 @@ fn services(config: &EmulatorConfig) -> anyhow::Result<BTreeMap<String, Arc<Serv
         by_route.insert((origin.kind, origin.route.clone()), Arc::clone(&service));
         services.insert(host.clone(), service);
     }
-    anyhow::ensure!(
-        !services.is_empty(),
-        "the manifests describe no VPC Lattice service"
-    );
     Ok(services)
 }
 
@@ -279,7 +326,8 @@ async fn handle(State(emulator): State<Arc<Emulator>>, request: Request) -> Resp
         .to_string();
     let name = crate::signer::canonical::host(&host).to_ascii_lowercase();
     let name = name.split(':').next().unwrap_or_default().to_string();
-    let Some(service) = emulator.services.get(&name).cloned() else {
+    let found = emulator.services.borrow().get(&name).cloned();
+    let Some(service) = found.filter(|service| !service.passthrough) else {
         return text(
             StatusCode::NOT_FOUND,
             format!("NotFoundException: no VPC Lattice service answers for {name}\n"),
@@ -326,10 +374,7 @@ async fn handle(State(emulator): State<Arc<Emulator>>, request: Request) -> Resp
     let context = crate::policy::Request {
         caller,
         action: INVOKE.to_string(),
-        resource: format!(
-            "arn:aws:vpc-lattice:{}:{}:service/{}{request_path}",
-            emulator.region, emulator.account, service.id
-        ),
+        resource: format!("{}{request_path}", service.arn),
         method: method.clone(),
         headers: headers.clone(),
         query: path
@@ -358,12 +403,17 @@ async fn handle(State(emulator): State<Arc<Emulator>>, request: Request) -> Resp
         return text(
             StatusCode::SERVICE_UNAVAILABLE,
             format!(
-                "no backend is configured for route {} (emulate-lattice --backend)\n",
-                service.route
+                "no backend is configured for {} (emulate-lattice --backend)\n",
+                service.source
             ),
         );
     };
-    match forward(&backend, service.grpc, request).await {
+    let grpc = service.grpc
+        || request
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .is_some_and(|kind| kind.as_bytes().starts_with(b"application/grpc"));
+    match forward(&backend, grpc, request).await {
         Ok(response) => response,
         Err(error) => {
             tracing::warn!(%name, %backend, error = format!("{error:#}"), "backend unreachable");

@@ -52,10 +52,33 @@ pub async fn serve(
     limits: ConnectionLimits,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    let keep = |stream| async move { Some(stream) };
+    serve_diverting(listener, certificates, app, limits, shutdown, keep).await
+}
+
+/// As [`serve`], but `divert` sees each connection before its TLS handshake and may take it
+/// (answering `None`), as a listener that relays some TLS connections untouched does.
+pub async fn serve_diverting<D, F>(
+    listener: TcpListener,
+    certificates: Arc<dyn ResolvesServerCert>,
+    app: Router,
+    limits: ConnectionLimits,
+    shutdown: CancellationToken,
+    divert: D,
+) -> anyhow::Result<()>
+where
+    D: Fn(TcpStream) -> F + Clone + Send + Sync + 'static,
+    F: std::future::Future<Output = Option<TcpStream>> + Send,
+{
     let acceptor = acceptor(certificates, &[b"h2", b"http/1.1"])?;
     let handshake = move |stream| {
-        let acceptor = acceptor.clone();
-        async move { acceptor.accept(stream).await }
+        let (acceptor, divert) = (acceptor.clone(), divert.clone());
+        async move {
+            match divert(stream).await {
+                Some(stream) => acceptor.accept(stream).await,
+                None => Err(std::io::Error::other("relayed before the TLS handshake")),
+            }
+        }
     };
     serve_each(Gate::new(listener, limits), app, handshake, shutdown).await;
     Ok(())

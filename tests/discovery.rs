@@ -2,6 +2,9 @@
 //! by custom domain and by Lattice-assigned name, through the VPC's service networks and a
 //! network named on the command line. A service added to moto appears within a poll and one
 //! removed leaves; an outage and throttling keep every destination served, and polls back off.
+//! With the Lattice emulator reading the same API as the data plane, the services are called:
+//! signed and judged by the auth policies moto holds, by custom domain, by assigned name,
+//! through a second network of the VPC, and over gRPC without a local GRPCRoute.
 
 mod support;
 
@@ -29,6 +32,67 @@ fn networks(vpc: Option<&str>, services: Vec<serde_json::Value>) -> serde_json::
            "networks": [{"name": "demo-network", "auth": "AWS_IAM",
                          "policy": {"Version": "2012-10-17", "Statement": []}}],
            "services": services})
+}
+
+/// A pod whose controller discovers the VPC's networks every second from `endpoint`, with no
+/// route of its own, and its Envoy. Hosts nothing names get the sidecar's own 404 (which the
+/// tests read); `ca` is trusted for custom domains and, standing in for the system roots, for
+/// assigned names; every host in `hosts` is pinned to `lattice`.
+struct Pod {
+    controller: Controller,
+    envoy: Envoy,
+    egress: std::net::SocketAddr,
+}
+
+async fn pod(
+    dir: &std::path::Path,
+    vpc: &str,
+    endpoint: &str,
+    ca: &std::path::Path,
+    (hosts, lattice): (&[&str], std::net::SocketAddr),
+    extra: &[String],
+) -> Pod {
+    let manifests = dir.join("manifests");
+    std::fs::create_dir_all(&manifests).unwrap();
+    let egress_port = free_port();
+    let mut args = vec![
+        format!("--manifests={}", manifests.display()),
+        "--unknown-hosts=deny".to_string(),
+        format!("--ca-file={}", ca.display()),
+        format!("--system-ca-file={}", ca.display()),
+        "--egress-address=127.0.0.1".to_string(),
+        format!("--egress-port={egress_port}"),
+        format!("--vpc-id={vpc}"),
+        "--discovery-interval=1s".to_string(),
+        format!("--aws-endpoint-url={endpoint}"),
+        format!("--region={}", lattice_api::REGION),
+    ];
+    args.extend(
+        hosts
+            .iter()
+            .map(|host| format!("--resolve={host}={lattice}")),
+    );
+    args.extend(extra.iter().cloned());
+    let credentials = [
+        ("AWS_ACCESS_KEY_ID", "testing".to_string()),
+        ("AWS_SECRET_ACCESS_KEY", "testing".to_string()),
+    ];
+    let controller = Controller::start_on(
+        dir,
+        free_port(),
+        free_port(),
+        "controller",
+        &args,
+        &credentials,
+    )
+    .await;
+    let envoy = Envoy::start(dir, "apps-pod", controller.xds_port, "delta").await;
+    let egress = format!("127.0.0.1:{egress_port}").parse().unwrap();
+    Pod {
+        controller,
+        envoy,
+        egress,
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -66,45 +130,22 @@ async fn services_of_the_service_networks_reach_envoy_and_follow_the_api() {
         orders_name.as_str(),
     ];
     let upstream = TlsUpstream::start(dir.path(), &hosts).await;
-    let manifests = dir.path().join("manifests");
-    std::fs::create_dir(&manifests).unwrap();
-    let egress_port = free_port();
-    let mut args = vec![
-        format!("--manifests={}", manifests.display()),
-        "--signing=none".to_string(),
-        // A removed service gets the sidecar's own 404, which this test reads.
-        "--unknown-hosts=deny".to_string(),
-        format!("--ca-file={}", upstream.ca_file.display()),
-        // Lattice-assigned names carry public certificates; here the test CA plays the roots.
-        format!("--system-ca-file={}", upstream.ca_file.display()),
-        "--egress-address=127.0.0.1".to_string(),
-        format!("--egress-port={egress_port}"),
-        format!("--vpc-id={vpc}"),
-        "--service-network=demo-network".to_string(),
-        "--discovery-interval=1s".to_string(),
-        format!("--aws-endpoint-url={}", front.endpoint()),
-        format!("--region={}", lattice_api::REGION),
-    ];
-    args.extend(
-        hosts
-            .iter()
-            .map(|host| format!("--resolve={host}={}", upstream.address)),
-    );
-    let credentials = [
-        ("AWS_ACCESS_KEY_ID", "testing".to_string()),
-        ("AWS_SECRET_ACCESS_KEY", "testing".to_string()),
-    ];
-    let controller = Controller::start_on(
+    let Pod {
+        controller,
+        envoy,
+        egress,
+    } = pod(
         dir.path(),
-        free_port(),
-        free_port(),
-        "controller",
-        &args,
-        &credentials,
+        &vpc,
+        &front.endpoint(),
+        &upstream.ca_file,
+        (&hosts, upstream.address),
+        &[
+            "--signing=none".to_string(),
+            "--service-network=demo-network".to_string(),
+        ],
     )
     .await;
-    let envoy = Envoy::start(dir.path(), "demo-pod", controller.xds_port, "delta").await;
-    let egress = format!("127.0.0.1:{egress_port}").parse().unwrap();
     let served = |host: &'static str| async move {
         http::get(egress, host, "/")
             .await
@@ -293,4 +334,257 @@ async fn services_of_the_service_networks_reach_envoy_and_follow_the_api() {
         );
     }
     assert!(served("billing.example.com").await.is_some());
+}
+
+/// The caller of the emulated data plane: what Pod Identity gives eks-cluster1's apps pods.
+const CALLER_KEY: &str = "ASIADISCOVERYCALLER1";
+const CALLER_ARN: &str =
+    "arn:aws:sts::123456789012:assumed-role/vpc-lattice-sigv4-client/eks-eks-cluster1-apps";
+
+/// An auth policy admitting the account's callers tagged with `namespace`.
+fn admits(namespace: &str) -> serde_json::Value {
+    json!({"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::123456789012:root"},
+        "Action": "vpc-lattice-svcs:Invoke", "Resource": "*",
+        "Condition": {"StringEquals": {"aws:PrincipalTag/kubernetes-namespace": namespace}}}]})
+}
+
+/// A service with one listener, guarded by `policy` (auth type AWS_IAM) or not (NONE).
+fn service(
+    name: &str,
+    domain: Option<&str>,
+    policy: Option<serde_json::Value>,
+    network: &str,
+) -> serde_json::Value {
+    json!({"name": name, "custom_domain": domain,
+           "auth": if policy.is_some() { "AWS_IAM" } else { "NONE" }, "policy": policy,
+           "listeners": [["HTTPS", 443]], "networks": [network]})
+}
+
+/// An HTTP backend answering with its name.
+async fn app(name: &'static str) -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let router =
+        axum::Router::new().fallback(move || async move { format!("hello from {name}\n") });
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    port
+}
+
+/// Envoy's first access log line for `authority` (lines are flushed within seconds).
+async fn access_log_line(envoy: &Envoy, authority: &str) -> serde_json::Value {
+    eventually(
+        &format!("an access log line for {authority}"),
+        WAIT,
+        || async {
+            let log = envoy.process.log_text();
+            log.lines()
+                .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+                .find(|line| line["authority"] == authority)
+        },
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn services_registered_in_moto_are_called_through_the_emulated_data_plane() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let moto = Moto::start(dir.path()).await;
+    // The cluster's network guards with IAM; a partner's second network, also associated with
+    // the VPC, does not. Auth policies, names and listeners are all the API's.
+    let created = lattice_api::register(
+        &moto.endpoint(),
+        json!({"vpc": "10.0.0.0/16",
+        "networks": [{"name": "demo-network", "auth": "AWS_IAM", "policy": admits("apps")},
+                     {"name": "partner-network", "auth": "NONE"}],
+        "services": [
+            service("billing-apps", Some("billing.example.com"), Some(admits("apps")), "demo-network"),
+            service("orders-apps", None, None, "demo-network"),
+            service("greeter-apps", Some("greeter.example.com"), Some(admits("apps")), "demo-network"),
+            service("audit-apps", Some("audit.example.com"), Some(admits("audit")), "demo-network"),
+            service("payments-partner", Some("payments.partner.example"), None, "partner-network"),
+        ]}),
+    );
+    let vpc = created["vpc"].as_str().unwrap().to_string();
+    let orders_name = created["services"]["orders-apps"]["dns"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        orders_name.ends_with(".vpclattice.amazonaws.com"),
+        "{orders_name}"
+    );
+
+    // The services' backends: HTTP apps answering with their names, a gRPC health server.
+    let (billing, orders, payments, audit) = (
+        app("billing").await,
+        app("orders").await,
+        app("payments").await,
+        app("audit").await,
+    );
+    let greeter = {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let services = ["greeter".to_string()];
+            lattice_xds::grpc_health::serve_on(listener, &services, Default::default()).await
+        });
+        port
+    };
+
+    // The emulated data plane, reading the same API. One certificate covers the custom domains
+    // and the assigned names (Amazon's public certificate in AWS: here the test CA plays the
+    // system roots).
+    let cert = support::upstream::ServerCert::write(
+        dir.path(),
+        "lattice",
+        &[
+            "*.example.com",
+            "payments.partner.example",
+            &format!("*.{}.vpclattice.amazonaws.com", lattice_api::REGION),
+        ],
+    );
+    std::fs::write(
+        dir.path().join("identities.yaml"),
+        format!(
+            "- name: eks-cluster1/apps/demo\n  accessKeyId: {CALLER_KEY}\n  secretAccessKey: discovery-secret\n  \
+             sessionToken: discovery-token\n  arn: {CALLER_ARN}\n  \
+             tags: {{eks-cluster-name: eks-cluster1, kubernetes-namespace: apps}}\n"
+        ),
+    )
+    .unwrap();
+    let lattice: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let mut command = std::process::Command::new(support::lattice_xds());
+    command.args([
+        "emulate-lattice".to_string(),
+        format!("--vpc-id={vpc}"),
+        format!("--aws-endpoint-url={}", moto.endpoint()),
+        format!("--region={}", lattice_api::REGION),
+        format!(
+            "--identities={}",
+            dir.path().join("identities.yaml").display()
+        ),
+        format!("--tls-cert={}", cert.cert_file.display()),
+        format!("--tls-key={}", cert.key_file.display()),
+        format!("--listen={lattice}"),
+        format!("--backend=billing-apps=http://127.0.0.1:{billing}"),
+        format!("--backend=orders-apps=http://127.0.0.1:{orders}"),
+        format!("--backend=payments-partner=http://127.0.0.1:{payments}"),
+        format!("--backend=audit-apps=http://127.0.0.1:{audit}"),
+        format!("--backend=greeter-apps=http://127.0.0.1:{greeter}"),
+    ]);
+    support::signing::isolate_aws(&mut command, dir.path());
+    command
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing");
+    let emulator = support::process::Running::spawn(&mut command, &dir.path().join("emulator.log"));
+    eventually("the Lattice emulator", WAIT, || async {
+        emulator
+            .log_text()
+            .contains("VPC Lattice emulator ready")
+            .then_some(())
+    })
+    .await;
+
+    // The pod: its signer with the caller's credentials, its controller discovering the VPC's
+    // networks, its Envoy.
+    let signer = support::signing::Signer::start(
+        dir.path(),
+        "signer",
+        &[],
+        &[
+            ("AWS_ACCESS_KEY_ID", CALLER_KEY.to_string()),
+            ("AWS_SECRET_ACCESS_KEY", "discovery-secret".to_string()),
+            ("AWS_SESSION_TOKEN", "discovery-token".to_string()),
+            ("AWS_REGION", lattice_api::REGION.to_string()),
+        ],
+    )
+    .await;
+    let hosts = [
+        "billing.example.com",
+        "greeter.example.com",
+        "audit.example.com",
+        "payments.partner.example",
+        orders_name.as_str(),
+    ];
+    let Pod {
+        controller: _controller,
+        envoy,
+        egress,
+    } = pod(
+        dir.path(),
+        &vpc,
+        &moto.endpoint(),
+        &cert.ca_file,
+        (&hosts, lattice),
+        &[
+            "--signing=ext-proc".to_string(),
+            format!("--signer-grpc-address={}", signer.grpc),
+            format!("--signer-http-address={}", signer.http),
+        ],
+    )
+    .await;
+    let answered = |host: String| async move {
+        eventually(&format!("an answer from {host}"), WAIT, || async {
+            http::get(egress, &host, "/")
+                .await
+                .filter(|response| response.status != 404 && response.status != 503)
+        })
+        .await
+    };
+
+    // Signed, admitted by the network's and the service's policies, forwarded by the emulator.
+    let response = answered("billing.example.com".to_string()).await;
+    assert_eq!(
+        (response.status, response.body.as_str()),
+        (200, "hello from billing\n")
+    );
+    // By the Lattice-assigned name alone (auth NONE on the service, IAM on the network).
+    let response = answered(orders_name.clone()).await;
+    assert_eq!(
+        (response.status, response.body.as_str()),
+        (200, "hello from orders\n")
+    );
+    // Through the VPC's second network.
+    let response = answered("payments.partner.example".to_string()).await;
+    assert_eq!(
+        (response.status, response.body.as_str()),
+        (200, "hello from payments\n")
+    );
+    // Refused by the service's own policy, as Lattice refuses: the resource is moto's ARN.
+    let response = answered("audit.example.com".to_string()).await;
+    let audit_arn = created["services"]["audit-apps"]["arn"].as_str().unwrap();
+    assert_eq!(response.status, 403, "{}", response.body);
+    assert_eq!(
+        response.body,
+        format!(
+            "AccessDeniedException: User: {CALLER_ARN} is not authorized to perform: vpc-lattice-svcs:Invoke on \
+             resource: {audit_arn}/ because no service-based policy allows the vpc-lattice-svcs:Invoke action"
+        )
+    );
+    // gRPC with no local GRPCRoute: HTTP/2 negotiated by ALPN to the emulator, signed.
+    let target = egress.to_string();
+    let status = eventually("a gRPC answer from greeter", WAIT, || async {
+        lattice_xds::grpc_health::check(&target, "greeter.example.com", "greeter")
+            .await
+            .ok()
+    })
+    .await;
+    assert_eq!(status, lattice_xds::grpc_health::ServingStatus::Serving);
+
+    // The sidecar knew each host by its discovered service, and signed each call.
+    let billing_arn = created["services"]["billing-apps"]["arn"].as_str().unwrap();
+    let billing_line = access_log_line(&envoy, "billing.example.com").await;
+    assert!(
+        billing_line["route"]
+            .as_str()
+            .is_some_and(|route| route.contains(&format!("service billing-apps ({billing_arn})"))),
+        "{billing_line}"
+    );
+    assert_eq!(billing_line["signing"], "ext-proc", "{billing_line}");
+    let audit_line = access_log_line(&envoy, "audit.example.com").await;
+    assert_eq!(
+        audit_line["lattice_error"], "AccessDeniedException",
+        "{audit_line}"
+    );
 }

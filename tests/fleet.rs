@@ -47,7 +47,7 @@ fn write_routes(dir: &Path, first: usize) {
 async fn dns() -> SocketAddr {
     let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let address = socket.local_addr().unwrap();
-    let names = Arc::new(BTreeSet::from([ADDED.to_string()]));
+    let (_, names) = tokio::sync::watch::channel(Arc::new(BTreeSet::from([ADDED.to_string()])));
     let answer = IpAddr::from(UPSTREAM_IP);
     let shutdown = tokio_util::sync::CancellationToken::new();
     tokio::spawn(lattice_xds::emulator::dns::serve(

@@ -11,9 +11,27 @@ use super::parse_pair;
 #[derive(Debug, Args)]
 pub struct EmulateArgs {
     /// Directory of manifests (HTTPRoutes, Gateways, IAMAuthPolicies). Repeatable: one per
-    /// emulated cluster.
-    #[arg(long = "manifests", env = "LATTICE_XDS_MANIFESTS", required = true)]
+    /// emulated cluster. Needed unless the services are read from the VPC Lattice API.
+    #[arg(long = "manifests", env = "LATTICE_XDS_MANIFESTS", required_unless_present_any = ["vpc_id", "service_networks"])]
     pub manifests: Vec<PathBuf>,
+    /// Serve the services of this VPC's service networks, as the VPC Lattice API lists them
+    /// (names, listeners, auth types and auth policies), followed as they change. A name the
+    /// API lists wins over a route's.
+    #[arg(long, env = "LATTICE_XDS_VPC_ID")]
+    pub vpc_id: Option<String>,
+    /// Serve the services of this service network too (name, id or ARN). Repeatable.
+    #[arg(
+        long = "service-network",
+        env = "LATTICE_XDS_SERVICE_NETWORK",
+        value_delimiter = ','
+    )]
+    pub service_networks: Vec<String>,
+    /// The VPC Lattice API's endpoint (moto in the demo and the tests); by default the SDK's.
+    #[arg(long, env = "LATTICE_XDS_AWS_ENDPOINT_URL")]
+    pub aws_endpoint_url: Option<String>,
+    /// How often the VPC Lattice API is read again.
+    #[arg(long, env = "LATTICE_XDS_DISCOVERY_INTERVAL", default_value = "2s", value_parser = humantime::parse_duration)]
+    pub discovery_interval: Duration,
     /// YAML list of the callers the emulator knows (access key, secret, role session ARN,
     /// session tags, Pod Identity token).
     #[arg(long, env = "LATTICE_XDS_IDENTITIES")]
@@ -27,13 +45,16 @@ pub struct EmulateArgs {
     /// HTTPS address of every service, as Lattice answers on one address per VPC.
     #[arg(long, env = "LATTICE_XDS_LISTEN", default_value = "127.0.0.1:443")]
     pub listen: SocketAddr,
-    /// Where a route backend answers, NAME=URL or NAMESPACE/NAME=URL. Repeatable.
+    /// Where a route backend (NAME or NAMESPACE/NAME) or a VPC Lattice service (its name)
+    /// answers: NAME=URL. A TLS passthrough service's URL names the address its TLS is relayed
+    /// to; a gRPC call (content type application/grpc) goes over HTTP/2 in clear text.
+    /// Repeatable.
     #[arg(long = "backend", env = "LATTICE_XDS_BACKEND", value_parser = parse_pair)]
     pub backends: Vec<(String, String)>,
     /// The region signatures must be scoped to, and of the service ARNs.
     #[arg(long, env = "LATTICE_XDS_REGION", default_value = "us-east-1")]
     pub region: String,
-    /// The account of the service ARNs.
+    /// The account of the routes' service ARNs (the API's services carry their own).
     #[arg(long, env = "LATTICE_XDS_ACCOUNT", default_value = "111122223333")]
     pub account: String,
     /// Answer DNS (UDP) for the served names on this address.
@@ -52,8 +73,18 @@ pub struct EmulateArgs {
 
 impl From<EmulateArgs> for crate::emulator::EmulatorConfig {
     fn from(args: EmulateArgs) -> Self {
+        let api = (args.vpc_id.is_some() || !args.service_networks.is_empty()).then(|| {
+            crate::provider::discovery::DiscoverySettings {
+                vpc_id: args.vpc_id,
+                service_networks: args.service_networks,
+                interval: args.discovery_interval,
+                region: Some(args.region.clone()),
+                endpoint_url: args.aws_endpoint_url,
+            }
+        });
         Self {
             manifests: args.manifests,
+            api,
             identities: args.identities,
             tls_cert: args.tls_cert,
             tls_key: args.tls_key,

@@ -9,15 +9,16 @@ use hickory_proto::op::{Message, MessageType, ResponseCode};
 use hickory_proto::rr::rdata::{A, AAAA};
 use hickory_proto::rr::{RData, Record, RecordType};
 use tokio::net::UdpSocket;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 /// How long answers may be cached: short, the emulator's address can change between runs.
 const TTL: u32 = 5;
 
-/// Answers queries on `socket` until `shutdown`.
+/// Answers queries on `socket` until `shutdown`, for the names `names` holds at the time.
 pub async fn serve(
     socket: UdpSocket,
-    names: Arc<BTreeSet<String>>,
+    names: watch::Receiver<Arc<BTreeSet<String>>>,
     answer: IpAddr,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
@@ -27,7 +28,8 @@ pub async fn serve(
             received = socket.recv_from(&mut buffer) => received?,
             () = shutdown.cancelled() => return Ok(()),
         };
-        let Some(reply) = respond(&buffer[..length], &names, answer) else {
+        let served = Arc::clone(&names.borrow());
+        let Some(reply) = respond(&buffer[..length], &served, answer) else {
             continue;
         };
         if let Err(error) = socket.send_to(&reply, peer).await {
