@@ -19,7 +19,7 @@ set -euo pipefail
 shopt -s inherit_errexit
 cd "$(dirname "$0")/.."
 
-bin=target/debug/lattice-xds
+bin=${LATTICE_XDS_BIN:-target/debug/lattice-xds}
 envoy=$(scripts/install-envoy.sh)
 python=$(dirname "$(scripts/install-python-peers.sh)")
 work=$(mktemp -d -t lattice-xds-demo.XXXXXX)
