@@ -8,16 +8,22 @@
 # requests/second and the other processes cannot steal from it. Prints a Markdown table for
 # docs/benchmarks.md.
 #
-#   [ROUNDS=3] [MODES="none native ext-proc lua"] scripts/bench-load.sh [SECONDS] [CONNECTIONS]
+#   [ROUNDS=3] [MODES="none native ext-proc lua"] [CLOSE=1] scripts/bench-load.sh [SECONDS] [CONNECTIONS]
+# CLOSE=1 makes every request a new connection (`Connection: close`), for what is paid per
+# connection rather than per request.
 # A mode with the suffix `-nolog` (`native-nolog`) runs that signing mode without the sidecar's
-# access log (`--access-log false`), to measure what the log costs. The sidecar Envoy's access
-# log goes to a file, as a container's stdout does.
+# access log (`--access-log false`), to measure what the log costs; with `-noinspect`
+# (`ext-proc-noinspect`), without the protocol inspection of the egress listener
+# (`--protocol-inspection false`). The sidecar Envoy's access log goes to a file, as a
+# container's stdout does.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 seconds="${1:-10}"
 connections="${2:-16}"
 rounds="${ROUNDS:-3}"
+close=()
+[ "${CLOSE:-}" = 1 ] && close=(-H "Connection: close")
 if [ "$(nproc)" -ge 2 ]; then
   sidecar_core=(taskset -c 0)
   other_core=(taskset -c 1)
@@ -98,8 +104,9 @@ cpu_seconds() { # CPU seconds (user + system) of each process started for the cu
 
 run_mode() { # MODE -> prints "rps p50-ms p99-ms non-2xx envoy-µs/request signer-µs/request signer-RSS-kB"
   local mode=$1 signer_pid=
-  local signing=${mode%-nolog} access_log=true
-  [ "$signing" != "$mode" ] && access_log=false
+  local signing=$mode access_log=true inspect=true
+  case $signing in *-noinspect) signing=${signing%-noinspect}; inspect=false ;; esac
+  case $signing in *-nolog) signing=${signing%-nolog}; access_log=false ;; esac
   local xds admin egress envoy_admin signer_grpc signer_http
   xds=$(free_port); admin=$(free_port); egress=$(free_port); envoy_admin=$(free_port)
   signer_grpc=$(free_port); signer_http=$(free_port)
@@ -107,7 +114,8 @@ run_mode() { # MODE -> prints "rps p50-ms p99-ms non-2xx envoy-µs/request signe
     --concurrency 1 2> "$work/upstream-$mode.log" &
   pids+=($!)
   "${other_core[@]}" "$bin" controller --manifests examples --xds-listen "127.0.0.1:$xds" --admin-listen "127.0.0.1:$admin" \
-    --signing "$signing" --access-log "$access_log" --region eu-west-1 --ca-file "$work/ca.pem" \
+    --signing "$signing" --access-log "$access_log" --protocol-inspection "$inspect" \
+    --region eu-west-1 --ca-file "$work/ca.pem" \
     --signer-grpc-address "127.0.0.1:$signer_grpc" --signer-http-address "127.0.0.1:$signer_http" \
     --egress-address 127.0.0.1 --egress-port "$egress" \
     --resolve "$host=127.0.0.1:$upstream_port" --log warn 2> "$work/controller-$mode.log" &
@@ -126,10 +134,10 @@ run_mode() { # MODE -> prints "rps p50-ms p99-ms non-2xx envoy-µs/request signe
     --log-level error --concurrency 1 > "$work/access-$mode.log" 2> "$work/envoy-$mode.log" &
   pids+=($!)
   wait_for "http://127.0.0.1:$egress/" "Hello from demo-cluster2-v1" "requests through Envoy ($mode)" "$host"
-  "${other_core[@]}" "$wrk" -t1 -c"$connections" -d2s -H "Host: $host" "http://127.0.0.1:$egress/" > /dev/null
+  "${other_core[@]}" "$wrk" -t1 -c"$connections" -d2s -H "Host: $host" "${close[@]}" "http://127.0.0.1:$egress/" > /dev/null
   local before after
   before=$(cpu_seconds)
-  "${other_core[@]}" "$wrk" -t1 -c"$connections" -d"${seconds}s" --latency -H "Host: $host" \
+  "${other_core[@]}" "$wrk" -t1 -c"$connections" -d"${seconds}s" --latency -H "Host: $host" "${close[@]}" \
     "http://127.0.0.1:$egress/" > "$work/wrk-$mode.txt"
   after=$(cpu_seconds)
   local signer_rss=0
@@ -137,7 +145,7 @@ run_mode() { # MODE -> prints "rps p50-ms p99-ms non-2xx envoy-µs/request signe
   stop_all
   echo "$before" > "$work/cpu-before-$mode"
   echo "$after" > "$work/cpu-after-$mode"
-  python3 - "$work/wrk-$mode.txt" "$work/cpu-before-$mode" "$work/cpu-after-$mode" "$mode" "$signer_rss" <<'PY'
+  python3 - "$work/wrk-$mode.txt" "$work/cpu-before-$mode" "$work/cpu-after-$mode" "$signing" "$signer_rss" <<'PY'
 import re, sys
 text = open(sys.argv[1]).read()
 before = [float(x) for x in open(sys.argv[2]).read().split()]
@@ -145,7 +153,7 @@ after = [float(x) for x in open(sys.argv[3]).read().split()]
 used = [a - b for a, b in zip(after, before)]
 # Processes in start order: upstream, controller, [signer], sidecar Envoy.
 sidecar_cpu = used[-1]
-signer_cpu = used[2] if sys.argv[4].removesuffix("-nolog") in ("ext-proc", "lua") else 0.0
+signer_cpu = used[2] if sys.argv[4] in ("ext-proc", "lua") else 0.0
 def millis(value):
     number, unit = re.match(r"([\d.]+)(us|ms|s)", value).groups()
     return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
@@ -176,7 +184,7 @@ done
 pinning="the sidecar Envoy alone on core 0, everything else on core 1"
 [ ${#sidecar_core[@]} -eq 0 ] && pinning="no pinning (one core)"
 echo "Machine: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs));" \
-  "wrk -t1 -c$connections -d${seconds}s; $rounds rounds; $pinning;" \
+  "wrk -t1 -c$connections -d${seconds}s${close:+ with Connection: close}; $rounds rounds; $pinning;" \
   "Envoy $("$envoy" --version | grep -o 'version: [^ ]*' | cut -d/ -f2) with --concurrency 1; release build."
 echo
 python3 - "$results" "${modes[@]}" <<'PY'
@@ -204,7 +212,7 @@ for mode in modes:
     spread = f"{min(spread):.2f}–{max(spread):.2f}" if spread else "–"
     errors = sum(int(r[3]) for r in by_mode[mode])
     signer_us = median(mode, 5)
-    signed = mode.removesuffix("-nolog") in ("ext-proc", "lua")
+    signed = mode.removesuffix("-noinspect").removesuffix("-nolog") in ("ext-proc", "lua")
     share = f"{signer_us / native_envoy_us:.2f}" if signed and native_envoy_us else "–"
     rss = f"{max(float(r[6]) for r in by_mode[mode]) / 1024:.1f} MB" if signed else "–"
     print(f"| {mode} | {rps:.0f} | {ratio} | {spread} | {median(mode, 1):.2f} | {median(mode, 2):.2f} | "

@@ -246,6 +246,9 @@ pub struct Egress {
     pub port: u16,
     /// IP addresses to bind; by default every IPv4 and IPv6 address.
     pub addresses: Vec<std::net::IpAddr>,
+    /// Whether each connection's first bytes are read, so that what is not HTTP passes
+    /// through; without, the listener takes HTTP alone.
+    pub inspect: bool,
 }
 
 impl Default for Egress {
@@ -256,6 +259,7 @@ impl Default for Egress {
                 std::net::Ipv4Addr::UNSPECIFIED.into(),
                 std::net::Ipv6Addr::UNSPECIFIED.into(),
             ],
+            inspect: true,
         }
     }
 }

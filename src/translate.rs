@@ -69,7 +69,9 @@ pub fn translate(mesh: &Mesh) -> Resources {
             .map(|(tls, protocol)| cluster::shared(tls.as_ref(), *protocol, mesh)),
     );
     clusters.extend(signing::clusters(&mesh.signing));
-    clusters.push(cluster::original_destination());
+    if mesh.egress.inspect {
+        clusters.push(cluster::original_destination());
+    }
     clusters.sort_by(|a, b| a.name.cmp(&b.name));
     Resources {
         listeners: vec![listener::egress(mesh)],

@@ -1,7 +1,10 @@
 //! Stock Envoy follows the controller, over state-of-the-world and incremental ADS: it becomes
 //! LIVE, accepts every type, routes a request to a TLS upstream with the right SNI, picks up
 //! manifest edits live, and answers unknown hosts with the local 404. Broken, too deeply nested
-//! and oversized manifest files are reported by name while the rest keeps being served.
+//! and oversized manifest files are reported by name while the rest keeps being served. The
+//! state-of-the-world run turns the egress listener's protocol inspection off: HTTP is served
+//! the same, and what is not HTTP meets the connection manager instead of being told the port
+//! takes HTTP.
 
 mod support;
 
@@ -36,15 +39,28 @@ fn demo_manifests(dir: &std::path::Path) -> std::path::PathBuf {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn envoy_follows_over_state_of_the_world() {
-    follows("sotw").await;
+    follows("sotw", false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn envoy_follows_over_delta() {
-    follows("delta").await;
+    follows("delta", true).await;
 }
 
-async fn follows(protocol: &str) {
+/// What the egress port answers to bytes that are not HTTP, until it closes.
+async fn answer_to_garbage(egress: std::net::SocketAddr) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(egress).await.unwrap();
+    stream
+        .write_all(b"\x00\x01\x02 not a protocol\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(WAIT, stream.read_to_end(&mut answer)).await;
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+async fn follows(protocol: &str, inspect: bool) {
     let dir = tempfile::tempdir().expect("temp dir");
     let manifests = demo_manifests(dir.path());
 
@@ -59,6 +75,7 @@ async fn follows(protocol: &str) {
         format!("--ca-file={}", upstream.ca_file.display()),
         "--egress-address=127.0.0.1".to_string(),
         format!("--egress-port={egress_port}"),
+        format!("--protocol-inspection={inspect}"),
     ];
     args.extend(
         hosts
@@ -123,6 +140,19 @@ async fn follows(protocol: &str) {
         .expect("egress answers");
     assert_eq!(unknown.status, 404);
     assert_eq!(unknown.body, lattice_xds::translate::NO_ROUTE_BODY);
+    let garbage = answer_to_garbage(egress).await;
+    match inspect {
+        // Told so and closed (the line may be lost to a reset: the bytes are left unread).
+        true => assert!(
+            garbage.is_empty() || garbage == lattice_xds::translate::NOT_REDIRECTED,
+            "{garbage:?}"
+        ),
+        // Read as HTTP, and refused as such.
+        false => assert!(
+            garbage.starts_with("HTTP/1.1 400 Bad Request"),
+            "{garbage:?}"
+        ),
+    }
     let not_yet = http::get(egress, "demo-cluster3.example.com", "/")
         .await
         .unwrap();

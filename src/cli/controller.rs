@@ -152,6 +152,19 @@ pub struct ControllerArgs {
     /// Addresses the egress listener binds. Repeatable.
     #[arg(long = "egress-address", env = "LATTICE_XDS_EGRESS_ADDRESS", value_delimiter = ',', default_values_t = [IpAddr::from([0, 0, 0, 0]), IpAddr::from([0u16; 8])])]
     pub egress_addresses: Vec<IpAddr>,
+    /// Whether the egress listener reads each connection's first bytes to tell HTTP from the
+    /// rest: TLS (Lattice TLS passthrough listeners) and any other protocol then pass through
+    /// untouched. `false` takes HTTP alone and resets anything else, for pods that make only
+    /// HTTP calls (docs/benchmarks.md gives what the inspection costs).
+    #[arg(
+        long,
+        env = "LATTICE_XDS_PROTOCOL_INSPECTION",
+        default_value_t = true,
+        action = clap::ArgAction::Set,
+        value_parser = clap::builder::BoolishValueParser::new(),
+        value_name = "BOOL"
+    )]
+    pub protocol_inspection: bool,
     /// How requests are signed: ext-proc (the signer sidecar over gRPC), lua (the signer's
     /// HTTP endpoint), native (Envoy's aws_request_signing filter) or none.
     #[arg(
@@ -513,6 +526,7 @@ impl ControllerArgs {
             egress: Egress {
                 port: self.egress_port,
                 addresses: self.egress_addresses,
+                inspect: self.protocol_inspection,
             },
             system_ca_file: self.system_ca_file,
             gateway_class: self.gateway_class,

@@ -72,15 +72,31 @@ pub fn egress(mesh: &Mesh) -> Listener {
     let egress_port = Some(UInt32Value {
         value: u32::from(mesh.egress.port),
     });
+    let address = addresses.next();
+    let additional_addresses = addresses
+        .map(|address| AdditionalAddress {
+            address: Some(address),
+            ..Default::default()
+        })
+        .collect();
+    if !mesh.egress.inspect {
+        // HTTP alone: one chain, nothing read before the connection manager.
+        let chain = FilterChain {
+            filter_chain_match: None,
+            ..http(None)
+        };
+        return Listener {
+            name: EGRESS.to_string(),
+            address,
+            additional_addresses,
+            filter_chains: vec![chain],
+            ..Default::default()
+        };
+    }
     Listener {
         name: EGRESS.to_string(),
-        address: addresses.next(),
-        additional_addresses: addresses
-            .map(|address| AdditionalAddress {
-                address: Some(address),
-                ..Default::default()
-            })
-            .collect(),
+        address,
+        additional_addresses,
         listener_filters: vec![
             // Where a redirected connection was going.
             listener_filter(
