@@ -249,6 +249,9 @@ pub struct Egress {
     /// Whether each connection's first bytes are read, so that what is not HTTP passes
     /// through; without, the listener takes HTTP alone.
     pub inspect: bool,
+    /// Whether a sidecar on an incremental stream fetches each host's virtual host when its
+    /// pod first calls it (VHDS), holding only those, instead of every destination's.
+    pub on_demand: bool,
 }
 
 impl Default for Egress {
@@ -260,6 +263,7 @@ impl Default for Egress {
                 std::net::Ipv6Addr::UNSPECIFIED.into(),
             ],
             inspect: true,
+            on_demand: false,
         }
     }
 }

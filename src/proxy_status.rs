@@ -22,9 +22,18 @@ pub async fn run(admin: &str) -> anyhow::Result<()> {
 pub fn table(response: &ListProxiesResponse) -> String {
     // Streams carry an identity when the controller authenticates them (--xds-auth).
     let authenticated = response.proxies.iter().any(|p| !p.identity.is_empty());
-    let mut header = ["NODE", "CLUSTER", "PROTOCOL", "CDS", "LDS", "RDS", "SDS"]
-        .map(str::to_string)
-        .to_vec();
+    // VHDS only when a proxy fetches virtual hosts on demand.
+    let on_demand = (response.proxies.iter()).any(|proxy| {
+        proxy
+            .types
+            .iter()
+            .any(|t| t.type_url == type_url::VIRTUAL_HOST)
+    });
+    let types: Vec<&str> = (type_url::ORDER.into_iter())
+        .filter(|t| on_demand || *t != type_url::VIRTUAL_HOST)
+        .collect();
+    let mut header = ["NODE", "CLUSTER", "PROTOCOL"].map(str::to_string).to_vec();
+    header.extend(types.iter().map(|t| type_url::short(t).to_string()));
     if authenticated {
         header.push("IDENTITY".to_string());
     }
@@ -35,7 +44,7 @@ pub fn table(response: &ListProxiesResponse) -> String {
             proxy.cluster.clone(),
             proxy.protocol.clone(),
         ];
-        row.extend(type_url::ORDER.iter().map(|t| cell(proxy, t)));
+        row.extend(types.iter().map(|t| cell(proxy, t)));
         if authenticated {
             row.push(proxy.identity.clone());
         }

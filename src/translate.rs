@@ -9,7 +9,7 @@ mod listener;
 mod route;
 
 pub use listener::{NOT_REDIRECTED, ORIGINAL_DESTINATION, PASSTHROUGH};
-pub use route::{DEFAULT_FORWARD, NO_ROUTE_BODY, service_provenance};
+pub use route::{DEFAULT_FORWARD, Fallback, NO_ROUTE_BODY, OnDemand, service_provenance};
 mod secret;
 mod signing;
 
@@ -48,6 +48,8 @@ pub struct Resources {
     pub routes: Vec<RouteConfiguration>,
     pub clusters: Vec<Cluster>,
     pub secrets: Vec<Secret>,
+    /// With on-demand hosts: what incremental streams are served instead of `routes`.
+    pub on_demand: Option<OnDemand>,
 }
 
 /// Translates `mesh` into listeners, routes, clusters and secrets.
@@ -78,6 +80,7 @@ pub fn translate(mesh: &Mesh) -> Resources {
         routes: vec![route::egress(mesh)],
         clusters,
         secrets: mesh.bundles.values().map(secret::trust_bundle).collect(),
+        on_demand: mesh.egress.on_demand.then(|| route::on_demand(mesh)),
     }
 }
 

@@ -22,9 +22,11 @@ pub mod type_url {
     pub const LISTENER: &str = "type.googleapis.com/envoy.config.listener.v3.Listener";
     pub const ROUTE: &str = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration";
     pub const SECRET: &str = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret";
+    /// Virtual hosts fetched on demand (VHDS), over incremental streams only.
+    pub const VIRTUAL_HOST: &str = "type.googleapis.com/envoy.config.route.v3.VirtualHost";
 
     /// Every served type, in push order.
-    pub const ORDER: [&str; 4] = [CLUSTER, LISTENER, ROUTE, SECRET];
+    pub const ORDER: [&str; 5] = [CLUSTER, LISTENER, ROUTE, VIRTUAL_HOST, SECRET];
 
     /// The short name used in metrics and tables (`CDS`, `LDS`, ...).
     pub fn short(type_url: &str) -> &str {
@@ -33,6 +35,7 @@ pub mod type_url {
             LISTENER => "LDS",
             ROUTE => "RDS",
             SECRET => "SDS",
+            VIRTUAL_HOST => "VHDS",
             "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment" => "EDS",
             other => other.rsplit('.').next().unwrap_or(other),
         }

@@ -168,13 +168,7 @@ async fn follows(protocol: &str, inspect: bool) {
         route("demo-cluster3", "demo-cluster3.example.com"),
     )
     .unwrap();
-    let ready_url = controller.admin_url("/readyz");
-    eventually("a new snapshot", WAIT, || async {
-        http::get_url(&ready_url)
-            .await
-            .filter(|r| r.body.contains("snapshot 2"))
-    })
-    .await;
+    controller.wait_for_snapshot(2).await;
     eprintln!(
         "[{protocol}] manifest edit to a new snapshot: {:?}",
         edited.elapsed()

@@ -207,6 +207,7 @@ fn type_status(record: TypeRecord) -> TypeStatus {
         nacked_version,
         nack_error,
         pushes: record.pushes,
+        sent_bytes: record.sent_bytes,
     }
 }
 

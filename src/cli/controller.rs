@@ -165,6 +165,19 @@ pub struct ControllerArgs {
         value_name = "BOOL"
     )]
     pub protocol_inspection: bool,
+    /// Whether sidecars on incremental (Delta) ADS fetch each host's virtual host when their
+    /// pod first calls it (VHDS with Envoy's on_demand filter), and hold only those; a request
+    /// waits for its host's virtual host, then proceeds. State-of-the-world streams always get
+    /// every destination.
+    #[arg(
+        long,
+        env = "LATTICE_XDS_ON_DEMAND_HOSTS",
+        default_value_t = false,
+        action = clap::ArgAction::Set,
+        value_parser = clap::builder::BoolishValueParser::new(),
+        value_name = "BOOL"
+    )]
+    pub on_demand_hosts: bool,
     /// How requests are signed: ext-proc (the signer sidecar over gRPC), lua (the signer's
     /// HTTP endpoint), native (Envoy's aws_request_signing filter) or none.
     #[arg(
@@ -527,6 +540,7 @@ impl ControllerArgs {
                 port: self.egress_port,
                 addresses: self.egress_addresses,
                 inspect: self.protocol_inspection,
+                on_demand: self.on_demand_hosts,
             },
             system_ca_file: self.system_ca_file,
             gateway_class: self.gateway_class,

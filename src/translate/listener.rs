@@ -9,6 +9,7 @@ use envoy_types::pb::envoy::config::listener::v3::{
 use envoy_types::pb::envoy::extensions::filters::http::dynamic_forward_proxy::v3::{
     FilterConfig as DynamicForwardProxy, filter_config::ImplementationSpecifier,
 };
+use envoy_types::pb::envoy::extensions::filters::http::on_demand::v3::OnDemand;
 use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
 use envoy_types::pb::envoy::extensions::filters::listener::http_inspector::v3::HttpInspector;
 use envoy_types::pb::envoy::extensions::filters::listener::original_dst::v3::OriginalDst;
@@ -196,8 +197,18 @@ const FORWARD_PROXY_FILTER: &str = "envoy.filters.http.dynamic_forward_proxy";
 /// the forward proxy then uses the shared cluster's default port (443 with TLS, 80 without),
 /// and the Host that is signed is the one sent.
 fn connection_manager(mesh: &Mesh) -> HttpConnectionManager {
-    // First, so that on the way back it sees the answer as the application will.
-    let mut http_filters: Vec<HttpFilter> = access_log::filter(mesh).into_iter().collect();
+    let mut http_filters: Vec<HttpFilter> = Vec::new();
+    if mesh.egress.on_demand {
+        // Before anything that needs the route: a request for a host whose virtual host the
+        // sidecar does not hold yet waits here until it is fetched, then starts over.
+        http_filters.push(http_filter(
+            "envoy.filters.http.on_demand",
+            pack_any(OnDemand::default()),
+        ));
+    }
+    // Then the access log's, so that on the way back it sees the answer as the application
+    // will.
+    http_filters.extend(access_log::filter(mesh));
     if uses_shared_clusters(mesh) {
         let config = DynamicForwardProxy {
             implementation_specifier: Some(ImplementationSpecifier::DnsCacheConfig(dns_cache(

@@ -4,7 +4,7 @@
 
 use envoy_types::pb::envoy::config::core::v3::{DataSource, data_source::Specifier};
 use envoy_types::pb::envoy::config::route::v3::{
-    DirectResponseAction, FilterConfig, Route, RouteAction, RouteConfiguration, RouteMatch,
+    DirectResponseAction, FilterConfig, Route, RouteAction, RouteConfiguration, RouteMatch, Vhds,
     VirtualHost, route::Action, route_action::ClusterSpecifier, route_action::MaxStreamDuration,
     route_match::PathSpecifier,
 };
@@ -28,31 +28,127 @@ pub fn egress(mesh: &Mesh) -> RouteConfiguration {
     let mut virtual_hosts: Vec<VirtualHost> = http_destinations(mesh)
         .map(|d| destination(d, mesh))
         .collect();
-    if !mesh.fallback_domains.is_empty() {
-        let domains = mesh
-            .fallback_domains
-            .iter()
-            .map(|domain| format!("*.{domain}"))
-            .collect();
-        let trust = custom_domain_trust(&mesh.bundles);
-        virtual_hosts.push(VirtualHost {
-            name: FALLBACK_VHOST.to_string(),
-            domains,
-            routes: vec![to_cluster(shared_cluster_name(
-                Some(&trust),
-                Protocol::Http,
-            ))],
-            ..Default::default()
-        });
-    }
-    virtual_hosts.push(match mesh.unknown_hosts {
-        UnknownHosts::Forward => default_forward(mesh),
-        UnknownHosts::Deny => no_route(mesh),
-    });
+    virtual_hosts.extend(fallback_domains(mesh));
+    virtual_hosts.push(unknown_host(mesh));
     RouteConfiguration {
         name: EGRESS.to_string(),
         virtual_hosts,
         ..Default::default()
+    }
+}
+
+/// The virtual host of the hosts under the fallback domains that nothing else names.
+fn fallback_domains(mesh: &Mesh) -> Option<VirtualHost> {
+    if mesh.fallback_domains.is_empty() {
+        return None;
+    }
+    let domains = (mesh.fallback_domains.iter())
+        .map(|domain| format!("*.{domain}"))
+        .collect();
+    let trust = custom_domain_trust(&mesh.bundles);
+    Some(VirtualHost {
+        name: FALLBACK_VHOST.to_string(),
+        domains,
+        routes: vec![to_cluster(shared_cluster_name(
+            Some(&trust),
+            Protocol::Http,
+        ))],
+        ..Default::default()
+    })
+}
+
+/// The virtual host of every other host.
+fn unknown_host(mesh: &Mesh) -> VirtualHost {
+    match mesh.unknown_hosts {
+        UnknownHosts::Forward => default_forward(mesh),
+        UnknownHosts::Deny => no_route(mesh),
+    }
+}
+
+/// The egress route configuration as incremental streams are served it (VHDS), and the
+/// virtual hosts its sidecar fetches one by one, the first time a request names their host.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OnDemand {
+    /// No virtual host of its own: each one comes when it is asked for.
+    pub route: RouteConfiguration,
+    /// Each destination's, named as the sidecar asks for it (`egress/<host>`).
+    pub virtual_hosts: Vec<VirtualHost>,
+    /// What a host that no destination names gets.
+    pub fallback: Fallback,
+}
+
+/// The virtual host made for a host that no destination names, when a sidecar asks for it:
+/// the fallback domains' for a host under one of them, else the unknown hosts' (the default
+/// forward, or the local 404), each for that host alone.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Fallback {
+    domains: Vec<String>,
+    under_domain: Option<VirtualHost>,
+    unknown: VirtualHost,
+}
+
+impl Fallback {
+    /// The virtual host for `name` (`egress/<host>`, as the sidecar asks for it); `None` for a
+    /// name of another form.
+    pub fn virtual_host(&self, name: &str) -> Option<VirtualHost> {
+        let host = name.strip_prefix(EGRESS)?.strip_prefix('/')?;
+        if host.is_empty() {
+            return None;
+        }
+        let under = |domain: &String| {
+            host.strip_suffix(domain.as_str())
+                .is_some_and(|rest| rest.len() > 1 && rest.ends_with('.'))
+        };
+        let template = match &self.under_domain {
+            Some(fallback) if self.domains.iter().any(under) => fallback,
+            _ => &self.unknown,
+        };
+        Some(VirtualHost {
+            name: name.to_string(),
+            domains: vec![host.to_string()],
+            ..template.clone()
+        })
+    }
+
+    /// Bytes that change whenever what [`Fallback::virtual_host`] makes changes.
+    pub fn encoded(&self) -> Vec<u8> {
+        use prost::Message as _;
+        let mut bytes = self.domains.join(",").into_bytes();
+        for template in self.under_domain.iter().chain([&self.unknown]) {
+            bytes.extend(template.encode_to_vec());
+        }
+        bytes
+    }
+}
+
+/// The name a sidecar asks for the virtual host of `host` by: `egress/<host>`.
+fn on_demand_name(host: &str) -> String {
+    format!("{EGRESS}/{host}")
+}
+
+/// The on-demand form of [`egress`].
+pub fn on_demand(mesh: &Mesh) -> OnDemand {
+    let virtual_hosts = http_destinations(mesh)
+        .map(|d| VirtualHost {
+            name: on_demand_name(&d.host),
+            ..destination(d, mesh)
+        })
+        .collect();
+    let route = RouteConfiguration {
+        name: EGRESS.to_string(),
+        vhds: Some(Vhds {
+            config_source: Some(super::ads()),
+        }),
+        ..Default::default()
+    };
+    OnDemand {
+        route,
+        virtual_hosts,
+        fallback: Fallback {
+            domains: mesh.fallback_domains.clone(),
+            under_domain: fallback_domains(mesh),
+            unknown: unknown_host(mesh),
+        },
     }
 }
 
@@ -200,5 +296,40 @@ fn every_path() -> RouteMatch {
     RouteMatch {
         path_specifier: Some(PathSpecifier::Prefix("/".to_string())),
         ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Settings;
+
+    #[test]
+    fn a_host_no_destination_names_gets_its_own_fallback_virtual_host() {
+        let mut settings = Settings {
+            fallback_domains: vec!["example.com".to_string()],
+            unknown_hosts: UnknownHosts::Deny,
+            ..Settings::default()
+        };
+        let fallback = on_demand(&settings.mesh()).fallback;
+        let under = fallback.virtual_host("egress/a.b.example.com").unwrap();
+        assert_eq!(under.name, "egress/a.b.example.com");
+        assert_eq!(under.domains, ["a.b.example.com"]);
+        assert!(matches!(under.routes[0].action, Some(Action::Route(_))));
+        // Not under the domain: the unknown hosts' answer (a local 404 here).
+        for host in ["example.com", "notexample.com", "other.test"] {
+            let unknown = fallback.virtual_host(&format!("egress/{host}")).unwrap();
+            assert_eq!(unknown.domains, [host]);
+            assert!(matches!(
+                unknown.routes[0].action,
+                Some(Action::DirectResponse(_))
+            ));
+        }
+        assert_eq!(fallback.virtual_host("other/a.example.com"), None);
+        assert_eq!(fallback.virtual_host("egress/"), None);
+        // What is made changes with the settings, and so does its version's input.
+        settings.unknown_hosts = UnknownHosts::Forward;
+        let forwarding = on_demand(&settings.mesh()).fallback;
+        assert_ne!(forwarding.encoded(), fallback.encoded());
     }
 }

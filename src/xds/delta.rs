@@ -16,7 +16,7 @@ use tonic::Status;
 use super::holdings::{Held, Holdings, Names};
 use super::limits::{Limits, NameUse, truncated};
 use super::registry::ProxyHandle;
-use super::snapshot::{Snapshot, TypeResources};
+use super::snapshot::{Resource, Snapshot, TypeResources};
 use super::stream::{PerType, Variant};
 use super::type_url;
 use super::wire::{DeltaDiscoveryResponse, DeltaResource};
@@ -44,10 +44,6 @@ struct TypeState {
 }
 
 impl TypeState {
-    fn wants(&self, name: &str) -> bool {
-        self.wildcard || self.names.contains(name)
-    }
-
     fn subscription(&self) -> Option<Arc<Names>> {
         (!self.wildcard).then(|| Arc::clone(&self.names))
     }
@@ -88,8 +84,13 @@ impl Delta {
             .due(|type_url, state| self.needs_send(type_url, state))
     }
 
+    /// The served resources of `type_url`, as incremental streams are served them.
+    fn current(&self, type_url: &str) -> Option<&Arc<TypeResources>> {
+        self.per.snapshot.as_ref()?.incremental.get(type_url)
+    }
+
     fn needs_send(&self, type_url: &str, state: &TypeState) -> bool {
-        let Some(current) = self.per.current(type_url) else {
+        let Some(current) = self.current(type_url) else {
             return false;
         };
         let moved = state
@@ -100,8 +101,7 @@ impl Delta {
     }
 
     fn diff(&self, type_url: &str) -> Diff {
-        let (Some(state), Some(current)) =
-            (self.per.types.get(type_url), self.per.current(type_url))
+        let (Some(state), Some(current)) = (self.per.types.get(type_url), self.current(type_url))
         else {
             return Diff::default();
         };
@@ -109,18 +109,28 @@ impl Delta {
         if state.holdings.is_exactly(current) && !state.subscribed {
             return diff;
         }
-        for resource in current.resources.values() {
+        let mut offer = |resource: &Resource| {
             let fresh = state.holdings.version(&resource.name) != Some(resource.version.as_str());
-            if fresh && state.wants(&resource.name) {
+            if fresh {
                 diff.added.push(DeltaResource {
                     name: resource.name.clone(),
                     version: resource.version.clone(),
                     resource: Arc::clone(&resource.any),
                 });
             }
+        };
+        if state.wildcard {
+            current.resources.values().for_each(&mut offer);
+        } else {
+            // The subscribed names, which may be few of many, or answered without being listed.
+            for name in state.names.iter() {
+                if let Some(resource) = current.get(name) {
+                    offer(&resource);
+                }
+            }
         }
         let held = state.holdings.held();
-        let exists = |name: &str| current.resources.contains_key(name);
+        let exists = |name: &str| current.get(name).is_some();
         diff.removed.extend(
             held.keys()
                 .filter(|name| !exists(name))
@@ -148,7 +158,7 @@ impl Delta {
         proxy: &ProxyHandle,
     ) -> Option<DeltaDiscoveryResponse> {
         let snapshot = Arc::clone(self.per.snapshot.as_ref()?);
-        let current = Arc::clone(snapshot.types.get(type_url)?);
+        let current = Arc::clone(snapshot.incremental.get(type_url)?);
         let state = self.per.types.get_mut(type_url)?;
         let answer = state.must_answer;
         let previous = std::mem::take(&mut state.holdings);
@@ -161,6 +171,21 @@ impl Delta {
         state.holdings = Holdings::of(Arc::clone(&current), state.subscription());
         for (name, held) in kept {
             state.holdings.set(name, Some(held));
+        }
+        if current.absent.is_some() {
+            // Answered without being listed: held as made (the diff sent any that differed).
+            for name in state.names.iter() {
+                if current.resources.contains_key(&**name) {
+                    continue;
+                }
+                if let Some(resource) = current.get(name) {
+                    let held = Held {
+                        version: resource.version.clone(),
+                        any: Some(Arc::clone(&resource.any)),
+                    };
+                    state.holdings.set(Arc::clone(name), Some(held));
+                }
+            }
         }
         for name in &diff.removed {
             if let Some(name) = state.names.get(name.as_str())
@@ -181,19 +206,21 @@ impl Delta {
         state.nonce = nonce;
         state
             .sent_version
-            .clone_from(&snapshot.types[type_url].version);
-        proxy.sent(type_url, &state.sent_version, state.holdings.clone());
-        proxy
-            .metrics()
-            .push_latency
-            .observe(snapshot.created.elapsed().as_secs_f64());
-        Some(DeltaDiscoveryResponse {
+            .clone_from(&snapshot.incremental[type_url].version);
+        let response = DeltaDiscoveryResponse {
             system_version_info: snapshot.version.to_string(),
             resources: diff.added,
             type_url: type_url.to_string(),
             nonce: state.nonce.clone(),
             removed_resources: diff.removed,
-        })
+        };
+        let bytes = prost::Message::encoded_len(&response);
+        proxy.sent(type_url, &state.sent_version, state.holdings.clone(), bytes);
+        proxy
+            .metrics()
+            .push_latency
+            .observe(snapshot.created.elapsed().as_secs_f64());
+        Some(response)
     }
 
     /// The names the stream would hold after `request`, over every type: its subscriptions,

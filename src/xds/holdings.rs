@@ -117,6 +117,7 @@ mod tests {
         Arc::new(TypeResources {
             version: "1".to_string(),
             resources,
+            absent: None,
         })
     }
 

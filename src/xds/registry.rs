@@ -44,6 +44,8 @@ pub struct TypeRecord {
     /// The rejection that stands: no version sent since has been accepted.
     pub rejected: Option<Rejection>,
     pub pushes: u64,
+    /// The encoded size of every response sent, summed.
+    pub sent_bytes: u64,
     /// The names the stream subscribed to; `None`: every resource of the type.
     pub subscribed: Option<Arc<Names>>,
 }
@@ -231,10 +233,12 @@ impl ProxyHandle {
     }
 
     /// Records a response: its version and the resources the proxy now has of that type.
-    pub fn sent(&self, type_url: &str, version: &str, served: Holdings) {
+    /// Records a response of `bytes` (encoded) that makes the proxy hold `served`.
+    pub fn sent(&self, type_url: &str, version: &str, served: Holdings, bytes: usize) {
         self.update_type(type_url, |status| {
             status.sent_version = version.to_string();
             status.pushes += 1;
+            status.sent_bytes += u64::try_from(bytes).unwrap_or(u64::MAX);
         });
         self.update(|entry| {
             entry.served.insert(type_url.to_string(), served);
@@ -364,9 +368,9 @@ mod tests {
     fn a_rejection_ends_when_a_later_version_is_accepted() {
         let registry = Registry::new(Arc::default());
         let proxy = registry.connect("sotw");
-        proxy.sent(LDS, "1", Holdings::default());
+        proxy.sent(LDS, "1", Holdings::default(), 10);
         proxy.acked(LDS, "1");
-        proxy.sent(LDS, "2", Holdings::default());
+        proxy.sent(LDS, "2", Holdings::default(), 10);
         proxy.nacked(LDS, "2", "bad listener");
         proxy.nacked(LDS, "2", "bad listener");
         let rejected = registry.list()[0].types[0].rejected.clone();
@@ -376,14 +380,14 @@ mod tests {
         );
         assert_eq!(rejecting(&registry), 1, "one stream, counted once");
         // Version 2 is never sent again; the proxy accepts version 3.
-        proxy.sent(LDS, "3", Holdings::default());
+        proxy.sent(LDS, "3", Holdings::default(), 10);
         proxy.acked(LDS, "3");
         let status = &registry.list()[0].types[0];
         assert_eq!(status.rejected, None);
         assert_eq!(status.acked_version, "3");
         assert_eq!(rejecting(&registry), 0);
         // A stream that goes away while rejecting is no longer counted.
-        proxy.sent(LDS, "4", Holdings::default());
+        proxy.sent(LDS, "4", Holdings::default(), 10);
         proxy.nacked(LDS, "4", "bad again");
         assert_eq!(rejecting(&registry), 1);
         drop(proxy);

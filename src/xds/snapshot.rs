@@ -41,6 +41,60 @@ pub struct Resource {
 pub struct TypeResources {
     pub version: String,
     pub resources: BTreeMap<String, Resource>,
+    /// How a subscribed name that `resources` lacks is answered, for a type whose every name
+    /// has an answer (a virtual host for any host).
+    pub absent: Option<Absent>,
+}
+
+/// Makes the content of a name's resource, or `None` when the name has none.
+type MakeResource = dyn Fn(&str) -> Option<Any> + Send + Sync;
+
+/// Makes the resource of a name the snapshot does not list.
+#[derive(Clone)]
+pub struct Absent {
+    /// Changes whenever what `make` makes changes.
+    pub version: String,
+    make: Arc<MakeResource>,
+}
+
+impl Absent {
+    /// The resource of `name`, or `None` when the name has none.
+    pub fn resource(&self, name: &str) -> Option<Resource> {
+        let any = (self.make)(name)?;
+        Some(Resource {
+            name: name.to_string(),
+            version: content_version(&any.value),
+            any: Arc::new(any),
+        })
+    }
+}
+
+impl PartialEq for Absent {
+    fn eq(&self, other: &Self) -> bool {
+        self.version == other.version
+    }
+}
+
+impl std::fmt::Debug for Absent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Absent")
+            .field("version", &self.version)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TypeResources {
+    /// The resource of `name`: listed, or made for it.
+    pub fn get(&self, name: &str) -> Option<std::borrow::Cow<'_, Resource>> {
+        match self.resources.get(name) {
+            Some(resource) => Some(std::borrow::Cow::Borrowed(resource)),
+            None => self
+                .absent
+                .as_ref()?
+                .resource(name)
+                .map(std::borrow::Cow::Owned),
+        }
+    }
 }
 
 /// An immutable, consistent set of resources of every served type. Every stream shares it;
@@ -51,6 +105,9 @@ pub struct Snapshot {
     pub version: u64,
     pub created: Instant,
     pub types: BTreeMap<&'static str, Arc<TypeResources>>,
+    /// The types as incremental streams are served them: the same, but for the routes when
+    /// virtual hosts are fetched on demand, and those virtual hosts.
+    pub incremental: BTreeMap<&'static str, Arc<TypeResources>>,
 }
 
 /// A reference inside the resources that does not resolve.
@@ -85,26 +142,53 @@ impl Snapshot {
         );
         types.insert(type_url::ROUTE, packed(&resources.routes, |r| &r.name)?);
         types.insert(type_url::SECRET, packed(&resources.secrets, |s| &s.name)?);
-        let types = types
+        let mut incremental = BTreeMap::new();
+        if let Some(on_demand) = &resources.on_demand {
+            let route = std::slice::from_ref(&on_demand.route);
+            incremental.insert(type_url::ROUTE, packed(route, |r| &r.name)?);
+            let mut hosts = packed(&on_demand.virtual_hosts, |v| &v.name)?;
+            let fallback = on_demand.fallback.clone();
+            hosts.absent = Some(Absent {
+                version: content_version(&fallback.encoded()),
+                make: Arc::new(move |name| fallback.virtual_host(name).map(pack_any)),
+            });
+            incremental.insert(type_url::VIRTUAL_HOST, hosts);
+        }
+        let shared = |mut current: TypeResources, old: Option<&Arc<TypeResources>>| {
+            let unchanged = old
+                .filter(|old| old.resources == current.resources && old.absent == current.absent);
+            match unchanged {
+                Some(old) => Arc::clone(old),
+                None => {
+                    current.version = version.to_string();
+                    Arc::new(current)
+                }
+            }
+        };
+        let types: BTreeMap<&'static str, Arc<TypeResources>> = types
             .into_iter()
-            .map(|(type_url, mut current)| {
-                let unchanged = previous
-                    .and_then(|previous| previous.types.get(type_url))
-                    .filter(|old| old.resources == current.resources);
-                let shared = match unchanged {
-                    Some(old) => Arc::clone(old),
-                    None => {
-                        current.version = version.to_string();
-                        Arc::new(current)
-                    }
-                };
-                (type_url, shared)
+            .map(|(type_url, current)| {
+                let old = previous.and_then(|previous| previous.types.get(type_url));
+                (type_url, shared(current, old))
             })
             .collect();
+        let mut incremental: BTreeMap<&'static str, Arc<TypeResources>> = incremental
+            .into_iter()
+            .map(|(type_url, current)| {
+                let old = previous.and_then(|previous| previous.incremental.get(type_url));
+                (type_url, shared(current, old))
+            })
+            .collect();
+        for (type_url, resources) in &types {
+            incremental
+                .entry(type_url)
+                .or_insert_with(|| Arc::clone(resources));
+        }
         Ok(Snapshot {
             version,
             created: Instant::now(),
             types,
+            incremental,
         })
     }
 }
@@ -132,6 +216,7 @@ fn packed<T: Message + prost::Name + Clone>(
     Ok(TypeResources {
         version: String::new(),
         resources,
+        absent: None,
     })
 }
 

@@ -160,17 +160,19 @@ impl Sotw {
         state.must_answer = false;
         state.in_transition = transition;
         state.holdings = holdings;
-        proxy.sent(type_url, &version, state.holdings.clone());
+        let response = DiscoveryResponse {
+            version_info: version.clone(),
+            resources: state.holdings.contents(),
+            type_url: type_url.to_string(),
+            nonce,
+        };
+        let bytes = prost::Message::encoded_len(&response);
+        proxy.sent(type_url, &version, state.holdings.clone(), bytes);
         proxy
             .metrics()
             .push_latency
             .observe(snapshot.created.elapsed().as_secs_f64());
-        Some(DiscoveryResponse {
-            version_info: version,
-            resources: state.holdings.contents(),
-            type_url: type_url.to_string(),
-            nonce,
-        })
+        Some(response)
     }
 }
 

@@ -151,6 +151,27 @@ impl Controller {
         serde_json::from_str(&response.body).expect("proxies JSON")
     }
 
+    /// Waits until the controller serves snapshot `version` (or a later one).
+    pub async fn wait_for_snapshot(&self, version: u64) {
+        let url = self.admin_url("/readyz");
+        super::eventually(
+            &format!("snapshot {version}"),
+            std::time::Duration::from_secs(20),
+            || async {
+                let body = http::get_url(&url).await?.body;
+                let served: u64 = body
+                    .split("snapshot ")
+                    .nth(1)?
+                    .split_whitespace()
+                    .next()?
+                    .parse()
+                    .ok()?;
+                (served >= version).then_some(())
+            },
+        )
+        .await;
+    }
+
     pub async fn metrics(&self) -> String {
         http::get_url(&self.admin_url("/metrics"))
             .await
@@ -182,6 +203,7 @@ fn type_short(type_url: &str) -> &str {
         "Listener" => "LDS",
         "RouteConfiguration" => "RDS",
         "Secret" => "SDS",
+        "VirtualHost" => "VHDS",
         other => other,
     }
 }
