@@ -3,7 +3,7 @@
 
 CARGO ?= cargo
 
-.PHONY: demo test lint fresh-build envoy-api bench bench-ext-proc build envoy peers kube helm iptables kube-up kube-down bench-xds bench-soak bench-discovery
+.PHONY: demo test lint fresh-build envoy-api bench bench-ext-proc build envoy peers kube helm iptables kube-up kube-down bench-xds bench-soak bench-discovery bench-on-demand
 
 build:
 	$(CARGO) build --locked
@@ -81,6 +81,12 @@ bench-xds: envoy
 # per poll, what an unchanged poll pushes, and the sidecar's memory (release build).
 bench-discovery: envoy peers
 	scripts/bench-discovery.sh
+
+# Virtual hosts on demand: a host's first request with and without them (10,000 routes, 200
+# hosts called), and a sidecar's memory with 10,000 destinations known and 10 called.
+bench-on-demand: envoy
+	scripts/bench-on-demand.sh
+	CONTROLLER_ARGS="--on-demand-hosts true" CALLS=10 scripts/bench-sidecar.sh 10 10000
 
 # The controller with 1,000 streams and a change every second for ten minutes: RSS stays flat
 # (release build; results go in docs/benchmarks.md).

@@ -6,7 +6,9 @@
 # for docs/benchmarks.md.
 #
 #   [BIN=target/release/lattice-xds] [CONTROLLER_ARGS="--destination-stats false"] \
-#     scripts/bench-sidecar.sh [N...]   (default: 10 1000 10000)
+#     [CALLS=K] scripts/bench-sidecar.sh [N...]   (default: 10 1000 10000)
+# CALLS=K (with CONTROLLER_ARGS="--on-demand-hosts true") makes one request to each of the
+# first K hosts once Envoy is LIVE, and reads the RSS once it holds their K virtual hosts.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -81,11 +83,20 @@ for n in "${sizes[@]}"; do
     >"$work/envoy-$n.log" 2>&1 &
   envoy_pid=$!
   pids+=("$envoy_pid")
-  # Every destination's virtual host, plus the fallback and the 404 host.
   wait_admin "http://127.0.0.1:$envoy_admin/stats?filter=^http.egress.rds.egress.config_reload$" \
     "int(text.split(':')[-1] or 0) >= 1" "Envoy to load its routes"
+  held=$n
+  if [ -n "${CALLS:-}" ]; then
+    # On demand: only the hosts called are fetched.
+    wait_admin "http://127.0.0.1:$envoy_admin/server_info" "'\"LIVE\"' in text" "Envoy to be LIVE"
+    held=$(( CALLS < n ? CALLS : n ))
+    for i in $(seq 0 $(( held - 1 ))); do
+      curl -s -o /dev/null -H "Host: svc-$i.example.com" "http://127.0.0.1:$egress/" || true
+    done
+  fi
+  # Every destination's virtual host (or every one called), plus the fallback and the 404 host.
   wait_admin "http://127.0.0.1:$envoy_admin/config_dump?resource=dynamic_route_configs" \
-    "text.count('\"svc-') >= $n" "all $n virtual hosts"
+    "text.count('\"svc-') >= $held" "$held virtual hosts"
   wait_admin "http://127.0.0.1:$envoy_admin/server_info" "'\"LIVE\"' in text" "Envoy to be LIVE"
   # Steady state: what Envoy holds once the update's transient allocations are returned.
   sleep "${SETTLE:-3}"

@@ -70,14 +70,26 @@ impl Holdings {
     /// Every held resource: name, version and content when known, by name.
     pub fn held(&self) -> BTreeMap<&str, Held> {
         let mut held: BTreeMap<&str, Held> = BTreeMap::new();
-        if let Some(base) = &self.base {
-            for (name, resource) in &base.resources {
-                if self.in_base(name).is_some() {
-                    let any = Some(Arc::clone(&resource.any));
-                    let version = resource.version.clone();
-                    held.insert(name, Held { version, any });
+        let mut hold = |name, resource: &super::snapshot::Resource| {
+            let any = Some(Arc::clone(&resource.any));
+            let version = resource.version.clone();
+            held.insert(name, Held { version, any });
+        };
+        match (&self.base, &self.names) {
+            // A subscription may name few of many: walk the names.
+            (Some(base), Some(names)) => {
+                for name in names.iter() {
+                    if let Some((name, resource)) = base.resources.get_key_value(&**name) {
+                        hold(name.as_str(), resource);
+                    }
                 }
             }
+            (Some(base), None) => {
+                for (name, resource) in &base.resources {
+                    hold(name.as_str(), resource);
+                }
+            }
+            (None, _) => {}
         }
         for (name, change) in &self.changes {
             match change {
