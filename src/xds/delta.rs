@@ -390,3 +390,6 @@ impl Variant for Delta {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
