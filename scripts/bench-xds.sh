@@ -5,6 +5,8 @@
 # Markdown tables for docs/benchmarks.md and draws docs/benchmarks-xds.png from them.
 #
 #   [ROUTES=1000,10000] [STREAMS=1000] [PROTOCOLS=delta,sotw] [ROUNDS=3] scripts/bench-xds.sh
+# PROTOCOLS may also name on-demand: incremental streams with virtual hosts on demand, against
+# the peer's full route table over delta.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

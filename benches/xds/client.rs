@@ -1,6 +1,8 @@
 //! Sidecar-like ADS clients: each stream on its own connection, subscribing as Envoy does
 //! (clusters and listeners by wildcard, then the egress route configuration once listeners
-//! arrive) and ACKing every response. Each stream counts the route configurations it receives.
+//! arrive) and ACKing every response. Each stream counts the route configurations it receives;
+//! with virtual hosts on demand, the virtual hosts, of the hosts it asks for once the route
+//! configuration has come.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -23,6 +25,8 @@ const EGRESS: &str = "egress";
 pub enum Protocol {
     Delta,
     Sotw,
+    /// Incremental, with virtual hosts on demand (`--on-demand-hosts true`).
+    OnDemand,
 }
 
 impl std::fmt::Display for Protocol {
@@ -30,6 +34,7 @@ impl std::fmt::Display for Protocol {
         f.write_str(match self {
             Self::Delta => "delta",
             Self::Sotw => "sotw",
+            Self::OnDemand => "on-demand",
         })
     }
 }
@@ -50,11 +55,13 @@ impl Progress {
     }
 }
 
-/// Opens one stream to `address` and serves it in the background.
+/// Opens one stream to `address` and serves it in the background. With virtual hosts on
+/// demand it asks for the virtual hosts of `hosts`.
 pub async fn open(
     address: &str,
     protocol: Protocol,
     node: String,
+    hosts: Vec<String>,
 ) -> anyhow::Result<Arc<Progress>> {
     let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{address}"))?
         .connect_timeout(Duration::from_secs(30));
@@ -65,7 +72,8 @@ pub async fn open(
     let watched = Arc::clone(&progress);
     tokio::spawn(async move {
         let result = match protocol {
-            Protocol::Delta => delta(client, node, Arc::clone(&watched)).await,
+            Protocol::Delta => delta(client, node, Vec::new(), Arc::clone(&watched)).await,
+            Protocol::OnDemand => delta(client, node, hosts, Arc::clone(&watched)).await,
             Protocol::Sotw => sotw(client, node, Arc::clone(&watched)).await,
         };
         let why = match result {
@@ -87,7 +95,13 @@ fn node(id: String) -> Option<Node> {
     })
 }
 
-async fn delta(mut client: Client, id: String, progress: Arc<Progress>) -> anyhow::Result<()> {
+async fn delta(
+    mut client: Client,
+    id: String,
+    hosts: Vec<String>,
+    progress: Arc<Progress>,
+) -> anyhow::Result<()> {
+    let on_demand = !hosts.is_empty();
     let (requests, outgoing) = mpsc::channel(16);
     let subscribe = |type_url: &str, names: &[&str]| DeltaDiscoveryRequest {
         type_url: type_url.to_string(),
@@ -103,6 +117,7 @@ async fn delta(mut client: Client, id: String, progress: Arc<Progress>) -> anyho
         .await?
         .into_inner();
     let mut routes_requested = false;
+    let mut hosts_requested = false;
     while let Some(response) = responses.message().await? {
         let DeltaDiscoveryResponse {
             type_url, nonce, ..
@@ -119,6 +134,19 @@ async fn delta(mut client: Client, id: String, progress: Arc<Progress>) -> anyho
             requests.send(subscribe(type_url::ROUTE, &[EGRESS])).await?;
         }
         if type_url == type_url::ROUTE && !response.resources.is_empty() {
+            if !on_demand {
+                progress.route_received().await;
+            } else if !hosts_requested {
+                // In one request, so that the first answer carries them all.
+                hosts_requested = true;
+                let names: Vec<String> = hosts.iter().map(|h| format!("{EGRESS}/{h}")).collect();
+                let names: Vec<&str> = names.iter().map(String::as_str).collect();
+                requests
+                    .send(subscribe(type_url::VIRTUAL_HOST, &names))
+                    .await?;
+            }
+        }
+        if type_url == type_url::VIRTUAL_HOST && !response.resources.is_empty() {
             progress.route_received().await;
         }
     }

@@ -12,6 +12,12 @@
 //!
 //! Prints a Markdown table of medians over the rounds, with the ratio of the two servers.
 //!
+//! `on-demand` streams are incremental with virtual hosts on demand (the controller runs with
+//! `--on-demand-hosts true`; the peer, which has no such mode, is measured on `delta`). Even
+//! streams hold the added host's virtual host from the start (the fallback's, before the route
+//! exists) and one destination's; odd streams one destination's alone. The push is measured
+//! over the even streams, and a line says how many odd streams were sent anything.
+//!
 //!   cargo bench --bench xds -- --peer PATH [--routes 1000,10000] [--streams 1000]
 //!       [--protocols delta,sotw] [--rounds 3]
 //!
@@ -65,7 +71,8 @@ fn protocol(text: &str) -> Result<Protocol, String> {
     match text {
         "delta" => Ok(Protocol::Delta),
         "sotw" => Ok(Protocol::Sotw),
-        other => Err(format!("{other:?} is not delta or sotw")),
+        "on-demand" => Ok(Protocol::OnDemand),
+        other => Err(format!("{other:?} is not delta, sotw or on-demand")),
     }
 }
 
@@ -81,6 +88,8 @@ struct Sample {
     /// The highest RSS sampled (every 5 ms) from the change to every stream holding it.
     rss_push_peak: f64,
     cpu_push: f64,
+    /// Streams that do not hold the changed host but were sent something (on demand).
+    others_pushed: f64,
 }
 
 #[tokio::main]
@@ -129,13 +138,18 @@ async fn main() -> anyhow::Result<()> {
                 for peer_first in [round % 2 == 1, round % 2 == 0] {
                     let sample = if peer_first {
                         let target = targets::peer(peer, &before, &after).await?;
-                        let sample = measure(target, protocol, args.streams).await?;
+                        let theirs_protocol = match protocol {
+                            Protocol::OnDemand => Protocol::Delta,
+                            other => other,
+                        };
+                        let sample = measure(target, theirs_protocol, args.streams, routes).await?;
                         theirs.push(sample.clone());
                         sample
                     } else {
                         targets::manifests(&manifests, routes)?;
-                        let target = targets::controller(&manifests, work).await?;
-                        let sample = measure(target, protocol, args.streams).await?;
+                        let on_demand = protocol == Protocol::OnDemand;
+                        let target = targets::controller(&manifests, work, on_demand).await?;
+                        let sample = measure(target, protocol, args.streams, routes).await?;
                         ours.push(sample.clone());
                         sample
                     };
@@ -147,6 +161,13 @@ async fn main() -> anyhow::Result<()> {
             row(routes, args.streams, protocol, "lattice-xds", &ours);
             row(routes, args.streams, protocol, "go-control-plane", &theirs);
             ratio_row(routes, args.streams, protocol, &ours, &theirs);
+            if protocol == Protocol::OnDemand {
+                println!(
+                    "<!-- on-demand, {routes} routes: {} of {} streams that do not hold the added host were sent something -->",
+                    ours.others_pushed,
+                    args.streams / 2
+                );
+            }
         }
     }
     Ok(())
@@ -158,7 +179,7 @@ async fn translation(routes: usize, work: &Path) -> anyhow::Result<()> {
     let manifests = work.join(format!("translate-{routes}"));
     targets::manifests(&manifests, routes)?;
     let started = Instant::now();
-    let target = targets::controller(&manifests, work).await?;
+    let target = targets::controller(&manifests, work, false).await?;
     targets::wait_until("the first snapshot", || async {
         target.snapshots().await.is_ok_and(|n| n >= 1)
     })
@@ -196,7 +217,7 @@ async fn capture(
     work: &Path,
 ) -> anyhow::Result<(PathBuf, PathBuf)> {
     targets::manifests(manifests, routes)?;
-    let target = targets::controller(manifests, work).await?;
+    let target = targets::controller(manifests, work, false).await?;
     let before = work.join(format!("resources-{routes}.pb"));
     write_resources(&before, &client::fetch_all(&target.xds).await?)?;
     target.trigger().await?;
@@ -236,13 +257,24 @@ fn write_resources(
 
 /// Connects `streams` streams to `target`, waits for their sync, adds a destination and waits
 /// until every stream has it.
-async fn measure(target: Target, protocol: Protocol, streams: usize) -> anyhow::Result<Sample> {
+async fn measure(
+    target: Target,
+    protocol: Protocol,
+    streams: usize,
+    routes: usize,
+) -> anyhow::Result<Sample> {
     tokio::time::sleep(Duration::from_secs(1)).await;
     let rss_idle = target.rss()? as f64;
     let started = Instant::now();
     // Sidecars connect in waves, not all in one instant: 64 connections at a time.
-    let opens =
-        (0..streams).map(|n| client::open(&target.xds, protocol, format!("sidecar-{n}.bench")));
+    let holds_added = |n: usize| protocol != Protocol::OnDemand || n % 2 == 0;
+    let opens = (0..streams).map(|n| {
+        let mut hosts = vec![format!("svc-{}.example.com", n % routes.max(1))];
+        if holds_added(n) {
+            hosts.push("bench-added.example.com".to_string());
+        }
+        client::open(&target.xds, protocol, format!("sidecar-{n}.bench"), hosts)
+    });
     let progress: Vec<Arc<Progress>> = futures::stream::iter(opens)
         .buffered(64)
         .try_collect()
@@ -250,9 +282,9 @@ async fn measure(target: Target, protocol: Protocol, streams: usize) -> anyhow::
     let all_have = |count: u32| {
         let progress = progress.clone();
         move || {
-            let done = progress
-                .iter()
-                .all(|p| p.routes.load(Ordering::SeqCst) >= count);
+            let done = (progress.iter().enumerate())
+                .filter(|(n, _)| count < 2 || holds_added(*n))
+                .all(|(_, p)| p.routes.load(Ordering::SeqCst) >= count);
             async move { done }
         }
     };
@@ -281,12 +313,15 @@ async fn measure(target: Target, protocol: Protocol, streams: usize) -> anyhow::
     targets::wait_until("every stream to hold the change", all_have(2)).await?;
     let rss_push_peak = peak.stop().await as f64;
     let mut latencies = Vec::with_capacity(streams);
-    for p in &progress {
+    for (_, p) in progress.iter().enumerate().filter(|(n, _)| holds_added(*n)) {
         let last = p.last.lock().await.unwrap_or(triggered);
         latencies.push(last.saturating_duration_since(triggered).as_secs_f64());
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
     let cpu_push = target.cpu_seconds()? - cpu_before;
+    let others_pushed = (progress.iter().enumerate())
+        .filter(|(n, p)| !holds_added(*n) && p.routes.load(Ordering::SeqCst) > 1)
+        .count() as f64;
     latencies.sort_by(f64::total_cmp);
     let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q).round() as usize];
     drop(target);
@@ -299,6 +334,7 @@ async fn measure(target: Target, protocol: Protocol, streams: usize) -> anyhow::
         rss_streams,
         rss_push_peak,
         cpu_push,
+        others_pushed,
     })
 }
 
@@ -352,6 +388,7 @@ fn median(samples: &[Sample]) -> Sample {
         rss_streams: of(|s| s.rss_streams),
         rss_push_peak: of(|s| s.rss_push_peak),
         cpu_push: of(|s| s.cpu_push),
+        others_pushed: of(|s| s.others_pushed),
     }
 }
 

@@ -27,14 +27,19 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let manifests = work.join(format!("soak-{routes}"));
     targets::manifests(&manifests, routes)?;
-    let target = targets::controller(&manifests, work).await?;
+    let target = targets::controller(&manifests, work, false).await?;
     let opens = (0..streams).map(|n| {
         let protocol = if n % 2 == 0 {
             Protocol::Delta
         } else {
             Protocol::Sotw
         };
-        client::open(&target.xds, protocol, format!("sidecar-{n}.soak"))
+        client::open(
+            &target.xds,
+            protocol,
+            format!("sidecar-{n}.soak"),
+            Vec::new(),
+        )
     });
     let progress: Vec<Arc<Progress>> = futures::stream::iter(opens)
         .buffered(64)

@@ -120,7 +120,9 @@ fn free_port() -> anyhow::Result<u16> {
 }
 
 /// Starts the controller on `manifests` and waits until it serves a snapshot.
-pub async fn controller(manifests: &Path, logs: &Path) -> anyhow::Result<Target> {
+/// The controller on `manifests`; `on_demand` serves incremental streams virtual hosts on
+/// demand.
+pub async fn controller(manifests: &Path, logs: &Path, on_demand: bool) -> anyhow::Result<Target> {
     let (xds, admin) = (free_port()?, free_port()?);
     let log = std::fs::File::create(logs.join("controller.log"))?;
     let child = Command::new(env!("CARGO_BIN_EXE_lattice-xds"))
@@ -136,6 +138,7 @@ pub async fn controller(manifests: &Path, logs: &Path) -> anyhow::Result<Target>
         .args(["--egress-address=127.0.0.1", "--log=warn"])
         // Changes are served as soon as they are read, as the peer serves a file once loaded.
         .args(["--xds-max-subscriptions=100000", "--debounce-ms=0"])
+        .arg(format!("--on-demand-hosts={on_demand}"))
         .stdout(Stdio::null())
         .stderr(log)
         .kill_on_drop(true)
