@@ -267,7 +267,7 @@ async fn measure(
     let rss_idle = target.rss()? as f64;
     let started = Instant::now();
     // Sidecars connect in waves, not all in one instant: 64 connections at a time.
-    let holds_added = |n: usize| protocol != Protocol::OnDemand || n % 2 == 0;
+    let holds_added = |n: usize| protocol != Protocol::OnDemand || n.is_multiple_of(2);
     let opens = (0..streams).map(|n| {
         let mut hosts = vec![format!("svc-{}.example.com", n % routes.max(1))];
         if holds_added(n) {
