@@ -2,6 +2,8 @@
 //! controller serving 2,000 routes. One route is added and one removed; every Envoy then serves
 //! the added host (through the shared forward-proxy cluster, resolved by DNS) and answers the
 //! removed one with the local 404. The controller's and every Envoy's memory are printed.
+//! With virtual hosts on demand, 50 Envoys on incremental ADS each hold only the hosts they
+//! were called for, never the 2,000, and follow a change to one of them.
 
 mod support;
 
@@ -59,7 +61,11 @@ async fn dns() -> SocketAddr {
 /// The added service itself, on port 80 of its own loopback address.
 async fn upstream() {
     let address = SocketAddr::from((UPSTREAM_IP, 80));
-    let listener = tokio::net::TcpListener::bind(address).await.unwrap();
+    // The other fleet's upstream may still be closing with its runtime.
+    let listener = eventually("the upstream's address to be free", WAIT, || async {
+        tokio::net::TcpListener::bind(address).await.ok()
+    })
+    .await;
     let app = axum::Router::new().fallback(|| async { "hello from the added service\n" });
     tokio::spawn(async move { axum::serve(listener, app).await });
 }
@@ -117,13 +123,9 @@ async fn fetch(egress: SocketAddr, host: &str) -> http::HttpResponse {
     }
 }
 
-/// Printed past the test harness's capture, so that CI logs show the fleet's memory.
-fn report(line: &str) {
-    let _ = writeln!(std::io::stderr(), "fleet: {line}");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fifty_envoys_follow_an_added_and_a_removed_route() {
+/// A manifest directory with the walkthrough's gateway and the 2,000 routes, and the upstream
+/// listening; the directory is removed when the returned guard drops.
+async fn fleet_manifests() -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let manifests = dir.path().join("manifests");
     std::fs::create_dir_all(&manifests).unwrap();
@@ -134,6 +136,21 @@ async fn fifty_envoys_follow_an_added_and_a_removed_route() {
     .unwrap();
     write_routes(&manifests, 0);
     upstream().await;
+    (dir, manifests)
+}
+
+/// The two fleets run one after the other: fifty Envoys each, and one upstream address.
+static FLEET: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Printed past the test harness's capture, so that CI logs show the fleet's memory.
+fn report(line: &str) {
+    let _ = writeln!(std::io::stderr(), "fleet: {line}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_envoys_follow_an_added_and_a_removed_route() {
+    let _fleet = FLEET.lock().await;
+    let (dir, manifests) = fleet_manifests().await;
     let egress_port = free_port();
     let args = vec![
         format!("--manifests={}", manifests.display()),
@@ -243,5 +260,106 @@ async fn fifty_envoys_follow_an_added_and_a_removed_route() {
     report(&format!(
         "each Envoy's RSS in MiB: {:?}",
         rss.iter().map(|kib| kib / 1024).collect::<Vec<_>>()
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_envoys_on_demand_hold_only_the_hosts_they_were_called_for() {
+    let _fleet = FLEET.lock().await;
+    let (dir, manifests) = fleet_manifests().await;
+    // The hosts the pods call, of the 2,000: each pinned to the upstream.
+    let called: Vec<String> = (0..5).map(|n| format!("svc-{n}.example.com")).collect();
+    let egress_port = free_port();
+    let mut args = vec![
+        format!("--manifests={}", manifests.display()),
+        "--signing=none".to_string(),
+        "--unknown-hosts=deny".to_string(),
+        "--on-demand-hosts=true".to_string(),
+        "--egress-address=127.0.0.1".to_string(),
+        format!("--egress-port={egress_port}"),
+    ];
+    let upstream = SocketAddr::from((UPSTREAM_IP, 80));
+    args.extend(
+        called
+            .iter()
+            .map(|host| format!("--resolve={host}={upstream}")),
+    );
+    let controller = Controller::start(dir.path(), &args).await;
+    let nodes: Vec<String> = (0..ENVOYS).map(|n| format!("sidecar-{n}.apps")).collect();
+    let starts = nodes
+        .iter()
+        .map(|node| Envoy::start(dir.path(), node, controller.xds_port, "delta"));
+    let envoys: Vec<Envoy> = futures::future::join_all(starts).await;
+
+    // The kernel spreads connections over the Envoys that share the egress port: calls go on
+    // until every Envoy has answered some.
+    let egress = SocketAddr::from(([127, 0, 0, 1], egress_port));
+    let mut requests = 0;
+    loop {
+        for host in &called {
+            let ok = fetch(egress, host).await;
+            assert_eq!(ok.status, 200, "{host}: {}", ok.body);
+            requests += 1;
+        }
+        let mut idle = 0;
+        for envoy in &envoys {
+            if counter(envoy, "http.egress.downstream_rq_2xx").await == 0 {
+                idle += 1;
+            }
+        }
+        if idle == 0 {
+            break;
+        }
+        assert!(
+            requests < 20_000,
+            "{idle} Envoys answered nothing after {requests} requests"
+        );
+    }
+    let mut holding_svc0 = Vec::new();
+    for envoy in &envoys {
+        let held = envoy.virtual_hosts().await;
+        assert!(!held.is_empty(), "{} holds nothing", envoy.node);
+        for name in &held {
+            let host = name.strip_prefix("egress/").unwrap_or(name);
+            assert!(
+                called.iter().any(|c| c == host),
+                "{} holds {name}",
+                envoy.node
+            );
+        }
+        if held.iter().any(|name| name == "egress/svc-0.example.com") {
+            holding_svc0.push(envoy);
+        }
+    }
+    report(&format!(
+        "on demand: {} of {ENVOYS} Envoys hold svc-0 after {requests} requests",
+        holding_svc0.len()
+    ));
+
+    // svc-0's route renamed: every Envoy that holds svc-0 has the new name.
+    std::fs::write(
+        manifests.join("renamed.yaml"),
+        route("svc-0-renamed", "svc-0.example.com"),
+    )
+    .unwrap();
+    write_routes(&manifests, 1);
+    eventually("every holder of svc-0 to have its change", WAIT, || async {
+        for envoy in &holding_svc0 {
+            let dump = envoy.config_dump().await.to_string();
+            if !dump.contains("route apps/svc-0-renamed") {
+                return None;
+            }
+        }
+        Some(())
+    })
+    .await;
+    let rss: Vec<u64> = envoys
+        .iter()
+        .filter_map(|envoy| envoy.process.rss_kib())
+        .collect();
+    report(&format!(
+        "on demand: {ENVOYS} Envoys, {ROUTES} routes; controller RSS {} MiB; Envoy RSS mean {} MiB",
+        controller.process.rss_kib().unwrap_or(0) / 1024,
+        rss.iter().sum::<u64>() / rss.len().max(1) as u64 / 1024,
     ));
 }

@@ -25,36 +25,6 @@ fn route(name: &str, hosts: &[&str]) -> String {
     )
 }
 
-/// The virtual hosts Envoy holds for the egress route configuration, by name.
-async fn held(envoy: &Envoy) -> Vec<String> {
-    let dump = envoy.config_dump().await;
-    let mut names: Vec<String> = dump["configs"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|config| {
-            config["@type"]
-                .as_str()
-                .is_some_and(|t| t.ends_with("RoutesConfigDump"))
-        })
-        .flat_map(|config| {
-            config["dynamic_route_configs"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default()
-        })
-        .flat_map(|route| {
-            route["route_config"]["virtual_hosts"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default()
-        })
-        .filter_map(|host| host["name"].as_str().map(str::to_string))
-        .collect();
-    names.sort();
-    names
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sidecar_holds_only_the_hosts_its_pod_calls() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -96,7 +66,7 @@ async fn a_sidecar_holds_only_the_hosts_its_pod_calls() {
     let egress = format!("127.0.0.1:{egress_port}").parse().unwrap();
 
     // Nothing is held before a call.
-    assert_eq!(held(&envoy).await, Vec::<String>::new());
+    assert_eq!(envoy.virtual_hosts().await, Vec::<String>::new());
 
     // The first request waits for its host's virtual host, then proceeds.
     let response = http::get(egress, "a.example.com", "/first")
@@ -116,7 +86,7 @@ async fn a_sidecar_holds_only_the_hosts_its_pod_calls() {
     assert_eq!(unknown.status, 404);
     assert_eq!(unknown.body, lattice_xds::translate::NO_ROUTE_BODY);
     assert_eq!(
-        held(&envoy).await,
+        envoy.virtual_hosts().await,
         ["egress/a.example.com", "egress/unknown.test"]
     );
 
@@ -164,7 +134,7 @@ async fn a_sidecar_holds_only_the_hosts_its_pod_calls() {
         "the route configuration was sent again"
     );
     assert_eq!(
-        held(&envoy).await,
+        envoy.virtual_hosts().await,
         ["egress/a.example.com", "egress/unknown.test"]
     );
 

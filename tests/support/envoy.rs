@@ -145,4 +145,31 @@ impl Envoy {
             .expect("config_dump");
         serde_json::from_str(&response.body).expect("config_dump JSON")
     }
+
+    /// The names of the virtual hosts Envoy holds in its dynamic route configurations, sorted.
+    pub async fn virtual_hosts(&self) -> Vec<String> {
+        let dump = self.config_dump().await;
+        let configs = dump["configs"].as_array().cloned().unwrap_or_default();
+        let mut names: Vec<String> = configs
+            .iter()
+            .filter(|config| {
+                (config["@type"].as_str()).is_some_and(|t| t.ends_with("RoutesConfigDump"))
+            })
+            .flat_map(|config| {
+                config["dynamic_route_configs"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+            })
+            .flat_map(|route| {
+                route["route_config"]["virtual_hosts"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+            })
+            .filter_map(|host| host["name"].as_str().map(str::to_string))
+            .collect();
+        names.sort();
+        names
+    }
 }
