@@ -310,7 +310,7 @@ pub async fn run(config: ControllerConfig) -> anyhow::Result<()> {
         .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
         .tcp_keepalive(Some(KEEPALIVE_INTERVAL))
         .max_concurrent_streams(Some(config.xds_connections.max_streams))
-        .add_service(ads.into_service());
+        .add_service(crate::xds::AdsService::new(ads));
     let stopped = shutdown.clone().cancelled_owned();
     let xds = match &xds_certificate {
         Some(serving) => {

@@ -14,6 +14,8 @@ mod stream;
 mod transport;
 pub mod wire;
 
+pub use transport::AdsService;
+
 /// Type URLs of the resources served, in the order pushes are made: clusters before the
 /// listeners and routes that use them, secrets last (make-before-break, `xds_protocol.rst`
 /// "Eventual consistency considerations").

@@ -14,7 +14,7 @@ use crate::model::{Destination, Mesh};
 use crate::trust::fetch::TrustState;
 use crate::xds::json::{JsonError, any_to_json};
 use crate::xds::registry::{ProxyRecord, Registry, TypeRecord};
-use crate::xds::server::Snapshots;
+use crate::xds::snapshot::Snapshots;
 use tokio::sync::watch;
 
 /// Why a config dump cannot be produced.

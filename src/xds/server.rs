@@ -4,7 +4,6 @@
 use std::sync::Arc;
 
 use envoy_types::pb::envoy::service::discovery::v3::{DeltaDiscoveryRequest, DiscoveryRequest};
-use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tonic::Streaming;
 
@@ -12,14 +11,10 @@ use super::auth::{Authenticator, Identity, Refusal};
 use super::delta::Delta;
 use super::limits::Limits;
 use super::registry::Registry;
-use super::snapshot::Snapshot;
+use super::snapshot::Snapshots;
 use super::sotw::Sotw;
 use super::stream::{self, Outgoing, StreamContext};
-use super::transport::AdsService;
 use super::wire::{DeltaDiscoveryResponse, DiscoveryResponse};
-
-/// The latest published snapshot; `None` until the first consistent one.
-pub type Snapshots = watch::Receiver<Option<Arc<Snapshot>>>;
 
 /// The ADS gRPC service.
 #[derive(Clone, Debug)]
@@ -60,11 +55,6 @@ impl AdsServer {
             tracing::info!(reason = refusal.reason, status = %refusal.status, "ADS stream refused");
         }
         authenticated
-    }
-
-    /// The gRPC service for the tonic server.
-    pub fn into_service(self) -> AdsService {
-        AdsService::new(self)
     }
 
     /// Bytes a request may have; a larger one ends its stream (`--xds-max-request-bytes`).

@@ -28,6 +28,9 @@ use prost::Message;
 use super::type_url;
 use crate::translate::Resources;
 
+/// The latest published snapshot; `None` until the first consistent one.
+pub type Snapshots = tokio::sync::watch::Receiver<Option<Arc<Snapshot>>>;
+
 /// One resource as served: its name, its content hash (the Delta resource version) and bytes.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Resource {

@@ -23,8 +23,7 @@ use tonic::{Code, Status, Streaming};
 use super::auth::Identity;
 use super::limits::{Limits, truncated};
 use super::registry::ProxyHandle;
-use super::server::Snapshots;
-use super::snapshot::{Snapshot, TypeResources};
+use super::snapshot::{Snapshot, Snapshots, TypeResources};
 use super::type_url;
 
 /// What the loop needs of a protocol variant (state of the world or incremental).
