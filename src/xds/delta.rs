@@ -6,7 +6,7 @@
 //! subscribed ones in `removed_resources`. Subscription changes apply even with a stale nonce;
 //! ACK/NACK bookkeeping only with the current one.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use envoy_types::pb::envoy::config::core::v3::Node;
@@ -62,6 +62,8 @@ impl TypeState {
 struct Diff {
     added: Vec<DeltaResource>,
     removed: Vec<String>,
+    /// The subscribed names the snapshot answers without listing them, as made for this diff.
+    made: BTreeMap<Arc<str>, Resource>,
 }
 
 /// The incremental variant of a stream.
@@ -119,18 +121,31 @@ impl Delta {
                 });
             }
         };
+        let mut made = BTreeMap::new();
         if state.wildcard {
             current.resources.values().for_each(&mut offer);
         } else {
             // The subscribed names, which may be few of many, or answered without being listed.
             for name in state.names.iter() {
-                if let Some(resource) = current.get(name) {
-                    offer(&resource);
+                match current.resources.get(&**name) {
+                    Some(resource) => offer(resource),
+                    None => {
+                        if let Some(resource) =
+                            current.absent.as_ref().and_then(|a| a.resource(name))
+                        {
+                            offer(&resource);
+                            made.insert(Arc::clone(name), resource);
+                        }
+                    }
                 }
             }
         }
         let held = state.holdings.held();
-        let exists = |name: &str| current.get(name).is_some();
+        let exists = |name: &str| {
+            current.resources.contains_key(name)
+                || made.contains_key(name)
+                || (current.absent.is_some() && current.get(name).is_some())
+        };
         diff.removed.extend(
             held.keys()
                 .filter(|name| !exists(name))
@@ -144,6 +159,7 @@ impl Delta {
                 .filter(|name| !state.reported_absent.contains(*name))
                 .map(|name| name.to_string()),
         );
+        diff.made = made;
         diff
     }
 
@@ -172,20 +188,13 @@ impl Delta {
         for (name, held) in kept {
             state.holdings.set(name, Some(held));
         }
-        if current.absent.is_some() {
-            // Answered without being listed: held as made (the diff sent any that differed).
-            for name in state.names.iter() {
-                if current.resources.contains_key(&**name) {
-                    continue;
-                }
-                if let Some(resource) = current.get(name) {
-                    let held = Held {
-                        version: resource.version.clone(),
-                        any: Some(Arc::clone(&resource.any)),
-                    };
-                    state.holdings.set(Arc::clone(name), Some(held));
-                }
-            }
+        // Answered without being listed: held as made (the diff sent any that differed).
+        for (name, resource) in diff.made {
+            let held = Held {
+                version: resource.version,
+                any: Some(resource.any),
+            };
+            state.holdings.set(name, Some(held));
         }
         for name in &diff.removed {
             if let Some(name) = state.names.get(name.as_str())
