@@ -354,6 +354,21 @@ impl Poller<'_> {
             .inc();
     }
 
+    /// Counts one answer of `operation` (a request, or a page of a listing) and turns its
+    /// error into the poll's failure.
+    fn answered<T, E, R>(
+        &self,
+        operation: &str,
+        answer: Result<T, SdkError<E, R>>,
+    ) -> Result<T, Failure>
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+        R: std::fmt::Debug,
+    {
+        self.count(operation);
+        answer.map_err(|error| Failure::from_sdk(operation, &error))
+    }
+
     /// One poll: the networks, their services, and the descriptions that are due.
     async fn poll(
         &self,
@@ -463,8 +478,7 @@ impl Poller<'_> {
                 .into_paginator()
                 .send();
             while let Some(page) = pages.next().await {
-                self.count(operation);
-                let page = page.map_err(|error| Failure::from_sdk(operation, &error))?;
+                let page = self.answered(operation, page)?;
                 for association in page.items() {
                     let active = active(association.status().map(|status| status.as_str()));
                     if let (true, Some(id)) = (active, association.service_network_id()) {
@@ -493,15 +507,9 @@ impl Poller<'_> {
     /// A service network named by id, ARN or name.
     async fn network(&self, identifier: &str) -> Result<Network, Failure> {
         if identifier.starts_with("sn-") || identifier.starts_with("arn:") {
-            let operation = "GetServiceNetwork";
-            self.count(operation);
-            let network = self
-                .client
-                .get_service_network()
-                .service_network_identifier(identifier)
-                .send()
-                .await
-                .map_err(|error| Failure::from_sdk(operation, &error))?;
+            let request = self.client.get_service_network();
+            let network = request.service_network_identifier(identifier).send().await;
+            let network = self.answered("GetServiceNetwork", network)?;
             let id = network.id().unwrap_or(identifier).to_string();
             return Ok(Network {
                 name: network.name().unwrap_or(&id).to_string(),
@@ -512,8 +520,7 @@ impl Poller<'_> {
         let operation = "ListServiceNetworks";
         let mut pages = self.client.list_service_networks().into_paginator().send();
         while let Some(page) = pages.next().await {
-            self.count(operation);
-            let page = page.map_err(|error| Failure::from_sdk(operation, &error))?;
+            let page = self.answered(operation, page)?;
             if let Some(network) = page.items().iter().find(|n| n.name() == Some(identifier)) {
                 let id = network.id().unwrap_or_default().to_string();
                 return Ok(Network {
@@ -541,8 +548,7 @@ impl Poller<'_> {
             .into_paginator()
             .send();
         while let Some(page) = pages.next().await {
-            self.count(operation);
-            let page = page.map_err(|error| Failure::from_sdk(operation, &error))?;
+            let page = self.answered(operation, page)?;
             for association in page.items() {
                 let active = active(association.status().map(|status| status.as_str()));
                 if let (true, Some(id)) = (active, association.service_id()) {
@@ -564,15 +570,9 @@ impl Poller<'_> {
         {
             return Ok(auth.clone());
         }
-        let operation = "GetServiceNetwork";
-        self.count(operation);
-        let described = self
-            .client
-            .get_service_network()
-            .service_network_identifier(&network.id)
-            .send()
-            .await
-            .map_err(|error| Failure::from_sdk(operation, &error))?;
+        let request = self.client.get_service_network();
+        let described = request.service_network_identifier(&network.id).send().await;
+        let described = self.answered("GetServiceNetwork", described)?;
         let auth_type = described
             .auth_type()
             .map(|t| t.as_str().to_string())
@@ -610,15 +610,13 @@ impl Poller<'_> {
 
     /// `GetService`, `ListListeners` and `GetAuthPolicy` of one service.
     async fn describe(&self, id: &str, polls: u64) -> Result<Described, Failure> {
-        let operation = "GetService";
-        self.count(operation);
         let service = self
             .client
             .get_service()
             .service_identifier(id)
             .send()
-            .await
-            .map_err(|error| Failure::from_sdk(operation, &error))?;
+            .await;
+        let service = self.answered("GetService", service)?;
         let arn = service.arn().unwrap_or_default().to_string();
         let auth_type = service
             .auth_type()
@@ -662,8 +660,7 @@ impl Poller<'_> {
             .into_paginator()
             .send();
         while let Some(page) = pages.next().await {
-            self.count(operation);
-            let page = page.map_err(|error| Failure::from_sdk(operation, &error))?;
+            let page = self.answered(operation, page)?;
             for listener in page.items() {
                 let (protocol, tls) = match listener.protocol() {
                     Some(ListenerProtocol::Http) => (Protocol::Http, false),
