@@ -69,6 +69,42 @@ pub enum Command {
     Redirect(RedirectArgs),
 }
 
+/// Which VPC Lattice service networks are read from the VPC Lattice API, for the controller's
+/// discovery and the emulated data plane alike.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServiceNetworkArgs {
+    /// The cluster's VPC: the VPC Lattice service networks associated with it, and every
+    /// service they list (shared from other accounts included), are read from the VPC Lattice
+    /// API. Needs vpc-lattice:List*/Get* permissions (see the README).
+    #[arg(long, env = "LATTICE_XDS_VPC_ID")]
+    pub vpc_id: Option<String>,
+    /// A VPC Lattice service network (name, id or ARN) read besides the VPC's. Repeatable.
+    #[arg(
+        long = "service-network",
+        env = "LATTICE_XDS_SERVICE_NETWORK",
+        value_delimiter = ','
+    )]
+    pub service_networks: Vec<String>,
+}
+
+impl ServiceNetworkArgs {
+    /// Where and how often to read, with the rest of the settings given.
+    fn settings(
+        self,
+        interval: std::time::Duration,
+        region: Option<String>,
+        endpoint_url: Option<String>,
+    ) -> crate::provider::discovery::DiscoverySettings {
+        crate::provider::discovery::DiscoverySettings {
+            vpc_id: self.vpc_id,
+            service_networks: self.service_networks,
+            interval,
+            region,
+            endpoint_url,
+        }
+    }
+}
+
 /// A `KEY=VALUE` flag value.
 fn parse_pair(value: &str) -> Result<(String, String), String> {
     value

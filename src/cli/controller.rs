@@ -18,7 +18,6 @@ use crate::model::{
     DEFAULT_GATEWAY_CLASS, DEFAULT_SYSTEM_CA_FILE, Egress, PRIVATE_CA_BUNDLE, Settings,
     SignerAddress, Signing, SigningAlgorithm, SigningMode, TrustBundle, UnknownHosts,
 };
-use crate::provider::discovery::DiscoverySettings;
 use crate::provider::kubernetes::{KubernetesConfig, LeaseConfig};
 use crate::signer::one_of;
 use crate::trust::fetch::{CaArn, TrustSettings};
@@ -246,19 +245,9 @@ pub struct ControllerArgs {
     /// tests); by default the SDK's own, which also honours AWS_ENDPOINT_URL.
     #[arg(long, env = "LATTICE_XDS_AWS_ENDPOINT_URL")]
     pub aws_endpoint_url: Option<String>,
-    /// The cluster's VPC: the VPC Lattice service networks associated with it are read from the
-    /// VPC Lattice API, and every service they list (shared from other accounts included)
-    /// becomes a destination. Needs vpc-lattice:List*/Get* permissions (see the README).
-    #[arg(long, env = "LATTICE_XDS_VPC_ID")]
-    pub vpc_id: Option<String>,
-    /// A VPC Lattice service network (name, id or ARN) whose services become destinations,
-    /// besides the VPC's. Repeatable.
-    #[arg(
-        long = "service-network",
-        env = "LATTICE_XDS_SERVICE_NETWORK",
-        value_delimiter = ','
-    )]
-    pub service_networks: Vec<String>,
+    /// The service networks whose services become destinations.
+    #[command(flatten)]
+    pub service_networks: super::ServiceNetworkArgs,
     /// How often the VPC Lattice API is polled, give or take a tenth (at least 1s). A failed
     /// poll keeps every service discovered before and is retried sooner, backing off.
     #[arg(long, env = "LATTICE_XDS_DISCOVERY_INTERVAL", default_value = "30s", value_parser = humantime::parse_duration)]
@@ -506,13 +495,11 @@ impl ControllerArgs {
             self.discovery_interval >= Duration::from_secs(1),
             "--discovery-interval must be at least 1s"
         );
-        let discovery = DiscoverySettings {
-            vpc_id: self.vpc_id.clone(),
-            service_networks: self.service_networks.clone(),
-            interval: self.discovery_interval,
-            region: self.region.clone(),
-            endpoint_url: self.aws_endpoint_url.clone(),
-        };
+        let discovery = self.service_networks.clone().settings(
+            self.discovery_interval,
+            self.region.clone(),
+            self.aws_endpoint_url.clone(),
+        );
         let settings = Settings {
             fallback_domains: self
                 .domains

@@ -14,18 +14,11 @@ pub struct EmulateArgs {
     /// emulated cluster. Needed unless the services are read from the VPC Lattice API.
     #[arg(long = "manifests", env = "LATTICE_XDS_MANIFESTS", required_unless_present_any = ["vpc_id", "service_networks"])]
     pub manifests: Vec<PathBuf>,
-    /// Serve the services of this VPC's service networks, as the VPC Lattice API lists them
-    /// (names, listeners, auth types and auth policies), followed as they change. A name the
-    /// API lists wins over a route's.
-    #[arg(long, env = "LATTICE_XDS_VPC_ID")]
-    pub vpc_id: Option<String>,
-    /// Serve the services of this service network too (name, id or ARN). Repeatable.
-    #[arg(
-        long = "service-network",
-        env = "LATTICE_XDS_SERVICE_NETWORK",
-        value_delimiter = ','
-    )]
-    pub service_networks: Vec<String>,
+    /// Serve the services of these service networks as the VPC Lattice API lists them (names,
+    /// listeners, auth types and auth policies), followed as they change. A name the API lists
+    /// wins over a route's.
+    #[command(flatten)]
+    pub service_networks: super::ServiceNetworkArgs,
     /// The VPC Lattice API's endpoint (moto in the demo and the tests); by default the SDK's.
     #[arg(long, env = "LATTICE_XDS_AWS_ENDPOINT_URL")]
     pub aws_endpoint_url: Option<String>,
@@ -73,15 +66,12 @@ pub struct EmulateArgs {
 
 impl From<EmulateArgs> for crate::emulator::EmulatorConfig {
     fn from(args: EmulateArgs) -> Self {
-        let api = (args.vpc_id.is_some() || !args.service_networks.is_empty()).then(|| {
-            crate::provider::discovery::DiscoverySettings {
-                vpc_id: args.vpc_id,
-                service_networks: args.service_networks,
-                interval: args.discovery_interval,
-                region: Some(args.region.clone()),
-                endpoint_url: args.aws_endpoint_url,
-            }
-        });
+        let api = args.service_networks.settings(
+            args.discovery_interval,
+            Some(args.region.clone()),
+            args.aws_endpoint_url,
+        );
+        let api = api.enabled().then_some(api);
         Self {
             manifests: args.manifests,
             api,
