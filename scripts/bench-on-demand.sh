@@ -18,28 +18,7 @@ work=$(mktemp -d -t lattice-xds-on-demand.XXXXXX)
 # shellcheck source=scripts/bench-common.sh
 source scripts/bench-common.sh
 
-mkdir -p "$work/routes"
-cp examples/cluster1/gateway.yaml "$work/routes/"
-python3 - "$work/routes/routes.yaml" "$n" <<'PY'
-import sys
-path, n = sys.argv[1], int(sys.argv[2])
-with open(path, "w") as out:
-    for i in range(n):
-        out.write(f"""---
-apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata:
-  name: svc-{i}
-  namespace: apps
-spec:
-  hostnames:
-  - svc-{i}.example.com
-  parentRefs:
-  - name: lattice-gateway
-    namespace: lattice-gateway
-    sectionName: http-listener
-""")
-PY
+write_routes "$work/routes" "$n" http-listener
 
 upstream=$(free_port)
 python3 - "$upstream" > /dev/null 2>&1 <<'PY' &

@@ -22,36 +22,6 @@ work=$(mktemp -d -t lattice-xds-sidecar.XXXXXX)
 source scripts/bench-common.sh
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 
-# N routes on the walkthrough's gateway, each with one custom domain on the HTTPS listener.
-write_routes() { # DIR N
-  mkdir -p "$1"
-  cp examples/cluster1/gateway.yaml "$1/"
-  python3 - "$1/routes.yaml" "$2" <<'PY'
-import sys
-path, n = sys.argv[1], int(sys.argv[2])
-with open(path, "w") as out:
-    for i in range(n):
-        out.write(f"""---
-apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata:
-  name: svc-{i}
-  namespace: apps
-spec:
-  hostnames:
-  - svc-{i}.example.com
-  parentRefs:
-  - name: lattice-gateway
-    namespace: lattice-gateway
-    sectionName: https-listener-with-custom-domain
-  rules:
-  - backendRefs:
-    - name: svc-{i}
-      port: 80
-""")
-PY
-}
-
 # Waits until Envoy's admin answers CHECK (a python expression over `text`) for URL.
 wait_admin() { # URL CHECK WHAT
   for _ in $(seq 1 1200); do
