@@ -23,6 +23,7 @@ use futures::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::xds::registry::{ClientState, Registry, TypeRecord};
+use crate::xds::wire::Packed;
 
 /// Answers CSDS requests from the registry.
 #[derive(Clone, Debug)]
@@ -173,7 +174,9 @@ fn resources(client: &ClientState, status: &TypeRecord, contents: bool) -> Vec<G
         let mut config = GenericXdsConfig {
             type_url: type_url.to_string(),
             name: (*name).to_string(),
-            xds_config: resource.any.as_deref().filter(|_| contents).cloned(),
+            xds_config: (resource.packed.as_ref())
+                .filter(|_| contents)
+                .map(Packed::to_any),
             ..Default::default()
         };
         let version = |resource_version: Option<&str>, type_version: &str| match sotw {

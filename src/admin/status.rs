@@ -124,7 +124,10 @@ impl StatusService {
         let mut resources = serde_json::Map::new();
         for (type_url, items) in served {
             let contents = items.contents();
-            let rendered: Result<Vec<_>, _> = contents.iter().map(|any| any_to_json(any)).collect();
+            let rendered: Result<Vec<_>, _> = contents
+                .iter()
+                .map(|packed| any_to_json(&packed.to_any()))
+                .collect();
             resources.insert(type_url, serde_json::Value::Array(rendered?));
         }
         Ok(serde_json::json!({ "node": node_id, "resources": resources }))

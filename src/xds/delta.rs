@@ -19,7 +19,7 @@ use super::registry::ProxyHandle;
 use super::snapshot::{Resource, Snapshot, TypeResources};
 use super::stream::{PerType, Variant};
 use super::type_url;
-use super::wire::{DeltaDiscoveryResponse, DeltaResource};
+use super::wire::{DeltaDiscoveryResponse, DeltaResource, Response};
 
 #[derive(Debug, Default)]
 struct TypeState {
@@ -117,7 +117,7 @@ impl Delta {
                 diff.added.push(DeltaResource {
                     name: resource.name.clone(),
                     version: resource.version.clone(),
-                    resource: Arc::clone(&resource.any),
+                    resource: resource.packed.clone(),
                 });
             }
         };
@@ -192,7 +192,7 @@ impl Delta {
         for (name, resource) in diff.made {
             let held = Held {
                 version: resource.version,
-                any: Some(resource.any),
+                packed: Some(resource.packed),
             };
             state.holdings.set(name, Some(held));
         }
@@ -223,7 +223,7 @@ impl Delta {
             nonce: state.nonce.clone(),
             removed_resources: diff.removed,
         };
-        let bytes = prost::Message::encoded_len(&response);
+        let bytes = response.encoded_len();
         proxy.sent(type_url, &state.sent_version, state.holdings.clone(), bytes);
         proxy
             .metrics()
@@ -330,7 +330,7 @@ impl Variant for Delta {
             for (name, version) in &request.initial_resource_versions {
                 let held = Held {
                     version: version.clone(),
-                    any: None,
+                    packed: None,
                 };
                 let name = state.name(name);
                 state.holdings.set(name, Some(held));

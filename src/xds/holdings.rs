@@ -5,9 +5,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use envoy_types::pb::google::protobuf::Any;
-
 use super::snapshot::TypeResources;
+use super::wire::Packed;
 
 /// A set of resource names. Each name's bytes are stored once (`Arc<str>`) and shared by a
 /// stream's subscription, what its proxy holds and the registry; the set itself is shared too.
@@ -18,7 +17,7 @@ pub type Names = BTreeSet<Arc<str>>;
 pub struct Held {
     pub version: String,
     /// `None` when only the version is known (what a reconnecting Delta client claims).
-    pub any: Option<Arc<Any>>,
+    pub packed: Option<Packed>,
 }
 
 /// A proxy's resources of one type: `base` filtered by `names` (all when `None`), then
@@ -71,9 +70,9 @@ impl Holdings {
     pub fn held(&self) -> BTreeMap<&str, Held> {
         let mut held: BTreeMap<&str, Held> = BTreeMap::new();
         let mut hold = |name, resource: &super::snapshot::Resource| {
-            let any = Some(Arc::clone(&resource.any));
+            let packed = Some(resource.packed.clone());
             let version = resource.version.clone();
-            held.insert(name, Held { version, any });
+            held.insert(name, Held { version, packed });
         };
         match (&self.base, &self.names) {
             // A subscription may name few of many: walk the names.
@@ -101,10 +100,10 @@ impl Holdings {
     }
 
     /// The content of every held resource whose content is known, by name.
-    pub fn contents(&self) -> Vec<Arc<Any>> {
+    pub fn contents(&self) -> Vec<Packed> {
         self.held()
             .into_values()
-            .filter_map(|held| held.any)
+            .filter_map(|held| held.packed)
             .collect()
     }
 }
@@ -121,7 +120,9 @@ mod tests {
                 let resource = Resource {
                     name: name.to_string(),
                     version: version.to_string(),
-                    any: Arc::new(Any::default()),
+                    packed: Packed::new(
+                        &envoy_types::pb::envoy::config::cluster::v3::Cluster::default(),
+                    ),
                 };
                 (name.to_string(), resource)
             })
@@ -146,7 +147,7 @@ mod tests {
             "z".into(),
             Some(Held {
                 version: "9".into(),
-                any: None,
+                packed: None,
             }),
         );
         assert!(!holdings.is_exactly(&base));

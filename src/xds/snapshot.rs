@@ -21,22 +21,22 @@ use envoy_types::pb::envoy::extensions::filters::network::http_connection_manage
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
     UpstreamTlsContext, common_tls_context::ValidationContextType,
 };
-use envoy_types::pb::google::protobuf::Any;
-use envoy_types::util::pack_any;
 use prost::Message;
 
 use super::type_url;
+use super::wire::Packed;
 use crate::translate::Resources;
 
 /// The latest published snapshot; `None` until the first consistent one.
 pub type Snapshots = tokio::sync::watch::Receiver<Option<Arc<Snapshot>>>;
 
-/// One resource as served: its name, its content hash (the Delta resource version) and bytes.
+/// One resource as served: its name, its content hash (the Delta resource version) and its
+/// packed bytes, which every stream that sends it shares.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Resource {
     pub name: String,
     pub version: String,
-    pub any: Arc<Any>,
+    pub packed: Packed,
 }
 
 /// The resources of one type and the version they were last changed at.
@@ -50,7 +50,7 @@ pub struct TypeResources {
 }
 
 /// Makes the content of a name's resource, or `None` when the name has none.
-type MakeResource = dyn Fn(&str) -> Option<Any> + Send + Sync;
+type MakeResource = dyn Fn(&str) -> Option<Packed> + Send + Sync;
 
 /// Makes the resource of a name the snapshot does not list.
 #[derive(Clone)]
@@ -63,11 +63,11 @@ pub struct Absent {
 impl Absent {
     /// The resource of `name`, or `None` when the name has none.
     pub fn resource(&self, name: &str) -> Option<Resource> {
-        let any = (self.make)(name)?;
+        let packed = (self.make)(name)?;
         Some(Resource {
             name: name.to_string(),
-            version: content_version(&any.value),
-            any: Arc::new(any),
+            version: content_version(packed.value()),
+            packed,
         })
     }
 }
@@ -153,7 +153,9 @@ impl Snapshot {
             let fallback = on_demand.fallback.clone();
             hosts.absent = Some(Absent {
                 version: content_version(&fallback.encoded()),
-                make: Arc::new(move |name| fallback.virtual_host(name).map(pack_any)),
+                make: Arc::new(move |name| {
+                    fallback.virtual_host(name).map(|host| Packed::new(&host))
+                }),
             });
             incremental.insert(type_url::VIRTUAL_HOST, hosts);
         }
@@ -196,17 +198,17 @@ impl Snapshot {
     }
 }
 
-fn packed<T: Message + prost::Name + Clone>(
+fn packed<T: Message + prost::Name>(
     items: &[T],
     name: impl Fn(&T) -> &String,
 ) -> Result<TypeResources, Inconsistent> {
     let mut resources = BTreeMap::new();
     for item in items {
-        let any = pack_any(item.clone());
+        let packed = Packed::new(item);
         let resource = Resource {
             name: name(item).clone(),
-            version: content_version(&any.value),
-            any: Arc::new(any),
+            version: content_version(packed.value()),
+            packed,
         };
         if let Some(old) = resources.insert(resource.name.clone(), resource) {
             let kind = type_url::short(&T::type_url()).to_string();

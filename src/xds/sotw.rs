@@ -17,7 +17,7 @@ use super::registry::ProxyHandle;
 use super::snapshot::{Resource, Snapshot, TypeResources};
 use super::stream::{PerType, Variant};
 use super::type_url;
-use super::wire::DiscoveryResponse;
+use super::wire::{DiscoveryResponse, Response};
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 enum Subscription {
@@ -166,7 +166,7 @@ impl Sotw {
             type_url: type_url.to_string(),
             nonce,
         };
-        let bytes = prost::Message::encoded_len(&response);
+        let bytes = response.encoded_len();
         proxy.sent(type_url, &version, state.holdings.clone(), bytes);
         proxy
             .metrics()

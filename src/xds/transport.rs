@@ -1,11 +1,18 @@
 //! The ADS endpoints at the HTTP/2 level: requests are read with tonic's `Streaming`; every
-//! response is written as a gRPC message of its own, allocated at its exact size and freed once
-//! the connection has sent it, and the stream ends with its status in the trailers.
+//! response is written as a gRPC message of its own, handed to the connection a buffer at a
+//! time ([`Encoder`]): the resources as the snapshot holds them, shared by every stream, the
+//! rest in small buffers of the stream's own. The stream ends with its status in the trailers.
 //!
 //! tonic's own response encoder keeps a buffer as large as the largest message it has written
 //! for as long as the stream lives. An ADS stream lives as long as its sidecar and carries the
 //! whole route table: at 10,000 destinations that is 2 MB per idle stream, 2 GB for 1,000
-//! sidecars. Here an idle stream holds no response bytes at all.
+//! sidecars. Here an idle stream holds no response bytes at all, and a push of the route table
+//! to 1,000 streams holds one copy of it, however slowly the proxies read.
+//!
+//! How much of a response waits in the connection is bounded by hyper: it takes the next
+//! buffer only while the stream's queued bytes are under its send buffer (400 KiB), so at
+//! most that much of a stream's own bytes waits, and a proxy that reads nothing for the
+//! write timeout is closed (`stream.rs`).
 
 use std::convert::Infallible;
 use std::pin::Pin;
@@ -25,6 +32,7 @@ use tonic::{Code, Status};
 
 use super::server::AdsServer;
 use super::stream::Outgoing;
+use super::wire::{Encoder, Response};
 
 const SERVICE: &str = "envoy.service.discovery.v3.AggregatedDiscoveryService";
 const STATE_OF_THE_WORLD: &str =
@@ -102,9 +110,10 @@ fn requests<T: Message + Default + Send + 'static>(
 }
 
 /// The response: headers now, then a gRPC message per response, then the status.
-fn respond<T: Message + Send + 'static>(outgoing: Outgoing<T>) -> http::Response<Body> {
+fn respond<T: Response + Send + Unpin + 'static>(outgoing: Outgoing<T>) -> http::Response<Body> {
     let frames = Frames {
         outgoing,
+        writing: None,
         done: false,
     };
     let mut response = http::Response::new(Body::new(StreamBody::new(frames)));
@@ -115,43 +124,41 @@ fn respond<T: Message + Send + 'static>(outgoing: Outgoing<T>) -> http::Response
     response
 }
 
-/// A stream's responses as HTTP/2 frames.
+/// A stream's responses as HTTP/2 frames: each response's buffers, one at a time, as the
+/// connection takes them.
 struct Frames<T> {
     outgoing: Outgoing<T>,
+    /// The response being written.
+    writing: Option<Encoder<T>>,
     done: bool,
 }
 
-impl<T: Message> Stream for Frames<T> {
+impl<T: Response + Unpin> Stream for Frames<T> {
     type Item = Result<Frame<Bytes>, Status>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        if self.done {
-            return Poll::Ready(None);
+        loop {
+            if let Some(buffer) = self.writing.as_mut().and_then(Encoder::next_buffer) {
+                return Poll::Ready(Some(Ok(Frame::data(buffer))));
+            }
+            self.writing = None;
+            if self.done {
+                return Poll::Ready(None);
+            }
+            let next = ready!(Pin::new(&mut self.outgoing).poll_next(cx));
+            match next {
+                Some(Ok(response)) => self.writing = Some(Encoder::new(response)),
+                Some(Err(status)) => {
+                    self.done = true;
+                    return Poll::Ready(Some(Ok(trailers(&status))));
+                }
+                None => {
+                    self.done = true;
+                    return Poll::Ready(Some(Ok(trailers(&Status::ok("")))));
+                }
+            }
         }
-        let next = ready!(Pin::new(&mut self.outgoing).poll_next(cx));
-        let frame = match next {
-            Some(Ok(message)) => Frame::data(message_frame(&message)),
-            Some(Err(status)) => {
-                self.done = true;
-                trailers(&status)
-            }
-            None => {
-                self.done = true;
-                trailers(&Status::ok(""))
-            }
-        };
-        Poll::Ready(Some(Ok(frame)))
     }
-}
-
-/// One length-prefixed gRPC message (uncompressed), in a buffer of exactly its size.
-fn message_frame(message: &impl Message) -> Bytes {
-    let length = message.encoded_len();
-    let mut buffer = Vec::with_capacity(5 + length);
-    buffer.push(0);
-    buffer.extend_from_slice(&u32::try_from(length).unwrap_or(u32::MAX).to_be_bytes());
-    message.encode_raw(&mut buffer);
-    Bytes::from(buffer)
 }
 
 fn trailers(status: &Status) -> Frame<Bytes> {

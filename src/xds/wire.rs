@@ -1,39 +1,127 @@
-//! Discovery responses that borrow their resources from the snapshot.
+//! Discovery responses that share their resources with the snapshot, down to the bytes sent.
 //!
-//! Every resource is packed once, when its snapshot is built, and shared by every stream: a
-//! response holds only references (`Arc<Any>`) and is written straight from them into the
-//! gRPC frame. The messages encode exactly as `envoy.service.discovery.v3.DiscoveryResponse`
-//! and `DeltaDiscoveryResponse` do (the fields this server sets, in tag order), so Envoy and
-//! any generated client decode them unchanged. The server only sends them; decoding skips every field.
+//! Every resource is packed and encoded once, when its snapshot is built ([`Packed`]), and
+//! every stream that sends it passes those same bytes to the connection: a response holds
+//! references, and [`Encoder`] cuts it into the buffers of its HTTP/2 frames without copying
+//! any resource of [`SHARED_MIN`] bytes or more. The fields around the resources, and the
+//! small resources, are written into buffers of at most [`CHUNK`] bytes, made one at a time as
+//! the connection takes them, so a stream's own unsent bytes stay small whatever the size of
+//! the response.
+//!
+//! The messages decode exactly as `envoy.service.discovery.v3.DiscoveryResponse` and
+//! `DeltaDiscoveryResponse`: the fields this server sets, with the resources last (a protobuf
+//! parser takes fields in any order), so Envoy and any generated client read them unchanged.
 
-use std::sync::Arc;
-
-use bytes::{Buf, BufMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use envoy_types::pb::google::protobuf::Any;
-use prost::encoding::{DecodeContext, WireType, encode_key, encode_varint, encoded_len_varint};
-use prost::{DecodeError, Message};
+use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint};
+use prost::{Message, Name};
 
-/// A state-of-the-world response: `version_info` (1), `resources` (2), `type_url` (4),
-/// `nonce` (5).
+/// Resources at least this large go to the connection as the snapshot holds them; smaller
+/// ones are copied next to their neighbours, which costs less than a frame of their own.
+pub const SHARED_MIN: usize = 1024;
+
+/// The most bytes a stream writes into one buffer of its own.
+pub const CHUNK: usize = 16 * 1024;
+
+/// A resource packed as `google.protobuf.Any` and encoded once; clones share the bytes.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Packed {
+    /// The encoded `Any`: `type_url` (1), then `value` (2).
+    bytes: Bytes,
+    /// Where the resource's own encoding (the `Any`'s value) starts.
+    value_at: usize,
+}
+
+impl Packed {
+    /// Packs `message` as an `Any` of its type URL.
+    pub fn new<T: Message + Name>(message: &T) -> Self {
+        let type_url = T::type_url();
+        let value_len = message.encoded_len();
+        let mut buf = Vec::with_capacity(string_len(1, &type_url) + bytes_len(2, value_len));
+        string(1, &type_url, &mut buf);
+        if value_len > 0 {
+            nested(2, value_len, &mut buf);
+        }
+        let value_at = buf.len();
+        message.encode_raw(&mut buf);
+        Self {
+            bytes: Bytes::from(buf),
+            value_at,
+        }
+    }
+
+    /// The resource's own encoding.
+    pub fn value(&self) -> &[u8] {
+        &self.bytes[self.value_at..]
+    }
+
+    /// The encoded `Any`, shared.
+    pub fn bytes(&self) -> &Bytes {
+        &self.bytes
+    }
+
+    /// The encoded `Any`'s length.
+    pub fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// Whether the `Any` encodes to nothing (no type URL, no value).
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+
+    /// The `Any` itself, for the admin API and the config dump.
+    pub fn to_any(&self) -> Any {
+        Any::decode(self.bytes.clone()).unwrap_or_default()
+    }
+}
+
+impl std::fmt::Debug for Packed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Packed")
+            .field("bytes", &self.bytes.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What [`Encoder`] needs of a response: its length, the fields that are not resources, and
+/// each resource's field header followed by its packed bytes.
+pub trait Response {
+    /// The encoded message's length.
+    fn encoded_len(&self) -> usize;
+
+    /// Writes every field but the resources.
+    fn write_head(&self, buf: &mut BytesMut);
+
+    /// How many resources the message carries.
+    fn resource_count(&self) -> usize;
+
+    /// Writes what precedes resource `index`'s packed bytes and returns them.
+    fn write_resource(&self, index: usize, buf: &mut BytesMut) -> &Packed;
+}
+
+/// A state-of-the-world response: `version_info` (1), `type_url` (4), `nonce` (5), then
+/// `resources` (2).
 #[derive(Clone, Debug, Default)]
 pub struct DiscoveryResponse {
     pub version_info: String,
-    pub resources: Vec<Arc<Any>>,
+    pub resources: Vec<Packed>,
     pub type_url: String,
     pub nonce: String,
 }
 
 /// One resource of an incremental response (`envoy.service.discovery.v3.Resource`):
-/// `version` (1), `resource` (2), `name` (3).
-#[derive(Clone, Debug, Default)]
+/// `version` (1), `name` (3), then `resource` (2).
+#[derive(Clone, Debug)]
 pub struct DeltaResource {
     pub name: String,
     pub version: String,
-    pub resource: Arc<Any>,
+    pub resource: Packed,
 }
 
-/// An incremental response: `system_version_info` (1), `resources` (2), `type_url` (4),
-/// `nonce` (5), `removed_resources` (6).
+/// An incremental response: `system_version_info` (1), `type_url` (4), `nonce` (5),
+/// `removed_resources` (6), then `resources` (2).
 #[derive(Clone, Debug, Default)]
 pub struct DeltaDiscoveryResponse {
     pub system_version_info: String,
@@ -43,101 +131,136 @@ pub struct DeltaDiscoveryResponse {
     pub removed_resources: Vec<String>,
 }
 
-/// The decoding half of `Message` for a response that only leaves the server: every field
-/// read into it is skipped.
-macro_rules! only_sent {
-    () => {
-        fn merge_field(
-            &mut self,
-            tag: u32,
-            wire_type: WireType,
-            buf: &mut impl Buf,
-            ctx: DecodeContext,
-        ) -> Result<(), DecodeError> {
-            prost::encoding::skip_field(wire_type, tag, buf, ctx)
-        }
+impl Response for DiscoveryResponse {
+    fn encoded_len(&self) -> usize {
+        let resources: usize = (self.resources.iter())
+            .map(|packed| bytes_len(2, packed.len()))
+            .sum();
+        string_len(1, &self.version_info)
+            + string_len(4, &self.type_url)
+            + string_len(5, &self.nonce)
+            + resources
+    }
 
-        fn clear(&mut self) {
-            *self = Self::default();
-        }
-    };
-}
-
-impl Message for DiscoveryResponse {
-    fn encode_raw(&self, buf: &mut impl BufMut) {
+    fn write_head(&self, buf: &mut BytesMut) {
         string(1, &self.version_info, buf);
-        for any in &self.resources {
-            nested(2, any_len(any), buf);
-            encode_any(any, buf);
-        }
         string(4, &self.type_url, buf);
         string(5, &self.nonce, buf);
     }
 
-    only_sent!();
+    fn resource_count(&self) -> usize {
+        self.resources.len()
+    }
 
-    fn encoded_len(&self) -> usize {
-        let resources: usize = self
-            .resources
-            .iter()
-            .map(|any| nested_len(2, any_len(any)))
-            .sum();
-        string_len(1, &self.version_info)
-            + resources
-            + string_len(4, &self.type_url)
-            + string_len(5, &self.nonce)
+    fn write_resource(&self, index: usize, buf: &mut BytesMut) -> &Packed {
+        let packed = &self.resources[index];
+        nested(2, packed.len(), buf);
+        packed
     }
 }
 
 impl DeltaResource {
+    /// The length of the `Resource` message.
     fn len(&self) -> usize {
-        string_len(1, &self.version)
-            + nested_len(2, any_len(&self.resource))
-            + string_len(3, &self.name)
-    }
-
-    fn encode(&self, buf: &mut impl BufMut) {
-        string(1, &self.version, buf);
-        nested(2, any_len(&self.resource), buf);
-        encode_any(&self.resource, buf);
-        string(3, &self.name, buf);
+        string_len(1, &self.version) + string_len(3, &self.name) + bytes_len(2, self.resource.len())
     }
 }
 
-impl Message for DeltaDiscoveryResponse {
-    fn encode_raw(&self, buf: &mut impl BufMut) {
+impl Response for DeltaDiscoveryResponse {
+    fn encoded_len(&self) -> usize {
+        let resources: usize = (self.resources.iter())
+            .map(|resource| bytes_len(2, resource.len()))
+            .sum();
+        let removed: usize = (self.removed_resources.iter())
+            .map(|name| bytes_len(6, name.len()))
+            .sum();
+        string_len(1, &self.system_version_info)
+            + string_len(4, &self.type_url)
+            + string_len(5, &self.nonce)
+            + removed
+            + resources
+    }
+
+    fn write_head(&self, buf: &mut BytesMut) {
         string(1, &self.system_version_info, buf);
-        for resource in &self.resources {
-            nested(2, resource.len(), buf);
-            resource.encode(buf);
-        }
         string(4, &self.type_url, buf);
         string(5, &self.nonce, buf);
         for name in &self.removed_resources {
-            encode_key(6, WireType::LengthDelimited, buf);
-            encode_varint(name.len() as u64, buf);
+            nested(6, name.len(), buf);
             buf.put_slice(name.as_bytes());
         }
     }
 
-    only_sent!();
+    fn resource_count(&self) -> usize {
+        self.resources.len()
+    }
 
-    fn encoded_len(&self) -> usize {
-        let resources: usize = self
-            .resources
-            .iter()
-            .map(|resource| nested_len(2, resource.len()))
-            .sum();
-        let removed: usize = self
-            .removed_resources
-            .iter()
-            .map(|name| nested_len(6, name.len()))
-            .sum();
-        string_len(1, &self.system_version_info)
-            + resources
-            + string_len(4, &self.type_url)
-            + string_len(5, &self.nonce)
-            + removed
+    fn write_resource(&self, index: usize, buf: &mut BytesMut) -> &Packed {
+        let resource = &self.resources[index];
+        nested(2, resource.len(), buf);
+        string(1, &resource.version, buf);
+        string(3, &resource.name, buf);
+        nested(2, resource.resource.len(), buf);
+        &resource.resource
+    }
+}
+
+/// Cuts a response into the buffers of its gRPC message (length-prefixed, uncompressed), one
+/// at a time.
+pub struct Encoder<T> {
+    response: T,
+    /// Whether the prefix and the fields before the resources were handed out.
+    started: bool,
+    /// The next resource to write.
+    next: usize,
+    /// Bytes of the message not yet handed out, the 5-byte prefix included.
+    left: usize,
+    /// A shared resource to hand out after the buffer before it.
+    shared: Option<Bytes>,
+}
+
+impl<T: Response> Encoder<T> {
+    pub fn new(response: T) -> Self {
+        let left = 5 + response.encoded_len();
+        Self {
+            response,
+            started: false,
+            next: 0,
+            left,
+            shared: None,
+        }
+    }
+
+    /// The next buffer of the message, `None` once all of it was handed out.
+    pub fn next_buffer(&mut self) -> Option<Bytes> {
+        if let Some(shared) = self.shared.take() {
+            self.left = self.left.saturating_sub(shared.len());
+            return Some(shared);
+        }
+        let count = self.response.resource_count();
+        if self.started && self.next == count {
+            return None;
+        }
+        // Room for a chunk and the small resource that may end it.
+        let mut buf = BytesMut::with_capacity(self.left.min(CHUNK + SHARED_MIN + 128));
+        if !self.started {
+            self.started = true;
+            let length = self.left - 5;
+            buf.put_u8(0);
+            buf.put_u32(u32::try_from(length).unwrap_or(u32::MAX));
+            self.response.write_head(&mut buf);
+        }
+        while self.next < count && buf.len() < CHUNK {
+            let packed = self.response.write_resource(self.next, &mut buf);
+            self.next += 1;
+            if packed.len() >= SHARED_MIN {
+                self.shared = Some(packed.bytes().clone());
+                break;
+            }
+            buf.put_slice(packed.bytes());
+        }
+        self.left = self.left.saturating_sub(buf.len());
+        Some(buf.freeze())
     }
 }
 
@@ -147,7 +270,8 @@ fn nested(tag: u32, len: usize, buf: &mut impl BufMut) {
     encode_varint(len as u64, buf);
 }
 
-fn nested_len(tag: u32, len: usize) -> usize {
+/// The length of a length-delimited field of `len` bytes.
+fn bytes_len(tag: u32, len: usize) -> usize {
     prost::encoding::key_len(tag) + encoded_len_varint(len as u64) + len
 }
 
@@ -163,75 +287,9 @@ fn string_len(tag: u32, value: &str) -> usize {
     if value.is_empty() {
         0
     } else {
-        nested_len(tag, value.len())
+        bytes_len(tag, value.len())
     }
-}
-
-fn any_len(any: &Any) -> usize {
-    any.encoded_len()
-}
-
-fn encode_any(any: &Any, buf: &mut impl BufMut) {
-    any.encode_raw(buf);
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use envoy_types::pb::envoy::service::discovery::v3 as generated;
-
-    fn any(value: &[u8]) -> Arc<Any> {
-        Arc::new(Any {
-            type_url: "type.googleapis.com/envoy.config.cluster.v3.Cluster".to_string(),
-            value: value.to_vec(),
-        })
-    }
-
-    #[test]
-    fn a_state_of_the_world_response_decodes_as_the_generated_message() {
-        let response = DiscoveryResponse {
-            version_info: "7".to_string(),
-            resources: vec![any(b"\x0a\x01a"), any(b"")],
-            type_url: "t".to_string(),
-            nonce: "3".to_string(),
-        };
-        let bytes = response.encode_to_vec();
-        assert_eq!(bytes.len(), response.encoded_len());
-        let decoded = generated::DiscoveryResponse::decode(bytes.as_slice()).unwrap();
-        assert_eq!(decoded.version_info, "7");
-        assert_eq!(decoded.type_url, "t");
-        assert_eq!(decoded.nonce, "3");
-        let values: Vec<&[u8]> = decoded
-            .resources
-            .iter()
-            .map(|a| a.value.as_slice())
-            .collect();
-        assert_eq!(values, [b"\x0a\x01a".as_slice(), b""]);
-    }
-
-    #[test]
-    fn a_delta_response_decodes_as_the_generated_message() {
-        let response = DeltaDiscoveryResponse {
-            system_version_info: "9".to_string(),
-            resources: vec![DeltaResource {
-                name: "egress".to_string(),
-                version: "abc".to_string(),
-                resource: any(b"\x0a\x06egress"),
-            }],
-            type_url: "t".to_string(),
-            nonce: "1".to_string(),
-            removed_resources: vec!["gone".to_string(), String::new()],
-        };
-        let bytes = response.encode_to_vec();
-        assert_eq!(bytes.len(), response.encoded_len());
-        let decoded = generated::DeltaDiscoveryResponse::decode(bytes.as_slice()).unwrap();
-        assert_eq!(decoded.system_version_info, "9");
-        assert_eq!(decoded.removed_resources, ["gone", ""]);
-        let resource = &decoded.resources[0];
-        assert_eq!(
-            (resource.name.as_str(), resource.version.as_str()),
-            ("egress", "abc")
-        );
-        assert_eq!(resource.resource.as_ref().unwrap().value, b"\x0a\x06egress");
-    }
-}
+mod tests;

@@ -55,7 +55,7 @@ fn virtual_hosts(response: &DeltaDiscoveryResponse) -> Vec<(String, Vec<String>,
     assert_eq!(response.type_url, type_url::VIRTUAL_HOST);
     (response.resources.iter())
         .map(|resource| {
-            let host = VirtualHost::decode(resource.resource.value.as_slice()).unwrap();
+            let host = VirtualHost::decode(resource.resource.value()).unwrap();
             assert_eq!(
                 host.name, resource.name,
                 "the resource is named as the host"
@@ -78,7 +78,7 @@ fn virtual_hosts_are_sent_as_asked_for_and_changes_only_to_their_holders() {
         .on_request(request(type_url::ROUTE, &["egress"]), &proxy)
         .unwrap();
     let routes = delta.next_response(&proxy).unwrap();
-    let route = RouteConfiguration::decode(routes.resources[0].resource.value.as_slice()).unwrap();
+    let route = RouteConfiguration::decode(routes.resources[0].resource.value()).unwrap();
     assert!(
         route.virtual_hosts.is_empty() && route.vhds.is_some(),
         "{route:?}"

@@ -34,7 +34,7 @@ fn clusters(response: &DiscoveryResponse) -> Vec<String> {
     let mut names: Vec<String> = response
         .resources
         .iter()
-        .map(|any| Cluster::decode(any.value.as_slice()).unwrap().name)
+        .map(|any| Cluster::decode(any.value()).unwrap().name)
         .filter_map(|name| {
             Some(
                 name.strip_prefix("lattice|")?
