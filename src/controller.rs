@@ -22,12 +22,14 @@ use crate::metrics::Metrics;
 use crate::model::Settings;
 use crate::provider::discovery::{self, DiscoverySettings, DiscoveryState};
 use crate::provider::file;
+use crate::provider::kubernetes::token_review::TokenReviews;
 use crate::provider::kubernetes::{
     self, KubernetesConfig, ca_bundle, events, leader, proxy_events,
 };
 use crate::supervise::Tasks;
 use crate::trust::fetch::{self as trust, TrustSettings, TrustState};
-use crate::xds::auth::{Authenticator, TokenReviews};
+use crate::xds::auth::{Authenticate, Open};
+use crate::xds::events::{Callbacks, Fanout};
 use crate::xds::limits::Limits;
 use crate::xds::registry::Registry;
 use crate::xds::server::AdsServer;
@@ -162,15 +164,17 @@ pub async fn run(config: ControllerConfig) -> anyhow::Result<()> {
         }
         None => None,
     };
-    let authenticator = match (&config.xds_auth, &client) {
+    let authenticator: Arc<dyn Authenticate> = match (&config.xds_auth, &client) {
         (XdsAuth::None, _) => {
             if !config.xds_listen.ip().is_loopback() {
                 tracing::warn!(xds = %config.xds_listen, "ADS streams are not authenticated (--xds-auth none): anyone who reaches this address can read the configuration of every sidecar under any node id");
             }
-            Authenticator::Open
+            Arc::new(Open)
         }
-        (XdsAuth::Kubernetes { audience }, Some(client)) => Authenticator::Kubernetes(Arc::new(
-            TokenReviews::new(client.clone(), audience.clone(), Arc::clone(&metrics)),
+        (XdsAuth::Kubernetes { audience }, Some(client)) => Arc::new(TokenReviews::new(
+            client.clone(),
+            audience.clone(),
+            Arc::clone(&metrics),
         )),
         (XdsAuth::Kubernetes { .. }, None) => {
             anyhow::bail!("--xds-auth kubernetes needs --kubernetes")
@@ -298,9 +302,13 @@ pub async fn run(config: ControllerConfig) -> anyhow::Result<()> {
         pipeline.run(observed_rx, trust_rx.clone(), discovery_rx, snapshot_tx),
     );
 
+    let callbacks = Fanout(vec![
+        Arc::clone(&registry) as Arc<dyn Callbacks>,
+        Arc::clone(&metrics) as Arc<dyn Callbacks>,
+    ]);
     let ads = AdsServer::new(
         snapshot_rx.clone(),
-        Arc::clone(&registry),
+        Arc::new(callbacks),
         shutdown.clone(),
         config.xds_limits.clone(),
         authenticator,

@@ -7,6 +7,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+mod streams;
+
 /// Labels a metric with the xDS type (`CDS`, `LDS`, `RDS`, `SDS`).
 /// Labels the injection counter with what was decided.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]

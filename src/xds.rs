@@ -3,6 +3,7 @@
 
 pub mod auth;
 mod delta;
+pub mod events;
 pub mod holdings;
 pub mod json;
 pub mod limits;

@@ -18,10 +18,10 @@ use crate::model::{
     DEFAULT_GATEWAY_CLASS, DEFAULT_SYSTEM_CA_FILE, Egress, PRIVATE_CA_BUNDLE, Settings,
     SignerAddress, Signing, SigningAlgorithm, SigningMode, TrustBundle, UnknownHosts,
 };
+use crate::provider::kubernetes::token_review::DEFAULT_AUDIENCE;
 use crate::provider::kubernetes::{KubernetesConfig, LeaseConfig};
 use crate::signer::one_of;
 use crate::trust::fetch::{CaArn, TrustSettings};
-use crate::xds::auth::DEFAULT_AUDIENCE;
 use crate::xds::limits::Limits;
 
 /// How ADS streams authenticate (`--xds-auth`).

@@ -11,6 +11,7 @@ pub mod ca_bundle;
 pub mod events;
 pub mod leader;
 pub mod proxy_events;
+pub mod token_review;
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -13,9 +13,9 @@ use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::envoy::service::discovery::v3::DeltaDiscoveryRequest;
 use tonic::Status;
 
+use super::events::{Sent, StreamEvents};
 use super::holdings::{Held, Holdings, Names};
 use super::limits::{Limits, NameUse, truncated};
-use super::registry::ProxyHandle;
 use super::snapshot::{Resource, Snapshot, TypeResources};
 use super::stream::{PerType, Variant};
 use super::type_url;
@@ -171,7 +171,7 @@ impl Delta {
         type_url: &'static str,
         diff: Diff,
         waiting: Vec<String>,
-        proxy: &ProxyHandle,
+        events: &StreamEvents,
     ) -> Option<DeltaDiscoveryResponse> {
         let snapshot = Arc::clone(self.per.snapshot.as_ref()?);
         let current = Arc::clone(snapshot.incremental.get(type_url)?);
@@ -223,12 +223,13 @@ impl Delta {
             nonce: state.nonce.clone(),
             removed_resources: diff.removed,
         };
-        let bytes = response.encoded_len();
-        proxy.sent(type_url, &state.sent_version, state.holdings.clone(), bytes);
-        proxy
-            .metrics()
-            .push_latency
-            .observe(snapshot.created.elapsed().as_secs_f64());
+        events.sent(&Sent {
+            type_url,
+            version: &state.sent_version,
+            holdings: &state.holdings,
+            bytes: response.encoded_len(),
+            snapshot_created: snapshot.created,
+        });
         Some(response)
     }
 
@@ -275,14 +276,14 @@ impl Variant for Delta {
     fn on_request(
         &mut self,
         request: DeltaDiscoveryRequest,
-        proxy: &ProxyHandle,
+        events: &StreamEvents,
     ) -> Result<(), Status> {
         let Some(type_url) = type_url::known(&request.type_url) else {
             return Err(Status::invalid_argument("unknown type URL"));
         };
         let usage = self.names_after(type_url, &request);
         if let Some((reason, status)) = self.limits.refuse_names(usage) {
-            proxy.refused(reason);
+            events.refused(reason);
             return Err(status);
         }
         let max_error = self.limits.max_error_detail_bytes;
@@ -300,11 +301,11 @@ impl Variant for Delta {
                     Some(error) if state.nacked_nonce != request.response_nonce => {
                         let error = truncated(&error.message, max_error);
                         tracing::warn!(type_url, version = %state.sent_version, %error, "proxy rejected configuration");
-                        proxy.nacked(type_url, &state.sent_version, &error);
+                        events.nacked(type_url, &state.sent_version, &error);
                         state.nacked_nonce.clone_from(&request.response_nonce);
                     }
                     Some(_) => {}
-                    None => proxy.acked(type_url, &state.sent_version),
+                    None => events.acked(type_url, &state.sent_version),
                 }
             } else {
                 tracing::debug!(type_url, nonce = %request.response_nonce, "stale nonce; applying subscription changes only");
@@ -354,7 +355,7 @@ impl Variant for Delta {
         let changed = !request.resource_names_subscribe.is_empty()
             || !request.resource_names_unsubscribe.is_empty();
         if changed || first {
-            proxy.subscribed(type_url, state.subscription());
+            events.subscribed(type_url, state.subscription());
         }
         Ok(())
     }
@@ -369,7 +370,7 @@ impl Variant for Delta {
 
     /// What changed, type by type in push order: additions first, then the removal of
     /// clusters, once listeners and routes no longer use them.
-    fn next_response(&mut self, proxy: &ProxyHandle) -> Option<DeltaDiscoveryResponse> {
+    fn next_response(&mut self, events: &StreamEvents) -> Option<DeltaDiscoveryResponse> {
         loop {
             let due = self.due();
             let first = *due.first()?;
@@ -384,16 +385,16 @@ impl Variant for Delta {
                 // Clusters that appeared meanwhile go before what may use them; removals wait
                 // for the other types.
                 if !diff.added.is_empty() {
-                    return self.send(first, diff, waiting, proxy);
+                    return self.send(first, diff, waiting, events);
                 }
                 let next = due[1];
                 let diff = self.diff(next);
-                if let Some(response) = self.send(next, diff, Vec::new(), proxy) {
+                if let Some(response) = self.send(next, diff, Vec::new(), events) {
                     return Some(response);
                 }
                 continue;
             }
-            if let Some(response) = self.send(first, diff, waiting, proxy) {
+            if let Some(response) = self.send(first, diff, waiting, events) {
                 return Some(response);
             }
         }

@@ -1,8 +1,9 @@
 //! Which Envoys are connected and, per resource type, what each was sent, accepted and
-//! rejected: the data behind `/debug/proxies`, `/debug/config_dump` and `proxy-status`.
+//! rejected: the data behind `/debug/proxies`, `/debug/config_dump` and `proxy-status`, kept
+//! from the streams' events ([`Callbacks`]). It also keeps the gauge of streams whose last
+//! response stands rejected, which only this record of every stream can tell.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
 
@@ -10,6 +11,7 @@ use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::google::protobuf::Struct;
 
 use super::auth::Identity;
+use super::events::{Callbacks, Sent, StreamId};
 use super::holdings::{Holdings, Names};
 
 use crate::metrics::Metrics;
@@ -76,8 +78,7 @@ pub struct ClientState {
 /// The connected proxies of this controller replica.
 #[derive(Debug)]
 pub struct Registry {
-    proxies: Mutex<BTreeMap<u64, Entry>>,
-    next_id: AtomicU64,
+    proxies: Mutex<BTreeMap<StreamId, Entry>>,
     metrics: Arc<Metrics>,
     /// Bumped whenever a stream starts or ends rejecting a type.
     rejections: tokio::sync::watch::Sender<u64>,
@@ -87,7 +88,6 @@ impl Registry {
     pub fn new(metrics: Arc<Metrics>) -> Arc<Self> {
         Arc::new(Self {
             proxies: Mutex::default(),
-            next_id: AtomicU64::new(1),
             metrics,
             rejections: tokio::sync::watch::Sender::new(0),
         })
@@ -105,29 +105,6 @@ impl Registry {
 
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
-    }
-
-    /// Registers a new stream; it is removed when the handle drops.
-    pub fn connect(self: &Arc<Self>, protocol: &str) -> ProxyHandle {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let record = ProxyRecord {
-            protocol: protocol.to_string(),
-            connected_at: Some(SystemTime::now()),
-            ..Default::default()
-        };
-        self.lock().insert(
-            id,
-            Entry {
-                record,
-                served: Served::new(),
-                accepted: Served::new(),
-            },
-        );
-        self.metrics.connected_proxies.inc();
-        ProxyHandle {
-            id,
-            registry: Arc::clone(self),
-        }
     }
 
     /// Every connected proxy, ordered by node id.
@@ -166,15 +143,7 @@ impl Registry {
         clients
     }
 
-    /// Counts a stream refused or closed by the controller, by reason.
-    pub fn refused(&self, reason: &str) {
-        let label = crate::metrics::ReasonLabel {
-            reason: reason.to_string(),
-        };
-        self.metrics.stream_errors.get_or_create(&label).inc();
-    }
-
-    fn lock(&self) -> MutexGuard<'_, BTreeMap<u64, Entry>> {
+    fn lock(&self) -> MutexGuard<'_, BTreeMap<StreamId, Entry>> {
         // A panic while holding the lock cannot leave an entry half-written in a way that
         // matters for status reporting, so a poisoned lock is still used.
         self.proxies
@@ -183,22 +152,15 @@ impl Registry {
     }
 }
 
-/// One stream's entry in the registry.
-#[derive(Debug)]
-pub struct ProxyHandle {
-    id: u64,
-    registry: Arc<Registry>,
-}
-
-impl ProxyHandle {
-    fn update(&self, change: impl FnOnce(&mut Entry)) {
-        if let Some(entry) = self.registry.lock().get_mut(&self.id) {
+impl Registry {
+    fn update(&self, stream: StreamId, change: impl FnOnce(&mut Entry)) {
+        if let Some(entry) = self.lock().get_mut(&stream) {
             change(entry);
         }
     }
 
-    fn update_type(&self, type_url: &str, change: impl FnOnce(&mut TypeRecord)) {
-        self.update(|entry| {
+    fn update_type(&self, stream: StreamId, type_url: &str, change: impl FnOnce(&mut TypeRecord)) {
+        self.update(stream, |entry| {
             let types = &mut entry.record.types;
             let index = match types.iter().position(|t| t.type_url == type_url) {
                 Some(index) => index,
@@ -218,66 +180,69 @@ impl ProxyHandle {
         });
     }
 
-    pub fn metrics(&self) -> &Metrics {
-        self.registry.metrics()
+    /// The gauge of streams whose last response of `type_url` stands rejected.
+    fn rejecting(&self, type_url: &str) -> prometheus_client::metrics::gauge::Gauge {
+        self.metrics
+            .rejecting
+            .get_or_create(&Metrics::type_label(type_url))
+            .clone()
+    }
+}
+
+impl Callbacks for Registry {
+    fn connected(&self, stream: StreamId, protocol: &'static str, identity: Option<&Identity>) {
+        let record = ProxyRecord {
+            protocol: protocol.to_string(),
+            connected_at: Some(SystemTime::now()),
+            identity: identity.map(Identity::describe),
+            ..Default::default()
+        };
+        let entry = Entry {
+            record,
+            served: Served::new(),
+            accepted: Served::new(),
+        };
+        self.lock().insert(stream, entry);
     }
 
     /// Records the node on the stream's first request (`xds_protocol.rst`: the node is only
     /// guaranteed on the first request of a stream).
-    pub fn identify(&self, node: &Node) {
-        self.update(|entry| {
+    fn identified(&self, stream: StreamId, node: &Node) {
+        self.update(stream, |entry| {
             entry.record.node_id.clone_from(&node.id);
             entry.record.cluster.clone_from(&node.cluster);
             entry.record.metadata.clone_from(&node.metadata);
         });
     }
 
-    /// Records a response: its version and the resources the proxy now has of that type.
-    /// Records a response of `bytes` (encoded) that makes the proxy hold `served`.
-    pub fn sent(&self, type_url: &str, version: &str, served: Holdings, bytes: usize) {
-        self.update_type(type_url, |status| {
-            status.sent_version = version.to_string();
+    fn subscribed(&self, stream: StreamId, type_url: &str, names: Option<Arc<Names>>) {
+        self.update_type(stream, type_url, |status| status.subscribed = names);
+    }
+
+    /// Records a response: its version, its size, and what the proxy now holds of the type.
+    fn sent(&self, stream: StreamId, sent: &Sent<'_>) {
+        self.update_type(stream, sent.type_url, |status| {
+            status.sent_version = sent.version.to_string();
             status.pushes += 1;
-            status.sent_bytes += u64::try_from(bytes).unwrap_or(u64::MAX);
+            status.sent_bytes += u64::try_from(sent.bytes).unwrap_or(u64::MAX);
         });
-        self.update(|entry| {
-            entry.served.insert(type_url.to_string(), served);
+        self.update(stream, |entry| {
+            (entry.served).insert(sent.type_url.to_string(), sent.holdings.clone());
         });
-        let metrics = self.registry.metrics();
-        metrics
-            .pushes
-            .get_or_create(&Metrics::type_label(type_url))
-            .inc();
-    }
-
-    /// Counts a stream refused or closed by the controller, by reason.
-    pub fn refused(&self, reason: &str) {
-        self.registry.refused(reason);
-    }
-
-    /// Records the names the stream subscribed to (`None`: every resource of the type).
-    pub fn subscribed(&self, type_url: &str, names: Option<Arc<Names>>) {
-        self.update_type(type_url, |status| status.subscribed = names);
-    }
-
-    /// Records who the stream authenticated as.
-    pub fn authenticated(&self, identity: &Identity) {
-        let described = identity.describe();
-        self.update(|entry| entry.record.identity = Some(described));
     }
 
     /// Records an ACK. It ends a rejection when it accepts the rejected version or anything
     /// sent since: a rejected version is never sent again, so the proxy recovers by accepting
     /// the next one.
-    pub fn acked(&self, type_url: &str, version: &str) {
+    fn acked(&self, stream: StreamId, type_url: &str, version: &str) {
         let mut recovered = false;
         // An ACK answers the stream's last response, whose resources it now runs.
-        self.update(|entry| {
+        self.update(stream, |entry| {
             if let Some(held) = entry.served.get(type_url) {
                 entry.accepted.insert(type_url.to_string(), held.clone());
             }
         });
-        self.update_type(type_url, |status| {
+        self.update_type(stream, type_url, |status| {
             status.acked_version = version.to_string();
             let ends = status.rejected.as_ref().is_some_and(|rejected| {
                 rejected.version == version || status.sent_version == version
@@ -289,18 +254,13 @@ impl ProxyHandle {
         });
         if recovered {
             self.rejecting(type_url).dec();
-            self.registry.rejections_changed();
+            self.rejections_changed();
         }
-        self.registry
-            .metrics()
-            .acks
-            .get_or_create(&Metrics::type_label(type_url))
-            .inc();
     }
 
-    pub fn nacked(&self, type_url: &str, version: &str, error: &str) {
+    fn nacked(&self, stream: StreamId, type_url: &str, version: &str, error: &str) {
         let (mut newly, mut another) = (false, false);
-        self.update_type(type_url, |status| {
+        self.update_type(stream, type_url, |status| {
             let previous = status
                 .rejected
                 .as_ref()
@@ -316,31 +276,12 @@ impl ProxyHandle {
             self.rejecting(type_url).inc();
         }
         if another {
-            self.registry.rejections_changed();
+            self.rejections_changed();
         }
-        self.registry
-            .metrics()
-            .nacks
-            .get_or_create(&Metrics::type_label(type_url))
-            .inc();
     }
-}
 
-impl ProxyHandle {
-    /// The gauge of streams whose last response of `type_url` stands rejected.
-    fn rejecting(&self, type_url: &str) -> prometheus_client::metrics::gauge::Gauge {
-        self.registry
-            .metrics
-            .rejecting
-            .get_or_create(&Metrics::type_label(type_url))
-            .clone()
-    }
-}
-
-impl Drop for ProxyHandle {
-    fn drop(&mut self) {
-        let removed = self.registry.lock().remove(&self.id);
-        self.registry.metrics.connected_proxies.dec();
+    fn disconnected(&self, stream: StreamId) {
+        let removed = self.lock().remove(&stream);
         // A stream that ends while rejecting no longer counts.
         for status in removed.iter().flat_map(|entry| &entry.record.types) {
             if status.rejected.is_some() {
@@ -364,15 +305,26 @@ mod tests {
             .get()
     }
 
+    fn sent(registry: &Registry, version: &str) {
+        let sent = Sent {
+            type_url: LDS,
+            version,
+            holdings: &Holdings::default(),
+            bytes: 10,
+            snapshot_created: std::time::Instant::now(),
+        };
+        registry.sent(1, &sent);
+    }
+
     #[test]
     fn a_rejection_ends_when_a_later_version_is_accepted() {
         let registry = Registry::new(Arc::default());
-        let proxy = registry.connect("sotw");
-        proxy.sent(LDS, "1", Holdings::default(), 10);
-        proxy.acked(LDS, "1");
-        proxy.sent(LDS, "2", Holdings::default(), 10);
-        proxy.nacked(LDS, "2", "bad listener");
-        proxy.nacked(LDS, "2", "bad listener");
+        registry.connected(1, "sotw", None);
+        sent(&registry, "1");
+        registry.acked(1, LDS, "1");
+        sent(&registry, "2");
+        registry.nacked(1, LDS, "2", "bad listener");
+        registry.nacked(1, LDS, "2", "bad listener");
         let rejected = registry.list()[0].types[0].rejected.clone();
         assert_eq!(
             rejected.map(|rejected| rejected.version).as_deref(),
@@ -380,17 +332,17 @@ mod tests {
         );
         assert_eq!(rejecting(&registry), 1, "one stream, counted once");
         // Version 2 is never sent again; the proxy accepts version 3.
-        proxy.sent(LDS, "3", Holdings::default(), 10);
-        proxy.acked(LDS, "3");
+        sent(&registry, "3");
+        registry.acked(1, LDS, "3");
         let status = &registry.list()[0].types[0];
         assert_eq!(status.rejected, None);
         assert_eq!(status.acked_version, "3");
         assert_eq!(rejecting(&registry), 0);
         // A stream that goes away while rejecting is no longer counted.
-        proxy.sent(LDS, "4", Holdings::default(), 10);
-        proxy.nacked(LDS, "4", "bad again");
+        sent(&registry, "4");
+        registry.nacked(1, LDS, "4", "bad again");
         assert_eq!(rejecting(&registry), 1);
-        drop(proxy);
+        registry.disconnected(1);
         assert_eq!(rejecting(&registry), 0);
     }
 }

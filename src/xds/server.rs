@@ -7,36 +7,44 @@ use envoy_types::pb::envoy::service::discovery::v3::{DeltaDiscoveryRequest, Disc
 use tokio_util::sync::CancellationToken;
 use tonic::Streaming;
 
-use super::auth::{Authenticator, Identity, Refusal};
+use super::auth::{Authenticate, Identity, Refusal};
 use super::delta::Delta;
+use super::events::{Callbacks, StreamEvents};
 use super::limits::Limits;
-use super::registry::Registry;
 use super::snapshot::Snapshots;
 use super::sotw::Sotw;
 use super::stream::{self, Outgoing, StreamContext};
 use super::wire::{DeltaDiscoveryResponse, DiscoveryResponse};
 
 /// The ADS gRPC service.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct AdsServer {
     snapshots: Snapshots,
-    registry: Arc<Registry>,
+    callbacks: Arc<dyn Callbacks>,
     shutdown: CancellationToken,
     limits: Arc<Limits>,
-    authenticator: Authenticator,
+    authenticator: Arc<dyn Authenticate>,
+}
+
+impl std::fmt::Debug for AdsServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdsServer")
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
 }
 
 impl AdsServer {
     pub fn new(
         snapshots: Snapshots,
-        registry: Arc<Registry>,
+        callbacks: Arc<dyn Callbacks>,
         shutdown: CancellationToken,
         limits: Limits,
-        authenticator: Authenticator,
+        authenticator: Arc<dyn Authenticate>,
     ) -> Self {
         Self {
             snapshots,
-            registry,
+            callbacks,
             shutdown,
             limits: Arc::new(limits),
             authenticator,
@@ -51,7 +59,7 @@ impl AdsServer {
     ) -> Result<Option<Identity>, Refusal> {
         let authenticated = self.authenticator.authenticate(headers, peer).await;
         if let Err(refusal) = &authenticated {
-            self.registry.refused(refusal.reason);
+            self.callbacks.refused(None, refusal.reason);
             tracing::info!(reason = refusal.reason, status = %refusal.status, "ADS stream refused");
         }
         authenticated
@@ -82,13 +90,10 @@ impl AdsServer {
         stream::spawn(variant, self.stream("delta", identity), requests)
     }
 
-    fn stream(&self, protocol: &str, identity: Option<Identity>) -> StreamContext {
-        let proxy = self.registry.connect(protocol);
-        if let Some(identity) = &identity {
-            proxy.authenticated(identity);
-        }
+    fn stream(&self, protocol: &'static str, identity: Option<Identity>) -> StreamContext {
+        let events = StreamEvents::open(Arc::clone(&self.callbacks), protocol, identity.as_ref());
         StreamContext {
-            proxy,
+            events,
             identity,
             snapshots: self.snapshots.clone(),
             shutdown: self.shutdown.clone(),

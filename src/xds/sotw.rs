@@ -11,9 +11,9 @@ use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
 use tonic::Status;
 
+use super::events::{Sent, StreamEvents};
 use super::holdings::{Holdings, Names};
 use super::limits::{Limits, NameUse, truncated};
-use super::registry::ProxyHandle;
 use super::snapshot::{Resource, Snapshot, TypeResources};
 use super::stream::{PerType, Variant};
 use super::type_url;
@@ -139,7 +139,7 @@ impl Sotw {
         &mut self,
         type_url: &'static str,
         transition: bool,
-        proxy: &ProxyHandle,
+        events: &StreamEvents,
     ) -> Option<DiscoveryResponse> {
         let snapshot = Arc::clone(self.per.snapshot.as_ref()?);
         let current = Arc::clone(snapshot.types.get(type_url)?);
@@ -166,12 +166,13 @@ impl Sotw {
             type_url: type_url.to_string(),
             nonce,
         };
-        let bytes = response.encoded_len();
-        proxy.sent(type_url, &version, state.holdings.clone(), bytes);
-        proxy
-            .metrics()
-            .push_latency
-            .observe(snapshot.created.elapsed().as_secs_f64());
+        events.sent(&Sent {
+            type_url,
+            version: &version,
+            holdings: &state.holdings,
+            bytes: response.encoded_len(),
+            snapshot_created: snapshot.created,
+        });
         Some(response)
     }
 }
@@ -184,7 +185,11 @@ impl Variant for Sotw {
         (&request.type_url, request.node.as_ref())
     }
 
-    fn on_request(&mut self, request: DiscoveryRequest, proxy: &ProxyHandle) -> Result<(), Status> {
+    fn on_request(
+        &mut self,
+        request: DiscoveryRequest,
+        events: &StreamEvents,
+    ) -> Result<(), Status> {
         let Some(type_url) = type_url::known(&request.type_url) else {
             return Err(Status::invalid_argument("unknown type URL"));
         };
@@ -200,7 +205,7 @@ impl Variant for Sotw {
         };
         // Checked before the names are copied.
         if let Some((reason, status)) = self.limits.refuse_names(usage) {
-            proxy.refused(reason);
+            events.refused(reason);
             return Err(status);
         }
         let subscription = Subscription::of(&request, named_before);
@@ -212,7 +217,7 @@ impl Variant for Sotw {
             usage.bytes += bytes;
         }
         if let Some((reason, status)) = self.limits.refuse_names(usage) {
-            proxy.refused(reason);
+            events.refused(reason);
             return Err(status);
         }
         let state = self.per.types.entry(type_url).or_default();
@@ -229,16 +234,16 @@ impl Variant for Sotw {
                 Some(error) if state.nacked_nonce != request.response_nonce => {
                     let error = truncated(&error.message, self.limits.max_error_detail_bytes);
                     tracing::warn!(type_url, version = %sent, %error, "proxy rejected configuration");
-                    proxy.nacked(type_url, &sent, &error);
+                    events.nacked(type_url, &sent, &error);
                     state.nacked_nonce.clone_from(&request.response_nonce);
                 }
                 Some(_) => {}
-                None => proxy.acked(type_url, &request.version_info),
+                None => events.acked(type_url, &request.version_info),
             }
         }
         let resubscribed = subscription != state.subscription;
         if resubscribed || !answered {
-            proxy.subscribed(type_url, subscription.names());
+            events.subscribed(type_url, subscription.names());
         }
         state.subscription = subscription;
         // Answer the first request of a type and every change of names; an ACK or a NACK of
@@ -260,26 +265,26 @@ impl Variant for Sotw {
     /// The next type to send, in push order (make-before-break, `xds_protocol.rst` "Eventual
     /// consistency considerations"): new clusters before the listeners and routes that use
     /// them, and clusters that are gone removed only after the routes have moved off them.
-    fn next_response(&mut self, proxy: &ProxyHandle) -> Option<DiscoveryResponse> {
+    fn next_response(&mut self, events: &StreamEvents) -> Option<DiscoveryResponse> {
         let due = self.due();
         let first = *due.first()?;
         if first != type_url::CLUSTER {
-            return self.respond(first, false, proxy);
+            return self.respond(first, false, events);
         }
         let others = due.len() > 1;
         if self.per.types[type_url::CLUSTER].in_transition {
             // Clusters that appeared meanwhile go before what may use them; the kept ones go
             // once everything else has moved.
             if others && self.adds_clusters() {
-                return self.respond(type_url::CLUSTER, true, proxy);
+                return self.respond(type_url::CLUSTER, true, events);
             }
             return match due.get(1) {
-                Some(next) => self.respond(next, false, proxy),
-                None => self.respond(type_url::CLUSTER, false, proxy),
+                Some(next) => self.respond(next, false, events),
+                None => self.respond(type_url::CLUSTER, false, events),
             };
         }
         let transition = others && self.removes_clusters();
-        self.respond(type_url::CLUSTER, transition, proxy)
+        self.respond(type_url::CLUSTER, transition, events)
     }
 }
 

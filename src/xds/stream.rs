@@ -21,8 +21,8 @@ use tokio::time::Instant;
 use tonic::{Code, Status, Streaming};
 
 use super::auth::Identity;
+use super::events::StreamEvents;
 use super::limits::{Limits, truncated};
-use super::registry::ProxyHandle;
 use super::snapshot::{Snapshot, Snapshots, TypeResources};
 use super::type_url;
 
@@ -35,7 +35,7 @@ pub(super) trait Variant: Send + 'static {
     fn header(request: &Self::Request) -> (&str, Option<&Node>);
 
     /// Applies a request (ACK, NACK, subscription); an error ends the stream with it.
-    fn on_request(&mut self, request: Self::Request, proxy: &ProxyHandle) -> Result<(), Status>;
+    fn on_request(&mut self, request: Self::Request, events: &StreamEvents) -> Result<(), Status>;
 
     /// A new snapshot is served.
     fn on_snapshot(&mut self, snapshot: Arc<Snapshot>);
@@ -45,7 +45,7 @@ pub(super) trait Variant: Send + 'static {
 
     /// Makes the next response, in push order, from the newest state; `None` when, after all,
     /// nothing needs sending.
-    fn next_response(&mut self, proxy: &ProxyHandle) -> Option<Self::Response>;
+    fn next_response(&mut self, events: &StreamEvents) -> Option<Self::Response>;
 }
 
 /// What both variants keep: per-type state, the snapshot served, and the nonce counter.
@@ -90,7 +90,7 @@ impl<S> PerType<S> {
 
 /// What every stream task owns besides its variant.
 pub(super) struct StreamContext {
-    pub proxy: ProxyHandle,
+    pub events: StreamEvents,
     /// The pod the stream authenticated as, when streams must authenticate.
     pub identity: Option<Identity>,
     pub snapshots: Snapshots,
@@ -217,19 +217,19 @@ impl<V: Variant> Task<V> {
                 permit = responses.reserve(), if pending => {
                     let permit = permit.ok()?;
                     waiting_since = None;
-                    if let Some(response) = self.variant.next_response(&self.context.proxy) {
+                    if let Some(response) = self.variant.next_response(&self.context.events) {
                         permit.send(response);
                     }
                 }
                 () = tokio::time::sleep_until(token_expires.unwrap_or(deadline)), if token_expires.is_some() => {
-                    self.context.proxy.refused("token_expired");
+                    self.context.events.refused("token_expired");
                     tracing::info!(node = ?self.node_id, "ADS stream closed: its token expired; the proxy reconnects with its current one");
                     return Some(Status::unauthenticated(
                         "the stream's token expired; open a new stream with the current token",
                     ));
                 }
                 () = tokio::time::sleep_until(deadline), if pending => {
-                    self.context.proxy.refused("write_timeout");
+                    self.context.events.refused("write_timeout");
                     tracing::warn!(node = ?self.node_id, timeout = ?write_timeout, "ADS stream closed: the proxy did not read its responses");
                     return Some(Status::unavailable(format!(
                         "the proxy left a response unread for {}",
@@ -244,9 +244,9 @@ impl<V: Variant> Task<V> {
     fn on_request(&mut self, request: V::Request) -> Result<(), Status> {
         let (type_url, node) = V::header(&request);
         let limits = Arc::clone(&self.context.limits);
-        let proxy = &self.context.proxy;
+        let events = &self.context.events;
         let refused = |label: &str, status: Status| {
-            proxy.refused(label);
+            events.refused(label);
             status
         };
         if type_url::known(type_url).is_none() {
@@ -280,7 +280,7 @@ impl<V: Variant> Task<V> {
                         )),
                     ));
                 }
-                self.context.proxy.identify(node);
+                self.context.events.identified(node);
                 self.node_id = Some(node.id.clone());
             }
             // Later requests may leave the node out or its id empty, but not change it.
@@ -294,7 +294,7 @@ impl<V: Variant> Task<V> {
             }
             _ => {}
         }
-        self.variant.on_request(request, &self.context.proxy)
+        self.variant.on_request(request, &self.context.events)
     }
 }
 

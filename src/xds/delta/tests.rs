@@ -5,6 +5,7 @@ use super::*;
 use crate::metrics::Metrics;
 use crate::model::{Destination, ObjectRef, RouteOrigin, Settings, Trust};
 use crate::translate::translate;
+use crate::xds::events::StreamEvents;
 use crate::xds::registry::Registry;
 
 /// Snapshot `version` with virtual hosts on demand: each destination's route names `route`.
@@ -68,7 +69,7 @@ fn virtual_hosts(response: &DeltaDiscoveryResponse) -> Vec<(String, Vec<String>,
 #[test]
 fn virtual_hosts_are_sent_as_asked_for_and_changes_only_to_their_holders() {
     let registry = Registry::new(Arc::new(Metrics::default()));
-    let proxy = registry.connect("delta");
+    let proxy = StreamEvents::open(registry, "delta", None);
     let mut delta = Delta::new(Arc::new(Limits::default()));
     let first = snapshot(1, &[("a.example.com", "a"), ("b.example.com", "b")], None);
     delta.on_snapshot(Arc::clone(&first));
