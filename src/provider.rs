@@ -67,6 +67,20 @@ pub struct Observed {
     pub invalid: Vec<InvalidInput>,
 }
 
+impl Observed {
+    /// Adds a copy of `other`'s objects and skipped documents after these.
+    pub fn append(&mut self, other: &Observed) {
+        let (inputs, more) = (&mut self.inputs, &other.inputs);
+        inputs.routes.extend_from_slice(&more.routes);
+        inputs.grpc_routes.extend_from_slice(&more.grpc_routes);
+        inputs.gateways.extend_from_slice(&more.gateways);
+        inputs.classes.extend_from_slice(&more.classes);
+        inputs.auth_policies.extend_from_slice(&more.auth_policies);
+        inputs.namespaces.extend_from_slice(&more.namespaces);
+        self.invalid.extend_from_slice(&other.invalid);
+    }
+}
+
 /// The most text one object may hold: its keys, strings and numbers as written. Gateway API
 /// objects take a few kilobytes; one over this is refused before it is decoded or translated.
 pub const MAX_OBJECT_BYTES: usize = 512 * 1024;

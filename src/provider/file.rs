@@ -1,8 +1,10 @@
 //! The embedded default provider: a directory of manifests, watched for changes.
 //!
-//! Every `*.yaml` / `*.yml` file under the directory is read on each change (the set is small
-//! and a full re-read cannot drift from the disk); each result is published on a channel.
+//! Every `*.yaml` / `*.yml` file under the directory is listed on each change, and read again
+//! only when its identity, size or times differ from when it was last read: an edit of one file
+//! out of many costs the parsing of that one. Each result is published on a channel.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -35,26 +37,90 @@ pub enum FileError {
 
 /// Reads every manifest under `dir`, in path order. Unreadable files are reported, not fatal.
 pub fn load(dir: &Path) -> Result<Observed, FileError> {
-    let mut files = Vec::new();
-    collect_files(dir, &mut files).map_err(|source| FileError::Directory {
-        path: dir.to_path_buf(),
-        source,
-    })?;
-    files.sort();
-    let mut observed = Observed::default();
-    for path in files {
-        let origin = path.display().to_string();
-        match read(&path) {
-            Ok(text) => manifests::parse(&origin, &text, &mut observed),
-            Err(reason) => observed.invalid.push(InvalidInput {
-                origin,
-                kind: "file".to_string(),
-                object: None,
-                reason,
-            }),
-        }
+    Reader::default().load(dir).map(|(observed, _)| observed)
+}
+
+/// The manifests read so far, by file, each with the stamp its file had when it was read.
+#[derive(Debug, Default)]
+pub struct Reader {
+    files: BTreeMap<PathBuf, (Option<Stamp>, Observed)>,
+}
+
+/// What differs whenever a file's content may: its device and inode (a rename over it), its
+/// size, and its modification and change times, to the nanosecond.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Stamp {
+    device: u64,
+    inode: u64,
+    size: u64,
+    modified: (i64, i64),
+    changed: (i64, i64),
+}
+
+impl Stamp {
+    /// The stamp of the file `path` names (through a symlink); `None` when it cannot be read.
+    fn of(path: &Path) -> Option<Self> {
+        use std::os::unix::fs::MetadataExt;
+        let metadata = std::fs::metadata(path).ok()?;
+        Some(Self {
+            device: metadata.dev(),
+            inode: metadata.ino(),
+            size: metadata.size(),
+            modified: (metadata.mtime(), metadata.mtime_nsec()),
+            changed: (metadata.ctime(), metadata.ctime_nsec()),
+        })
     }
-    Ok(observed)
+}
+
+impl Reader {
+    /// Every manifest under `dir`, in path order, reading again only the files whose stamp
+    /// changed since the last call, and how many files were read. A file without a stamp is
+    /// always read. Unreadable files are reported, not fatal.
+    pub fn load(&mut self, dir: &Path) -> Result<(Observed, usize), FileError> {
+        let mut paths = Vec::new();
+        collect_files(dir, &mut paths).map_err(|source| FileError::Directory {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        paths.sort();
+        let mut files = BTreeMap::new();
+        let mut read = 0;
+        for path in paths {
+            // Taken before the read: a write during it changes the stamp, and the next load
+            // reads the file again.
+            let stamp = Stamp::of(&path);
+            let part = match self.files.remove(&path) {
+                Some((Some(before), part)) if Some(before) == stamp => part,
+                _ => {
+                    read += 1;
+                    read_file(&path)
+                }
+            };
+            files.insert(path, (stamp, part));
+        }
+        self.files = files;
+        let mut observed = Observed::default();
+        for (_, part) in self.files.values() {
+            observed.append(part);
+        }
+        Ok((observed, read))
+    }
+}
+
+/// The objects of one manifest file, or why it could not be read.
+fn read_file(path: &Path) -> Observed {
+    let origin = path.display().to_string();
+    let mut observed = Observed::default();
+    match read(path) {
+        Ok(text) => manifests::parse(&origin, &text, &mut observed),
+        Err(reason) => observed.invalid.push(InvalidInput {
+            origin,
+            kind: "file".to_string(),
+            object: None,
+            reason,
+        }),
+    }
+    observed
 }
 
 /// A manifest file's text: a regular file (a symlink to one is fine), at most
@@ -91,12 +157,22 @@ fn read(path: &Path) -> Result<String, String> {
     Ok(text)
 }
 
-/// [`load`] on a blocking thread: reading and parsing never hold up the async workers that
-/// serve the proxies.
-async fn load_blocking(dir: &Path) -> Result<Observed, FileError> {
+/// [`Reader::load`] on a blocking thread: reading and parsing never hold up the async workers
+/// that serve the proxies.
+async fn load_blocking(reader: &mut Reader, dir: &Path) -> Result<Observed, FileError> {
     let dir = dir.to_path_buf();
-    match tokio::task::spawn_blocking(move || load(&dir)).await {
-        Ok(loaded) => loaded,
+    let mut moved = std::mem::take(reader);
+    let loaded = tokio::task::spawn_blocking(move || {
+        let loaded = moved.load(&dir);
+        (moved, loaded)
+    });
+    match loaded.await {
+        Ok((back, loaded)) => {
+            *reader = back;
+            let (observed, read) = loaded?;
+            tracing::debug!(files_read = read, "manifests loaded");
+            Ok(observed)
+        }
         Err(error) => std::panic::resume_unwind(error.into_panic()),
     }
 }
@@ -142,7 +218,8 @@ pub async fn watch(
             source,
         })?;
 
-    updates.send_replace(Some(load_blocking(&dir).await?));
+    let mut reader = Reader::default();
+    updates.send_replace(Some(load_blocking(&mut reader, &dir).await?));
     loop {
         tokio::select! {
             event = changed.recv() => if event.is_none() { return Ok(()) },
@@ -153,7 +230,7 @@ pub async fn watch(
             .await
             .is_ok_and(|e| e.is_some())
         {}
-        match load_blocking(&dir).await {
+        match load_blocking(&mut reader, &dir).await {
             Ok(observed) => {
                 updates.send_replace(Some(observed));
             }
@@ -201,5 +278,56 @@ mod tests {
             );
             assert_eq!(reason, "not a regular file; not read");
         }
+    }
+
+    /// An edit of one file out of three reads that one again; a removed file's objects go.
+    #[test]
+    fn only_changed_files_are_read_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let route = |name: &str, host: &str| {
+            format!(
+                "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata:\n  name: {name}\n  namespace: apps\nspec:\n  hostnames: [{host}]\n"
+            )
+        };
+        for name in ["a", "b", "c"] {
+            let text = route(name, &format!("{name}.example.com"));
+            std::fs::write(dir.path().join(format!("{name}.yaml")), text).unwrap();
+        }
+        let mut reader = Reader::default();
+        let hosts = |observed: &Observed| -> Vec<String> {
+            (observed.inputs.routes.iter())
+                .flat_map(|route| route.object.spec.hostnames.clone().unwrap_or_default())
+                .collect()
+        };
+
+        let (observed, read) = reader.load(dir.path()).unwrap();
+        assert_eq!(read, 3);
+        assert_eq!(
+            hosts(&observed),
+            ["a.example.com", "b.example.com", "c.example.com"]
+        );
+        let (_, read) = reader.load(dir.path()).unwrap();
+        assert_eq!(read, 0, "nothing changed");
+
+        let b = dir.path().join("b.yaml");
+        std::fs::write(&b, route("b", "billing.example.com")).unwrap();
+        let (observed, read) = reader.load(dir.path()).unwrap();
+        assert_eq!(read, 1);
+        assert_eq!(
+            hosts(&observed),
+            ["a.example.com", "billing.example.com", "c.example.com"]
+        );
+
+        // Replaced by a rename, as editors and ConfigMap mounts do.
+        let staged = dir.path().join("c.staged");
+        std::fs::write(&staged, route("c", "cart.example.com")).unwrap();
+        std::fs::rename(&staged, dir.path().join("c.yaml")).unwrap();
+        std::fs::remove_file(dir.path().join("a.yaml")).unwrap();
+        let (observed, read) = reader.load(dir.path()).unwrap();
+        assert_eq!(read, 1);
+        assert_eq!(
+            hosts(&observed),
+            ["billing.example.com", "cart.example.com"]
+        );
     }
 }
