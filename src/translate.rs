@@ -53,12 +53,20 @@ pub struct Resources {
 }
 
 /// Translates `mesh` into listeners, routes, clusters and secrets.
+pub fn translate(mesh: &Mesh) -> Resources {
+    translate_from(mesh, None)
+}
+
+/// [`translate`], by difference from `previous`, the mesh the snapshot being replaced was
+/// translated from: the virtual hosts fetched on demand are made only for the destinations
+/// that differ from it, and the others are listed as kept (`OnDemand::kept`). The full route
+/// table is one resource, and is made whole.
 ///
 /// The sidecar's cost must not grow with destinations: every destination that needs nothing of
 /// its own goes through a shared dynamic-forward-proxy cluster of its trust class, which sets
 /// SNI and checks the SAN per request. Only pinned destinations and those on a port of their
 /// own get a cluster each.
-pub fn translate(mesh: &Mesh) -> Resources {
+pub fn translate_from(mesh: &Mesh, previous: Option<&Mesh>) -> Resources {
     let mut clusters: Vec<Cluster> = Vec::new();
     for destination in http_destinations(mesh) {
         if let Upstream::Own = upstream(destination) {
@@ -80,7 +88,7 @@ pub fn translate(mesh: &Mesh) -> Resources {
         routes: vec![route::egress(mesh)],
         clusters,
         secrets: mesh.bundles.values().map(secret::trust_bundle).collect(),
-        on_demand: mesh.egress.on_demand.then(|| route::on_demand(mesh)),
+        on_demand: (mesh.egress.on_demand).then(|| route::on_demand(mesh, previous)),
     }
 }
 

@@ -14,7 +14,7 @@ use crate::model::{
 };
 use crate::provider::discovery::{DiscoveryState, Service};
 use crate::provider::{InvalidInput, Observed, lattice};
-use crate::translate::translate;
+use crate::translate::translate_from;
 use crate::trust::fetch::TrustState;
 use crate::xds::snapshot::Snapshot;
 
@@ -178,7 +178,9 @@ impl Pipeline {
             *current = bundle;
             changed
         });
+        let started = std::time::Instant::now();
         let (mesh, skipped) = lattice::build(&observed.inputs, discovered, &settings);
+        let built = started.elapsed();
         let mut reports: Vec<InvalidInput> =
             observed.invalid.iter().chain(&skipped).cloned().collect();
         reports.sort();
@@ -195,11 +197,18 @@ impl Pipeline {
             .snapshot
             .as_ref()
             .map_or(1, |previous| previous.version + 1);
-        match Snapshot::new(version, &translate(&mesh), self.snapshot.as_deref()) {
+        let started = std::time::Instant::now();
+        let resources = translate_from(&mesh, self.mesh.as_deref());
+        let translated = started.elapsed();
+        let started = std::time::Instant::now();
+        match Snapshot::new(version, &resources, self.snapshot.as_deref()) {
             Ok(snapshot) => {
                 tracing::info!(
                     version,
                     destinations = mesh.destinations.len(),
+                    build = ?built,
+                    translate = ?translated,
+                    snapshot = ?started.elapsed(),
                     "snapshot published"
                 );
                 self.metrics.snapshots.inc();

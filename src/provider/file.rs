@@ -162,6 +162,7 @@ fn read(path: &Path) -> Result<String, String> {
 async fn load_blocking(reader: &mut Reader, dir: &Path) -> Result<Observed, FileError> {
     let dir = dir.to_path_buf();
     let mut moved = std::mem::take(reader);
+    let started = std::time::Instant::now();
     let loaded = tokio::task::spawn_blocking(move || {
         let loaded = moved.load(&dir);
         (moved, loaded)
@@ -170,7 +171,7 @@ async fn load_blocking(reader: &mut Reader, dir: &Path) -> Result<Observed, File
         Ok((back, loaded)) => {
             *reader = back;
             let (observed, read) = loaded?;
-            tracing::debug!(files_read = read, "manifests loaded");
+            tracing::debug!(files_read = read, elapsed = ?started.elapsed(), "manifests loaded");
             Ok(observed)
         }
         Err(error) => std::panic::resume_unwind(error.into_panic()),

@@ -71,8 +71,12 @@ fn unknown_host(mesh: &Mesh) -> VirtualHost {
 pub struct OnDemand {
     /// No virtual host of its own: each one comes when it is asked for.
     pub route: RouteConfiguration,
-    /// Each destination's, named as the sidecar asks for it (`egress/<host>`).
+    /// Each destination's, named as the sidecar asks for it (`egress/<host>`); with a previous
+    /// mesh, only those of the destinations that differ from it.
     pub virtual_hosts: Vec<VirtualHost>,
+    /// The names of the virtual hosts that are the previous mesh's unchanged: the snapshot
+    /// keeps them as it served them.
+    pub kept: Vec<String>,
     /// What a host that no destination names gets.
     pub fallback: Fallback,
 }
@@ -126,14 +130,27 @@ fn on_demand_name(host: &str) -> String {
     format!("{EGRESS}/{host}")
 }
 
-/// The on-demand form of [`egress`].
-pub fn on_demand(mesh: &Mesh) -> OnDemand {
-    let virtual_hosts = http_destinations(mesh)
-        .map(|d| VirtualHost {
-            name: on_demand_name(&d.host),
-            ..destination(d, mesh)
+/// The on-demand form of [`egress`]. With the `previous` mesh (the one the snapshot being
+/// replaced was translated from), a destination equal to its previous self is not translated
+/// again: its virtual host is listed in `kept`.
+pub fn on_demand(mesh: &Mesh, previous: Option<&Mesh>) -> OnDemand {
+    let unchanged = |d: &Destination| {
+        previous.is_some_and(|previous| {
+            previous.destination_stats == mesh.destination_stats
+                && previous.destinations.get(&d.host) == Some(d)
         })
-        .collect();
+    };
+    let (mut virtual_hosts, mut kept) = (Vec::new(), Vec::new());
+    for d in http_destinations(mesh) {
+        if unchanged(d) {
+            kept.push(on_demand_name(&d.host));
+        } else {
+            virtual_hosts.push(VirtualHost {
+                name: on_demand_name(&d.host),
+                ..destination(d, mesh)
+            });
+        }
+    }
     let route = RouteConfiguration {
         name: EGRESS.to_string(),
         vhds: Some(Vhds {
@@ -144,6 +161,7 @@ pub fn on_demand(mesh: &Mesh) -> OnDemand {
     OnDemand {
         route,
         virtual_hosts,
+        kept,
         fallback: Fallback {
             domains: mesh.fallback_domains.clone(),
             under_domain: fallback_domains(mesh),
@@ -311,7 +329,7 @@ mod tests {
             unknown_hosts: UnknownHosts::Deny,
             ..Settings::default()
         };
-        let fallback = on_demand(&settings.mesh()).fallback;
+        let fallback = on_demand(&settings.mesh(), None).fallback;
         let under = fallback.virtual_host("egress/a.b.example.com").unwrap();
         assert_eq!(under.name, "egress/a.b.example.com");
         assert_eq!(under.domains, ["a.b.example.com"]);
@@ -329,7 +347,7 @@ mod tests {
         assert_eq!(fallback.virtual_host("egress/"), None);
         // What is made changes with the settings, and so does its version's input.
         settings.unknown_hosts = UnknownHosts::Forward;
-        let forwarding = on_demand(&settings.mesh()).fallback;
+        let forwarding = on_demand(&settings.mesh(), None).fallback;
         assert_ne!(forwarding.encoded(), fallback.encoded());
     }
 }

@@ -126,11 +126,15 @@ pub enum Inconsistent {
         kind: &'static str,
         name: String,
     },
+    /// A resource said to be kept from the previous snapshot is not in it.
+    #[error("virtual host {name:?} is kept from a snapshot that does not have it")]
+    NotKept { name: String },
 }
 
 impl Snapshot {
     /// Builds snapshot `version` from `resources`, reusing the type versions of `previous` for
-    /// every type whose content did not change.
+    /// every type whose content did not change. The virtual hosts `resources` keeps from
+    /// `previous` are taken as it serves them, bytes and versions, without packing them again.
     pub fn new(
         version: u64,
         resources: &Resources,
@@ -150,6 +154,18 @@ impl Snapshot {
             let route = std::slice::from_ref(&on_demand.route);
             incremental.insert(type_url::ROUTE, packed(route, |r| &r.name)?);
             let mut hosts = packed(&on_demand.virtual_hosts, |v| &v.name)?;
+            let before = previous.and_then(|p| p.incremental.get(type_url::VIRTUAL_HOST));
+            for name in &on_demand.kept {
+                let kept = (before.and_then(|before| before.resources.get(name)))
+                    .ok_or_else(|| Inconsistent::NotKept { name: name.clone() })?;
+                if hosts.resources.insert(name.clone(), kept.clone()).is_some() {
+                    let kind = type_url::short(type_url::VIRTUAL_HOST).to_string();
+                    return Err(Inconsistent::Duplicate {
+                        kind,
+                        name: name.clone(),
+                    });
+                }
+            }
             let fallback = on_demand.fallback.clone();
             hosts.absent = Some(Absent {
                 version: content_version(&fallback.encoded()),

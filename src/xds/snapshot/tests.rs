@@ -113,3 +113,59 @@ fn a_resource_version_is_the_start_of_its_sha256() {
         "bf76ab36e7e197ea"
     );
 }
+
+/// A change to one destination makes its virtual host alone again; every other one is the
+/// previous snapshot's, the same bytes at the same version.
+#[test]
+fn only_the_changed_destination_is_translated_and_packed_again() {
+    let mesh = |hosts: &[(&str, u16)]| {
+        let mut mesh = Settings::default().mesh();
+        mesh.egress.on_demand = true;
+        for (host, port) in hosts {
+            let destination = Destination {
+                host: host.to_string(),
+                port: *port,
+                tls: Some(Trust::SystemRoots),
+                pinned: None,
+                protocol: Default::default(),
+                route: None,
+                service: None,
+            };
+            mesh.destinations.insert(host.to_string(), destination);
+        }
+        mesh
+    };
+    let before = mesh(&[("a.example.com", 443), ("b.example.com", 443)]);
+    let first = Snapshot::new(1, &crate::translate::translate(&before), None).unwrap();
+    let after = mesh(&[("a.example.com", 443), ("b.example.com", 8443)]);
+    let resources = crate::translate::translate_from(&after, Some(&before));
+    let on_demand = resources.on_demand.as_ref().unwrap();
+    let made: Vec<&str> = (on_demand.virtual_hosts.iter())
+        .map(|host| host.name.as_str())
+        .collect();
+    assert_eq!(made, ["egress/b.example.com"]);
+    assert_eq!(on_demand.kept, ["egress/a.example.com"]);
+
+    let second = Snapshot::new(2, &resources, Some(&first)).unwrap();
+    let hosts = |snapshot: &Snapshot| Arc::clone(&snapshot.incremental[type_url::VIRTUAL_HOST]);
+    let (old, new) = (hosts(&first), hosts(&second));
+    let (old_a, new_a) = (
+        &old.resources["egress/a.example.com"],
+        &new.resources["egress/a.example.com"],
+    );
+    assert_eq!(new_a.version, old_a.version);
+    assert_eq!(
+        new_a.packed.bytes().as_ptr(),
+        old_a.packed.bytes().as_ptr(),
+        "kept, not packed again"
+    );
+    let b = "egress/b.example.com";
+    assert_ne!(new.resources[b].version, old.resources[b].version);
+    // The result is what a whole translation gives.
+    let whole = Snapshot::new(2, &crate::translate::translate(&after), Some(&first)).unwrap();
+    assert_eq!(hosts(&whole).resources, new.resources);
+
+    // Kept from a snapshot that lacks it: inconsistent, and the previous one stays served.
+    let error = Snapshot::new(3, &resources, None).unwrap_err();
+    assert!(matches!(error, Inconsistent::NotKept { .. }), "{error}");
+}
