@@ -8,20 +8,18 @@ mod cluster;
 mod listener;
 mod route;
 
+pub use crate::xds::resources::Resources;
 pub use listener::{NOT_REDIRECTED, ORIGINAL_DESTINATION, PASSTHROUGH};
-pub use route::{DEFAULT_FORWARD, Fallback, NO_ROUTE_BODY, OnDemand, service_provenance};
+pub use route::{DEFAULT_FORWARD, Fallback, NO_ROUTE_BODY, service_provenance};
 mod secret;
 mod signing;
 
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::core::v3::config_source::ConfigSourceSpecifier;
 use envoy_types::pb::envoy::config::core::v3::{AggregatedConfigSource, ApiVersion, ConfigSource};
-use envoy_types::pb::envoy::config::listener::v3::Listener;
-use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
     HttpFilter, http_filter,
 };
-use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::Secret;
 use envoy_types::pb::google::protobuf::Duration;
 
 use std::collections::BTreeSet;
@@ -40,17 +38,6 @@ pub const DNS_CACHE: &str = "lattice-dns";
 pub const SIGNER_GRPC_CLUSTER: &str = "lattice-xds-signer-grpc";
 /// The cluster of the signer's HTTP endpoint (Lua mode).
 pub const SIGNER_HTTP_CLUSTER: &str = "lattice-xds-signer-http";
-
-/// The Envoy resources for one mesh, each list sorted by name.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Resources {
-    pub listeners: Vec<Listener>,
-    pub routes: Vec<RouteConfiguration>,
-    pub clusters: Vec<Cluster>,
-    pub secrets: Vec<Secret>,
-    /// With on-demand hosts: what incremental streams are served instead of `routes`.
-    pub on_demand: Option<OnDemand>,
-}
 
 /// Translates `mesh` into listeners, routes, clusters and secrets.
 pub fn translate(mesh: &Mesh) -> Resources {

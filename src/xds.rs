@@ -8,6 +8,7 @@ pub mod holdings;
 pub mod json;
 pub mod limits;
 pub mod registry;
+pub mod resources;
 pub mod server;
 pub mod snapshot;
 mod sotw;

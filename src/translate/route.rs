@@ -10,6 +10,7 @@ use envoy_types::pb::envoy::config::route::v3::{
 };
 use envoy_types::pb::google::protobuf::Duration;
 use envoy_types::util::pack_any;
+use std::sync::Arc;
 
 use super::{
     EGRESS, FALLBACK_VHOST, cluster_name_of, http_destinations, shared_cluster_name, signing,
@@ -18,6 +19,7 @@ use crate::model::{
     Destination, Mesh, Protocol, ServiceOrigin, UnknownHosts, custom_domain_trust,
     unknown_host_trust,
 };
+use crate::xds::resources::{AbsentHosts, OnDemand};
 
 /// The body of the local reply for a host that is neither a destination nor under a fallback
 /// domain.
@@ -63,22 +65,6 @@ fn unknown_host(mesh: &Mesh) -> VirtualHost {
         UnknownHosts::Forward => default_forward(mesh),
         UnknownHosts::Deny => no_route(mesh),
     }
-}
-
-/// The egress route configuration as incremental streams are served it (VHDS), and the
-/// virtual hosts its sidecar fetches one by one, the first time a request names their host.
-#[derive(Clone, Debug, PartialEq)]
-pub struct OnDemand {
-    /// No virtual host of its own: each one comes when it is asked for.
-    pub route: RouteConfiguration,
-    /// Each destination's, named as the sidecar asks for it (`egress/<host>`); with a previous
-    /// mesh, only those of the destinations that differ from it.
-    pub virtual_hosts: Vec<VirtualHost>,
-    /// The names of the virtual hosts that are the previous mesh's unchanged: the snapshot
-    /// keeps them as it served them.
-    pub kept: Vec<String>,
-    /// What a host that no destination names gets.
-    pub fallback: Fallback,
 }
 
 /// The virtual host made for a host that no destination names, when a sidecar asks for it:
@@ -158,15 +144,25 @@ pub fn on_demand(mesh: &Mesh, previous: Option<&Mesh>) -> OnDemand {
         }),
         ..Default::default()
     };
+    let fallback = fallback(mesh);
+    let version = fallback.encoded();
     OnDemand {
         route,
         virtual_hosts,
         kept,
-        fallback: Fallback {
-            domains: mesh.fallback_domains.clone(),
-            under_domain: fallback_domains(mesh),
-            unknown: unknown_host(mesh),
+        absent: AbsentHosts {
+            version,
+            make: Arc::new(move |name| fallback.virtual_host(name)),
         },
+    }
+}
+
+/// What a host that no destination names gets, on demand.
+pub fn fallback(mesh: &Mesh) -> Fallback {
+    Fallback {
+        domains: mesh.fallback_domains.clone(),
+        under_domain: fallback_domains(mesh),
+        unknown: unknown_host(mesh),
     }
 }
 
@@ -329,7 +325,7 @@ mod tests {
             unknown_hosts: UnknownHosts::Deny,
             ..Settings::default()
         };
-        let fallback = on_demand(&settings.mesh(), None).fallback;
+        let fallback = super::fallback(&settings.mesh());
         let under = fallback.virtual_host("egress/a.b.example.com").unwrap();
         assert_eq!(under.name, "egress/a.b.example.com");
         assert_eq!(under.domains, ["a.b.example.com"]);
@@ -347,7 +343,7 @@ mod tests {
         assert_eq!(fallback.virtual_host("egress/"), None);
         // What is made changes with the settings, and so does its version's input.
         settings.unknown_hosts = UnknownHosts::Forward;
-        let forwarding = on_demand(&settings.mesh(), None).fallback;
+        let forwarding = super::fallback(&settings.mesh());
         assert_ne!(forwarding.encoded(), fallback.encoded());
     }
 }

@@ -23,9 +23,9 @@ use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
 };
 use prost::Message;
 
+use super::resources::Resources;
 use super::type_url;
 use super::wire::Packed;
-use crate::translate::Resources;
 
 /// The latest published snapshot; `None` until the first consistent one.
 pub type Snapshots = tokio::sync::watch::Receiver<Option<Arc<Snapshot>>>;
@@ -166,12 +166,10 @@ impl Snapshot {
                     });
                 }
             }
-            let fallback = on_demand.fallback.clone();
+            let absent = on_demand.absent.clone();
             hosts.absent = Some(Absent {
-                version: content_version(&fallback.encoded()),
-                make: Arc::new(move |name| {
-                    fallback.virtual_host(name).map(|host| Packed::new(&host))
-                }),
+                version: content_version(&absent.version),
+                make: Arc::new(move |name| (absent.make)(name).map(|host| Packed::new(&host))),
             });
             incremental.insert(type_url::VIRTUAL_HOST, hosts);
         }
