@@ -68,7 +68,7 @@ impl Pipeline {
     /// and the VPC Lattice API has been polled once.
     pub async fn run(
         mut self,
-        mut observed: watch::Receiver<Option<Observed>>,
+        mut observed: watch::Receiver<Option<Arc<Observed>>>,
         mut trust: watch::Receiver<TrustState>,
         mut discovery: watch::Receiver<DiscoveryState>,
         snapshots: watch::Sender<Option<Arc<Snapshot>>>,

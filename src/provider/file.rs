@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use notify::{RecursiveMode, Watcher};
@@ -196,7 +197,7 @@ fn collect_files(dir: &Path, files: &mut Vec<PathBuf>) -> std::io::Result<()> {
 /// Publishes the directory's contents now and after every change, until `updates` is closed.
 pub async fn watch(
     dir: PathBuf,
-    updates: watch::Sender<Option<Observed>>,
+    updates: watch::Sender<Option<Arc<Observed>>>,
 ) -> Result<(), FileError> {
     std::fs::read_dir(&dir).map_err(|source| FileError::Directory {
         path: dir.clone(),
@@ -220,7 +221,8 @@ pub async fn watch(
         })?;
 
     let mut reader = Reader::default();
-    updates.send_replace(Some(load_blocking(&mut reader, &dir).await?));
+    let observed = load_blocking(&mut reader, &dir).await?;
+    updates.send_replace(Some(Arc::new(observed)));
     loop {
         tokio::select! {
             event = changed.recv() => if event.is_none() { return Ok(()) },
@@ -233,7 +235,7 @@ pub async fn watch(
         {}
         match load_blocking(&mut reader, &dir).await {
             Ok(observed) => {
-                updates.send_replace(Some(observed));
+                updates.send_replace(Some(Arc::new(observed)));
             }
             Err(error) => {
                 tracing::error!(%error, "manifest directory unreadable; serving the last good configuration")

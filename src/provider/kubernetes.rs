@@ -206,7 +206,7 @@ async fn discover(client: &Client) -> Result<Vec<(Kind, ApiResource)>, Kubernete
 /// been listed. Runs until `updates` is closed.
 pub async fn watch(
     client: Client,
-    updates: watch::Sender<Option<Observed>>,
+    updates: watch::Sender<Option<Arc<Observed>>>,
     stores_out: watch::Sender<Option<Stores>>,
     metrics: Arc<Metrics>,
 ) -> Result<(), KubernetesError> {
@@ -254,7 +254,7 @@ pub async fn watch(
         let snapshot = stores.clone();
         match tokio::task::spawn_blocking(move || observe(&snapshot)).await {
             Ok(observed) => {
-                updates.send_replace(Some(observed));
+                updates.send_replace(Some(Arc::new(observed)));
             }
             // A panic in decoding is this task's panic, for the supervisor to report.
             Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
