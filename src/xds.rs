@@ -1,5 +1,8 @@
-//! Serving Envoy: versioned snapshots of the translated resources and the Aggregated Discovery
-//! Service (state of the world and incremental), with per-proxy status.
+//! Serving Envoy: a layer that takes its own input ([`resources`]), keeps consistent, versioned
+//! snapshots of it, and serves them over the Aggregated Discovery Service (state of the world and
+//! incremental). The layers above plug in through interfaces it owns: authentication
+//! ([`auth::Authenticate`]) and the streams' events ([`events::Callbacks`], which the proxy
+//! registry and the metrics implement).
 
 pub mod auth;
 mod delta;
