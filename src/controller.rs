@@ -139,7 +139,7 @@ pub async fn run(config: ControllerConfig) -> anyhow::Result<()> {
     }
 
     let metrics = Arc::new(Metrics::default());
-    let registry = Registry::new(Arc::clone(&metrics));
+    let registry = Registry::new();
     let shutdown = CancellationToken::new();
     let (observed_tx, observed_rx) = watch::channel(None);
     let (snapshot_tx, snapshot_rx) = watch::channel(None);
@@ -343,7 +343,13 @@ pub async fn run(config: ControllerConfig) -> anyhow::Result<()> {
                 .boxed()
         }
     };
-    let status = StatusService::new(registry, snapshot_rx, meshes, trust_rx);
+    let status = StatusService::new(
+        registry,
+        Arc::clone(&metrics),
+        snapshot_rx,
+        meshes,
+        trust_rx,
+    );
     let unready = status.unready();
     let probes = match probe_listener {
         Some(listener) => admin::serve_probes(

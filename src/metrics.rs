@@ -114,6 +114,8 @@ pub struct Metrics {
     pub discovery_last_success: Gauge,
     /// Seconds the last poll took, successful or not.
     pub discovery_poll_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
+    /// What each ADS stream last sent and has rejected, for `rejecting`.
+    streams: streams::Rejections,
 }
 
 impl Default for Metrics {
@@ -126,6 +128,7 @@ impl Default for Metrics {
             acks: Family::default(),
             nacks: Family::default(),
             rejecting: Family::default(),
+            streams: streams::Rejections::default(),
             stream_errors: Family::default(),
             token_reviews: Family::default(),
             token_review_cache_hits: Counter::default(),

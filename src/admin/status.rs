@@ -39,6 +39,7 @@ impl DumpError {
 #[derive(Clone, Debug)]
 pub struct StatusService {
     registry: Arc<Registry>,
+    metrics: Arc<Metrics>,
     snapshots: Snapshots,
     /// The mesh the served snapshot was translated from.
     meshes: watch::Receiver<Option<Arc<Mesh>>>,
@@ -50,12 +51,14 @@ pub struct StatusService {
 impl StatusService {
     pub fn new(
         registry: Arc<Registry>,
+        metrics: Arc<Metrics>,
         snapshots: Snapshots,
         meshes: watch::Receiver<Option<Arc<Mesh>>>,
         trust: watch::Receiver<TrustState>,
     ) -> Self {
         Self {
             registry,
+            metrics,
             snapshots,
             meshes,
             trust,
@@ -84,7 +87,7 @@ impl StatusService {
     }
 
     pub fn metrics(&self) -> &Metrics {
-        self.registry.metrics()
+        &self.metrics
     }
 
     /// The version of the snapshot being served, once there is one.

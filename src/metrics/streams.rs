@@ -1,16 +1,71 @@
-//! The ADS stream metrics, counted from the serving layer's events.
+//! The ADS stream metrics, counted from the serving layer's events. The gauge of streams whose
+//! last response of a type stands rejected follows each stream: a rejection starts with a NACK
+//! and ends when the stream accepts the rejected version or anything sent since (a rejected
+//! version is never sent again), or when the stream ends.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
 
 use crate::xds::auth::Identity;
 use crate::xds::events::{Callbacks, Sent, StreamId};
 
 use super::{Metrics, ReasonLabel};
 
+/// Per stream and type: the last version sent, and the version rejected, while it stands.
+#[derive(Debug, Default)]
+pub(super) struct Rejections(Mutex<HashMap<StreamId, BTreeMap<String, TypeState>>>);
+
+#[derive(Debug, Default)]
+struct TypeState {
+    sent: String,
+    rejected: Option<String>,
+}
+
+impl Rejections {
+    fn update<T>(
+        &self,
+        stream: StreamId,
+        type_url: &str,
+        change: impl FnOnce(&mut TypeState) -> T,
+    ) -> T {
+        let mut streams = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let types = streams.entry(stream).or_default();
+        change(types.entry(type_url.to_string()).or_default())
+    }
+
+    /// Forgets a stream; the types it was rejecting.
+    fn remove(&self, stream: StreamId) -> Vec<String> {
+        let mut streams = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let types = streams.remove(&stream).unwrap_or_default();
+        (types.into_iter())
+            .filter(|(_, state)| state.rejected.is_some())
+            .map(|(type_url, _)| type_url)
+            .collect()
+    }
+}
+
+impl Metrics {
+    fn rejecting(&self, type_url: &str) -> prometheus_client::metrics::gauge::Gauge {
+        let label = Metrics::type_label(type_url);
+        self.rejecting.get_or_create(&label).clone()
+    }
+}
+
 impl Callbacks for Metrics {
     fn connected(&self, _stream: StreamId, _protocol: &'static str, _identity: Option<&Identity>) {
         self.connected_proxies.inc();
     }
 
-    fn sent(&self, _stream: StreamId, sent: &Sent<'_>) {
+    fn sent(&self, stream: StreamId, sent: &Sent<'_>) {
+        (self.streams).update(stream, sent.type_url, |state| {
+            state.sent = sent.version.to_string();
+        });
         self.pushes
             .get_or_create(&Metrics::type_label(sent.type_url))
             .inc();
@@ -18,13 +73,30 @@ impl Callbacks for Metrics {
         self.push_latency.observe(age.as_secs_f64());
     }
 
-    fn acked(&self, _stream: StreamId, type_url: &str, _version: &str) {
+    fn acked(&self, stream: StreamId, type_url: &str, version: &str) {
+        let recovered = self.streams.update(stream, type_url, |state| {
+            let ends = (state.rejected.as_ref())
+                .is_some_and(|rejected| rejected == version || state.sent == version);
+            if ends {
+                state.rejected = None;
+            }
+            ends
+        });
+        if recovered {
+            self.rejecting(type_url).dec();
+        }
         self.acks
             .get_or_create(&Metrics::type_label(type_url))
             .inc();
     }
 
-    fn nacked(&self, _stream: StreamId, type_url: &str, _version: &str, _error: &str) {
+    fn nacked(&self, stream: StreamId, type_url: &str, version: &str, _error: &str) {
+        let newly = self.streams.update(stream, type_url, |state| {
+            state.rejected.replace(version.to_string()).is_none()
+        });
+        if newly {
+            self.rejecting(type_url).inc();
+        }
         self.nacks
             .get_or_create(&Metrics::type_label(type_url))
             .inc();
@@ -37,7 +109,56 @@ impl Callbacks for Metrics {
         self.stream_errors.get_or_create(&label).inc();
     }
 
-    fn disconnected(&self, _stream: StreamId) {
+    fn disconnected(&self, stream: StreamId) {
         self.connected_proxies.dec();
+        // A stream that ends while rejecting no longer counts.
+        for type_url in self.streams.remove(stream) {
+            self.rejecting(&type_url).dec();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::xds::holdings::Holdings;
+
+    const LDS: &str = crate::xds::type_url::LISTENER;
+
+    fn rejecting(metrics: &Metrics) -> i64 {
+        metrics.rejecting(LDS).get()
+    }
+
+    fn sent(metrics: &Metrics, version: &str) {
+        let sent = Sent {
+            type_url: LDS,
+            version,
+            holdings: &Holdings::default(),
+            bytes: 10,
+            snapshot_created: std::time::Instant::now(),
+        };
+        metrics.sent(1, &sent);
+    }
+
+    #[test]
+    fn a_rejection_counts_until_a_later_version_is_accepted_or_the_stream_ends() {
+        let metrics = Metrics::default();
+        metrics.connected(1, "sotw", None);
+        sent(&metrics, "1");
+        metrics.acked(1, LDS, "1");
+        sent(&metrics, "2");
+        metrics.nacked(1, LDS, "2", "bad listener");
+        metrics.nacked(1, LDS, "2", "bad listener");
+        assert_eq!(rejecting(&metrics), 1, "one stream, counted once");
+        // Version 2 is never sent again; the proxy accepts version 3.
+        sent(&metrics, "3");
+        metrics.acked(1, LDS, "3");
+        assert_eq!(rejecting(&metrics), 0);
+        sent(&metrics, "4");
+        metrics.nacked(1, LDS, "4", "bad again");
+        assert_eq!(rejecting(&metrics), 1);
+        metrics.disconnected(1);
+        assert_eq!(rejecting(&metrics), 0);
+        assert_eq!(metrics.connected_proxies.get(), 0);
     }
 }

@@ -1,7 +1,6 @@
 //! Which Envoys are connected and, per resource type, what each was sent, accepted and
 //! rejected: the data behind `/debug/proxies`, `/debug/config_dump` and `proxy-status`, kept
-//! from the streams' events ([`Callbacks`]). It also keeps the gauge of streams whose last
-//! response stands rejected, which only this record of every stream can tell.
+//! from the streams' events ([`Callbacks`]).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -13,8 +12,6 @@ use envoy_types::pb::google::protobuf::Struct;
 use super::auth::Identity;
 use super::events::{Callbacks, Sent, StreamId};
 use super::holdings::{Holdings, Names};
-
-use crate::metrics::Metrics;
 
 /// What one stream holds, by type URL: shared with the snapshot it was sent, never a copy.
 pub type Served = BTreeMap<String, Holdings>;
@@ -79,16 +76,14 @@ pub struct ClientState {
 #[derive(Debug)]
 pub struct Registry {
     proxies: Mutex<BTreeMap<StreamId, Entry>>,
-    metrics: Arc<Metrics>,
     /// Bumped whenever a stream starts or ends rejecting a type.
     rejections: tokio::sync::watch::Sender<u64>,
 }
 
 impl Registry {
-    pub fn new(metrics: Arc<Metrics>) -> Arc<Self> {
+    pub fn new() -> Arc<Self> {
         Arc::new(Self {
             proxies: Mutex::default(),
-            metrics,
             rejections: tokio::sync::watch::Sender::new(0),
         })
     }
@@ -101,10 +96,6 @@ impl Registry {
 
     fn rejections_changed(&self) {
         self.rejections.send_modify(|count| *count += 1);
-    }
-
-    pub fn metrics(&self) -> &Metrics {
-        &self.metrics
     }
 
     /// Every connected proxy, ordered by node id.
@@ -179,14 +170,6 @@ impl Registry {
             change(&mut types[index]);
         });
     }
-
-    /// The gauge of streams whose last response of `type_url` stands rejected.
-    fn rejecting(&self, type_url: &str) -> prometheus_client::metrics::gauge::Gauge {
-        self.metrics
-            .rejecting
-            .get_or_create(&Metrics::type_label(type_url))
-            .clone()
-    }
 }
 
 impl Callbacks for Registry {
@@ -253,41 +236,30 @@ impl Callbacks for Registry {
             }
         });
         if recovered {
-            self.rejecting(type_url).dec();
             self.rejections_changed();
         }
     }
 
     fn nacked(&self, stream: StreamId, type_url: &str, version: &str, error: &str) {
-        let (mut newly, mut another) = (false, false);
+        let mut another = false;
         self.update_type(stream, type_url, |status| {
             let previous = status
                 .rejected
                 .as_ref()
                 .map(|rejected| rejected.version.as_str());
-            newly = previous.is_none();
             another = previous != Some(version);
             status.rejected = Some(Rejection {
                 version: version.to_string(),
                 error: error.to_string(),
             });
         });
-        if newly {
-            self.rejecting(type_url).inc();
-        }
         if another {
             self.rejections_changed();
         }
     }
 
     fn disconnected(&self, stream: StreamId) {
-        let removed = self.lock().remove(&stream);
-        // A stream that ends while rejecting no longer counts.
-        for status in removed.iter().flat_map(|entry| &entry.record.types) {
-            if status.rejected.is_some() {
-                self.rejecting(&status.type_url).dec();
-            }
-        }
+        self.lock().remove(&stream);
     }
 }
 
@@ -296,14 +268,6 @@ mod tests {
     use super::*;
 
     const LDS: &str = crate::xds::type_url::LISTENER;
-
-    fn rejecting(registry: &Registry) -> i64 {
-        registry
-            .metrics()
-            .rejecting
-            .get_or_create(&Metrics::type_label(LDS))
-            .get()
-    }
 
     fn sent(registry: &Registry, version: &str) {
         let sent = Sent {
@@ -318,31 +282,29 @@ mod tests {
 
     #[test]
     fn a_rejection_ends_when_a_later_version_is_accepted() {
-        let registry = Registry::new(Arc::default());
+        let registry = Registry::new();
+        let mut rejections = registry.rejections();
+        let rejected = |registry: &Registry| {
+            let status = &registry.list()[0].types[0];
+            status.rejected.as_ref().map(|r| r.version.clone())
+        };
         registry.connected(1, "sotw", None);
         sent(&registry, "1");
         registry.acked(1, LDS, "1");
         sent(&registry, "2");
         registry.nacked(1, LDS, "2", "bad listener");
+        assert!(rejections.has_changed().unwrap());
+        rejections.mark_unchanged();
         registry.nacked(1, LDS, "2", "bad listener");
-        let rejected = registry.list()[0].types[0].rejected.clone();
-        assert_eq!(
-            rejected.map(|rejected| rejected.version).as_deref(),
-            Some("2")
-        );
-        assert_eq!(rejecting(&registry), 1, "one stream, counted once");
+        assert_eq!(rejected(&registry).as_deref(), Some("2"));
+        assert!(!rejections.has_changed().unwrap(), "the same rejection");
         // Version 2 is never sent again; the proxy accepts version 3.
         sent(&registry, "3");
         registry.acked(1, LDS, "3");
-        let status = &registry.list()[0].types[0];
-        assert_eq!(status.rejected, None);
-        assert_eq!(status.acked_version, "3");
-        assert_eq!(rejecting(&registry), 0);
-        // A stream that goes away while rejecting is no longer counted.
-        sent(&registry, "4");
-        registry.nacked(1, LDS, "4", "bad again");
-        assert_eq!(rejecting(&registry), 1);
+        assert_eq!(rejected(&registry), None);
+        assert_eq!(registry.list()[0].types[0].acked_version, "3");
+        assert!(rejections.has_changed().unwrap(), "the rejection ended");
         registry.disconnected(1);
-        assert_eq!(rejecting(&registry), 0);
+        assert!(registry.list().is_empty());
     }
 }

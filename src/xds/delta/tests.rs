@@ -2,7 +2,6 @@ use envoy_types::pb::envoy::config::route::v3::{RouteConfiguration, VirtualHost}
 use prost::Message as _;
 
 use super::*;
-use crate::metrics::Metrics;
 use crate::model::{Destination, ObjectRef, RouteOrigin, Settings, Trust};
 use crate::translate::translate;
 use crate::xds::events::StreamEvents;
@@ -68,7 +67,7 @@ fn virtual_hosts(response: &DeltaDiscoveryResponse) -> Vec<(String, Vec<String>,
 
 #[test]
 fn virtual_hosts_are_sent_as_asked_for_and_changes_only_to_their_holders() {
-    let registry = Registry::new(Arc::new(Metrics::default()));
+    let registry = Registry::new();
     let proxy = StreamEvents::open(registry, "delta", None);
     let mut delta = Delta::new(Arc::new(Limits::default()));
     let first = snapshot(1, &[("a.example.com", "a"), ("b.example.com", "b")], None);

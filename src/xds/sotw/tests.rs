@@ -2,7 +2,6 @@ use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use prost::Message as _;
 
 use super::*;
-use crate::metrics::Metrics;
 use crate::xds::events::StreamEvents;
 use crate::xds::registry::Registry;
 use crate::xds::snapshot::tests::mesh_with;
@@ -50,7 +49,7 @@ fn clusters(response: &DiscoveryResponse) -> Vec<String> {
 
 #[test]
 fn clusters_added_during_a_transition_go_before_the_routes_that_use_them() {
-    let registry = Registry::new(Arc::new(Metrics::default()));
+    let registry = Registry::new();
     let proxy = StreamEvents::open(registry, "sotw", None);
     let mut sotw = Sotw::new(Arc::new(Limits::default()));
     let first = snapshot(1, &["a", "b"], None);
