@@ -10,7 +10,7 @@ mod route;
 
 pub use crate::xds::resources::Resources;
 pub use listener::{NOT_REDIRECTED, ORIGINAL_DESTINATION, PASSTHROUGH};
-pub use route::{DEFAULT_FORWARD, Fallback, NO_ROUTE_BODY, service_provenance};
+pub use route::{DEFAULT_FORWARD, NO_ROUTE_BODY, service_provenance};
 mod secret;
 mod signing;
 

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
 use crate::xds::auth::Identity;
-use crate::xds::events::{Callbacks, Sent, StreamId};
+use crate::xds::events::{Callbacks, Sent, StreamId, ends_rejection};
 
 use super::{Metrics, ReasonLabel};
 
@@ -76,7 +76,7 @@ impl Callbacks for Metrics {
     fn acked(&self, stream: StreamId, type_url: &str, version: &str) {
         let recovered = self.streams.update(stream, type_url, |state| {
             let ends = (state.rejected.as_ref())
-                .is_some_and(|rejected| rejected == version || state.sent == version);
+                .is_some_and(|rejected| ends_rejection(rejected, &state.sent, version));
             if ends {
                 state.rejected = None;
             }

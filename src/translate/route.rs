@@ -71,7 +71,7 @@ fn unknown_host(mesh: &Mesh) -> VirtualHost {
 /// the fallback domains' for a host under one of them, else the unknown hosts' (the default
 /// forward, or the local 404), each for that host alone.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Fallback {
+struct Fallback {
     domains: Vec<String>,
     under_domain: Option<VirtualHost>,
     unknown: VirtualHost,
@@ -80,7 +80,7 @@ pub struct Fallback {
 impl Fallback {
     /// The virtual host for `name` (`egress/<host>`, as the sidecar asks for it); `None` for a
     /// name of another form.
-    pub fn virtual_host(&self, name: &str) -> Option<VirtualHost> {
+    fn virtual_host(&self, name: &str) -> Option<VirtualHost> {
         let host = name.strip_prefix(EGRESS)?.strip_prefix('/')?;
         if host.is_empty() {
             return None;
@@ -101,7 +101,7 @@ impl Fallback {
     }
 
     /// Bytes that change whenever what [`Fallback::virtual_host`] makes changes.
-    pub fn encoded(&self) -> Vec<u8> {
+    fn encoded(&self) -> Vec<u8> {
         use prost::Message as _;
         let mut bytes = self.domains.join(",").into_bytes();
         for template in self.under_domain.iter().chain([&self.unknown]) {
@@ -158,7 +158,7 @@ pub fn on_demand(mesh: &Mesh, previous: Option<&Mesh>) -> OnDemand {
 }
 
 /// What a host that no destination names gets, on demand.
-pub fn fallback(mesh: &Mesh) -> Fallback {
+fn fallback(mesh: &Mesh) -> Fallback {
     Fallback {
         domains: mesh.fallback_domains.clone(),
         under_domain: fallback_domains(mesh),

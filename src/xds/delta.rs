@@ -130,9 +130,7 @@ impl Delta {
                 match current.resources.get(&**name) {
                     Some(resource) => offer(resource),
                     None => {
-                        if let Some(resource) =
-                            current.absent.as_ref().and_then(|a| a.resource(name))
-                        {
+                        if let Some(resource) = current.made(name) {
                             offer(&resource);
                             made.insert(Arc::clone(name), resource);
                         }
@@ -144,7 +142,7 @@ impl Delta {
         let exists = |name: &str| {
             current.resources.contains_key(name)
                 || made.contains_key(name)
-                || (current.absent.is_some() && current.get(name).is_some())
+                || current.made(name).is_some()
         };
         diff.removed.extend(
             held.keys()

@@ -29,6 +29,13 @@ pub struct Sent<'a> {
     pub snapshot_created: Instant,
 }
 
+/// Whether the proxy accepting `acked` ends its rejection of `rejected`, `sent` being the last
+/// version sent: a rejected version is never sent again, so accepting it or anything sent since
+/// means the proxy runs a good configuration again.
+pub fn ends_rejection(rejected: &str, sent: &str, acked: &str) -> bool {
+    acked == rejected || acked == sent
+}
+
 /// Receives the events of every stream. Each method has an empty default, so that an
 /// implementation names only what it uses. Called from the stream's task: keep them quick.
 pub trait Callbacks: Send + Sync {

@@ -10,7 +10,7 @@ use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::google::protobuf::Struct;
 
 use super::auth::Identity;
-use super::events::{Callbacks, Sent, StreamId};
+use super::events::{Callbacks, Sent, StreamId, ends_rejection};
 use super::holdings::{Holdings, Names};
 
 /// What one stream holds, by type URL: shared with the snapshot it was sent, never a copy.
@@ -227,8 +227,8 @@ impl Callbacks for Registry {
         });
         self.update_type(stream, type_url, |status| {
             status.acked_version = version.to_string();
-            let ends = status.rejected.as_ref().is_some_and(|rejected| {
-                rejected.version == version || status.sent_version == version
+            let ends = (status.rejected.as_ref()).is_some_and(|rejected| {
+                ends_rejection(&rejected.version, &status.sent_version, version)
             });
             if ends {
                 status.rejected = None;

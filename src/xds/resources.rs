@@ -39,7 +39,9 @@ pub struct OnDemand {
 /// Makes the virtual host of a name, or `None` when the name has none.
 type MakeHost = dyn Fn(&str) -> Option<VirtualHost> + Send + Sync;
 
-/// The virtual host of a name that no listed one has: made when a proxy asks for it.
+/// The virtual host of a name that no listed one has: made when a proxy asks for it. Two are
+/// equal when their versions are: a snapshot whose only change would be an equal one keeps the
+/// type's version.
 #[derive(Clone)]
 pub struct AbsentHosts {
     /// Changes whenever what `make` makes changes.

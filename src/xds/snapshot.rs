@@ -23,7 +23,7 @@ use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
 };
 use prost::Message;
 
-use super::resources::Resources;
+use super::resources::{AbsentHosts, Resources};
 use super::type_url;
 use super::wire::Packed;
 
@@ -46,44 +46,7 @@ pub struct TypeResources {
     pub resources: BTreeMap<String, Resource>,
     /// How a subscribed name that `resources` lacks is answered, for a type whose every name
     /// has an answer (a virtual host for any host).
-    pub absent: Option<Absent>,
-}
-
-/// Makes the content of a name's resource, or `None` when the name has none.
-type MakeResource = dyn Fn(&str) -> Option<Packed> + Send + Sync;
-
-/// Makes the resource of a name the snapshot does not list.
-#[derive(Clone)]
-pub struct Absent {
-    /// Changes whenever what `make` makes changes.
-    pub version: String,
-    make: Arc<MakeResource>,
-}
-
-impl Absent {
-    /// The resource of `name`, or `None` when the name has none.
-    pub fn resource(&self, name: &str) -> Option<Resource> {
-        let packed = (self.make)(name)?;
-        Some(Resource {
-            name: name.to_string(),
-            version: content_version(packed.value()),
-            packed,
-        })
-    }
-}
-
-impl PartialEq for Absent {
-    fn eq(&self, other: &Self) -> bool {
-        self.version == other.version
-    }
-}
-
-impl std::fmt::Debug for Absent {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Absent")
-            .field("version", &self.version)
-            .finish_non_exhaustive()
-    }
+    pub absent: Option<AbsentHosts>,
 }
 
 impl TypeResources {
@@ -91,12 +54,19 @@ impl TypeResources {
     pub fn get(&self, name: &str) -> Option<std::borrow::Cow<'_, Resource>> {
         match self.resources.get(name) {
             Some(resource) => Some(std::borrow::Cow::Borrowed(resource)),
-            None => self
-                .absent
-                .as_ref()?
-                .resource(name)
-                .map(std::borrow::Cow::Owned),
+            None => self.made(name).map(std::borrow::Cow::Owned),
         }
+    }
+
+    /// The resource made for `name`, which the type does not list; `None` when it has none.
+    pub fn made(&self, name: &str) -> Option<Resource> {
+        let host = (self.absent.as_ref()?.make)(name)?;
+        let packed = Packed::new(&host);
+        Some(Resource {
+            name: name.to_string(),
+            version: content_version(packed.value()),
+            packed,
+        })
     }
 }
 
@@ -166,11 +136,7 @@ impl Snapshot {
                     });
                 }
             }
-            let absent = on_demand.absent.clone();
-            hosts.absent = Some(Absent {
-                version: content_version(&absent.version),
-                make: Arc::new(move |name| (absent.make)(name).map(|host| Packed::new(&host))),
-            });
+            hosts.absent = Some(on_demand.absent.clone());
             incremental.insert(type_url::VIRTUAL_HOST, hosts);
         }
         let shared = |mut current: TypeResources, old: Option<&Arc<TypeResources>>| {
