@@ -8,7 +8,7 @@ mod cluster;
 mod listener;
 mod route;
 
-pub use crate::xds::resources::Resources;
+pub use crate::xds::resources::{Host, Resources, RouteTable};
 pub use listener::{NOT_REDIRECTED, ORIGINAL_DESTINATION, PASSTHROUGH};
 pub use route::{DEFAULT_FORWARD, NO_ROUTE_BODY, service_provenance};
 mod secret;
@@ -45,9 +45,8 @@ pub fn translate(mesh: &Mesh) -> Resources {
 }
 
 /// [`translate`], by difference from `previous`, the mesh the snapshot being replaced was
-/// translated from: the virtual hosts fetched on demand are made only for the destinations
-/// that differ from it, and the others are listed as kept (`OnDemand::kept`). The full route
-/// table is one resource, and is made whole.
+/// translated from: virtual hosts, of the full route table and fetched on demand, are made only
+/// for the destinations that differ from it, and the others are kept ([`Host::Kept`]).
 ///
 /// The sidecar's cost must not grow with destinations: every destination that needs nothing of
 /// its own goes through a shared dynamic-forward-proxy cluster of its trust class, which sets
@@ -72,7 +71,7 @@ pub fn translate_from(mesh: &Mesh, previous: Option<&Mesh>) -> Resources {
     clusters.sort_by(|a, b| a.name.cmp(&b.name));
     Resources {
         listeners: vec![listener::egress(mesh)],
-        routes: vec![route::egress(mesh)],
+        routes: vec![route::egress(mesh, previous)],
         clusters,
         secrets: mesh.bundles.values().map(secret::trust_bundle).collect(),
         on_demand: (mesh.egress.on_demand).then(|| route::on_demand(mesh, previous)),

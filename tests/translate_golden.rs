@@ -93,12 +93,10 @@ fn outputs(case: &Path) -> Vec<(&'static str, String)> {
         ),
         (
             "routes.yaml",
-            yaml(
-                resources
-                    .routes
-                    .iter()
-                    .map(|m| message_to_json(m).expect("render")),
-            ),
+            yaml(resources.routes.iter().map(|table| {
+                let whole = table.configuration().expect("every host is made");
+                message_to_json(&whole).expect("render")
+            })),
         ),
         (
             "clusters.yaml",

@@ -19,24 +19,44 @@ use crate::model::{
     Destination, Mesh, Protocol, ServiceOrigin, UnknownHosts, custom_domain_trust,
     unknown_host_trust,
 };
-use crate::xds::resources::{AbsentHosts, OnDemand};
+use crate::xds::resources::{AbsentHosts, Host, OnDemand, RouteTable};
 
 /// The body of the local reply for a host that is neither a destination nor under a fallback
 /// domain.
 pub const NO_ROUTE_BODY: &str =
     "lattice-xds: no VPC Lattice destination is configured for this host\n";
 
-pub fn egress(mesh: &Mesh) -> RouteConfiguration {
-    let mut virtual_hosts: Vec<VirtualHost> = http_destinations(mesh)
-        .map(|d| destination(d, mesh))
+/// The full route table. With the `previous` mesh (the one the snapshot being replaced was
+/// translated from), the virtual host of a destination equal to its previous self is not made
+/// again but kept.
+pub fn egress(mesh: &Mesh, previous: Option<&Mesh>) -> RouteTable {
+    let mut virtual_hosts: Vec<Host> = http_destinations(mesh)
+        .map(|d| {
+            if unchanged(d, mesh, previous) {
+                Host::Kept(d.host.clone())
+            } else {
+                Host::Made(Box::new(destination(d, mesh)))
+            }
+        })
         .collect();
-    virtual_hosts.extend(fallback_domains(mesh));
-    virtual_hosts.push(unknown_host(mesh));
-    RouteConfiguration {
-        name: EGRESS.to_string(),
+    virtual_hosts.extend(fallback_domains(mesh).map(|host| Host::Made(Box::new(host))));
+    virtual_hosts.push(Host::Made(Box::new(unknown_host(mesh))));
+    RouteTable {
+        route: RouteConfiguration {
+            name: EGRESS.to_string(),
+            ..Default::default()
+        },
         virtual_hosts,
-        ..Default::default()
     }
+}
+
+/// Whether `d`'s virtual host is the one the `previous` mesh gave it: the destination and what
+/// every virtual host carries are as they were.
+fn unchanged(d: &Destination, mesh: &Mesh, previous: Option<&Mesh>) -> bool {
+    previous.is_some_and(|previous| {
+        previous.destination_stats == mesh.destination_stats
+            && previous.destinations.get(&d.host) == Some(d)
+    })
 }
 
 /// The virtual host of the hosts under the fallback domains that nothing else names.
@@ -116,27 +136,20 @@ fn on_demand_name(host: &str) -> String {
     format!("{EGRESS}/{host}")
 }
 
-/// The on-demand form of [`egress`]. With the `previous` mesh (the one the snapshot being
-/// replaced was translated from), a destination equal to its previous self is not translated
-/// again: its virtual host is listed in `kept`.
+/// The on-demand form of [`egress`], which keeps unchanged virtual hosts the same way.
 pub fn on_demand(mesh: &Mesh, previous: Option<&Mesh>) -> OnDemand {
-    let unchanged = |d: &Destination| {
-        previous.is_some_and(|previous| {
-            previous.destination_stats == mesh.destination_stats
-                && previous.destinations.get(&d.host) == Some(d)
+    let virtual_hosts = http_destinations(mesh)
+        .map(|d| {
+            if unchanged(d, mesh, previous) {
+                Host::Kept(on_demand_name(&d.host))
+            } else {
+                Host::Made(Box::new(VirtualHost {
+                    name: on_demand_name(&d.host),
+                    ..destination(d, mesh)
+                }))
+            }
         })
-    };
-    let (mut virtual_hosts, mut kept) = (Vec::new(), Vec::new());
-    for d in http_destinations(mesh) {
-        if unchanged(d) {
-            kept.push(on_demand_name(&d.host));
-        } else {
-            virtual_hosts.push(VirtualHost {
-                name: on_demand_name(&d.host),
-                ..destination(d, mesh)
-            });
-        }
-    }
+        .collect();
     let route = RouteConfiguration {
         name: EGRESS.to_string(),
         vhds: Some(Vhds {
@@ -149,7 +162,6 @@ pub fn on_demand(mesh: &Mesh, previous: Option<&Mesh>) -> OnDemand {
     OnDemand {
         route,
         virtual_hosts,
-        kept,
         absent: AbsentHosts {
             version,
             make: Arc::new(move |name| fallback.virtual_host(name)),

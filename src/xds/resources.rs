@@ -13,11 +13,66 @@ use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::Secret;
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Resources {
     pub listeners: Vec<Listener>,
-    pub routes: Vec<RouteConfiguration>,
+    pub routes: Vec<RouteTable>,
     pub clusters: Vec<Cluster>,
     pub secrets: Vec<Secret>,
     /// With virtual hosts on demand: what incremental streams are served instead of `routes`.
     pub on_demand: Option<OnDemand>,
+}
+
+/// A route configuration served whole, with its virtual hosts apart: the snapshot splices its
+/// encoding from theirs, so a host that did not change is neither made nor encoded again.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RouteTable {
+    /// Every field but the virtual hosts.
+    pub route: RouteConfiguration,
+    /// The virtual hosts, in the order they are served.
+    pub virtual_hosts: Vec<Host>,
+}
+
+/// A virtual host of a snapshot.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Host {
+    /// Made for this snapshot.
+    Made(Box<VirtualHost>),
+    /// The previous snapshot's of this name, unchanged: served as that snapshot serves it.
+    Kept(String),
+}
+
+impl Host {
+    pub fn name(&self) -> &str {
+        match self {
+            Host::Made(host) => &host.name,
+            Host::Kept(name) => name,
+        }
+    }
+}
+
+impl RouteTable {
+    /// The table of `route`, every virtual host made.
+    pub fn whole(mut route: RouteConfiguration) -> Self {
+        let virtual_hosts = std::mem::take(&mut route.virtual_hosts);
+        Self {
+            route,
+            virtual_hosts: (virtual_hosts.into_iter())
+                .map(|host| Host::Made(Box::new(host)))
+                .collect(),
+        }
+    }
+
+    /// The route configuration, when every virtual host was made (none is kept).
+    pub fn configuration(&self) -> Option<RouteConfiguration> {
+        let virtual_hosts = (self.virtual_hosts.iter())
+            .map(|host| match host {
+                Host::Made(host) => Some((**host).clone()),
+                Host::Kept(_) => None,
+            })
+            .collect::<Option<Vec<VirtualHost>>>()?;
+        Some(RouteConfiguration {
+            virtual_hosts,
+            ..self.route.clone()
+        })
+    }
 }
 
 /// A route configuration whose virtual hosts are fetched one by one (VHDS), the first time a
@@ -26,13 +81,9 @@ pub struct Resources {
 pub struct OnDemand {
     /// No virtual host of its own: each one comes when it is asked for.
     pub route: RouteConfiguration,
-    /// The virtual hosts, named as the proxy asks for them; with a previous snapshot, only
-    /// those that differ from it.
-    pub virtual_hosts: Vec<VirtualHost>,
-    /// The names of the virtual hosts that are the previous snapshot's unchanged: they are
-    /// served as that snapshot serves them.
-    pub kept: Vec<String>,
-    /// How a name that neither lists is answered.
+    /// The virtual hosts, named as the proxy asks for them.
+    pub virtual_hosts: Vec<Host>,
+    /// How a name that `virtual_hosts` lacks is answered.
     pub absent: AbsentHosts,
 }
 

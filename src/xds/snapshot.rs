@@ -9,11 +9,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Instant;
 
+use bytes::Bytes;
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::core::v3::transport_socket;
 use envoy_types::pb::envoy::config::listener::v3::{Listener, filter};
 use envoy_types::pb::envoy::config::route::v3::{
-    RouteConfiguration, route::Action, route_action::ClusterSpecifier,
+    Route, RouteConfiguration, route::Action, route_action::ClusterSpecifier,
 };
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
     HttpConnectionManager, http_connection_manager::RouteSpecifier,
@@ -23,7 +24,7 @@ use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
 };
 use prost::Message;
 
-use super::resources::{AbsentHosts, Resources};
+use super::resources::{AbsentHosts, Host, Resources, RouteTable};
 use super::type_url;
 use super::wire::Packed;
 
@@ -81,6 +82,23 @@ pub struct Snapshot {
     /// The types as incremental streams are served them: the same, but for the routes when
     /// virtual hosts are fetched on demand, and those virtual hosts.
     pub incremental: BTreeMap<&'static str, Arc<TypeResources>>,
+    /// The virtual hosts of each route configuration served whole, by its name: what the next
+    /// snapshot keeps unchanged hosts from.
+    pub tables: BTreeMap<String, Arc<Spliced>>,
+}
+
+/// The virtual hosts a route configuration's encoding was spliced from, by name.
+#[derive(Debug, Default)]
+pub struct Spliced {
+    hosts: BTreeMap<String, SplicedHost>,
+}
+
+#[derive(Clone, Debug)]
+struct SplicedHost {
+    /// The host's own encoding: a slice of the route configuration's.
+    bytes: Bytes,
+    /// The clusters it routes to.
+    clusters: Arc<[String]>,
 }
 
 /// A reference inside the resources that does not resolve.
@@ -110,30 +128,54 @@ impl Snapshot {
         resources: &Resources,
         previous: Option<&Snapshot>,
     ) -> Result<Snapshot, Inconsistent> {
-        check_references(resources)?;
+        let mut routes = TypeResources::default();
+        let mut tables = BTreeMap::new();
+        for table in &resources.routes {
+            let name = &table.route.name;
+            let before = previous.and_then(|previous| {
+                let resource = previous.types.get(type_url::ROUTE)?.resources.get(name)?;
+                Some((resource, previous.tables.get(name)?))
+            });
+            let (mut resource, mut spliced) = splice(table, before.map(|(_, spliced)| &**spliced))?;
+            if let Some((old, old_spliced)) = before
+                && *old == resource
+            {
+                // Unchanged: the previous bytes, so the type stays the previous one.
+                (resource, spliced) = (old.clone(), Arc::clone(old_spliced));
+            }
+            tables.insert(name.clone(), spliced);
+            if routes.resources.insert(name.clone(), resource).is_some() {
+                let kind = type_url::short(type_url::ROUTE).to_string();
+                let name = name.clone();
+                return Err(Inconsistent::Duplicate { kind, name });
+            }
+        }
+        check_references(resources, &tables)?;
         let mut types = BTreeMap::new();
         types.insert(type_url::CLUSTER, packed(&resources.clusters, |c| &c.name)?);
         types.insert(
             type_url::LISTENER,
             packed(&resources.listeners, |l| &l.name)?,
         );
-        types.insert(type_url::ROUTE, packed(&resources.routes, |r| &r.name)?);
+        types.insert(type_url::ROUTE, routes);
         types.insert(type_url::SECRET, packed(&resources.secrets, |s| &s.name)?);
         let mut incremental = BTreeMap::new();
         if let Some(on_demand) = &resources.on_demand {
             let route = std::slice::from_ref(&on_demand.route);
             incremental.insert(type_url::ROUTE, packed(route, |r| &r.name)?);
-            let mut hosts = packed(&on_demand.virtual_hosts, |v| &v.name)?;
             let before = previous.and_then(|p| p.incremental.get(type_url::VIRTUAL_HOST));
-            for name in &on_demand.kept {
-                let kept = (before.and_then(|before| before.resources.get(name)))
-                    .ok_or_else(|| Inconsistent::NotKept { name: name.clone() })?;
-                if hosts.resources.insert(name.clone(), kept.clone()).is_some() {
+            let mut hosts = TypeResources::default();
+            for host in &on_demand.virtual_hosts {
+                let resource = match host {
+                    Host::Made(host) => resource(&**host, &host.name),
+                    Host::Kept(name) => (before.and_then(|before| before.resources.get(name)))
+                        .ok_or_else(|| Inconsistent::NotKept { name: name.clone() })?
+                        .clone(),
+                };
+                if let Some(old) = hosts.resources.insert(host.name().to_string(), resource) {
                     let kind = type_url::short(type_url::VIRTUAL_HOST).to_string();
-                    return Err(Inconsistent::Duplicate {
-                        kind,
-                        name: name.clone(),
-                    });
+                    let name = old.name;
+                    return Err(Inconsistent::Duplicate { kind, name });
                 }
             }
             hosts.absent = Some(on_demand.absent.clone());
@@ -174,6 +216,7 @@ impl Snapshot {
             created: Instant::now(),
             types,
             incremental,
+            tables,
         })
     }
 }
@@ -184,12 +227,7 @@ fn packed<T: Message + prost::Name>(
 ) -> Result<TypeResources, Inconsistent> {
     let mut resources = BTreeMap::new();
     for item in items {
-        let packed = Packed::new(item);
-        let resource = Resource {
-            name: name(item).clone(),
-            version: content_version(packed.value()),
-            packed,
-        };
+        let resource = resource(item, name(item));
         if let Some(old) = resources.insert(resource.name.clone(), resource) {
             let kind = type_url::short(&T::type_url()).to_string();
             return Err(Inconsistent::Duplicate {
@@ -205,6 +243,64 @@ fn packed<T: Message + prost::Name>(
     })
 }
 
+fn resource<T: Message + prost::Name>(item: &T, name: &str) -> Resource {
+    let packed = Packed::new(item);
+    Resource {
+        name: name.to_string(),
+        version: content_version(packed.value()),
+        packed,
+    }
+}
+
+/// Packs a route table, its encoding spliced from its virtual hosts' own: those kept are taken
+/// from `before`, the previous snapshot's table of the same name, as they were encoded there.
+fn splice(
+    table: &RouteTable,
+    before: Option<&Spliced>,
+) -> Result<(Resource, Arc<Spliced>), Inconsistent> {
+    let count = table.virtual_hosts.len();
+    let (mut items, mut clusters) = (Vec::with_capacity(count), Vec::with_capacity(count));
+    for host in &table.virtual_hosts {
+        match host {
+            Host::Made(host) => {
+                items.push(Bytes::from(host.encode_to_vec()));
+                clusters.push(Arc::from(cluster_names(&host.routes)));
+            }
+            Host::Kept(name) => {
+                let kept = (before.and_then(|before| before.hosts.get(name)))
+                    .ok_or_else(|| Inconsistent::NotKept { name: name.clone() })?;
+                items.push(kept.bytes.clone());
+                clusters.push(Arc::clone(&kept.clusters));
+            }
+        }
+    }
+    let head = table.route.encode_to_vec();
+    let (packed, slices) =
+        Packed::spliced::<RouteConfiguration>(&head, VIRTUAL_HOSTS_FIELD, &items);
+    drop(items);
+    let mut spliced = Spliced::default();
+    for ((host, bytes), clusters) in table.virtual_hosts.iter().zip(slices).zip(clusters) {
+        let name = host.name().to_string();
+        if spliced
+            .hosts
+            .insert(name.clone(), SplicedHost { bytes, clusters })
+            .is_some()
+        {
+            let kind = format!("virtual host of {}", type_url::short(type_url::ROUTE));
+            return Err(Inconsistent::Duplicate { kind, name });
+        }
+    }
+    let resource = Resource {
+        name: table.route.name.clone(),
+        version: content_version(packed.value()),
+        packed,
+    };
+    Ok((resource, Arc::new(spliced)))
+}
+
+/// `RouteConfiguration.virtual_hosts`.
+const VIRTUAL_HOSTS_FIELD: u32 = 2;
+
 /// A hash of a resource's bytes (prost encodes fields in a fixed order): the first 64 bits of
 /// their SHA-256, so the same resource has the same version across builds and Rust releases,
 /// and an upgraded controller resends nothing that did not change.
@@ -216,12 +312,14 @@ fn content_version(bytes: &[u8]) -> String {
     format!("{:016x}", u64::from_be_bytes(first))
 }
 
-fn check_references(resources: &Resources) -> Result<(), Inconsistent> {
-    let routes: BTreeSet<&str> = resources.routes.iter().map(|r| r.name.as_str()).collect();
+fn check_references(
+    resources: &Resources,
+    tables: &BTreeMap<String, Arc<Spliced>>,
+) -> Result<(), Inconsistent> {
     let clusters: BTreeSet<&str> = resources.clusters.iter().map(|c| c.name.as_str()).collect();
     let secrets: BTreeSet<&str> = resources.secrets.iter().map(|s| s.name.as_str()).collect();
-    let dangling = |from: String, kind, name: &str, known: &BTreeSet<&str>| {
-        if known.contains(name) {
+    let dangling = |from: String, kind, name: &str, known: &dyn Fn(&str) -> bool| {
+        if known(name) {
             Ok(())
         } else {
             Err(Inconsistent::Dangling {
@@ -237,17 +335,19 @@ fn check_references(resources: &Resources) -> Result<(), Inconsistent> {
                 format!("listener {:?}", listener.name),
                 "RDS",
                 &name,
-                &routes,
+                &|name| tables.contains_key(name),
             )?;
         }
     }
-    for route in &resources.routes {
-        for name in cluster_names(route) {
+    for (route, spliced) in tables {
+        let mut checked = BTreeSet::new();
+        let referred = spliced.hosts.values().flat_map(|host| host.clusters.iter());
+        for name in referred.filter(|name| checked.insert(name.as_str())) {
             dangling(
-                format!("route configuration {:?}", route.name),
+                format!("route configuration {route:?}"),
                 "CDS",
-                &name,
-                &clusters,
+                name,
+                &|name| clusters.contains(name),
             )?;
         }
     }
@@ -257,7 +357,7 @@ fn check_references(resources: &Resources) -> Result<(), Inconsistent> {
                 format!("cluster {:?}", cluster.name),
                 "SDS",
                 &name,
-                &secrets,
+                &|name| secrets.contains(name),
             )?;
         }
     }
@@ -283,9 +383,9 @@ fn route_names(listener: &Listener) -> Vec<String> {
         .collect()
 }
 
-fn cluster_names(route: &RouteConfiguration) -> Vec<String> {
-    let routes = route.virtual_hosts.iter().flat_map(|host| &host.routes);
+fn cluster_names(routes: &[Route]) -> Vec<String> {
     routes
+        .iter()
         .filter_map(|route| match &route.action {
             Some(Action::Route(action)) => match &action.cluster_specifier {
                 Some(ClusterSpecifier::Cluster(name)) => Some(name.clone()),

@@ -51,6 +51,31 @@ impl Packed {
         }
     }
 
+    /// Packs a message of type `T` from its encoding without one repeated message field
+    /// (`head`), and that field's items, each already encoded: they are copied into the packed
+    /// bytes once, not decoded. Returns, too, each item's bytes within the packed ones.
+    pub fn spliced<T: Name>(head: &[u8], tag: u32, items: &[Bytes]) -> (Self, Vec<Bytes>) {
+        let type_url = T::type_url();
+        let items_len: usize = items.iter().map(|item| bytes_len(tag, item.len())).sum();
+        let value_len = head.len() + items_len;
+        let mut buf = Vec::with_capacity(string_len(1, &type_url) + bytes_len(2, value_len));
+        string(1, &type_url, &mut buf);
+        if value_len > 0 {
+            nested(2, value_len, &mut buf);
+        }
+        let value_at = buf.len();
+        buf.extend_from_slice(head);
+        let mut ranges = Vec::with_capacity(items.len());
+        for item in items {
+            nested(tag, item.len(), &mut buf);
+            ranges.push(buf.len()..buf.len() + item.len());
+            buf.extend_from_slice(item);
+        }
+        let bytes = Bytes::from(buf);
+        let slices = ranges.into_iter().map(|range| bytes.slice(range)).collect();
+        (Self { bytes, value_at }, slices)
+    }
+
     /// The resource's own encoding.
     pub fn value(&self) -> &[u8] {
         &self.bytes[self.value_at..]

@@ -2,6 +2,7 @@ use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 
 use super::*;
 use crate::model::{Destination, ObjectRef, RouteOrigin, Settings, Trust};
+use crate::translate::Host;
 use crate::translate::translate;
 
 /// Destinations on the system roots; pinned ones get a cluster of their own.
@@ -139,12 +140,25 @@ fn only_the_changed_destination_is_translated_and_packed_again() {
     let first = Snapshot::new(1, &crate::translate::translate(&before), None).unwrap();
     let after = mesh(&[("a.example.com", 443), ("b.example.com", 8443)]);
     let resources = crate::translate::translate_from(&after, Some(&before));
+    let names = |hosts: &[Host]| {
+        let (made, kept): (Vec<&Host>, Vec<&Host>) =
+            hosts.iter().partition(|host| matches!(host, Host::Made(_)));
+        let names = |hosts: Vec<&Host>| {
+            hosts
+                .iter()
+                .map(|host| host.name().to_string())
+                .collect::<Vec<_>>()
+        };
+        (names(made), names(kept))
+    };
     let on_demand = resources.on_demand.as_ref().unwrap();
-    let made: Vec<&str> = (on_demand.virtual_hosts.iter())
-        .map(|host| host.name.as_str())
-        .collect();
+    let (made, kept) = names(&on_demand.virtual_hosts);
     assert_eq!(made, ["egress/b.example.com"]);
-    assert_eq!(on_demand.kept, ["egress/a.example.com"]);
+    assert_eq!(kept, ["egress/a.example.com"]);
+    // The full route table the same way, beside its catch-all, which is always made.
+    let (made, kept) = names(&resources.routes[0].virtual_hosts);
+    assert_eq!(made, ["b.example.com", "default-forward"]);
+    assert_eq!(kept, ["a.example.com"]);
 
     let second = Snapshot::new(2, &resources, Some(&first)).unwrap();
     let hosts = |snapshot: &Snapshot| Arc::clone(&snapshot.incremental[type_url::VIRTUAL_HOST]);
@@ -161,11 +175,49 @@ fn only_the_changed_destination_is_translated_and_packed_again() {
     );
     let b = "egress/b.example.com";
     assert_ne!(new.resources[b].version, old.resources[b].version);
-    // The result is what a whole translation gives.
+    // The result is what a whole translation gives, for the full table too: its encoding is
+    // spliced from the kept host's bytes and the made ones'.
     let whole = Snapshot::new(2, &crate::translate::translate(&after), Some(&first)).unwrap();
     assert_eq!(hosts(&whole).resources, new.resources);
+    let table = |snapshot: &Snapshot| snapshot.types[type_url::ROUTE].resources["egress"].clone();
+    assert_eq!(table(&second), table(&whole));
+    assert_ne!(table(&second).version, table(&first).version);
+    let decoded = RouteConfiguration::decode(table(&second).packed.value()).unwrap();
+    let expected = crate::translate::translate(&after).routes[0].configuration();
+    assert_eq!(Some(decoded), expected);
 
     // Kept from a snapshot that lacks it: inconsistent, and the previous one stays served.
     let error = Snapshot::new(3, &resources, None).unwrap_err();
     assert!(matches!(error, Inconsistent::NotKept { .. }), "{error}");
+}
+
+/// A full route table whose hosts did not change is the previous snapshot's, bytes and version,
+/// and a kept host missing from the previous table is inconsistent.
+#[test]
+fn an_unchanged_route_table_is_the_previous_one() {
+    let resources = mesh_with(&["a.example.com"], false);
+    let first = Snapshot::new(1, &resources, None).unwrap();
+    let mut kept = resources.clone();
+    for host in &mut kept.routes[0].virtual_hosts {
+        if host.name() == "a.example.com" {
+            *host = Host::Kept("a.example.com".to_string());
+        }
+    }
+    let second = Snapshot::new(2, &kept, Some(&first)).unwrap();
+    assert!(Arc::ptr_eq(
+        &first.types[type_url::ROUTE],
+        &second.types[type_url::ROUTE]
+    ));
+    assert!(Arc::ptr_eq(
+        &first.tables["egress"],
+        &second.tables["egress"]
+    ));
+
+    let error = Snapshot::new(2, &kept, None).unwrap_err();
+    assert_eq!(
+        error,
+        Inconsistent::NotKept {
+            name: "a.example.com".into()
+        }
+    );
 }

@@ -138,3 +138,35 @@ fn small_resources_are_written_a_chunk_at_a_time() {
     assert_eq!(decoded.resources.len(), 2000);
     assert_eq!(decoded.resources[1999].name, "host-1999");
 }
+
+#[test]
+fn a_spliced_message_decodes_as_the_whole_one() {
+    use envoy_types::pb::envoy::config::route::v3::{RouteConfiguration, VirtualHost};
+    let hosts: Vec<VirtualHost> = (0..3)
+        .map(|n| VirtualHost {
+            name: format!("h{n}"),
+            domains: vec![format!("h{n}.example.com")],
+            ..Default::default()
+        })
+        .collect();
+    let head = RouteConfiguration {
+        name: "egress".into(),
+        ..Default::default()
+    };
+    let items: Vec<Bytes> = (hosts.iter())
+        .map(|host| Bytes::from(host.encode_to_vec()))
+        .collect();
+    let (packed, slices) = Packed::spliced::<RouteConfiguration>(&head.encode_to_vec(), 2, &items);
+
+    let whole = RouteConfiguration {
+        virtual_hosts: hosts,
+        ..head
+    };
+    assert_eq!(packed.to_any(), pack_any(whole.clone()));
+    assert_eq!(RouteConfiguration::decode(packed.value()).unwrap(), whole);
+    assert_eq!(slices, items, "each item's bytes, within the packed ones");
+    assert!(
+        (slices.iter()).all(|slice| packed.bytes().as_ptr_range().contains(&slice.as_ptr())),
+        "the items' bytes are the packed bytes, not copies"
+    );
+}
