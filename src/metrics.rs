@@ -55,6 +55,12 @@ pub struct CaLabel {
     pub ca: String,
 }
 
+/// Labels a stage of a rebuild (`build`, `translate`, `snapshot`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StageLabel {
+    pub stage: String,
+}
+
 /// Labels a VPC Lattice API call with its operation (`ListServiceNetworkServiceAssociations`).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OperationLabel {
@@ -114,6 +120,9 @@ pub struct Metrics {
     pub discovery_last_success: Gauge,
     /// Seconds the last poll took, successful or not.
     pub discovery_poll_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
+    /// Seconds each stage of the last published rebuild took: building the mesh from the
+    /// objects, translating it, and making the snapshot.
+    pub rebuild_seconds: Family<StageLabel, Gauge<f64, std::sync::atomic::AtomicU64>>,
     /// What each ADS stream last sent and has rejected, for `rejecting`.
     streams: streams::Rejections,
 }
@@ -150,6 +159,7 @@ impl Default for Metrics {
             discovered_services: Gauge::default(),
             discovery_last_success: Gauge::default(),
             discovery_poll_seconds: Gauge::default(),
+            rebuild_seconds: Family::default(),
         };
         let registry = &mut metrics.registry;
         registry.register(
@@ -286,6 +296,11 @@ impl Default for Metrics {
             "discovery_poll_seconds",
             "Seconds the last poll of the VPC Lattice API took",
             metrics.discovery_poll_seconds.clone(),
+        );
+        registry.register(
+            "rebuild_seconds",
+            "Seconds each stage of the last published rebuild took (build, translate, snapshot)",
+            metrics.rebuild_seconds.clone(),
         );
         metrics
     }

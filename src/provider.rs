@@ -12,6 +12,7 @@ pub mod manifests;
 pub mod policy;
 
 use std::fmt;
+use std::sync::Arc;
 
 use gateway_api::gatewayclasses::GatewayClass;
 use gateway_api::gateways::Gateway;
@@ -22,14 +23,18 @@ use k8s_openapi::api::core::v1::Namespace;
 /// The Gateway API objects a provider has observed.
 #[derive(Clone, Debug, Default)]
 pub struct Inputs {
-    pub routes: Vec<Sourced<HttpRoute>>,
-    pub grpc_routes: Vec<Sourced<GrpcRoute>>,
-    pub gateways: Vec<Sourced<Gateway>>,
-    pub classes: Vec<Sourced<GatewayClass>>,
-    pub auth_policies: Vec<Sourced<policy::IamAuthPolicy>>,
+    pub routes: Vec<Shared<HttpRoute>>,
+    pub grpc_routes: Vec<Shared<GrpcRoute>>,
+    pub gateways: Vec<Shared<Gateway>>,
+    pub classes: Vec<Shared<GatewayClass>>,
+    pub auth_policies: Vec<Shared<policy::IamAuthPolicy>>,
     /// Namespaces, for their labels (`allowedRoutes.namespaces.from: Selector`).
-    pub namespaces: Vec<Sourced<Namespace>>,
+    pub namespaces: Vec<Shared<Namespace>>,
 }
+
+/// An object as every rebuild shares it: read once, never copied, and the same allocation for
+/// as long as it is unchanged.
+pub type Shared<T> = Arc<Sourced<T>>;
 
 /// An object together with where it was read: a file and document, or the API server.
 #[derive(Clone, Debug)]
@@ -68,7 +73,7 @@ pub struct Observed {
 }
 
 impl Observed {
-    /// Adds a copy of `other`'s objects and skipped documents after these.
+    /// Adds `other`'s objects (shared, not copied) and skipped documents after these.
     pub fn append(&mut self, other: &Observed) {
         let (inputs, more) = (&mut self.inputs, &other.inputs);
         inputs.routes.extend_from_slice(&more.routes);

@@ -23,6 +23,7 @@ use envoy_types::pb::envoy::extensions::filters::network::http_connection_manage
 use envoy_types::pb::google::protobuf::Duration;
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use crate::model::{
     Destination, Mesh, Protocol, Trust, UnknownHosts, custom_domain_trust, unknown_host_trust,
@@ -79,7 +80,7 @@ pub fn translate_from(mesh: &Mesh, previous: Option<&Mesh>) -> Resources {
 }
 
 /// The destinations the HTTP route table serves: every one but TLS passthrough.
-fn http_destinations(mesh: &Mesh) -> impl Iterator<Item = &Destination> {
+fn http_destinations(mesh: &Mesh) -> impl Iterator<Item = &Arc<Destination>> {
     (mesh.destinations.values())
         .filter(|destination| destination.protocol != Protocol::TlsPassthrough)
 }

@@ -116,9 +116,9 @@ async fn main() -> anyhow::Result<()> {
     let translate: Vec<usize> = args.translate.iter().copied().filter(|n| *n > 0).collect();
     if !translate.is_empty() {
         println!(
-            "| routes | start → first snapshot | one route added → next snapshot | controller RSS | route configuration |"
+            "| routes | start → first snapshot | one route added → next snapshot | that rebuild (build + translate + snapshot) | controller RSS | route configuration |"
         );
-        println!("|---:|---:|---:|---:|---:|");
+        println!("|---:|---:|---:|---:|---:|---:|");
         for &routes in &translate {
             translation(routes, work).await?;
         }
@@ -193,6 +193,11 @@ async fn translation(routes: usize, work: &Path) -> anyhow::Result<()> {
     })
     .await?;
     let next = changed.elapsed().as_secs_f64();
+    let mut stages = Vec::new();
+    for stage in ["build", "translate", "snapshot"] {
+        let name = format!("lattice_xds_rebuild_seconds{{stage=\"{stage}\"}}");
+        stages.push(target.metric(&name).await? * 1000.0);
+    }
     tokio::time::sleep(Duration::from_secs(1)).await;
     let rss = target.rss()? as f64 / (1024.0 * 1024.0);
     let fetched = client::fetch_all(&target.xds).await?;
@@ -202,8 +207,12 @@ async fn translation(routes: usize, work: &Path) -> anyhow::Result<()> {
         .flat_map(|response| &response.resources)
         .map(|any| any.value.len())
         .sum();
+    let rebuild: f64 = stages.iter().sum();
     println!(
-        "| {routes} | {first:.2} s | {next:.2} s | {rss:.0} MB | {:.1} MB |",
+        "| {routes} | {first:.2} s | {next:.2} s | {rebuild:.1} ms ({:.1} + {:.1} + {:.1}) | {rss:.0} MB | {:.1} MB |",
+        stages[0],
+        stages[1],
+        stages[2],
         route_bytes as f64 / (1024.0 * 1024.0)
     );
     Ok(())

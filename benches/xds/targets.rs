@@ -55,19 +55,25 @@ impl Target {
 
     /// Snapshots the controller has published (`lattice_xds_snapshots_total`).
     pub async fn snapshots(&self) -> anyhow::Result<u64> {
+        let value = self.metric("lattice_xds_snapshots_total").await?;
+        Ok(value as u64)
+    }
+
+    /// One sample of the controller's metrics: `name` with its labels as exported.
+    pub async fn metric(&self, name: &str) -> anyhow::Result<f64> {
         let admin = self
             .admin
             .as_ref()
-            .context("only the controller publishes snapshots")?;
+            .context("only the controller exports metrics")?;
         let output = Command::new("curl")
             .args(["-fsS", &format!("http://{admin}/metrics")])
             .output()
             .await?;
         let text = String::from_utf8_lossy(&output.stdout);
         text.lines()
-            .find_map(|line| line.strip_prefix("lattice_xds_snapshots_total "))
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
             .and_then(|value| value.trim().parse().ok())
-            .context("no lattice_xds_snapshots_total")
+            .with_context(|| format!("no {name}"))
     }
 
     /// The server's resident memory, in bytes.

@@ -113,7 +113,8 @@ impl StatusService {
     pub fn destinations(&self) -> Vec<DestinationStatus> {
         let mesh = self.meshes.borrow();
         let destinations = mesh.iter().flat_map(|mesh| mesh.destinations.values());
-        let mut rows: Vec<DestinationStatus> = destinations.map(destination_status).collect();
+        let mut rows: Vec<DestinationStatus> =
+            destinations.map(|d| destination_status(d)).collect();
         rows.sort_by(|a, b| a.destination.cmp(&b.destination));
         rows
     }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::metrics::{KindLabel, Metrics};
+use crate::metrics::{KindLabel, Metrics, StageLabel};
 use crate::model::{
     Mesh, PRIVATE_CA_BUNDLE, Settings, TrustBundle, UNKNOWN_HOSTS_BUNDLE, UnknownHosts,
 };
@@ -28,6 +28,8 @@ pub struct Pipeline {
     ca_bundle: watch::Sender<Option<String>>,
     /// The mesh of the last published snapshot, for status readers.
     published: watch::Sender<Option<Arc<Mesh>>>,
+    /// Builds each mesh by difference from the one before.
+    builder: lattice::Builder,
     mesh: Option<Arc<Mesh>>,
     snapshot: Option<Arc<Snapshot>>,
     invalid_kinds: BTreeSet<String>,
@@ -42,6 +44,7 @@ impl Pipeline {
             reports: watch::Sender::new(Vec::new()),
             ca_bundle: watch::Sender::new(None),
             published: watch::Sender::new(None),
+            builder: lattice::Builder::default(),
             mesh: None,
             snapshot: None,
             invalid_kinds: BTreeSet::new(),
@@ -179,7 +182,7 @@ impl Pipeline {
             changed
         });
         let started = std::time::Instant::now();
-        let (mesh, skipped) = lattice::build(&observed.inputs, discovered, &settings);
+        let (mesh, skipped) = (self.builder).build(&observed.inputs, discovered, &settings);
         let built = started.elapsed();
         let mut reports: Vec<InvalidInput> =
             observed.invalid.iter().chain(&skipped).cloned().collect();
@@ -203,14 +206,28 @@ impl Pipeline {
         let started = std::time::Instant::now();
         match Snapshot::new(version, &resources, self.snapshot.as_deref()) {
             Ok(snapshot) => {
+                let packed = started.elapsed();
                 tracing::info!(
                     version,
                     destinations = mesh.destinations.len(),
                     build = ?built,
                     translate = ?translated,
-                    snapshot = ?started.elapsed(),
+                    snapshot = ?packed,
                     "snapshot published"
                 );
+                for (stage, took) in [
+                    ("build", built),
+                    ("translate", translated),
+                    ("snapshot", packed),
+                ] {
+                    let label = StageLabel {
+                        stage: stage.to_string(),
+                    };
+                    self.metrics
+                        .rebuild_seconds
+                        .get_or_create(&label)
+                        .set(took.as_secs_f64());
+                }
                 self.metrics.snapshots.inc();
                 let snapshot = Arc::new(snapshot);
                 self.snapshot = Some(Arc::clone(&snapshot));

@@ -13,6 +13,7 @@ pub mod leader;
 pub mod proxy_events;
 pub mod token_review;
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,7 +26,14 @@ use kube::{Api, Client, ResourceExt};
 use serde::de::DeserializeOwned;
 use tokio::sync::{Notify, watch};
 
-use super::{Inputs, InvalidInput, Observed, Sourced, check_object_size, policy};
+use gateway_api::gatewayclasses::GatewayClass;
+use gateway_api::gateways::Gateway;
+use gateway_api::grpcroutes::GrpcRoute;
+use gateway_api::httproutes::HttpRoute;
+use k8s_openapi::api::core::v1::Namespace;
+
+use super::policy::{self, IamAuthPolicy};
+use super::{Inputs, InvalidInput, Observed, Shared, Sourced, check_object_size};
 use crate::metrics::Metrics;
 
 const GATEWAY_GROUP: &str = "gateway.networking.k8s.io";
@@ -249,11 +257,18 @@ pub async fn watch(
     }
     tracing::info!("initial list complete");
     stores_out.send_replace(Some(stores.clone()));
+    let mut decoded = Decoded::default();
     loop {
-        // Decoding every object takes a while with thousands of them: off the async workers.
+        // Decoding thousands of objects takes a while: off the async workers.
         let snapshot = stores.clone();
-        match tokio::task::spawn_blocking(move || observe(&snapshot)).await {
-            Ok(observed) => {
+        let mut moved = std::mem::take(&mut decoded);
+        let observing = tokio::task::spawn_blocking(move || {
+            let observed = moved.observe(&snapshot);
+            (moved, observed)
+        });
+        match observing.await {
+            Ok((back, observed)) => {
+                decoded = back;
                 updates.send_replace(Some(Arc::new(observed)));
             }
             // A panic in decoding is this task's panic, for the supervisor to report.
@@ -268,32 +283,76 @@ pub async fn watch(
     }
 }
 
-/// The current contents of every store as provider inputs; objects that do not decode are
-/// reported, not served.
-fn observe(stores: &Stores) -> Observed {
-    let mut observed = Observed::default();
-    let Inputs {
-        routes,
-        grpc_routes,
-        gateways,
-        classes,
-        auth_policies,
-        namespaces,
-    } = &mut observed.inputs;
-    let invalid = &mut observed.invalid;
-    collect(stores, Kind::HttpRoute, routes, invalid);
-    collect(stores, Kind::GrpcRoute, grpc_routes, invalid);
-    collect(stores, Kind::Gateway, gateways, invalid);
-    collect(stores, Kind::GatewayClass, classes, invalid);
-    collect(stores, Kind::IamAuthPolicy, auth_policies, invalid);
-    collect(stores, Kind::Namespace, namespaces, invalid);
-    observed
+/// The objects of every store as decoded so far, each with the store's object it was decoded
+/// from: an object the store still holds unchanged (the same allocation; the reflector
+/// replaces an object that changes) is not decoded again.
+#[derive(Default)]
+struct Decoded {
+    routes: Cache<HttpRoute>,
+    grpc_routes: Cache<GrpcRoute>,
+    gateways: Cache<Gateway>,
+    classes: Cache<GatewayClass>,
+    auth_policies: Cache<IamAuthPolicy>,
+    namespaces: Cache<Namespace>,
+}
+
+/// Decoded objects by `namespace/name`: the store's object and what it decoded to, or why it
+/// did not.
+type Cache<T> = BTreeMap<String, (Arc<DynamicObject>, Result<Shared<T>, String>)>;
+
+impl Decoded {
+    /// The current contents of every store as provider inputs; objects that do not decode are
+    /// reported, not served.
+    fn observe(&mut self, stores: &Stores) -> Observed {
+        let mut observed = Observed::default();
+        let Inputs {
+            routes,
+            grpc_routes,
+            gateways,
+            classes,
+            auth_policies,
+            namespaces,
+        } = &mut observed.inputs;
+        let invalid = &mut observed.invalid;
+        collect(stores, Kind::HttpRoute, &mut self.routes, routes, invalid);
+        collect(
+            stores,
+            Kind::GrpcRoute,
+            &mut self.grpc_routes,
+            grpc_routes,
+            invalid,
+        );
+        collect(stores, Kind::Gateway, &mut self.gateways, gateways, invalid);
+        collect(
+            stores,
+            Kind::GatewayClass,
+            &mut self.classes,
+            classes,
+            invalid,
+        );
+        collect(
+            stores,
+            Kind::IamAuthPolicy,
+            &mut self.auth_policies,
+            auth_policies,
+            invalid,
+        );
+        collect(
+            stores,
+            Kind::Namespace,
+            &mut self.namespaces,
+            namespaces,
+            invalid,
+        );
+        observed
+    }
 }
 
 fn collect<T: DeserializeOwned>(
     stores: &Stores,
     kind: Kind,
-    into: &mut Vec<Sourced<T>>,
+    cache: &mut Cache<T>,
+    into: &mut Vec<Shared<T>>,
     invalid: &mut Vec<InvalidInput>,
 ) {
     let Some((_, _, store)) = stores.get(kind) else {
@@ -301,38 +360,42 @@ fn collect<T: DeserializeOwned>(
     };
     let mut objects = store.state();
     objects.sort_by_key(|object| (object.namespace(), object.name_any()));
+    let mut decoded = Cache::new();
     for object in objects {
         let name = match object.namespace() {
             Some(namespace) => format!("{namespace}/{}", object.name_any()),
             None => object.name_any(),
         };
-        let value = match serde_json::to_value(object.as_ref()) {
-            Ok(value) => value,
-            Err(error) => {
-                invalid.push(InvalidInput {
-                    origin: "kubernetes".to_string(),
-                    kind: kind.name().to_string(),
-                    object: Some(name),
-                    reason: format!("cannot be read: {error}"),
-                });
-                continue;
-            }
+        let result = match cache.remove(&name) {
+            Some((before, result)) if Arc::ptr_eq(&before, &object) => result,
+            _ => decode(kind, &name, &object),
         };
-        let decoded = check_object_size(&value).and_then(|()| {
-            serde_json::from_value::<T>(value)
-                .map_err(|error| format!("does not match the schema: {error}"))
-        });
-        match decoded {
-            Ok(decoded) => into.push(Sourced {
-                origin: format!("kubernetes {} {name}", kind.name()),
-                object: decoded,
-            }),
+        match &result {
+            Ok(shared) => into.push(Arc::clone(shared)),
             Err(reason) => invalid.push(InvalidInput {
                 origin: "kubernetes".to_string(),
                 kind: kind.name().to_string(),
-                object: Some(name),
-                reason,
+                object: Some(name.clone()),
+                reason: reason.clone(),
             }),
         }
+        decoded.insert(name, (object, result));
     }
+    *cache = decoded;
+}
+
+/// One store object as the provider's type, or why it is not one.
+fn decode<T: DeserializeOwned>(
+    kind: Kind,
+    name: &str,
+    object: &DynamicObject,
+) -> Result<Shared<T>, String> {
+    let value = serde_json::to_value(object).map_err(|error| format!("cannot be read: {error}"))?;
+    check_object_size(&value)?;
+    let decoded = serde_json::from_value::<T>(value)
+        .map_err(|error| format!("does not match the schema: {error}"))?;
+    Ok(Arc::new(Sourced {
+        origin: format!("kubernetes {} {name}", kind.name()),
+        object: decoded,
+    }))
 }

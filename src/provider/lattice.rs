@@ -10,16 +10,21 @@
 
 mod attach;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta};
+use gateway_api::gatewayclasses::GatewayClass;
+use gateway_api::gateways::Gateway;
+use gateway_api::grpcroutes::GrpcRoute;
+use gateway_api::httproutes::HttpRoute;
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta, Time};
 
 use attach::{Admitted, LatticeGateways};
 
 use super::discovery::Service;
 use super::policy::IamAuthPolicy;
-use super::{Inputs, InvalidInput, Sourced};
+use super::{Inputs, InvalidInput, Shared, Sourced};
 use crate::model::{
     AuthPolicyRef, Destination, Mesh, ObjectRef, PolicyLevel, Protocol, RouteKind, RouteOrigin,
     Settings, Trust,
@@ -35,77 +40,203 @@ const GATEWAY_GROUP: &str = "gateway.networking.k8s.io";
 
 /// Builds the mesh for `inputs` and the services `discovered` in the VPC Lattice API; every
 /// route that had to be skipped (wholly or in part) is returned as an [`InvalidInput`].
-///
-/// The VPC Lattice API is the authority on names: a host that a discovered service answers to
-/// is served by a local route only when the route is that service's own (VPC Lattice names it
-/// after the route, as the AWS Gateway API Controller does); the two then make one destination.
-/// Any other route that claims the name is reported and the service keeps it.
 pub fn build(
     inputs: &Inputs,
     discovered: &[Service],
     settings: &Settings,
 ) -> (Mesh, Vec<InvalidInput>) {
-    let gateways = LatticeGateways::new(
-        inputs,
-        &settings.gateway_class,
-        settings.accepted_routes_only,
-    );
-    let policies = AuthPolicies::new(&inputs.auth_policies);
-    let mut mesh = settings.mesh();
-    let mut invalid = Vec::new();
-    let (owners, conflicts) = owners(discovered);
-    invalid.extend(conflicts);
-    for route in oldest_first(routes(inputs)) {
-        let report = |reason: String| InvalidInput {
-            origin: route.origin.to_string(),
-            kind: route.kind.to_string(),
-            object: Some(route.source.to_string()),
-            reason,
-        };
-        match route_destinations(&route, &gateways, &policies, settings) {
-            Ok((destinations, refusals)) => {
-                invalid.extend(refusals.into_iter().map(report));
-                for mut destination in destinations {
-                    if let Some(owner) = mesh.destinations.get(&destination.host) {
-                        let owner = owner.route.as_ref().map_or_else(String::new, |route| {
-                            format!("{} {}", route.kind, route.route)
-                        });
+    Builder::default().build(inputs, discovered, settings)
+}
+
+/// Builds meshes one after another, each by difference from the one before: a route that is
+/// the same shared object as at the previous build, while the gateways, classes, namespaces,
+/// auth policies and settings are too, yields the destinations it yielded then without being
+/// attached and checked again. What depends on every route (which one keeps a contested host
+/// name, which names discovery owns) is decided on every build, from those yields.
+#[derive(Default)]
+pub struct Builder {
+    /// What every route's yield depends on besides the route, as at the previous build.
+    context: Option<Context>,
+    /// Each route's yield, by its kind and the address of its shared object.
+    yields: HashMap<(RouteKind, usize), Yield>,
+}
+
+#[derive(Clone)]
+struct Context {
+    gateways: Vec<Shared<Gateway>>,
+    classes: Vec<Shared<GatewayClass>>,
+    namespaces: Vec<Shared<Namespace>>,
+    auth_policies: Vec<Shared<IamAuthPolicy>>,
+    settings: Settings,
+}
+
+impl Context {
+    fn of(inputs: &Inputs, settings: &Settings) -> Self {
+        Self {
+            gateways: inputs.gateways.clone(),
+            classes: inputs.classes.clone(),
+            namespaces: inputs.namespaces.clone(),
+            auth_policies: inputs.auth_policies.clone(),
+            settings: settings.clone(),
+        }
+    }
+
+    /// The same objects (not equal ones: the same allocations) and equal settings.
+    fn same(&self, other: &Self) -> bool {
+        fn same<T>(a: &[Arc<T>], b: &[Arc<T>]) -> bool {
+            a.len() == b.len() && a.iter().zip(b).all(|(a, b)| Arc::ptr_eq(a, b))
+        }
+        same(&self.gateways, &other.gateways)
+            && same(&self.classes, &other.classes)
+            && same(&self.namespaces, &other.namespaces)
+            && same(&self.auth_policies, &other.auth_policies)
+            && self.settings == other.settings
+    }
+}
+
+/// What one route yields, and what its reports and precedence need of it.
+struct Yield {
+    /// The route's shared object, which keeps its address (the key) from being reused.
+    _object: Arc<dyn std::any::Any + Send + Sync>,
+    /// Gateway API precedence: creation time, then `namespace/name`, then kind.
+    order: (Option<Time>, ObjectRef, RouteKind),
+    origin: String,
+    destinations: Result<(Vec<Arc<Destination>>, Vec<String>), String>,
+}
+
+impl Builder {
+    /// The mesh for `inputs` and the services `discovered` in the VPC Lattice API; every
+    /// route that had to be skipped (wholly or in part) is returned as an [`InvalidInput`].
+    ///
+    /// The VPC Lattice API is the authority on names: a host that a discovered service answers
+    /// to is served by a local route only when the route is that service's own (VPC Lattice
+    /// names it after the route, as the AWS Gateway API Controller does); the two then make one
+    /// destination. Any other route that claims the name is reported and the service keeps it.
+    pub fn build(
+        &mut self,
+        inputs: &Inputs,
+        discovered: &[Service],
+        settings: &Settings,
+    ) -> (Mesh, Vec<InvalidInput>) {
+        let context = Context::of(inputs, settings);
+        if !self
+            .context
+            .as_ref()
+            .is_some_and(|before| before.same(&context))
+        {
+            self.yields.clear();
+        }
+        self.context = Some(context);
+        self.yield_routes(inputs, settings);
+
+        let mut mesh = settings.mesh();
+        let mut invalid = Vec::new();
+        let (owners, conflicts) = owners(discovered);
+        invalid.extend(conflicts);
+        let mut yields: Vec<&Yield> = self.yields.values().collect();
+        yields.sort_by(|a, b| a.order.cmp(&b.order));
+        for route in yields {
+            let (_, source, kind) = &route.order;
+            let report = |reason: String| InvalidInput {
+                origin: route.origin.clone(),
+                kind: kind.to_string(),
+                object: Some(source.to_string()),
+                reason,
+            };
+            let (destinations, refusals) = match &route.destinations {
+                Ok(yielded) => yielded,
+                Err(reason) => {
+                    invalid.push(report(reason.clone()));
+                    continue;
+                }
+            };
+            invalid.extend(refusals.iter().cloned().map(report));
+            for destination in destinations {
+                if let Some(owner) = mesh.destinations.get(&destination.host) {
+                    let owner = owner.route.as_ref().map_or_else(String::new, |route| {
+                        format!("{} {}", route.kind, route.route)
+                    });
+                    invalid.push(report(format!(
+                        "hostname {} is already claimed by the older {owner}",
+                        destination.host
+                    )));
+                    continue;
+                }
+                let mut destination = Arc::clone(destination);
+                if let Some(service) = owners.get(destination.host.as_str()) {
+                    let own = lattice_service_name(&source.name, &source.namespace);
+                    if service.origin.name != own {
                         invalid.push(report(format!(
-                            "hostname {} is already claimed by the older {owner}",
-                            destination.host
+                            "hostname {} belongs to VPC Lattice service {} ({}), which the VPC Lattice API lists under that name; this route's service would be named {own}",
+                            destination.host, service.origin.name, service.origin.arn
                         )));
                         continue;
                     }
-                    if let Some(service) = owners.get(destination.host.as_str()) {
-                        let own = lattice_service_name(&route.source.name, &route.source.namespace);
-                        if service.origin.name != own {
-                            invalid.push(report(format!(
-                                "hostname {} belongs to VPC Lattice service {} ({}), which the VPC Lattice API lists under that name; this route's service would be named {own}",
-                                destination.host, service.origin.name, service.origin.arn
-                            )));
-                            continue;
-                        }
-                        destination.service = Some(Arc::clone(&service.origin));
-                    }
-                    mesh.destinations
-                        .insert(destination.host.clone(), destination);
+                    Arc::make_mut(&mut destination).service = Some(Arc::clone(&service.origin));
                 }
-            }
-            Err(reason) => invalid.push(report(reason)),
-        }
-    }
-    for service in discovered {
-        for destination in service.destinations(settings) {
-            let owned = owners
-                .get(destination.host.as_str())
-                .is_some_and(|owner| std::ptr::eq(*owner, service));
-            if owned && !mesh.destinations.contains_key(&destination.host) {
                 mesh.destinations
                     .insert(destination.host.clone(), destination);
             }
         }
+        for service in discovered {
+            for destination in service.destinations(settings) {
+                let owned = owners
+                    .get(destination.host.as_str())
+                    .is_some_and(|owner| std::ptr::eq(*owner, service));
+                if owned && !mesh.destinations.contains_key(&destination.host) {
+                    mesh.destinations
+                        .insert(destination.host.clone(), Arc::new(destination));
+                }
+            }
+        }
+        (mesh, invalid)
     }
-    (mesh, invalid)
+
+    /// Every route's yield: kept from the previous build when its object is the same, else
+    /// worked out now.
+    fn yield_routes(&mut self, inputs: &Inputs, settings: &Settings) {
+        let gateways = LatticeGateways::new(
+            inputs,
+            &settings.gateway_class,
+            settings.accepted_routes_only,
+        );
+        let policies = AuthPolicies::new(&inputs.auth_policies);
+        let mut before = std::mem::take(&mut self.yields);
+        let made = |route: Route<'_>, object: Arc<dyn std::any::Any + Send + Sync>| {
+            let destinations = route_destinations(&route, &gateways, &policies, settings).map(
+                |(destinations, refusals)| {
+                    (destinations.into_iter().map(Arc::new).collect(), refusals)
+                },
+            );
+            Yield {
+                order: (
+                    route.metadata.creation_timestamp.clone(),
+                    route.source.clone(),
+                    route.kind,
+                ),
+                origin: route.origin.to_string(),
+                destinations,
+                _object: object,
+            }
+        };
+        for route in &inputs.routes {
+            let key = (RouteKind::Http, address(route));
+            let kept = before.remove(&key);
+            let route = kept.unwrap_or_else(|| made(http_view(route), route.clone()));
+            self.yields.insert(key, route);
+        }
+        for route in &inputs.grpc_routes {
+            let key = (RouteKind::Grpc, address(route));
+            let kept = before.remove(&key);
+            let route = kept.unwrap_or_else(|| made(grpc_view(route), route.clone()));
+            self.yields.insert(key, route);
+        }
+    }
+}
+
+/// Where a shared object lives: the same for as long as it is held.
+fn address<T>(object: &Arc<T>) -> usize {
+    Arc::as_ptr(object) as usize
 }
 
 /// The service that owns each discovered name: the first by ARN when two answer to the same
@@ -180,62 +311,49 @@ struct StatusParent<'a> {
     accepted: Option<Result<(), &'a str>>,
 }
 
-/// Every HTTPRoute and GRPCRoute of `inputs`.
-fn routes(inputs: &Inputs) -> Vec<Route<'_>> {
-    // The two kinds' generated types share field names, not a type.
-    macro_rules! parent_ref {
-        ($parent:expr) => {
-            ParentRef {
-                group: $parent.group.as_deref(),
-                kind: $parent.kind.as_deref(),
-                namespace: $parent.namespace.as_deref(),
-                name: &$parent.name,
-                section_name: $parent.section_name.as_deref(),
-                port: $parent.port,
-            }
-        };
-    }
-    macro_rules! view {
-        ($route:expr, $kind:expr) => {
-            Route {
-                kind: $kind,
-                origin: &$route.origin,
-                source: object_ref(&$route.object.metadata),
-                metadata: &$route.object.metadata,
-                hostnames: $route.object.spec.hostnames.as_deref().unwrap_or_default(),
-                parents: ($route.object.spec.parent_refs.iter().flatten())
-                    .map(|parent| parent_ref!(parent))
-                    .collect(),
-                status: ($route.object.status.iter())
-                    .flat_map(|status| &status.parents)
-                    .map(|status| StatusParent {
-                        parent: parent_ref!(status.parent_ref),
-                        controller: &status.controller_name,
-                        accepted: accepted_condition(&status.conditions),
-                    })
-                    .collect(),
-            }
-        };
-    }
-    let http = inputs
-        .routes
-        .iter()
-        .map(|route| view!(route, RouteKind::Http));
-    let grpc = (inputs.grpc_routes.iter()).map(|route| view!(route, RouteKind::Grpc));
-    http.chain(grpc).collect()
+// The two kinds' generated types share field names, not a type.
+macro_rules! parent_ref {
+    ($parent:expr) => {
+        ParentRef {
+            group: $parent.group.as_deref(),
+            kind: $parent.kind.as_deref(),
+            namespace: $parent.namespace.as_deref(),
+            name: &$parent.name,
+            section_name: $parent.section_name.as_deref(),
+            port: $parent.port,
+        }
+    };
 }
 
-/// Routes in the order Gateway API gives precedence: creation time, then `namespace/name`
-/// (then kind, so that the order never depends on how the inputs were listed).
-fn oldest_first(mut routes: Vec<Route<'_>>) -> Vec<Route<'_>> {
-    routes.sort_by_cached_key(|route| {
-        (
-            route.metadata.creation_timestamp.clone(),
-            route.source.clone(),
-            route.kind,
-        )
-    });
-    routes
+macro_rules! view {
+    ($route:expr, $kind:expr) => {
+        Route {
+            kind: $kind,
+            origin: &$route.origin,
+            source: object_ref(&$route.object.metadata),
+            metadata: &$route.object.metadata,
+            hostnames: $route.object.spec.hostnames.as_deref().unwrap_or_default(),
+            parents: ($route.object.spec.parent_refs.iter().flatten())
+                .map(|parent| parent_ref!(parent))
+                .collect(),
+            status: ($route.object.status.iter())
+                .flat_map(|status| &status.parents)
+                .map(|status| StatusParent {
+                    parent: parent_ref!(status.parent_ref),
+                    controller: &status.controller_name,
+                    accepted: accepted_condition(&status.conditions),
+                })
+                .collect(),
+        }
+    };
+}
+
+fn http_view(route: &Sourced<HttpRoute>) -> Route<'_> {
+    view!(route, RouteKind::Http)
+}
+
+fn grpc_view(route: &Sourced<GrpcRoute>) -> Route<'_> {
+    view!(route, RouteKind::Grpc)
 }
 
 fn object_ref(metadata: &ObjectMeta) -> ObjectRef {
@@ -413,7 +531,7 @@ struct AuthPolicies {
 }
 
 impl AuthPolicies {
-    fn new(policies: &[Sourced<IamAuthPolicy>]) -> Self {
+    fn new(policies: &[Shared<IamAuthPolicy>]) -> Self {
         let mut by_target: BTreeMap<_, Vec<_>> = BTreeMap::new();
         for policy in policies {
             let target = &policy.object.spec.target_ref;

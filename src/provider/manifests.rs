@@ -2,11 +2,13 @@
 //! labels) out of multi-document YAML text. Pure: no file system access, so
 //! the same code serves the watched directory and the golden tests.
 
+use std::sync::Arc;
+
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_yaml_ng::Value;
 
-use super::{InvalidInput, Observed, Sourced, check_object_size, policy};
+use super::{InvalidInput, Observed, Shared, Sourced, check_object_size, policy};
 
 const GATEWAY_GROUP: &str = "gateway.networking.k8s.io";
 const SERVED_VERSIONS: [&str; 2] = ["v1", "v1beta1"];
@@ -151,17 +153,17 @@ fn parse_object(origin: &str, mut value: Value, observed: &mut Observed) {
     }
 }
 
-fn decode<T: DeserializeOwned>(origin: &str, value: Value) -> Result<Sourced<T>, String> {
+fn decode<T: DeserializeOwned>(origin: &str, value: Value) -> Result<Shared<T>, String> {
     if object_name(&value).is_none() {
         return Err("metadata.name is required".to_string());
     }
     check_object_size(&value)?;
     let object = serde_yaml_ng::from_value::<T>(value)
         .map_err(|error| format!("does not match the schema: {error}"))?;
-    Ok(Sourced {
+    Ok(Arc::new(Sourced {
         origin: origin.to_string(),
         object,
-    })
+    }))
 }
 
 /// Objects without `metadata.namespace` live in `default`, where `kubectl apply` would put them.

@@ -52,7 +52,7 @@ pub fn egress(mesh: &Mesh, previous: Option<&Mesh>) -> RouteTable {
 
 /// Whether `d`'s virtual host is the one the `previous` mesh gave it: the destination and what
 /// every virtual host carries are as they were.
-fn unchanged(d: &Destination, mesh: &Mesh, previous: Option<&Mesh>) -> bool {
+fn unchanged(d: &Arc<Destination>, mesh: &Mesh, previous: Option<&Mesh>) -> bool {
     previous.is_some_and(|previous| {
         previous.destination_stats == mesh.destination_stats
             && previous.destinations.get(&d.host) == Some(d)

@@ -155,3 +155,63 @@ fn the_vpc_lattice_api_decides_who_owns_a_discovered_name() {
         "{reasons:#?}"
     );
 }
+
+/// A rebuild works out again only the routes whose objects changed: an unchanged route's
+/// destination is the previous mesh's own, and the mesh is what a build from nothing gives,
+/// conflicts included. A changed gateway works out every route again.
+#[test]
+fn a_rebuild_works_out_only_the_changed_routes() {
+    use super::{Builder, build};
+    use crate::model::Settings;
+    use crate::provider::{Observed, manifests};
+    use std::sync::Arc;
+
+    let parsed = |text: &str| {
+        let mut observed = Observed::default();
+        manifests::parse("test.yaml", text, &mut observed);
+        assert!(observed.invalid.is_empty(), "{:?}", observed.invalid);
+        observed.inputs
+    };
+    let route = |name: &str, host: &str| {
+        let text = format!(
+            "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata:\n  name: {name}\n  namespace: apps\nspec:\n  hostnames:\n  - {host}\n  parentRefs:\n  - name: lattice-gateway\n    namespace: lattice-gateway\n    sectionName: https-listener-with-custom-domain\n"
+        );
+        parsed(&text).routes.remove(0)
+    };
+    let gateway = std::fs::read_to_string("examples/cluster1/gateway.yaml").unwrap();
+    let mut inputs = parsed(&gateway);
+    let (a, b) = (route("a", "a.example.com"), route("b", "b.example.com"));
+    // Newer by name, and claiming a's host: refused.
+    let z = route("z", "a.example.com");
+    inputs.routes = vec![Arc::clone(&a), Arc::clone(&b), Arc::clone(&z)];
+    let settings = Settings::default();
+    let mut builder = Builder::default();
+    let (first, _) = builder.build(&inputs, &[], &settings);
+
+    inputs.routes[1] = route("b", "b2.example.com");
+    let (second, invalid) = builder.build(&inputs, &[], &settings);
+    let hosts: Vec<&String> = second.destinations.keys().collect();
+    assert_eq!(hosts, ["a.example.com", "b2.example.com"]);
+    assert!(Arc::ptr_eq(
+        &first.destinations["a.example.com"],
+        &second.destinations["a.example.com"]
+    ));
+    assert_eq!(
+        (second.clone(), invalid.clone()),
+        build(&inputs, &[], &settings)
+    );
+    assert!(
+        invalid
+            .iter()
+            .any(|report| report.object.as_deref() == Some("apps/z")),
+        "{invalid:?}"
+    );
+
+    inputs.gateways = parsed(&gateway).gateways;
+    let (third, _) = builder.build(&inputs, &[], &settings);
+    assert_eq!(third, second);
+    assert!(!Arc::ptr_eq(
+        &second.destinations["a.example.com"],
+        &third.destinations["a.example.com"]
+    ));
+}

@@ -29,7 +29,8 @@ fn snapshot(version: u64, hosts: &[(&str, &str)], previous: Option<&Snapshot>) -
             }),
             service: None,
         };
-        mesh.destinations.insert(host.to_string(), destination);
+        mesh.destinations
+            .insert(host.to_string(), Arc::new(destination));
     }
     Arc::new(Snapshot::new(version, &translate(&mesh), previous).unwrap())
 }

@@ -25,7 +25,8 @@ pub(crate) fn mesh_with(hosts: &[&str], pinned: bool) -> Resources {
             }),
             service: None,
         };
-        mesh.destinations.insert(host.to_string(), destination);
+        mesh.destinations
+            .insert(host.to_string(), Arc::new(destination));
     }
     translate(&mesh)
 }
@@ -132,7 +133,8 @@ fn only_the_changed_destination_is_translated_and_packed_again() {
                 route: None,
                 service: None,
             };
-            mesh.destinations.insert(host.to_string(), destination);
+            mesh.destinations
+                .insert(host.to_string(), Arc::new(destination));
         }
         mesh
     };
