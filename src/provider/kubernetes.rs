@@ -399,3 +399,41 @@ fn decode<T: DeserializeOwned>(
         object: decoded,
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An object the store still holds unchanged is not decoded again: the provider hands out
+    /// the same shared value. A replaced object is decoded anew, and a deleted one is gone.
+    #[test]
+    fn only_replaced_objects_are_decoded_again() {
+        let resource = ApiResource::erase::<Namespace>(&());
+        let mut writer = reflector::store::Writer::new(resource.clone());
+        let namespace = |name: &str, team: &str| {
+            let mut object = DynamicObject::new(name, &resource);
+            object.metadata.labels = Some([("team".to_string(), team.to_string())].into());
+            object
+        };
+        writer.apply_watcher_event(&watcher::Event::Apply(namespace("a", "x")));
+        writer.apply_watcher_event(&watcher::Event::Apply(namespace("b", "x")));
+        let stores = Stores {
+            stores: vec![(Kind::Namespace, resource.clone(), writer.as_reader())],
+        };
+        let mut decoded = Decoded::default();
+        let first = decoded.observe(&stores).inputs.namespaces;
+        assert_eq!(first.len(), 2);
+
+        writer.apply_watcher_event(&watcher::Event::Apply(namespace("b", "y")));
+        let second = decoded.observe(&stores).inputs.namespaces;
+        assert!(Arc::ptr_eq(&first[0], &second[0]), "a did not change");
+        assert!(!Arc::ptr_eq(&first[1], &second[1]), "b was replaced");
+        let labels = second[1].object.metadata.labels.as_ref().unwrap();
+        assert_eq!(labels["team"], "y");
+
+        writer.apply_watcher_event(&watcher::Event::Delete(namespace("a", "x")));
+        let third = decoded.observe(&stores).inputs.namespaces;
+        assert_eq!(third.len(), 1);
+        assert!(Arc::ptr_eq(&second[1], &third[0]));
+    }
+}
