@@ -1,5 +1,11 @@
 //! How the controller's memory goes back to the operating system.
 //!
+//! A rebuild frees what reading, building and translating used. glibc keeps most of it
+//! resident: freed blocks in the middle of its heaps, and in the arenas of the threads that
+//! parsed the manifests, are not returned until asked. After the first load of 50,000 routes that
+//! is half the process's memory (368 MB resident, 177 MB once returned), so every published
+//! rebuild asks for it back ([`return_free_memory`]).
+//!
 //! A push writes one response per stream, each as large as the route table (2 MB at 10,000
 //! destinations), and frees it once sent. glibc's allocator raises its threshold for mapping
 //! large blocks on their own after the first such block is freed, so later ones come from its
@@ -11,7 +17,7 @@
 const LARGE_BLOCK: i32 = 128 * 1024;
 
 /// Makes freed large blocks go back to the operating system at once (glibc only; elsewhere
-/// the allocator's default stands). The project's one `unsafe` call.
+/// the allocator's default stands). One of the project's two `unsafe` calls.
 #[allow(unsafe_code)]
 pub fn return_large_blocks() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
@@ -21,5 +27,21 @@ pub fn return_large_blocks() {
         if libc::mallopt(libc::M_MMAP_THRESHOLD, LARGE_BLOCK) == 0 {
             tracing::warn!("the allocator refused a fixed threshold for large blocks");
         }
+    }
+}
+
+/// Returns the memory the allocator holds free, in every arena, to the operating system
+/// (glibc only). It walks the free lists: a few milliseconds, so it runs on a blocking thread.
+#[allow(unsafe_code)]
+pub fn return_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        let started = std::time::Instant::now();
+        // SAFETY: `malloc_trim` only releases free pages; it takes each arena's lock and is
+        // safe to call while other threads allocate.
+        unsafe {
+            libc::malloc_trim(0);
+        }
+        tracing::debug!(elapsed = ?started.elapsed(), "free memory returned");
     }
 }

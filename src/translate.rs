@@ -87,20 +87,20 @@ fn http_destinations(mesh: &Mesh) -> impl Iterator<Item = &Arc<Destination>> {
 
 /// Where a destination's requests go.
 #[derive(Clone, Debug, PartialEq, Eq)]
-enum Upstream {
+enum Upstream<'a> {
     /// A cluster of its own: a pinned address, or a port other than its scheme's default.
     Own,
     /// The shared dynamic-forward-proxy cluster of its trust class (`None`: plain HTTP) and
     /// protocol (a GRPCRoute's speaks HTTP/2).
-    Shared(Option<Trust>, Protocol),
+    Shared(Option<&'a Trust>, Protocol),
 }
 
-fn upstream(destination: &Destination) -> Upstream {
+fn upstream(destination: &Destination) -> Upstream<'_> {
     let default_port = if destination.tls.is_some() { 443 } else { 80 };
     if destination.pinned.is_some() || destination.port != default_port {
         Upstream::Own
     } else {
-        Upstream::Shared(destination.tls.clone(), destination.protocol)
+        Upstream::Shared(destination.tls.as_ref(), destination.protocol)
     }
 }
 
@@ -108,11 +108,14 @@ fn upstream(destination: &Destination) -> Upstream {
 /// domains' (HTTP) when fallback domains are configured, and the unknown hosts' when they are
 /// forwarded.
 fn shared_classes(mesh: &Mesh) -> BTreeSet<(Option<Trust>, Protocol)> {
-    let mut classes: BTreeSet<(Option<Trust>, Protocol)> = http_destinations(mesh)
+    let shared: BTreeSet<(Option<&Trust>, Protocol)> = http_destinations(mesh)
         .filter_map(|destination| match upstream(destination) {
             Upstream::Shared(tls, protocol) => Some((tls, protocol)),
             Upstream::Own => None,
         })
+        .collect();
+    let mut classes: BTreeSet<(Option<Trust>, Protocol)> = (shared.into_iter())
+        .map(|(tls, protocol)| (tls.cloned(), protocol))
         .collect();
     if !mesh.fallback_domains.is_empty() {
         classes.insert((Some(custom_domain_trust(&mesh.bundles)), Protocol::Http));
@@ -142,7 +145,7 @@ pub fn shared_cluster_name(tls: Option<&Trust>, protocol: Protocol) -> String {
 fn cluster_name_of(destination: &Destination) -> String {
     match upstream(destination) {
         Upstream::Own => destination_cluster_name(&destination.host, destination.port),
-        Upstream::Shared(tls, protocol) => shared_cluster_name(tls.as_ref(), protocol),
+        Upstream::Shared(tls, protocol) => shared_cluster_name(tls, protocol),
     }
 }
 

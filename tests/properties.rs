@@ -115,6 +115,63 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(cases(256)))]
+
+    /// A rebuild by difference gives what a build and a translation from nothing give: the
+    /// routes whose text did not change are the same shared objects, as a provider hands them
+    /// on, and the rest came, went or changed.
+    #[test]
+    fn a_rebuild_by_difference_is_a_build_from_nothing(
+        before in prop::collection::vec(route(), 0..10),
+        after in prop::collection::vec(route(), 0..10),
+        kept in prop::collection::vec(any::<bool>(), 10),
+    ) {
+        let mut objects = BTreeMap::new();
+        let mut inputs = |routes: &[&Route]| {
+            let mut observed = Observed::default();
+            manifests::parse("gateway", GATEWAY, &mut observed);
+            for route in routes {
+                let shared = objects.entry(route.manifest()).or_insert_with_key(|text| {
+                    let mut one = Observed::default();
+                    manifests::parse("route", text, &mut one);
+                    one.inputs.routes.pop()
+                });
+                observed.inputs.routes.extend(shared.clone());
+            }
+            observed.inputs
+        };
+        let first: Vec<&Route> = before.iter().collect();
+        // Some of the routes before stay, and the new ones come after them.
+        let second: Vec<&Route> = (before.iter().zip(&kept))
+            .filter_map(|(route, kept)| kept.then_some(route))
+            .chain(&after)
+            .collect();
+        let (first, second) = (inputs(&first), inputs(&second));
+        let settings = Settings::default();
+        let mut builder = lattice::Builder::default();
+        let (first_mesh, _) = builder.build(&first, &[], &settings);
+        let (mesh, mut skipped) = builder.build(&second, &[], &settings);
+        // From nothing, and with the routes listed the other way round: the precedence is
+        // the routes' own, whatever order they came in.
+        let mut reversed = second.clone();
+        reversed.routes.reverse();
+        let (whole, mut whole_skipped) = lattice::build(&reversed, &[], &settings);
+        prop_assert_eq!(&mesh, &whole);
+        skipped.sort();
+        whole_skipped.sort();
+        prop_assert_eq!(skipped, whole_skipped);
+
+        let previous = Snapshot::new(1, &translate(&first_mesh), None).unwrap();
+        let by_difference = lattice_xds::translate::translate_from(&mesh, Some(&first_mesh));
+        let snapshot = Snapshot::new(2, &by_difference, Some(&previous)).unwrap();
+        let from_nothing = Snapshot::new(2, &translate(&whole), None).unwrap();
+        for (type_url, resources) in &from_nothing.types {
+            prop_assert_eq!(&snapshot.types[type_url].resources, &resources.resources);
+        }
+    }
+}
+
 /// A deterministic Fisher–Yates shuffle from `seed`.
 fn shuffle<T>(items: &mut [T], mut seed: u64) {
     for i in (1..items.len()).rev() {

@@ -105,10 +105,13 @@ impl Pipeline {
             if !trust_state.settled() || !discovered.settled {
                 continue;
             }
-            if let Some(snapshot) = self.rebuild(&current, &trust_state, &discovered.services)
-                && snapshots.send(Some(snapshot)).is_err()
-            {
-                return;
+            if let Some(snapshot) = self.rebuild(&current, &trust_state, &discovered.services) {
+                if snapshots.send(Some(snapshot)).is_err() {
+                    return;
+                }
+                // What the rebuild freed goes back to the system.
+                drop(current);
+                tokio::task::spawn_blocking(crate::memory::return_free_memory);
             }
         }
     }

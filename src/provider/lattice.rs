@@ -10,7 +10,7 @@
 
 mod attach;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, btree_map};
 use std::sync::Arc;
 
 use gateway_api::gatewayclasses::GatewayClass;
@@ -58,8 +58,16 @@ pub struct Builder {
     /// What every route's yield depends on besides the route, as at the previous build.
     context: Option<Context>,
     /// Each route's yield, by its kind and the address of its shared object.
-    yields: HashMap<(RouteKind, usize), Yield>,
+    yields: HashMap<Key, Yield>,
+    /// The keys of `yields` in Gateway API precedence: a route that comes is put in its place
+    /// and one that goes is taken out, so the order is not sorted again on every build.
+    ordered: Vec<Key>,
+    /// Counts builds; a yield records the last one whose inputs held its route.
+    build: u64,
 }
+
+/// A route's kind and the address of its shared object.
+type Key = (RouteKind, usize);
 
 #[derive(Clone)]
 struct Context {
@@ -100,6 +108,8 @@ struct Yield {
     _object: Arc<dyn std::any::Any + Send + Sync>,
     /// Gateway API precedence: creation time, then `namespace/name`, then kind.
     order: (Option<Time>, ObjectRef, RouteKind),
+    /// The last build whose inputs held the route.
+    build: u64,
     origin: String,
     destinations: Result<(Vec<Arc<Destination>>, Vec<String>), String>,
 }
@@ -125,6 +135,7 @@ impl Builder {
             .is_some_and(|before| before.same(&context))
         {
             self.yields.clear();
+            self.ordered.clear();
         }
         self.context = Some(context);
         self.yield_routes(inputs, settings);
@@ -133,9 +144,7 @@ impl Builder {
         let mut invalid = Vec::new();
         let (owners, conflicts) = owners(discovered);
         invalid.extend(conflicts);
-        let mut yields: Vec<&Yield> = self.yields.values().collect();
-        yields.sort_by(|a, b| a.order.cmp(&b.order));
-        for route in yields {
+        for route in self.ordered.iter().map(|key| &self.yields[key]) {
             let (_, source, kind) = &route.order;
             let report = |reason: String| InvalidInput {
                 origin: route.origin.clone(),
@@ -152,16 +161,23 @@ impl Builder {
             };
             invalid.extend(refusals.iter().cloned().map(report));
             for destination in destinations {
-                if let Some(owner) = mesh.destinations.get(&destination.host) {
-                    let owner = owner.route.as_ref().map_or_else(String::new, |route| {
-                        format!("{} {}", route.kind, route.route)
-                    });
-                    invalid.push(report(format!(
-                        "hostname {} is already claimed by the older {owner}",
-                        destination.host
-                    )));
-                    continue;
-                }
+                let vacant = match mesh.destinations.entry(destination.host.clone()) {
+                    btree_map::Entry::Vacant(vacant) => vacant,
+                    btree_map::Entry::Occupied(owner) => {
+                        let owner = owner
+                            .get()
+                            .route
+                            .as_ref()
+                            .map_or_else(String::new, |route| {
+                                format!("{} {}", route.kind, route.route)
+                            });
+                        invalid.push(report(format!(
+                            "hostname {} is already claimed by the older {owner}",
+                            destination.host
+                        )));
+                        continue;
+                    }
+                };
                 let mut destination = Arc::clone(destination);
                 if let Some(service) = owners.get(destination.host.as_str()) {
                     let own = lattice_service_name(&source.name, &source.namespace);
@@ -174,8 +190,7 @@ impl Builder {
                     }
                     Arc::make_mut(&mut destination).service = Some(Arc::clone(&service.origin));
                 }
-                mesh.destinations
-                    .insert(destination.host.clone(), destination);
+                vacant.insert(destination);
             }
         }
         for service in discovered {
@@ -201,7 +216,8 @@ impl Builder {
             settings.accepted_routes_only,
         );
         let policies = AuthPolicies::new(&inputs.auth_policies);
-        let mut before = std::mem::take(&mut self.yields);
+        self.build += 1;
+        let build = self.build;
         let made = |route: Route<'_>, object: Arc<dyn std::any::Any + Send + Sync>| {
             let destinations = route_destinations(&route, &gateways, &policies, settings).map(
                 |(destinations, refusals)| {
@@ -214,22 +230,47 @@ impl Builder {
                     route.source.clone(),
                     route.kind,
                 ),
+                build,
                 origin: route.origin.to_string(),
                 destinations,
                 _object: object,
             }
         };
+        let mut came = Vec::new();
+        let mut see = |key: Key, make: &dyn Fn() -> Yield| match self.yields.get_mut(&key) {
+            Some(kept) => kept.build = build,
+            None => {
+                self.yields.insert(key, make());
+                came.push(key);
+            }
+        };
         for route in &inputs.routes {
-            let key = (RouteKind::Http, address(route));
-            let kept = before.remove(&key);
-            let route = kept.unwrap_or_else(|| made(http_view(route), route.clone()));
-            self.yields.insert(key, route);
+            see((RouteKind::Http, address(route)), &|| {
+                made(http_view(route), route.clone())
+            });
         }
         for route in &inputs.grpc_routes {
-            let key = (RouteKind::Grpc, address(route));
-            let kept = before.remove(&key);
-            let route = kept.unwrap_or_else(|| made(grpc_view(route), route.clone()));
-            self.yields.insert(key, route);
+            see((RouteKind::Grpc, address(route)), &|| {
+                made(grpc_view(route), route.clone())
+            });
+        }
+        let held = self.yields.len();
+        self.yields.retain(|_, route| route.build == build);
+        let yields = &self.yields;
+        if yields.len() < held {
+            self.ordered.retain(|key| yields.contains_key(key));
+        }
+        // A few routes that came go in their places; many (the first build) are sorted in.
+        if came.len() > 64 {
+            self.ordered.extend(came);
+            self.ordered
+                .sort_by(|a, b| yields[a].order.cmp(&yields[b].order));
+        } else {
+            for key in came {
+                let order = &yields[&key].order;
+                let at = (self.ordered).partition_point(|other| yields[other].order <= *order);
+                self.ordered.insert(at, key);
+            }
         }
     }
 }

@@ -30,9 +30,10 @@ pub const NO_ROUTE_BODY: &str =
 /// translated from), the virtual host of a destination equal to its previous self is not made
 /// again but kept.
 pub fn egress(mesh: &Mesh, previous: Option<&Mesh>) -> RouteTable {
+    let mut unchanged = Unchanged::new(mesh, previous);
     let mut virtual_hosts: Vec<Host> = http_destinations(mesh)
         .map(|d| {
-            if unchanged(d, mesh, previous) {
+            if unchanged.is(d) {
                 Host::Kept(d.host.clone())
             } else {
                 Host::Made(Box::new(destination(d, mesh)))
@@ -50,13 +51,33 @@ pub fn egress(mesh: &Mesh, previous: Option<&Mesh>) -> RouteTable {
     }
 }
 
-/// Whether `d`'s virtual host is the one the `previous` mesh gave it: the destination and what
-/// every virtual host carries are as they were.
-fn unchanged(d: &Arc<Destination>, mesh: &Mesh, previous: Option<&Mesh>) -> bool {
-    previous.is_some_and(|previous| {
-        previous.destination_stats == mesh.destination_stats
-            && previous.destinations.get(&d.host) == Some(d)
-    })
+/// Tells whether a destination's virtual host is the one the previous mesh gave it: the
+/// destination and what every virtual host carries are as they were. Asked of the mesh's
+/// destinations in order, it walks the previous mesh's alongside instead of looking each up.
+struct Unchanged<'a> {
+    previous: Option<std::iter::Peekable<Destinations<'a>>>,
+}
+
+type Destinations<'a> = std::collections::btree_map::Iter<'a, String, Arc<Destination>>;
+
+impl<'a> Unchanged<'a> {
+    fn new(mesh: &Mesh, previous: Option<&'a Mesh>) -> Self {
+        let previous = previous
+            .filter(|previous| previous.destination_stats == mesh.destination_stats)
+            .map(|previous| previous.destinations.iter().peekable());
+        Self { previous }
+    }
+
+    /// Whether `d` is unchanged; `d` comes after every destination asked about before it.
+    fn is(&mut self, d: &Arc<Destination>) -> bool {
+        let Some(previous) = &mut self.previous else {
+            return false;
+        };
+        while previous.next_if(|(host, _)| **host < d.host).is_some() {}
+        previous
+            .next_if(|(host, _)| **host == d.host)
+            .is_some_and(|(_, before)| before == d)
+    }
 }
 
 /// The virtual host of the hosts under the fallback domains that nothing else names.
@@ -138,9 +159,10 @@ fn on_demand_name(host: &str) -> String {
 
 /// The on-demand form of [`egress`], which keeps unchanged virtual hosts the same way.
 pub fn on_demand(mesh: &Mesh, previous: Option<&Mesh>) -> OnDemand {
+    let mut unchanged = Unchanged::new(mesh, previous);
     let virtual_hosts = http_destinations(mesh)
         .map(|d| {
-            if unchanged(d, mesh, previous) {
+            if unchanged.is(d) {
                 Host::Kept(on_demand_name(&d.host))
             } else {
                 Host::Made(Box::new(VirtualHost {

@@ -5,6 +5,7 @@
 //! `Snapshot.Consistent`). Types keep their version while their content is unchanged, so a
 //! proxy is only pushed what changed.
 
+use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Instant;
@@ -90,7 +91,7 @@ pub struct Snapshot {
 /// The virtual hosts a route configuration's encoding was spliced from, by name.
 #[derive(Debug, Default)]
 pub struct Spliced {
-    hosts: BTreeMap<String, SplicedHost>,
+    hosts: BTreeMap<Arc<str>, SplicedHost>,
 }
 
 #[derive(Clone, Debug)]
@@ -259,18 +260,23 @@ fn splice(
     before: Option<&Spliced>,
 ) -> Result<(Resource, Arc<Spliced>), Inconsistent> {
     let count = table.virtual_hosts.len();
-    let (mut items, mut clusters) = (Vec::with_capacity(count), Vec::with_capacity(count));
+    let mut items = Vec::with_capacity(count);
+    let mut hosts = Vec::with_capacity(count);
     for host in &table.virtual_hosts {
         match host {
             Host::Made(host) => {
                 items.push(Bytes::from(host.encode_to_vec()));
-                clusters.push(Arc::from(cluster_names(&host.routes)));
+                hosts.push((
+                    Arc::from(host.name.as_str()),
+                    Arc::from(cluster_names(&host.routes)),
+                ));
             }
             Host::Kept(name) => {
-                let kept = (before.and_then(|before| before.hosts.get(name)))
-                    .ok_or_else(|| Inconsistent::NotKept { name: name.clone() })?;
+                let (name, kept) = (before
+                    .and_then(|before| before.hosts.get_key_value(name.as_str())))
+                .ok_or_else(|| Inconsistent::NotKept { name: name.clone() })?;
                 items.push(kept.bytes.clone());
-                clusters.push(Arc::clone(&kept.clusters));
+                hosts.push((Arc::clone(name), Arc::clone(&kept.clusters)));
             }
         }
     }
@@ -279,15 +285,16 @@ fn splice(
         Packed::spliced::<RouteConfiguration>(&head, VIRTUAL_HOSTS_FIELD, &items);
     drop(items);
     let mut spliced = Spliced::default();
-    for ((host, bytes), clusters) in table.virtual_hosts.iter().zip(slices).zip(clusters) {
-        let name = host.name().to_string();
-        if spliced
-            .hosts
-            .insert(name.clone(), SplicedHost { bytes, clusters })
-            .is_some()
-        {
-            let kind = format!("virtual host of {}", type_url::short(type_url::ROUTE));
-            return Err(Inconsistent::Duplicate { kind, name });
+    for ((name, clusters), bytes) in hosts.into_iter().zip(slices) {
+        match spliced.hosts.entry(name) {
+            Entry::Vacant(entry) => {
+                entry.insert(SplicedHost { bytes, clusters });
+            }
+            Entry::Occupied(entry) => {
+                let kind = format!("virtual host of {}", type_url::short(type_url::ROUTE));
+                let name = entry.key().to_string();
+                return Err(Inconsistent::Duplicate { kind, name });
+            }
         }
     }
     let resource = Resource {
