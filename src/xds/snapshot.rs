@@ -5,7 +5,6 @@
 //! `Snapshot.Consistent`). Types keep their version while their content is unchanged, so a
 //! proxy is only pushed what changed.
 
-use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Instant;
@@ -24,6 +23,7 @@ use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
     UpstreamTlsContext, common_tls_context::ValidationContextType,
 };
 use prost::Message;
+use sha2::Digest as _;
 
 use super::resources::{AbsentHosts, Host, Resources, RouteTable};
 use super::type_url;
@@ -98,6 +98,8 @@ pub struct Spliced {
 struct SplicedHost {
     /// The host's own encoding: a slice of the route configuration's.
     bytes: Bytes,
+    /// The start of the encoding's SHA-256.
+    hash: [u8; 8],
     /// The clusters it routes to.
     clusters: Arc<[String]>,
 }
@@ -262,21 +264,21 @@ fn splice(
     let count = table.virtual_hosts.len();
     let mut items = Vec::with_capacity(count);
     let mut hosts = Vec::with_capacity(count);
+    let mut previous = Previous::new(before);
     for host in &table.virtual_hosts {
         match host {
             Host::Made(host) => {
-                items.push(Bytes::from(host.encode_to_vec()));
-                hosts.push((
-                    Arc::from(host.name.as_str()),
-                    Arc::from(cluster_names(&host.routes)),
-                ));
+                let bytes = Bytes::from(host.encode_to_vec());
+                let hash = hash(&bytes);
+                items.push(bytes);
+                let clusters = Arc::from(cluster_names(&host.routes));
+                hosts.push((Arc::from(host.name.as_str()), hash, clusters));
             }
             Host::Kept(name) => {
-                let (name, kept) = (before
-                    .and_then(|before| before.hosts.get_key_value(name.as_str())))
-                .ok_or_else(|| Inconsistent::NotKept { name: name.clone() })?;
+                let (name, kept) = (previous.find(name))
+                    .ok_or_else(|| Inconsistent::NotKept { name: name.clone() })?;
                 items.push(kept.bytes.clone());
-                hosts.push((Arc::clone(name), Arc::clone(&kept.clusters)));
+                hosts.push((Arc::clone(name), kept.hash, Arc::clone(&kept.clusters)));
             }
         }
     }
@@ -284,25 +286,65 @@ fn splice(
     let (packed, slices) =
         Packed::spliced::<RouteConfiguration>(&head, VIRTUAL_HOSTS_FIELD, &items);
     drop(items);
-    let mut spliced = Spliced::default();
-    for ((name, clusters), bytes) in hosts.into_iter().zip(slices) {
-        match spliced.hosts.entry(name) {
-            Entry::Vacant(entry) => {
-                entry.insert(SplicedHost { bytes, clusters });
-            }
-            Entry::Occupied(entry) => {
-                let kind = format!("virtual host of {}", type_url::short(type_url::ROUTE));
-                let name = entry.key().to_string();
-                return Err(Inconsistent::Duplicate { kind, name });
-            }
-        }
+    // The table's version follows its hosts' hashes, not all of its bytes hashed again.
+    let mut digest = sha2::Sha256::new();
+    digest.update(&head);
+    for (_, hash, _) in &hosts {
+        digest.update(hash);
     }
+    let version = version(first_bytes(&digest.finalize()));
+    let mut hosts: Vec<(Arc<str>, SplicedHost)> = (hosts.into_iter().zip(slices))
+        .map(|((name, hash, clusters), bytes)| {
+            let host = SplicedHost {
+                bytes,
+                hash,
+                clusters,
+            };
+            (name, host)
+        })
+        .collect();
+    // Listed by name but for the catch-alls at the end: nearly sorted already.
+    hosts.sort_by(|a, b| a.0.cmp(&b.0));
+    if let Some(twice) = hosts.windows(2).find(|pair| pair[0].0 == pair[1].0) {
+        let kind = format!("virtual host of {}", type_url::short(type_url::ROUTE));
+        let name = twice[0].0.to_string();
+        return Err(Inconsistent::Duplicate { kind, name });
+    }
+    let spliced = Spliced {
+        hosts: hosts.into_iter().collect(),
+    };
     let resource = Resource {
         name: table.route.name.clone(),
-        version: content_version(packed.value()),
+        version,
         packed,
     };
     Ok((resource, Arc::new(spliced)))
+}
+
+/// Finds kept hosts in the previous table: a table lists its hosts in name order, so it walks
+/// the previous one alongside, and looks a name up only when it comes out of that order.
+struct Previous<'a> {
+    hosts: Option<&'a BTreeMap<Arc<str>, SplicedHost>>,
+    walk: Option<std::iter::Peekable<std::collections::btree_map::Iter<'a, Arc<str>, SplicedHost>>>,
+}
+
+impl<'a> Previous<'a> {
+    fn new(before: Option<&'a Spliced>) -> Self {
+        let hosts = before.map(|before| &before.hosts);
+        Self {
+            hosts,
+            walk: hosts.map(|hosts| hosts.iter().peekable()),
+        }
+    }
+
+    fn find(&mut self, name: &str) -> Option<(&'a Arc<str>, &'a SplicedHost)> {
+        let walk = self.walk.as_mut()?;
+        while walk.next_if(|(key, _)| ***key < *name).is_some() {}
+        match walk.next_if(|(key, _)| ***key == *name) {
+            Some(found) => Some(found),
+            None => self.hosts?.get_key_value(name),
+        }
+    }
 }
 
 /// `RouteConfiguration.virtual_hosts`.
@@ -312,11 +354,22 @@ const VIRTUAL_HOSTS_FIELD: u32 = 2;
 /// their SHA-256, so the same resource has the same version across builds and Rust releases,
 /// and an upgraded controller resends nothing that did not change.
 fn content_version(bytes: &[u8]) -> String {
-    use sha2::Digest as _;
-    let digest = sha2::Sha256::digest(bytes);
+    version(hash(bytes))
+}
+
+/// The start of the SHA-256 of `bytes`.
+fn hash(bytes: &[u8]) -> [u8; 8] {
+    first_bytes(&sha2::Sha256::digest(bytes))
+}
+
+fn first_bytes(digest: &[u8]) -> [u8; 8] {
     let mut first = [0u8; 8];
     first.copy_from_slice(&digest[..8]);
-    format!("{:016x}", u64::from_be_bytes(first))
+    first
+}
+
+fn version(hash: [u8; 8]) -> String {
+    format!("{:016x}", u64::from_be_bytes(hash))
 }
 
 fn check_references(

@@ -223,3 +223,17 @@ fn an_unchanged_route_table_is_the_previous_one() {
         }
     );
 }
+
+/// Two virtual hosts of one name in a route table: inconsistent, as Envoy would reject it.
+#[test]
+fn a_virtual_host_listed_twice_is_inconsistent() {
+    let mut resources = mesh_with(&["a.example.com", "b.example.com"], false);
+    let hosts = &mut resources.routes[0].virtual_hosts;
+    let twice = hosts[0].clone();
+    hosts.push(twice);
+    let error = Snapshot::new(1, &resources, None).unwrap_err();
+    assert!(
+        matches!(&error, Inconsistent::Duplicate { name, .. } if name == "a.example.com"),
+        "{error}"
+    );
+}
