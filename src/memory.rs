@@ -4,7 +4,7 @@
 //! resident: freed blocks in the middle of its heaps, and in the arenas of the threads that
 //! parsed the manifests, are not returned until asked. After the first load of 50,000 routes that
 //! is half the process's memory (368 MB resident, 177 MB once returned), so every published
-//! rebuild asks for it back ([`return_free_memory`]).
+//! rebuild gives back what is free beyond a margin ([`return_free_memory`]).
 //!
 //! A push writes one response per stream, each as large as the route table (2 MB at 10,000
 //! destinations), and frees it once sent. glibc's allocator raises its threshold for mapping
@@ -30,18 +30,25 @@ pub fn return_large_blocks() {
     }
 }
 
-/// Returns the memory the allocator holds free, in every arena, to the operating system
-/// (glibc only). It walks the free lists: a few milliseconds, so it runs on a blocking thread.
+/// Free memory the allocator may keep for the next rebuild; more than this goes back.
+const KEPT_FREE: usize = 32 * 1024 * 1024;
+
+/// Returns the memory the allocator holds free, in every arena, to the operating system, when
+/// there is more of it than [`KEPT_FREE`] (glibc only). A rebuild's own garbage stays for the
+/// next rebuild to reuse, without faulting its pages in again; what a large load freed goes back.
+/// Trimming walks the free lists, a few milliseconds, so this runs on a blocking thread.
 #[allow(unsafe_code)]
 pub fn return_free_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
         let started = std::time::Instant::now();
-        // SAFETY: `malloc_trim` only releases free pages; it takes each arena's lock and is
-        // safe to call while other threads allocate.
+        // SAFETY: `mallinfo2` reads the allocator's counters and `malloc_trim` releases free
+        // pages; each takes the arenas' locks and is safe to call while other threads allocate.
         unsafe {
-            libc::malloc_trim(0);
+            if libc::mallinfo2().fordblks > KEPT_FREE {
+                libc::malloc_trim(0);
+            }
         }
-        tracing::debug!(elapsed = ?started.elapsed(), "free memory returned");
+        tracing::debug!(elapsed = ?started.elapsed(), "free memory checked");
     }
 }
