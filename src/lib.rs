@@ -63,10 +63,11 @@ pub mod redirect;
 pub mod signer;
 
 // Shared by the processes: the AWS SDK's HTTPS client, memory given back to the operating
-// system, supervised tasks.
+// system, sorted maps looked up in order, supervised tasks.
 pub mod aws;
 #[cfg(feature = "controller")]
 pub mod memory;
+pub mod sorted;
 pub mod supervise;
 
 // Tools: the command line (flags parsed once into each process's configuration), and what a

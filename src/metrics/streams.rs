@@ -121,7 +121,7 @@ impl Callbacks for Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::xds::holdings::Holdings;
+    use crate::xds::events::testing::sent_listeners;
 
     const LDS: &str = crate::xds::type_url::LISTENER;
 
@@ -129,32 +129,21 @@ mod tests {
         metrics.rejecting(LDS).get()
     }
 
-    fn sent(metrics: &Metrics, version: &str) {
-        let sent = Sent {
-            type_url: LDS,
-            version,
-            holdings: &Holdings::default(),
-            bytes: 10,
-            snapshot_created: std::time::Instant::now(),
-        };
-        metrics.sent(1, &sent);
-    }
-
     #[test]
     fn a_rejection_counts_until_a_later_version_is_accepted_or_the_stream_ends() {
         let metrics = Metrics::default();
         metrics.connected(1, "sotw", None);
-        sent(&metrics, "1");
+        sent_listeners(&metrics, "1");
         metrics.acked(1, LDS, "1");
-        sent(&metrics, "2");
+        sent_listeners(&metrics, "2");
         metrics.nacked(1, LDS, "2", "bad listener");
         metrics.nacked(1, LDS, "2", "bad listener");
         assert_eq!(rejecting(&metrics), 1, "one stream, counted once");
         // Version 2 is never sent again; the proxy accepts version 3.
-        sent(&metrics, "3");
+        sent_listeners(&metrics, "3");
         metrics.acked(1, LDS, "3");
         assert_eq!(rejecting(&metrics), 0);
-        sent(&metrics, "4");
+        sent_listeners(&metrics, "4");
         metrics.nacked(1, LDS, "4", "bad again");
         assert_eq!(rejecting(&metrics), 1);
         metrics.disconnected(1);

@@ -19,6 +19,7 @@ use crate::model::{
     Destination, Mesh, Protocol, ServiceOrigin, UnknownHosts, custom_domain_trust,
     unknown_host_trust,
 };
+use crate::sorted::Alongside;
 use crate::xds::resources::{AbsentHosts, Host, OnDemand, RouteTable};
 
 /// The body of the local reply for a host that is neither a destination nor under a fallback
@@ -53,29 +54,22 @@ pub fn egress(mesh: &Mesh, previous: Option<&Mesh>) -> RouteTable {
 
 /// Tells whether a destination's virtual host is the one the previous mesh gave it: the
 /// destination and what every virtual host carries are as they were. Asked of the mesh's
-/// destinations in order, it walks the previous mesh's alongside instead of looking each up.
+/// destinations in order, it walks the previous mesh's alongside.
 struct Unchanged<'a> {
-    previous: Option<std::iter::Peekable<Destinations<'a>>>,
+    previous: Option<Alongside<'a, String, Arc<Destination>>>,
 }
-
-type Destinations<'a> = std::collections::btree_map::Iter<'a, String, Arc<Destination>>;
 
 impl<'a> Unchanged<'a> {
     fn new(mesh: &Mesh, previous: Option<&'a Mesh>) -> Self {
         let previous = previous
             .filter(|previous| previous.destination_stats == mesh.destination_stats)
-            .map(|previous| previous.destinations.iter().peekable());
+            .map(|previous| Alongside::new(&previous.destinations));
         Self { previous }
     }
 
-    /// Whether `d` is unchanged; `d` comes after every destination asked about before it.
     fn is(&mut self, d: &Arc<Destination>) -> bool {
-        let Some(previous) = &mut self.previous else {
-            return false;
-        };
-        while previous.next_if(|(host, _)| **host < d.host).is_some() {}
-        previous
-            .next_if(|(host, _)| **host == d.host)
+        (self.previous.as_mut())
+            .and_then(|previous| previous.find(d.host.as_str()))
             .is_some_and(|(_, before)| before == d)
     }
 }

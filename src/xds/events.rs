@@ -212,3 +212,22 @@ mod tests {
         assert_eq!(*second.0.lock().unwrap(), expected);
     }
 }
+
+/// What tests of the callbacks report with.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::{Callbacks, Sent};
+    use crate::xds::holdings::Holdings;
+
+    /// Stream 1 was sent the listeners at `version`.
+    pub fn sent_listeners(callbacks: &dyn Callbacks, version: &str) {
+        let sent = Sent {
+            type_url: crate::xds::type_url::LISTENER,
+            version,
+            holdings: &Holdings::default(),
+            bytes: 10,
+            snapshot_created: std::time::Instant::now(),
+        };
+        callbacks.sent(1, &sent);
+    }
+}

@@ -266,19 +266,9 @@ impl Callbacks for Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::xds::events::testing::sent_listeners;
 
     const LDS: &str = crate::xds::type_url::LISTENER;
-
-    fn sent(registry: &Registry, version: &str) {
-        let sent = Sent {
-            type_url: LDS,
-            version,
-            holdings: &Holdings::default(),
-            bytes: 10,
-            snapshot_created: std::time::Instant::now(),
-        };
-        registry.sent(1, &sent);
-    }
 
     #[test]
     fn a_rejection_ends_when_a_later_version_is_accepted() {
@@ -289,9 +279,9 @@ mod tests {
             status.rejected.as_ref().map(|r| r.version.clone())
         };
         registry.connected(1, "sotw", None);
-        sent(&registry, "1");
+        sent_listeners(&*registry, "1");
         registry.acked(1, LDS, "1");
-        sent(&registry, "2");
+        sent_listeners(&*registry, "2");
         registry.nacked(1, LDS, "2", "bad listener");
         assert!(rejections.has_changed().unwrap());
         rejections.mark_unchanged();
@@ -299,7 +289,7 @@ mod tests {
         assert_eq!(rejected(&registry).as_deref(), Some("2"));
         assert!(!rejections.has_changed().unwrap(), "the same rejection");
         // Version 2 is never sent again; the proxy accepts version 3.
-        sent(&registry, "3");
+        sent_listeners(&*registry, "3");
         registry.acked(1, LDS, "3");
         assert_eq!(rejected(&registry), None);
         assert_eq!(registry.list()[0].types[0].acked_version, "3");

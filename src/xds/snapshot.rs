@@ -28,6 +28,7 @@ use sha2::Digest as _;
 use super::resources::{AbsentHosts, Host, Resources, RouteTable};
 use super::type_url;
 use super::wire::Packed;
+use crate::sorted::Alongside;
 
 /// The latest published snapshot; `None` until the first consistent one.
 pub type Snapshots = tokio::sync::watch::Receiver<Option<Arc<Snapshot>>>;
@@ -264,7 +265,8 @@ fn splice(
     let count = table.virtual_hosts.len();
     let mut items = Vec::with_capacity(count);
     let mut hosts = Vec::with_capacity(count);
-    let mut previous = Previous::new(before);
+    // The table lists its hosts in name order, so the previous one is walked alongside.
+    let mut previous = before.map(|before| Alongside::new(&before.hosts));
     for host in &table.virtual_hosts {
         match host {
             Host::Made(host) => {
@@ -275,7 +277,7 @@ fn splice(
                 hosts.push((Arc::from(host.name.as_str()), hash, clusters));
             }
             Host::Kept(name) => {
-                let (name, kept) = (previous.find(name))
+                let (name, kept) = (previous.as_mut().and_then(|p| p.find(name.as_str())))
                     .ok_or_else(|| Inconsistent::NotKept { name: name.clone() })?;
                 items.push(kept.bytes.clone());
                 hosts.push((Arc::clone(name), kept.hash, Arc::clone(&kept.clusters)));
@@ -319,32 +321,6 @@ fn splice(
         packed,
     };
     Ok((resource, Arc::new(spliced)))
-}
-
-/// Finds kept hosts in the previous table: a table lists its hosts in name order, so it walks
-/// the previous one alongside, and looks a name up only when it comes out of that order.
-struct Previous<'a> {
-    hosts: Option<&'a BTreeMap<Arc<str>, SplicedHost>>,
-    walk: Option<std::iter::Peekable<std::collections::btree_map::Iter<'a, Arc<str>, SplicedHost>>>,
-}
-
-impl<'a> Previous<'a> {
-    fn new(before: Option<&'a Spliced>) -> Self {
-        let hosts = before.map(|before| &before.hosts);
-        Self {
-            hosts,
-            walk: hosts.map(|hosts| hosts.iter().peekable()),
-        }
-    }
-
-    fn find(&mut self, name: &str) -> Option<(&'a Arc<str>, &'a SplicedHost)> {
-        let walk = self.walk.as_mut()?;
-        while walk.next_if(|(key, _)| ***key < *name).is_some() {}
-        match walk.next_if(|(key, _)| ***key == *name) {
-            Some(found) => Some(found),
-            None => self.hosts?.get_key_value(name),
-        }
-    }
 }
 
 /// `RouteConfiguration.virtual_hosts`.
