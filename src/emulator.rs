@@ -221,7 +221,7 @@ fn services(config: &EmulatorConfig) -> anyhow::Result<BTreeMap<String, Arc<Serv
             continue;
         };
         if let Some(service) = by_route.get(&(origin.kind, origin.route.clone())) {
-            services.insert(host.clone(), Arc::clone(service));
+            services.insert(host.to_string(), Arc::clone(service));
             continue;
         }
         let named = |metadata: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| {
@@ -291,7 +291,7 @@ fn services(config: &EmulatorConfig) -> anyhow::Result<BTreeMap<String, Arc<Serv
             }),
         });
         by_route.insert((origin.kind, origin.route.clone()), Arc::clone(&service));
-        services.insert(host.clone(), service);
+        services.insert(host.to_string(), service);
     }
     Ok(services)
 }

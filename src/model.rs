@@ -19,7 +19,7 @@ use std::sync::Arc;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Mesh {
     /// Destinations by host name (lower case); one per name that a route claims.
-    pub destinations: BTreeMap<String, Arc<Destination>>,
+    pub destinations: BTreeMap<Arc<str>, Arc<Destination>>,
     /// Trust bundles by name, referred to by [`Trust::Bundle`].
     pub bundles: BTreeMap<String, TrustBundle>,
     /// Domains whose unnamed hosts fall through to the dynamic forward proxy.

@@ -55,7 +55,7 @@ pub fn translate(mesh: &Mesh) -> Resources {
 /// own get a cluster each.
 pub fn translate_from(mesh: &Mesh, previous: Option<&Mesh>) -> Resources {
     let mut clusters: Vec<Cluster> = Vec::new();
-    for destination in http_destinations(mesh) {
+    for (_, destination) in http_destinations(mesh) {
         if let Upstream::Own = upstream(destination) {
             clusters.push(cluster::destination(destination, mesh));
         }
@@ -80,9 +80,9 @@ pub fn translate_from(mesh: &Mesh, previous: Option<&Mesh>) -> Resources {
 }
 
 /// The destinations the HTTP route table serves: every one but TLS passthrough.
-fn http_destinations(mesh: &Mesh) -> impl Iterator<Item = &Arc<Destination>> {
-    (mesh.destinations.values())
-        .filter(|destination| destination.protocol != Protocol::TlsPassthrough)
+fn http_destinations(mesh: &Mesh) -> impl Iterator<Item = (&Arc<str>, &Arc<Destination>)> {
+    (mesh.destinations.iter())
+        .filter(|(_, destination)| destination.protocol != Protocol::TlsPassthrough)
 }
 
 /// Where a destination's requests go.
@@ -108,12 +108,15 @@ fn upstream(destination: &Destination) -> Upstream<'_> {
 /// domains' (HTTP) when fallback domains are configured, and the unknown hosts' when they are
 /// forwarded.
 fn shared_classes(mesh: &Mesh) -> BTreeSet<(Option<Trust>, Protocol)> {
-    let shared: BTreeSet<(Option<&Trust>, Protocol)> = http_destinations(mesh)
-        .filter_map(|destination| match upstream(destination) {
-            Upstream::Shared(tls, protocol) => Some((tls, protocol)),
-            Upstream::Own => None,
-        })
-        .collect();
+    // A handful of classes among many destinations: a list beats a set.
+    let mut shared: Vec<(Option<&Trust>, Protocol)> = Vec::new();
+    for (_, destination) in http_destinations(mesh) {
+        if let Upstream::Shared(tls, protocol) = upstream(destination)
+            && !shared.contains(&(tls, protocol))
+        {
+            shared.push((tls, protocol));
+        }
+    }
     let mut classes: BTreeSet<(Option<Trust>, Protocol)> = (shared.into_iter())
         .map(|(tls, protocol)| (tls.cloned(), protocol))
         .collect();

@@ -14,8 +14,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use aws_credential_types::Credentials;
-use lattice_xds::model::{Settings, SigningAlgorithm};
+use lattice_xds::model::{AuthSetting, ServiceOrigin, Settings, SigningAlgorithm};
 use lattice_xds::policy::{Caller, Decision, Policy, Request};
+use lattice_xds::provider::discovery::Service;
 use lattice_xds::provider::{Observed, lattice, manifests};
 use lattice_xds::signer::canonical;
 use lattice_xds::signer::credentials::CredentialStore;
@@ -119,8 +120,8 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(cases(256)))]
 
     /// A rebuild by difference gives what a build and a translation from nothing give: the
-    /// routes whose text did not change are the same shared objects, as a provider hands them
-    /// on, and the rest came, went or changed.
+    /// gateway and the routes whose text did not change are the same shared objects, as a
+    /// provider hands them on, and the rest came, went or changed.
     #[test]
     fn a_rebuild_by_difference_is_a_build_from_nothing(
         before in prop::collection::vec(route(), 0..10),
@@ -128,9 +129,13 @@ proptest! {
         kept in prop::collection::vec(any::<bool>(), 10),
     ) {
         let mut objects = BTreeMap::new();
+        let mut gateway = Observed::default();
+        manifests::parse("gateway", GATEWAY, &mut gateway);
         let mut inputs = |routes: &[&Route]| {
-            let mut observed = Observed::default();
-            manifests::parse("gateway", GATEWAY, &mut observed);
+            let mut observed = Observed {
+                inputs: gateway.inputs.clone(),
+                ..Observed::default()
+            };
             for route in routes {
                 let shared = objects.entry(route.manifest()).or_insert_with_key(|text| {
                     let mut one = Observed::default();
@@ -149,14 +154,15 @@ proptest! {
             .collect();
         let (first, second) = (inputs(&first), inputs(&second));
         let settings = Settings::default();
+        let discovered = discovered();
         let mut builder = lattice::Builder::default();
-        let (first_mesh, _) = builder.build(&first, &[], &settings);
-        let (mesh, mut skipped) = builder.build(&second, &[], &settings);
+        let (first_mesh, _) = builder.build(&first, &discovered, &settings);
+        let (mesh, mut skipped) = builder.build(&second, &discovered, &settings);
         // From nothing, and with the routes listed the other way round: the precedence is
         // the routes' own, whatever order they came in.
         let mut reversed = second.clone();
         reversed.routes.reverse();
-        let (whole, mut whole_skipped) = lattice::build(&reversed, &[], &settings);
+        let (whole, mut whole_skipped) = lattice::build(&reversed, &discovered, &settings);
         prop_assert_eq!(&mesh, &whole);
         skipped.sort();
         whole_skipped.sort();
@@ -170,6 +176,34 @@ proptest! {
             prop_assert_eq!(&snapshot.types[type_url].resources, &resources.resources);
         }
     }
+}
+
+/// Services the VPC Lattice API lists under host names the generated routes claim: apps/a's
+/// own service, which it shares its name with, and one of another account that no route may
+/// take a name from.
+fn discovered() -> Vec<Service> {
+    let service = |name: &str, domain: &str, account: &str| {
+        let origin = ServiceOrigin {
+            name: name.to_string(),
+            arn: format!("arn:aws:vpc-lattice:us-west-2:{account}:service/svc-{name}"),
+            account: account.to_string(),
+            auth: AuthSetting::default(),
+            networks: Vec::new(),
+            // Listeners unread: the sidecar assumes HTTPS on 443.
+            listeners_read: false,
+        };
+        Service {
+            id: origin.arn.clone(),
+            origin: Arc::new(origin),
+            custom_domain: Some(domain.to_string()),
+            assigned_name: None,
+            listeners: Vec::new(),
+        }
+    };
+    vec![
+        service("a-apps", "svc-a.example.com", "111122223333"),
+        service("shared", "svc-b.example.com", "444455556666"),
+    ]
 }
 
 /// A deterministic Fisher–Yates shuffle from `seed`.

@@ -10,9 +10,10 @@
 
 mod attach;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, btree_map};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+use foldhash::{HashMap, HashMapExt};
 use gateway_api::gatewayclasses::GatewayClass;
 use gateway_api::gateways::Gateway;
 use gateway_api::grpcroutes::GrpcRoute;
@@ -51,23 +52,36 @@ pub fn build(
 /// Builds meshes one after another, each by difference from the one before: a route that is
 /// the same shared object as at the previous build, while the gateways, classes, namespaces,
 /// auth policies and settings are too, yields the destinations it yielded then without being
-/// attached and checked again. What depends on every route (which one keeps a contested host
-/// name, which names discovery owns) is decided on every build, from those yields.
+/// attached and checked again. Which route keeps a contested host name is decided on every
+/// build, from those yields; the mesh's map of destinations is the previous one with only the
+/// host names of the routes that came or went decided again, as long as the discovered services
+/// are the same too.
 #[derive(Default)]
 pub struct Builder {
     /// What every route's yield depends on besides the route, as at the previous build.
     context: Option<Context>,
-    /// Each route's yield, by its kind and the address of its shared object.
-    yields: HashMap<Key, Yield>,
-    /// The keys of `yields` in Gateway API precedence: a route that comes is put in its place
-    /// and one that goes is taken out, so the order is not sorted again on every build.
-    ordered: Vec<Key>,
-    /// Counts builds; a yield records the last one whose inputs held its route.
+    /// Each route's yield, by its kind and the address of its shared object, with the last
+    /// build whose inputs held the route.
+    yields: HashMap<Key, (u64, Arc<Yield>)>,
+    /// The yields in Gateway API precedence: a route that comes is put in its place and one
+    /// that goes is taken out, so the order is not sorted again on every build.
+    ordered: Vec<Arc<Yield>>,
+    /// Counts builds.
     build: u64,
+    /// What the previous build made, to be changed where routes came or went.
+    previous: Option<Built>,
+    /// The host names of the routes that came or went since the previous build.
+    touched: BTreeSet<String>,
 }
 
 /// A route's kind and the address of its shared object.
 type Key = (RouteKind, usize);
+
+/// A build's destinations, and the services discovered then.
+struct Built {
+    destinations: BTreeMap<Arc<str>, Arc<Destination>>,
+    discovered: Vec<Service>,
+}
 
 #[derive(Clone)]
 struct Context {
@@ -104,14 +118,23 @@ impl Context {
 
 /// What one route yields, and what its reports and precedence need of it.
 struct Yield {
+    key: Key,
     /// The route's shared object, which keeps its address (the key) from being reused.
     _object: Arc<dyn std::any::Any + Send + Sync>,
     /// Gateway API precedence: creation time, then `namespace/name`, then kind.
     order: (Option<Time>, ObjectRef, RouteKind),
-    /// The last build whose inputs held the route.
-    build: u64,
     origin: String,
     destinations: Result<(Vec<Arc<Destination>>, Vec<String>), String>,
+}
+
+impl Yield {
+    fn hosts(&self) -> impl Iterator<Item = &String> {
+        let destinations = self.destinations.as_ref().map(|(yielded, _)| yielded);
+        destinations
+            .into_iter()
+            .flatten()
+            .map(|destination| &destination.host)
+    }
 }
 
 impl Builder {
@@ -136,6 +159,7 @@ impl Builder {
         {
             self.yields.clear();
             self.ordered.clear();
+            self.previous = None;
         }
         self.context = Some(context);
         self.yield_routes(inputs, settings);
@@ -144,7 +168,10 @@ impl Builder {
         let mut invalid = Vec::new();
         let (owners, conflicts) = owners(discovered);
         invalid.extend(conflicts);
-        for route in self.ordered.iter().map(|key| &self.yields[key]) {
+        // Each host name's destination: the first claim in precedence order that may keep it.
+        let mut claimed: HashMap<&str, Arc<Destination>> =
+            HashMap::with_capacity(self.ordered.len());
+        for route in &self.ordered {
             let (_, source, kind) = &route.order;
             let report = |reason: String| InvalidInput {
                 origin: route.origin.clone(),
@@ -160,55 +187,83 @@ impl Builder {
                 }
             };
             invalid.extend(refusals.iter().cloned().map(report));
-            for destination in destinations {
-                let vacant = match mesh.destinations.entry(destination.host.clone()) {
-                    btree_map::Entry::Vacant(vacant) => vacant,
-                    btree_map::Entry::Occupied(owner) => {
-                        let owner = owner
-                            .get()
-                            .route
-                            .as_ref()
-                            .map_or_else(String::new, |route| {
-                                format!("{} {}", route.kind, route.route)
-                            });
-                        invalid.push(report(format!(
-                            "hostname {} is already claimed by the older {owner}",
-                            destination.host
-                        )));
-                        continue;
-                    }
-                };
-                let mut destination = Arc::clone(destination);
-                if let Some(service) = owners.get(destination.host.as_str()) {
+            for yielded in destinations {
+                let host = yielded.host.as_str();
+                if let Some(owner) = claimed.get(host) {
+                    let owner = owner.route.as_ref().map_or_else(String::new, |route| {
+                        format!("{} {}", route.kind, route.route)
+                    });
+                    invalid.push(report(format!(
+                        "hostname {host} is already claimed by the older {owner}"
+                    )));
+                    continue;
+                }
+                let mut destination = Arc::clone(yielded);
+                if let Some(service) = owners.get(host) {
                     let own = lattice_service_name(&source.name, &source.namespace);
                     if service.origin.name != own {
                         invalid.push(report(format!(
-                            "hostname {} belongs to VPC Lattice service {} ({}), which the VPC Lattice API lists under that name; this route's service would be named {own}",
-                            destination.host, service.origin.name, service.origin.arn
+                            "hostname {host} belongs to VPC Lattice service {} ({}), which the VPC Lattice API lists under that name; this route's service would be named {own}",
+                            service.origin.name, service.origin.arn
                         )));
                         continue;
                     }
                     Arc::make_mut(&mut destination).service = Some(Arc::clone(&service.origin));
                 }
-                vacant.insert(destination);
+                claimed.insert(host, destination);
             }
         }
+        let mut served: Vec<Destination> = Vec::new();
         for service in discovered {
             for destination in service.destinations(settings) {
                 let owned = owners
                     .get(destination.host.as_str())
                     .is_some_and(|owner| std::ptr::eq(*owner, service));
-                if owned && !mesh.destinations.contains_key(&destination.host) {
-                    mesh.destinations
-                        .insert(destination.host.clone(), Arc::new(destination));
+                if owned && !claimed.contains_key(destination.host.as_str()) {
+                    served.push(destination);
                 }
             }
         }
+        let mut discovered_destinations: BTreeMap<Arc<str>, Arc<Destination>> = served
+            .into_iter()
+            .map(|destination| (destination.host.as_str().into(), Arc::new(destination)))
+            .collect();
+
+        let touched = std::mem::take(&mut self.touched);
+        let destinations = match self.previous.take() {
+            // Only the names of the routes that came or went can have changed hands.
+            Some(Built {
+                mut destinations,
+                discovered: before,
+            }) if before == discovered => {
+                for host in touched {
+                    let now = claimed.get(host.as_str()).cloned();
+                    match now.or_else(|| discovered_destinations.remove(host.as_str())) {
+                        Some(destination) => destinations.insert(host.into(), destination),
+                        None => destinations.remove(host.as_str()),
+                    };
+                }
+                destinations
+            }
+            _ => {
+                let mut destinations: BTreeMap<Arc<str>, Arc<Destination>> = claimed
+                    .into_iter()
+                    .map(|(host, destination)| (host.into(), destination))
+                    .collect();
+                destinations.append(&mut discovered_destinations);
+                destinations
+            }
+        };
+        self.previous = Some(Built {
+            destinations: destinations.clone(),
+            discovered: discovered.to_vec(),
+        });
+        mesh.destinations = destinations;
         (mesh, invalid)
     }
 
     /// Every route's yield: kept from the previous build when its object is the same, else
-    /// worked out now.
+    /// worked out now. The host names of the routes that come or go are noted as touched.
     fn yield_routes(&mut self, inputs: &Inputs, settings: &Settings) {
         let gateways = LatticeGateways::new(
             inputs,
@@ -218,58 +273,67 @@ impl Builder {
         let policies = AuthPolicies::new(&inputs.auth_policies);
         self.build += 1;
         let build = self.build;
-        let made = |route: Route<'_>, object: Arc<dyn std::any::Any + Send + Sync>| {
+        let made = |key: Key, route: Route<'_>, object: Arc<dyn std::any::Any + Send + Sync>| {
             let destinations = route_destinations(&route, &gateways, &policies, settings).map(
                 |(destinations, refusals)| {
                     (destinations.into_iter().map(Arc::new).collect(), refusals)
                 },
             );
-            Yield {
+            Arc::new(Yield {
+                key,
                 order: (
                     route.metadata.creation_timestamp.clone(),
                     route.source.clone(),
                     route.kind,
                 ),
-                build,
                 origin: route.origin.to_string(),
                 destinations,
                 _object: object,
-            }
+            })
         };
         let mut came = Vec::new();
-        let mut see = |key: Key, make: &dyn Fn() -> Yield| match self.yields.get_mut(&key) {
-            Some(kept) => kept.build = build,
+        let mut see = |key: Key, make: &dyn Fn() -> Arc<Yield>| match self.yields.get_mut(&key) {
+            Some((seen, _)) => *seen = build,
             None => {
-                self.yields.insert(key, make());
-                came.push(key);
+                let route = make();
+                self.yields.insert(key, (build, Arc::clone(&route)));
+                came.push(route);
             }
         };
         for route in &inputs.routes {
-            see((RouteKind::Http, address(route)), &|| {
-                made(http_view(route), route.clone())
-            });
+            let key = (RouteKind::Http, address(route));
+            see(key, &|| made(key, http_view(route), route.clone()));
         }
         for route in &inputs.grpc_routes {
-            see((RouteKind::Grpc, address(route)), &|| {
-                made(grpc_view(route), route.clone())
-            });
+            let key = (RouteKind::Grpc, address(route));
+            see(key, &|| made(key, grpc_view(route), route.clone()));
         }
+        // Touched names matter only to a build that has a previous one to change.
+        let noting = self.previous.is_some();
+        let touched = &mut self.touched;
         let held = self.yields.len();
-        self.yields.retain(|_, route| route.build == build);
+        self.yields.retain(|_, (seen, route)| {
+            let kept = *seen == build;
+            if !kept && noting {
+                touched.extend(route.hosts().cloned());
+            }
+            kept
+        });
         let yields = &self.yields;
         if yields.len() < held {
-            self.ordered.retain(|key| yields.contains_key(key));
+            self.ordered.retain(|route| yields.contains_key(&route.key));
+        }
+        if noting {
+            touched.extend(came.iter().flat_map(|route| route.hosts().cloned()));
         }
         // A few routes that came go in their places; many (the first build) are sorted in.
         if came.len() > 64 {
             self.ordered.extend(came);
-            self.ordered
-                .sort_by(|a, b| yields[a].order.cmp(&yields[b].order));
+            self.ordered.sort_by(|a, b| a.order.cmp(&b.order));
         } else {
-            for key in came {
-                let order = &yields[&key].order;
-                let at = (self.ordered).partition_point(|other| yields[other].order <= *order);
-                self.ordered.insert(at, key);
+            for route in came {
+                let at = (self.ordered).partition_point(|other| other.order <= route.order);
+                self.ordered.insert(at, route);
             }
         }
     }

@@ -33,9 +33,9 @@ pub const NO_ROUTE_BODY: &str =
 pub fn egress(mesh: &Mesh, previous: Option<&Mesh>) -> RouteTable {
     let mut unchanged = Unchanged::new(mesh, previous);
     let mut virtual_hosts: Vec<Host> = http_destinations(mesh)
-        .map(|d| {
+        .map(|(host, d)| {
             if unchanged.is(d) {
-                Host::Kept(d.host.clone())
+                Host::Kept(Arc::clone(host))
             } else {
                 Host::Made(Box::new(destination(d, mesh)))
             }
@@ -56,7 +56,7 @@ pub fn egress(mesh: &Mesh, previous: Option<&Mesh>) -> RouteTable {
 /// destination and what every virtual host carries are as they were. Asked of the mesh's
 /// destinations in order, it walks the previous mesh's alongside.
 struct Unchanged<'a> {
-    previous: Option<Alongside<'a, String, Arc<Destination>>>,
+    previous: Option<Alongside<'a, Arc<str>, Arc<Destination>>>,
 }
 
 impl<'a> Unchanged<'a> {
@@ -155,9 +155,9 @@ fn on_demand_name(host: &str) -> String {
 pub fn on_demand(mesh: &Mesh, previous: Option<&Mesh>) -> OnDemand {
     let mut unchanged = Unchanged::new(mesh, previous);
     let virtual_hosts = http_destinations(mesh)
-        .map(|d| {
+        .map(|(_, d)| {
             if unchanged.is(d) {
-                Host::Kept(on_demand_name(&d.host))
+                Host::Kept(on_demand_name(&d.host).into())
             } else {
                 Host::Made(Box::new(VirtualHost {
                     name: on_demand_name(&d.host),

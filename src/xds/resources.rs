@@ -36,7 +36,7 @@ pub enum Host {
     /// Made for this snapshot.
     Made(Box<VirtualHost>),
     /// The previous snapshot's of this name, unchanged: served as that snapshot serves it.
-    Kept(String),
+    Kept(Arc<str>),
 }
 
 impl Host {

@@ -22,6 +22,7 @@ use envoy_types::pb::envoy::extensions::filters::network::http_connection_manage
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
     UpstreamTlsContext, common_tls_context::ValidationContextType,
 };
+use foldhash::{HashSet, HashSetExt};
 use prost::Message;
 use sha2::Digest as _;
 
@@ -172,8 +173,10 @@ impl Snapshot {
             for host in &on_demand.virtual_hosts {
                 let resource = match host {
                     Host::Made(host) => resource(&**host, &host.name),
-                    Host::Kept(name) => (before.and_then(|before| before.resources.get(name)))
-                        .ok_or_else(|| Inconsistent::NotKept { name: name.clone() })?
+                    Host::Kept(name) => (before.and_then(|before| before.resources.get(&**name)))
+                        .ok_or_else(|| Inconsistent::NotKept {
+                            name: name.to_string(),
+                        })?
                         .clone(),
                 };
                 if let Some(old) = hosts.resources.insert(host.name().to_string(), resource) {
@@ -277,8 +280,12 @@ fn splice(
                 hosts.push((Arc::from(host.name.as_str()), hash, clusters));
             }
             Host::Kept(name) => {
-                let (name, kept) = (previous.as_mut().and_then(|p| p.find(name.as_str())))
-                    .ok_or_else(|| Inconsistent::NotKept { name: name.clone() })?;
+                let (name, kept) =
+                    (previous.as_mut().and_then(|p| p.find(&**name))).ok_or_else(|| {
+                        Inconsistent::NotKept {
+                            name: name.to_string(),
+                        }
+                    })?;
                 items.push(kept.bytes.clone());
                 hosts.push((Arc::clone(name), kept.hash, Arc::clone(&kept.clusters)));
             }
@@ -305,16 +312,22 @@ fn splice(
             (name, host)
         })
         .collect();
-    // Listed by name but for the catch-alls at the end: nearly sorted already.
-    hosts.sort_by(|a, b| a.0.cmp(&b.0));
-    if let Some(twice) = hosts.windows(2).find(|pair| pair[0].0 == pair[1].0) {
-        let kind = format!("virtual host of {}", type_url::short(type_url::ROUTE));
-        let name = twice[0].0.to_string();
-        return Err(Inconsistent::Duplicate { kind, name });
+    // Listed by name but for the catch-alls at the end: the run in order is taken as it is,
+    // and the rest put in their places.
+    let in_order = hosts
+        .windows(2)
+        .take_while(|pair| pair[0].0 < pair[1].0)
+        .count();
+    let rest = hosts.split_off((in_order + 1).min(hosts.len()));
+    let mut by_name: BTreeMap<Arc<str>, SplicedHost> = hosts.into_iter().collect();
+    for (name, host) in rest {
+        if by_name.insert(Arc::clone(&name), host).is_some() {
+            let kind = format!("virtual host of {}", type_url::short(type_url::ROUTE));
+            let name = name.to_string();
+            return Err(Inconsistent::Duplicate { kind, name });
+        }
     }
-    let spliced = Spliced {
-        hosts: hosts.into_iter().collect(),
-    };
+    let spliced = Spliced { hosts: by_name };
     let resource = Resource {
         name: table.route.name.clone(),
         version,
@@ -352,7 +365,7 @@ fn check_references(
     resources: &Resources,
     tables: &BTreeMap<String, Arc<Spliced>>,
 ) -> Result<(), Inconsistent> {
-    let clusters: BTreeSet<&str> = resources.clusters.iter().map(|c| c.name.as_str()).collect();
+    let clusters: HashSet<&str> = resources.clusters.iter().map(|c| c.name.as_str()).collect();
     let secrets: BTreeSet<&str> = resources.secrets.iter().map(|s| s.name.as_str()).collect();
     let dangling = |from: String, kind, name: &str, known: &dyn Fn(&str) -> bool| {
         if known(name) {
@@ -376,7 +389,7 @@ fn check_references(
         }
     }
     for (route, spliced) in tables {
-        let mut checked = BTreeSet::new();
+        let mut checked = HashSet::new();
         let referred = spliced.hosts.values().flat_map(|host| host.clusters.iter());
         for name in referred.filter(|name| checked.insert(name.as_str())) {
             dangling(

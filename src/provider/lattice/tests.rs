@@ -190,7 +190,7 @@ fn a_rebuild_works_out_only_the_changed_routes() {
 
     inputs.routes[1] = route("b", "b2.example.com");
     let (second, invalid) = builder.build(&inputs, &[], &settings);
-    let hosts: Vec<&String> = second.destinations.keys().collect();
+    let hosts: Vec<&str> = second.destinations.keys().map(|host| &**host).collect();
     assert_eq!(hosts, ["a.example.com", "b2.example.com"]);
     assert!(Arc::ptr_eq(
         &first.destinations["a.example.com"],

@@ -30,7 +30,7 @@ fn snapshot(version: u64, hosts: &[(&str, &str)], previous: Option<&Snapshot>) -
             service: None,
         };
         mesh.destinations
-            .insert(host.to_string(), Arc::new(destination));
+            .insert((*host).into(), Arc::new(destination));
     }
     Arc::new(Snapshot::new(version, &translate(&mesh), previous).unwrap())
 }

@@ -26,7 +26,7 @@ pub(crate) fn mesh_with(hosts: &[&str], pinned: bool) -> Resources {
             service: None,
         };
         mesh.destinations
-            .insert(host.to_string(), Arc::new(destination));
+            .insert((*host).into(), Arc::new(destination));
     }
     translate(&mesh)
 }
@@ -134,7 +134,7 @@ fn only_the_changed_destination_is_translated_and_packed_again() {
                 service: None,
             };
             mesh.destinations
-                .insert(host.to_string(), Arc::new(destination));
+                .insert((*host).into(), Arc::new(destination));
         }
         mesh
     };
@@ -202,7 +202,7 @@ fn an_unchanged_route_table_is_the_previous_one() {
     let mut kept = resources.clone();
     for host in &mut kept.routes[0].virtual_hosts {
         if host.name() == "a.example.com" {
-            *host = Host::Kept("a.example.com".to_string());
+            *host = Host::Kept("a.example.com".into());
         }
     }
     let second = Snapshot::new(2, &kept, Some(&first)).unwrap();
