@@ -10,6 +10,7 @@ use envoy_types::pb::envoy::config::route::v3::{
 };
 use envoy_types::pb::google::protobuf::Duration;
 use envoy_types::util::pack_any;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::{
@@ -56,7 +57,7 @@ pub fn egress(mesh: &Mesh, previous: Option<&Mesh>) -> RouteTable {
 /// destination and what every virtual host carries are as they were. Asked of the mesh's
 /// destinations in order, it walks the previous mesh's alongside.
 struct Unchanged<'a> {
-    previous: Option<Alongside<'a, Arc<str>, Arc<Destination>>>,
+    previous: Option<Alongside<'a, &'a BTreeMap<Arc<str>, Arc<Destination>>>>,
 }
 
 impl<'a> Unchanged<'a> {

@@ -90,10 +90,10 @@ pub struct Snapshot {
     pub tables: BTreeMap<String, Arc<Spliced>>,
 }
 
-/// The virtual hosts a route configuration's encoding was spliced from, by name.
+/// The virtual hosts a route configuration's encoding was spliced from, in name order.
 #[derive(Debug, Default)]
 pub struct Spliced {
-    hosts: BTreeMap<Arc<str>, SplicedHost>,
+    hosts: Vec<(Arc<str>, SplicedHost)>,
 }
 
 #[derive(Clone, Debug)]
@@ -265,19 +265,21 @@ fn splice(
     table: &RouteTable,
     before: Option<&Spliced>,
 ) -> Result<(Resource, Arc<Spliced>), Inconsistent> {
-    let count = table.virtual_hosts.len();
-    let mut items = Vec::with_capacity(count);
-    let mut hosts = Vec::with_capacity(count);
+    let mut hosts: Vec<(Arc<str>, SplicedHost)> = Vec::with_capacity(table.virtual_hosts.len());
     // The table lists its hosts in name order, so the previous one is walked alongside.
-    let mut previous = before.map(|before| Alongside::new(&before.hosts));
+    let mut previous = before.map(|before| Alongside::new(&before.hosts[..]));
     for host in &table.virtual_hosts {
         match host {
             Host::Made(host) => {
                 let bytes = Bytes::from(host.encode_to_vec());
                 let hash = hash(&bytes);
-                items.push(bytes);
                 let clusters = Arc::from(cluster_names(&host.routes));
-                hosts.push((Arc::from(host.name.as_str()), hash, clusters));
+                let made = SplicedHost {
+                    bytes,
+                    hash,
+                    clusters,
+                };
+                hosts.push((Arc::from(host.name.as_str()), made));
             }
             Host::Kept(name) => {
                 let (name, kept) =
@@ -286,54 +288,46 @@ fn splice(
                             name: name.to_string(),
                         }
                     })?;
-                items.push(kept.bytes.clone());
-                hosts.push((Arc::clone(name), kept.hash, Arc::clone(&kept.clusters)));
+                hosts.push((Arc::clone(name), kept.clone()));
             }
         }
     }
     let head = table.route.encode_to_vec();
-    let (packed, slices) =
-        Packed::spliced::<RouteConfiguration>(&head, VIRTUAL_HOSTS_FIELD, &items);
-    drop(items);
+    let packed = Packed::spliced::<RouteConfiguration, _>(
+        &head,
+        VIRTUAL_HOSTS_FIELD,
+        &mut hosts,
+        |(_, host)| &mut host.bytes,
+    );
     // The table's version follows its hosts' hashes, not all of its bytes hashed again.
     let mut digest = sha2::Sha256::new();
     digest.update(&head);
-    for (_, hash, _) in &hosts {
-        digest.update(hash);
+    for (_, host) in &hosts {
+        digest.update(host.hash);
     }
     let version = version(first_bytes(&digest.finalize()));
-    let mut hosts: Vec<(Arc<str>, SplicedHost)> = (hosts.into_iter().zip(slices))
-        .map(|((name, hash, clusters), bytes)| {
-            let host = SplicedHost {
-                bytes,
-                hash,
-                clusters,
-            };
-            (name, host)
-        })
-        .collect();
     // Listed by name but for the catch-alls at the end: the run in order is taken as it is,
     // and the rest put in their places.
-    let in_order = hosts
-        .windows(2)
+    let in_order = (hosts.windows(2))
         .take_while(|pair| pair[0].0 < pair[1].0)
         .count();
     let rest = hosts.split_off((in_order + 1).min(hosts.len()));
-    let mut by_name: BTreeMap<Arc<str>, SplicedHost> = hosts.into_iter().collect();
     for (name, host) in rest {
-        if by_name.insert(Arc::clone(&name), host).is_some() {
-            let kind = format!("virtual host of {}", type_url::short(type_url::ROUTE));
-            let name = name.to_string();
-            return Err(Inconsistent::Duplicate { kind, name });
+        match hosts.binary_search_by(|(at, _)| at.cmp(&name)) {
+            Ok(_) => {
+                let kind = format!("virtual host of {}", type_url::short(type_url::ROUTE));
+                let name = name.to_string();
+                return Err(Inconsistent::Duplicate { kind, name });
+            }
+            Err(at) => hosts.insert(at, (name, host)),
         }
     }
-    let spliced = Spliced { hosts: by_name };
     let resource = Resource {
         name: table.route.name.clone(),
         version,
         packed,
     };
-    Ok((resource, Arc::new(spliced)))
+    Ok((resource, Arc::new(Spliced { hosts })))
 }
 
 /// `RouteConfiguration.virtual_hosts`.
@@ -390,7 +384,7 @@ fn check_references(
     }
     for (route, spliced) in tables {
         let mut checked = HashSet::new();
-        let referred = spliced.hosts.values().flat_map(|host| host.clusters.iter());
+        let referred = (spliced.hosts.iter()).flat_map(|(_, host)| host.clusters.iter());
         for name in referred.filter(|name| checked.insert(name.as_str())) {
             dangling(
                 format!("route configuration {route:?}"),

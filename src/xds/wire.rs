@@ -52,11 +52,19 @@ impl Packed {
     }
 
     /// Packs a message of type `T` from its encoding without one repeated message field
-    /// (`head`), and that field's items, each already encoded: they are copied into the packed
-    /// bytes once, not decoded. Returns, too, each item's bytes within the packed ones.
-    pub fn spliced<T: Name>(head: &[u8], tag: u32, items: &[Bytes]) -> (Self, Vec<Bytes>) {
+    /// (`head`), and that field's items, each already encoded (`bytes` finds an item's
+    /// encoding): they are copied into the packed bytes once, not decoded. Each item's bytes
+    /// are then those within the packed ones, so that nothing is held twice.
+    pub fn spliced<T: Name, I>(
+        head: &[u8],
+        tag: u32,
+        items: &mut [I],
+        bytes: impl Fn(&mut I) -> &mut Bytes,
+    ) -> Self {
         let type_url = T::type_url();
-        let items_len: usize = items.iter().map(|item| bytes_len(tag, item.len())).sum();
+        let items_len: usize = (items.iter_mut())
+            .map(|item| bytes_len(tag, bytes(item).len()))
+            .sum();
         let value_len = head.len() + items_len;
         let mut buf = Vec::with_capacity(string_len(1, &type_url) + bytes_len(2, value_len));
         string(1, &type_url, &mut buf);
@@ -65,15 +73,24 @@ impl Packed {
         }
         let value_at = buf.len();
         buf.extend_from_slice(head);
-        let mut ranges = Vec::with_capacity(items.len());
-        for item in items {
+        for item in items.iter_mut() {
+            let item = bytes(item);
             nested(tag, item.len(), &mut buf);
-            ranges.push(buf.len()..buf.len() + item.len());
             buf.extend_from_slice(item);
         }
-        let bytes = Bytes::from(buf);
-        let slices = ranges.into_iter().map(|range| bytes.slice(range)).collect();
-        (Self { bytes, value_at }, slices)
+        let packed = Bytes::from(buf);
+        let mut at = value_at + head.len();
+        for item in items {
+            let item = bytes(item);
+            let len = item.len();
+            at += bytes_len(tag, len) - len;
+            *item = packed.slice(at..at + len);
+            at += len;
+        }
+        Self {
+            bytes: packed,
+            value_at,
+        }
     }
 
     /// The resource's own encoding.

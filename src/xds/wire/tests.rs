@@ -156,7 +156,11 @@ fn a_spliced_message_decodes_as_the_whole_one() {
     let items: Vec<Bytes> = (hosts.iter())
         .map(|host| Bytes::from(host.encode_to_vec()))
         .collect();
-    let (packed, slices) = Packed::spliced::<RouteConfiguration>(&head.encode_to_vec(), 2, &items);
+    let mut slices = items.clone();
+    let packed =
+        Packed::spliced::<RouteConfiguration, _>(&head.encode_to_vec(), 2, &mut slices, |item| {
+            item
+        });
 
     let whole = RouteConfiguration {
         virtual_hosts: hosts,
