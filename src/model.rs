@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Everything the translation needs to produce one sidecar configuration.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -40,6 +41,47 @@ pub struct Mesh {
     pub access_log_query: bool,
     /// What the sidecar does with a host no route or discovered service names.
     pub unknown_hosts: UnknownHosts,
+    /// How long calls of hosts without a destination may take, and their retries.
+    pub calls: Calls,
+}
+
+/// How long a caller's request may take and whether it is tried again: a route's `timeouts`,
+/// else the cluster-wide defaults (`--request-timeout`, `--attempt-timeout`, `--retries`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Calls {
+    /// The whole request, every attempt and the waits between them included; `None`: no limit.
+    pub request_timeout: Option<Duration>,
+    /// One attempt (a route's `backendRequest`); `None`: only the request's limit.
+    pub attempt_timeout: Option<Duration>,
+    /// How many times an idempotent request (GET, HEAD, OPTIONS, PUT, DELETE) is tried again
+    /// after a connection failure, a reset before any response, or a 503.
+    pub retries: u32,
+}
+
+impl Calls {
+    /// The longest request a retry may belong to. A retry sends the request's signed headers
+    /// again, and VPC Lattice accepts a signature for five minutes after it was made.
+    pub const RETRY_WINDOW: Duration = Duration::from_secs(4 * 60);
+
+    /// The retries this request limit allows: none beyond [`Calls::RETRY_WINDOW`], or with
+    /// no limit at all.
+    pub fn allowed_retries(&self) -> u32 {
+        match self.request_timeout {
+            Some(limit) if limit <= Self::RETRY_WINDOW => self.retries,
+            _ => 0,
+        }
+    }
+}
+
+impl Default for Calls {
+    /// Fifteen seconds a request, as AWS App Mesh's sidecars had; one retry.
+    fn default() -> Self {
+        Self {
+            request_timeout: Some(Duration::from_secs(15)),
+            attempt_timeout: None,
+            retries: 1,
+        }
+    }
 }
 
 /// What the sidecar does with a host that no route, discovered service or fallback domain
@@ -88,6 +130,8 @@ pub struct Destination {
     /// The VPC Lattice service the VPC Lattice API lists under this name, when discovery found
     /// it. A destination has a route, a service, or both.
     pub service: Option<Arc<ServiceOrigin>>,
+    /// How long its calls may take, and their retries.
+    pub calls: Calls,
 }
 
 /// What a destination's listener speaks, which decides how the sidecar talks to it.
@@ -315,6 +359,8 @@ pub struct Settings {
     /// (`status.parents`, `Accepted=True`).
     pub accepted_routes_only: bool,
     pub unknown_hosts: UnknownHosts,
+    /// The calls' defaults, for destinations whose route sets no `timeouts`.
+    pub calls: Calls,
     /// The system roots as the controller reads them (`--system-ca-file`), joined to the
     /// private CAs for unknown hosts; `None` when they are already among the private CAs
     /// (`--trust-system-roots`) or could not be read.
@@ -343,6 +389,7 @@ impl Default for Settings {
             access_log_query: true,
             accepted_routes_only: false,
             unknown_hosts: UnknownHosts::default(),
+            calls: Calls::default(),
             system_roots: None,
         }
     }
@@ -368,6 +415,7 @@ impl Settings {
             access_log: self.access_log,
             access_log_query: self.access_log_query,
             unknown_hosts: self.unknown_hosts,
+            calls: self.calls,
         }
     }
 }

@@ -95,6 +95,8 @@ fn the_schema_rejects_bad_values_with_clear_errors() {
         ("discovery.vpcId=subnet-0a1b", "/discovery/vpcId"),
         ("unknownHosts=drop", "/unknownHosts"),
         ("discovery.interval=500ms", "/discovery/interval"),
+        ("calls.requestTimeout=15", "/calls/requestTimeout"),
+        ("calls.retries=-1", "/calls/retries"),
         (
             "injection.failurePolicy=Sometimes",
             "/injection/failurePolicy",

@@ -67,21 +67,9 @@ async fn follows(protocol: &str, inspect: bool) {
     let hosts = ["demo-cluster2.example.com", "demo-cluster3.example.com"];
     let upstream = TlsUpstream::start(dir.path(), &hosts).await;
     let egress_port = free_port();
-    let mut args = vec![
-        format!("--manifests={}", manifests.display()),
-        "--signing=none".to_string(),
-        // Unknown and removed hosts get the sidecar's own 404, which this test reads.
-        "--unknown-hosts=deny".to_string(),
-        format!("--ca-file={}", upstream.ca_file.display()),
-        "--egress-address=127.0.0.1".to_string(),
-        format!("--egress-port={egress_port}"),
-        format!("--protocol-inspection={inspect}"),
-    ];
-    args.extend(
-        hosts
-            .iter()
-            .map(|host| format!("--resolve={host}={}", upstream.address)),
-    );
+    // Unknown and removed hosts get the sidecar's own 404, which this test reads.
+    let mut args = upstream.controller_args(&manifests, &hosts, egress_port);
+    args.push(format!("--protocol-inspection={inspect}"));
     let started = Instant::now();
     let controller = Controller::start(dir.path(), &args).await;
     let envoy = Envoy::start(dir.path(), "demo-pod", controller.xds_port, protocol).await;

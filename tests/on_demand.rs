@@ -47,20 +47,8 @@ async fn a_sidecar_holds_only_the_hosts_its_pod_calls() {
     ];
     let upstream = TlsUpstream::start(dir.path(), &hosts).await;
     let egress_port = free_port();
-    let mut args = vec![
-        format!("--manifests={}", manifests.display()),
-        "--signing=none".to_string(),
-        "--on-demand-hosts=true".to_string(),
-        "--unknown-hosts=deny".to_string(),
-        format!("--ca-file={}", upstream.ca_file.display()),
-        "--egress-address=127.0.0.1".to_string(),
-        format!("--egress-port={egress_port}"),
-    ];
-    args.extend(
-        hosts
-            .iter()
-            .map(|host| format!("--resolve={host}={}", upstream.address)),
-    );
+    let mut args = upstream.controller_args(&manifests, &hosts, egress_port);
+    args.push("--on-demand-hosts=true".to_string());
     let controller = Controller::start(dir.path(), &args).await;
     let envoy = Envoy::start(dir.path(), "demo-pod", controller.xds_port, "delta").await;
     let egress = format!("127.0.0.1:{egress_port}").parse().unwrap();

@@ -15,7 +15,7 @@ use crate::controller::{ControllerConfig, Source, WebhookConfig, XdsAuth};
 use crate::inject::{InjectConfig, SidecarResources, SignerSockets};
 use crate::model::defaults;
 use crate::model::{
-    DEFAULT_GATEWAY_CLASS, DEFAULT_SYSTEM_CA_FILE, Egress, PRIVATE_CA_BUNDLE, Settings,
+    Calls, DEFAULT_GATEWAY_CLASS, DEFAULT_SYSTEM_CA_FILE, Egress, PRIVATE_CA_BUNDLE, Settings,
     SignerAddress, Signing, SigningAlgorithm, SigningMode, TrustBundle, UnknownHosts,
 };
 use crate::provider::kubernetes::token_review::DEFAULT_AUDIENCE;
@@ -374,6 +374,20 @@ pub struct ControllerArgs {
         value_name = "BOOL"
     )]
     pub accepted_routes_only: Option<bool>,
+    /// How long a caller's request through the sidecar may take, retries included, when its
+    /// route sets no `timeouts.request` (discovered services, unknown hosts too); `0s`: no limit.
+    #[arg(long, env = "LATTICE_XDS_REQUEST_TIMEOUT", default_value = "15s", value_parser = humantime::parse_duration)]
+    pub request_timeout: Duration,
+    /// How long one attempt may take when the route sets no `timeouts.backendRequest`; `0s`:
+    /// only the request's limit.
+    #[arg(long, env = "LATTICE_XDS_ATTEMPT_TIMEOUT", default_value = "0s", value_parser = humantime::parse_duration)]
+    pub attempt_timeout: Duration,
+    /// How many times the sidecar tries an idempotent request (GET, HEAD, OPTIONS, PUT, DELETE)
+    /// again after a connection failure, a reset before any response, or a 503, with a
+    /// jittered backoff. The signed headers are sent again, so requests whose limit exceeds
+    /// four minutes (or that have none) are not retried: VPC Lattice accepts a signature for five.
+    #[arg(long, env = "LATTICE_XDS_RETRIES", default_value_t = 1)]
+    pub retries: u32,
     /// Milliseconds that input changes settle before a rebuild.
     #[arg(long, env = "LATTICE_XDS_DEBOUNCE_MS", default_value_t = 100)]
     pub debounce_ms: u64,
@@ -537,6 +551,11 @@ impl ControllerArgs {
             access_log_query: self.access_log_query,
             accepted_routes_only: self.accepted_routes_only.unwrap_or(self.kubernetes),
             unknown_hosts,
+            calls: Calls {
+                request_timeout: (!self.request_timeout.is_zero()).then_some(self.request_timeout),
+                attempt_timeout: (!self.attempt_timeout.is_zero()).then_some(self.attempt_timeout),
+                retries: self.retries,
+            },
             system_roots,
         };
         anyhow::ensure!(

@@ -145,6 +145,7 @@ impl Service {
                     protocol: listener.protocol,
                     route: None,
                     service: Some(Arc::clone(&self.origin)),
+                    calls: settings.calls,
                 }
             })
             .collect()

@@ -12,6 +12,7 @@ mod attach;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use std::time::Duration;
 
 use foldhash::{HashMap, HashMapExt};
 use gateway_api::gatewayclasses::GatewayClass;
@@ -27,8 +28,8 @@ use super::discovery::Service;
 use super::policy::IamAuthPolicy;
 use super::{Inputs, InvalidInput, Shared, Sourced};
 use crate::model::{
-    AuthPolicyRef, Destination, Mesh, ObjectRef, PolicyLevel, Protocol, RouteKind, RouteOrigin,
-    Settings, Trust,
+    AuthPolicyRef, Calls, Destination, Mesh, ObjectRef, PolicyLevel, Protocol, RouteKind,
+    RouteOrigin, Settings, Trust,
 };
 
 /// The `controllerName` of GatewayClasses run by the AWS Gateway API Controller.
@@ -384,6 +385,8 @@ struct Route<'a> {
     hostnames: &'a [String],
     parents: Vec<ParentRef<'a>>,
     status: Vec<StatusParent<'a>>,
+    /// Each rule's `timeouts` (`request`, `backendRequest`); empty for a kind without them.
+    timeouts: Vec<(Option<&'a str>, Option<&'a str>)>,
 }
 
 fn accepted_condition(conditions: &[Condition]) -> Option<Result<(), &str>> {
@@ -449,12 +452,25 @@ macro_rules! view {
                     accepted: accepted_condition(&status.conditions),
                 })
                 .collect(),
+            timeouts: Vec::new(),
         }
     };
 }
 
 fn http_view(route: &Sourced<HttpRoute>) -> Route<'_> {
-    view!(route, RouteKind::Http)
+    let rules = route.object.spec.rules.iter().flatten();
+    Route {
+        timeouts: rules
+            .map(|rule| {
+                let timeouts = rule.timeouts.as_ref();
+                (
+                    timeouts.and_then(|t| t.request.as_deref()),
+                    timeouts.and_then(|t| t.backend_request.as_deref()),
+                )
+            })
+            .collect(),
+        ..view!(route, RouteKind::Http)
+    }
 }
 
 fn grpc_view(route: &Sourced<GrpcRoute>) -> Route<'_> {
@@ -526,6 +542,7 @@ fn route_destinations(
         .map(|admitted| admitted.gateway.clone())
         .collect();
     let auth_policies = policies.guarding(&networks, route.kind, &route.source);
+    let calls = route_calls(route, settings.calls, &mut refusals);
     let mut seen = BTreeSet::new();
     let mut destinations = Vec::new();
     for (host, trust, admitted) in hosts {
@@ -554,9 +571,86 @@ fn route_destinations(
                 auth_policies: auth_policies.clone(),
             }),
             service: None,
+            calls,
         });
     }
     Ok((destinations, refusals))
+}
+
+/// The calls of a route's destinations: each rule's `timeouts`, `0s` for no limit. A rule
+/// without `timeouts` has the defaults; one that sets only `request` has no limit per attempt
+/// but that. The sidecar routes the host as a whole and VPC Lattice picks the rule, so when the
+/// rules differ the longest limit holds: no rule's requests are cut short. A value that is not
+/// a duration is reported, and the default holds for it.
+fn route_calls(route: &Route<'_>, defaults: Calls, refusals: &mut Vec<String>) -> Calls {
+    // `None` is no limit.
+    let mut limit = |field: &str, value: Option<&str>, default: Option<Duration>| {
+        let Some(value) = value else {
+            return default;
+        };
+        match gateway_duration(value) {
+            Ok(limit) => (!limit.is_zero()).then_some(limit),
+            Err(why) => {
+                refusals.push(format!(
+                    "timeouts.{field} {value:?} is not a duration ({why}); the default holds"
+                ));
+                default
+            }
+        }
+    };
+    let longest = |a: Option<Duration>, b: Option<Duration>| a.zip(b).map(|(a, b)| a.max(b));
+    let mut limits: Option<(Option<Duration>, Option<Duration>)> = None;
+    for (request, backend_request) in &route.timeouts {
+        let attempt_default = match request {
+            Some(_) => None,
+            None => defaults.attempt_timeout,
+        };
+        let request = limit("request", *request, defaults.request_timeout);
+        let attempt = limit("backendRequest", *backend_request, attempt_default);
+        limits = Some(match limits {
+            None => (request, attempt),
+            Some((r, a)) => (longest(r, request), longest(a, attempt)),
+        });
+    }
+    match limits {
+        Some((request_timeout, attempt_timeout)) => Calls {
+            request_timeout,
+            attempt_timeout,
+            ..defaults
+        },
+        None => defaults,
+    }
+}
+
+/// A Gateway API duration (GEP-2257): one to four parts, each up to five digits and a unit
+/// (`h`, `m`, `s` or `ms`), as in `1h30m` or `500ms`.
+fn gateway_duration(text: &str) -> Result<Duration, &'static str> {
+    let mut rest = text;
+    let mut total = Duration::ZERO;
+    let mut parts = 0;
+    while !rest.is_empty() {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        if !(1..=5).contains(&digits) {
+            return Err("each part is one to five digits and a unit");
+        }
+        let number: u64 = rest[..digits].parse().map_err(|_| "not a number")?;
+        rest = &rest[digits..];
+        let (unit, length) = match rest.as_bytes() {
+            [b'm', b's', ..] => (Duration::from_millis(1), 2),
+            [b'h', ..] => (Duration::from_secs(3600), 1),
+            [b'm', ..] => (Duration::from_secs(60), 1),
+            [b's', ..] => (Duration::from_secs(1), 1),
+            _ => return Err("the units are h, m, s and ms"),
+        };
+        rest = &rest[length..];
+        total += unit * u32::try_from(number).map_err(|_| "too large")?;
+        parts += 1;
+    }
+    match parts {
+        0 => Err("empty"),
+        1..=4 => Ok(total),
+        _ => Err("at most four parts"),
+    }
 }
 
 /// The Lattice-assigned name of `route`'s service, when `name` has the shape VPC Lattice gives

@@ -4,11 +4,15 @@
 
 use envoy_types::pb::envoy::config::core::v3::{DataSource, data_source::Specifier};
 use envoy_types::pb::envoy::config::route::v3::{
-    DirectResponseAction, FilterConfig, Route, RouteAction, RouteConfiguration, RouteMatch, Vhds,
-    VirtualHost, route::Action, route_action::ClusterSpecifier, route_action::MaxStreamDuration,
-    route_match::PathSpecifier,
+    DirectResponseAction, FilterConfig, HeaderMatcher, RetryPolicy, Route, RouteAction,
+    RouteConfiguration, RouteMatch, Vhds, VirtualHost, header_matcher::HeaderMatchSpecifier,
+    retry_policy::RetryBackOff, route::Action, route_action::ClusterSpecifier,
+    route_action::MaxStreamDuration, route_match::PathSpecifier,
 };
-use envoy_types::pb::google::protobuf::Duration;
+use envoy_types::pb::envoy::r#type::matcher::v3::{
+    RegexMatcher, StringMatcher, string_matcher::MatchPattern,
+};
+use envoy_types::pb::google::protobuf::{Duration, UInt32Value};
 use envoy_types::util::pack_any;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -17,7 +21,7 @@ use super::{
     EGRESS, FALLBACK_VHOST, cluster_name_of, http_destinations, shared_cluster_name, signing,
 };
 use crate::model::{
-    Destination, Mesh, Protocol, ServiceOrigin, UnknownHosts, custom_domain_trust,
+    Calls, Destination, Mesh, Protocol, ServiceOrigin, UnknownHosts, custom_domain_trust,
     unknown_host_trust,
 };
 use crate::sorted::Alongside;
@@ -84,13 +88,14 @@ fn fallback_domains(mesh: &Mesh) -> Option<VirtualHost> {
         .map(|domain| format!("*.{domain}"))
         .collect();
     let trust = custom_domain_trust(&mesh.bundles);
+    let mut route = to_cluster(shared_cluster_name(Some(&trust), Protocol::Http));
+    if let Some(Action::Route(action)) = &mut route.action {
+        limit_calls(action, &mesh.calls);
+    }
     Some(VirtualHost {
         name: FALLBACK_VHOST.to_string(),
         domains,
-        routes: vec![to_cluster(shared_cluster_name(
-            Some(&trust),
-            Protocol::Http,
-        ))],
+        routes: vec![route],
         ..Default::default()
     })
 }
@@ -209,16 +214,18 @@ const STAT_PREFIX: &str = "destination";
 fn destination(destination: &Destination, mesh: &Mesh) -> VirtualHost {
     let mut route = to_cluster(cluster_name_of(destination));
     route.name = provenance(destination);
-    if destination.protocol == Protocol::Grpc
-        && let Some(Action::Route(action)) = &mut route.action
-    {
-        // A stream may last as long as its client wants: no route timeout, and the client's
-        // `grpc-timeout` bounds it.
-        action.timeout = Some(Duration::default());
-        action.max_stream_duration = Some(MaxStreamDuration {
-            grpc_timeout_header_max: Some(Duration::default()),
-            ..Default::default()
-        });
+    if let Some(Action::Route(action)) = &mut route.action {
+        if destination.protocol == Protocol::Grpc {
+            // A stream may last as long as its client wants: no route timeout, and the client's
+            // `grpc-timeout` bounds it.
+            action.timeout = Some(Duration::default());
+            action.max_stream_duration = Some(MaxStreamDuration {
+                grpc_timeout_header_max: Some(Duration::default()),
+                ..Default::default()
+            });
+        } else {
+            limit_calls(action, &destination.calls);
+        }
     }
     if mesh.destination_stats {
         route.stat_prefix = STAT_PREFIX.to_string();
@@ -271,6 +278,64 @@ pub fn service_provenance(service: &ServiceOrigin) -> String {
     entries.join(PROVENANCE_SEPARATOR)
 }
 
+/// Which requests a retry may repeat: those of the methods HTTP calls idempotent (RFC 9110).
+const IDEMPOTENT_METHODS: &str = "GET|HEAD|OPTIONS|PUT|DELETE";
+
+/// What a retry follows: a connection that failed, a reset before any response, or a 503 (VPC
+/// Lattice's answer while a target is unavailable, as during a rolling restart).
+const RETRY_ON: &str = "connect-failure,reset,retriable-status-codes";
+
+/// The waits between attempts: Envoy draws each at random below a bound that starts at the
+/// first and grows with each retry up to the second.
+const RETRY_BACKOFF: (std::time::Duration, std::time::Duration) = (
+    std::time::Duration::from_millis(25),
+    std::time::Duration::from_millis(250),
+);
+
+/// Sets a route's limit on the whole request (retries included; `0s` to Envoy is none) and,
+/// when it allows any, its retries of idempotent requests with an attempt's own limit.
+fn limit_calls(action: &mut RouteAction, calls: &Calls) {
+    action.timeout = Some(
+        calls
+            .request_timeout
+            .map_or_else(Duration::default, duration),
+    );
+    let retries = calls.allowed_retries();
+    if retries == 0 && calls.attempt_timeout.is_none() {
+        return;
+    }
+    let idempotent = HeaderMatcher {
+        name: ":method".to_string(),
+        header_match_specifier: Some(HeaderMatchSpecifier::StringMatch(StringMatcher {
+            match_pattern: Some(MatchPattern::SafeRegex(RegexMatcher {
+                regex: IDEMPOTENT_METHODS.to_string(),
+                ..Default::default()
+            })),
+            ..Default::default()
+        })),
+        ..Default::default()
+    };
+    action.retry_policy = Some(RetryPolicy {
+        retry_on: RETRY_ON.to_string(),
+        num_retries: Some(UInt32Value { value: retries }),
+        per_try_timeout: calls.attempt_timeout.map(duration),
+        retriable_status_codes: vec![503],
+        retry_back_off: Some(RetryBackOff {
+            base_interval: Some(duration(RETRY_BACKOFF.0)),
+            max_interval: Some(duration(RETRY_BACKOFF.1)),
+        }),
+        retriable_request_headers: vec![idempotent],
+        ..Default::default()
+    });
+}
+
+fn duration(duration: std::time::Duration) -> Duration {
+    Duration {
+        seconds: i64::try_from(duration.as_secs()).unwrap_or(i64::MAX),
+        nanos: i32::try_from(duration.subsec_nanos()).unwrap_or(0),
+    }
+}
+
 fn to_cluster(cluster: String) -> Route {
     Route {
         r#match: Some(every_path()),
@@ -294,6 +359,9 @@ fn default_forward(mesh: &Mesh) -> VirtualHost {
     let trust = unknown_host_trust(&mesh.bundles);
     let mut route = to_cluster(shared_cluster_name(Some(&trust), Protocol::Http));
     route.name = DEFAULT_FORWARD.to_string();
+    if let Some(Action::Route(action)) = &mut route.action {
+        limit_calls(action, &mesh.calls);
+    }
     VirtualHost {
         name: "default-forward".to_string(),
         domains: vec!["*".to_string()],

@@ -1,5 +1,10 @@
 //! An HTTPS server standing in for a VPC Lattice service: a certificate for the given host
-//! names signed by a CA made in the test, and a record of the SNI of every connection.
+//! names signed by a CA made in the test, and a record of the SNI of every connection and of
+//! every request. It answers `200 hello from <sni>`, but for these paths:
+//!
+//! - `/status/<code>`: that status, every time;
+//! - `/fail-first/<anything>`: 503 the first time the path is asked, 200 after;
+//! - `/delay/<milliseconds>`: 200 after that long.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -61,6 +66,8 @@ pub struct TlsUpstream {
     pub ca_file: PathBuf,
     /// The SNI of every TLS connection accepted so far.
     pub server_names: Arc<Mutex<Vec<String>>>,
+    /// Every request so far: `METHOD /path`.
+    pub requests: Arc<Mutex<Vec<String>>>,
     certificate: Arc<Swappable>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -136,11 +143,14 @@ impl TlsUpstream {
         let address = listener.local_addr().expect("address");
         let server_names = Arc::new(Mutex::new(Vec::new()));
         let seen = Arc::clone(&server_names);
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let asked = Arc::clone(&requests);
         let accepted_with = Arc::clone(&certificate);
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
                 let acceptor = acceptor.clone();
                 let seen = Arc::clone(&seen);
+                let asked = Arc::clone(&asked);
                 let certificate = Arc::clone(&accepted_with);
                 tokio::spawn(async move {
                     let generation = certificate.generation.load(Ordering::SeqCst);
@@ -154,7 +164,7 @@ impl TlsUpstream {
                         .unwrap_or_default()
                         .to_string();
                     seen.lock().unwrap().push(sni.clone());
-                    serve(&mut tls, &sni, || {
+                    serve(&mut tls, &sni, &asked, || {
                         certificate.generation.load(Ordering::SeqCst) == generation
                     })
                     .await;
@@ -165,6 +175,7 @@ impl TlsUpstream {
             address,
             ca_file,
             server_names,
+            requests,
             certificate,
             task,
         }
@@ -173,6 +184,34 @@ impl TlsUpstream {
     pub fn server_names(&self) -> Vec<String> {
         self.server_names.lock().unwrap().clone()
     }
+
+    /// The controller flags of a sidecar whose pod calls `hosts` here, on its egress port:
+    /// the manifests' routes, no signing, this upstream's CA, and the sidecar's own 404 for
+    /// any other host.
+    pub fn controller_args(
+        &self,
+        manifests: &Path,
+        hosts: &[&str],
+        egress_port: u16,
+    ) -> Vec<String> {
+        let mut args = vec![
+            format!("--manifests={}", manifests.display()),
+            "--signing=none".to_string(),
+            "--unknown-hosts=deny".to_string(),
+            format!("--ca-file={}", self.ca_file.display()),
+            "--egress-address=127.0.0.1".to_string(),
+            format!("--egress-port={egress_port}"),
+        ];
+        args.extend((hosts.iter()).map(|host| format!("--resolve={host}={}", self.address)));
+        args
+    }
+
+    /// How many requests asked for `method path`.
+    pub fn asked(&self, method: &str, path: &str) -> usize {
+        let request = format!("{method} {path}");
+        let requests = self.requests.lock().unwrap();
+        requests.iter().filter(|asked| **asked == request).count()
+    }
 }
 
 /// Answers every request on the connection until the client closes it, or `current` turns
@@ -180,6 +219,7 @@ impl TlsUpstream {
 async fn serve<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
     stream: &mut S,
     sni: &str,
+    requests: &Mutex<Vec<String>>,
     current: impl Fn() -> bool,
 ) {
     let mut buffer = Vec::new();
@@ -196,10 +236,38 @@ async fn serve<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
             .position(|w| w == b"\r\n\r\n")
             .unwrap_or(0)
             + 4;
+        let head = String::from_utf8_lossy(&buffer[..end]).into_owned();
         buffer.drain(..end);
+        let mut words = head.split_whitespace();
+        let request = format!(
+            "{} {}",
+            words.next().unwrap_or_default(),
+            words.next().unwrap_or_default()
+        );
+        let path = request
+            .split_once(' ')
+            .map_or("", |(_, path)| path)
+            .to_string();
+        let asked_before = {
+            let mut requests = requests.lock().unwrap();
+            let before = requests.iter().filter(|asked| **asked == request).count();
+            requests.push(request);
+            before
+        };
+        let status = if let Some(code) = path.strip_prefix("/status/") {
+            code.parse().unwrap_or(400)
+        } else if path.starts_with("/fail-first/") && asked_before == 0 {
+            503
+        } else {
+            if let Some(millis) = path.strip_prefix("/delay/") {
+                let millis = millis.parse().unwrap_or(0);
+                tokio::time::sleep(std::time::Duration::from_millis(millis)).await;
+            }
+            200
+        };
         let body = format!("hello from {sni}\n");
         let response = format!(
-            "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {}\r\n\r\n{body}",
+            "HTTP/1.1 {status} Scripted\r\ncontent-type: text/plain\r\ncontent-length: {}\r\n\r\n{body}",
             body.len()
         );
         if stream.write_all(response.as_bytes()).await.is_err() {

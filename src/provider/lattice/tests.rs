@@ -215,3 +215,34 @@ fn a_rebuild_works_out_only_the_changed_routes() {
         &third.destinations["a.example.com"]
     ));
 }
+
+/// Route timeouts are Gateway API durations (GEP-2257): up to four parts of up to five digits
+/// and a unit each; anything else is refused with the reason.
+#[test]
+fn timeouts_read_gateway_api_durations() {
+    use super::gateway_duration;
+    use std::time::Duration;
+
+    let parsed = |text: &str| gateway_duration(text);
+    assert_eq!(parsed("10s"), Ok(Duration::from_secs(10)));
+    assert_eq!(parsed("500ms"), Ok(Duration::from_millis(500)));
+    assert_eq!(parsed("1h30m"), Ok(Duration::from_secs(5400)));
+    assert_eq!(parsed("1m1s1ms0h"), Ok(Duration::from_millis(61_001)));
+    assert_eq!(parsed("0s"), Ok(Duration::ZERO));
+    for refused in [
+        "",
+        "10",
+        "s",
+        "1d",
+        "5 seconds",
+        "123456s",
+        "1h1m1s1ms1h",
+        "-1s",
+        "1.5s",
+    ] {
+        assert!(
+            parsed(refused).is_err(),
+            "{refused:?} was read as a duration"
+        );
+    }
+}

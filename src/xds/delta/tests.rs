@@ -28,6 +28,7 @@ fn snapshot(version: u64, hosts: &[(&str, &str)], previous: Option<&Snapshot>) -
                 auth_policies: Vec::new(),
             }),
             service: None,
+            calls: Default::default(),
         };
         mesh.destinations
             .insert((*host).into(), Arc::new(destination));

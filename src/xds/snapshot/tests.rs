@@ -24,6 +24,7 @@ pub(crate) fn mesh_with(hosts: &[&str], pinned: bool) -> Resources {
                 auth_policies: Vec::new(),
             }),
             service: None,
+            calls: Default::default(),
         };
         mesh.destinations
             .insert((*host).into(), Arc::new(destination));
@@ -132,6 +133,7 @@ fn only_the_changed_destination_is_translated_and_packed_again() {
                 protocol: Default::default(),
                 route: None,
                 service: None,
+                calls: Default::default(),
             };
             mesh.destinations
                 .insert((*host).into(), Arc::new(destination));
