@@ -6,8 +6,8 @@ use envoy_types::pb::envoy::config::core::v3::{DataSource, data_source::Specifie
 use envoy_types::pb::envoy::config::route::v3::{
     DirectResponseAction, FilterConfig, HeaderMatcher, RetryPolicy, Route, RouteAction,
     RouteConfiguration, RouteMatch, Vhds, VirtualHost, header_matcher::HeaderMatchSpecifier,
-    retry_policy::RetryBackOff, route::Action, route_action::ClusterSpecifier,
-    route_action::MaxStreamDuration, route_match::PathSpecifier,
+    route::Action, route_action::ClusterSpecifier, route_action::MaxStreamDuration,
+    route_match::PathSpecifier,
 };
 use envoy_types::pb::envoy::r#type::matcher::v3::{
     RegexMatcher, StringMatcher, string_matcher::MatchPattern,
@@ -285,15 +285,11 @@ const IDEMPOTENT_METHODS: &str = "GET|HEAD|OPTIONS|PUT|DELETE";
 /// Lattice's answer while a target is unavailable, as during a rolling restart).
 const RETRY_ON: &str = "connect-failure,reset,retriable-status-codes";
 
-/// The waits between attempts: Envoy draws each at random below a bound that starts at the
-/// first and grows with each retry up to the second.
-const RETRY_BACKOFF: (std::time::Duration, std::time::Duration) = (
-    std::time::Duration::from_millis(25),
-    std::time::Duration::from_millis(250),
-);
-
 /// Sets a route's limit on the whole request (retries included; `0s` to Envoy is none) and,
-/// when it allows any, its retries of idempotent requests with an attempt's own limit.
+/// when it allows any, its retries of idempotent requests with an attempt's own limit. The
+/// waits between attempts are Envoy's own: each drawn at random below a bound that starts at
+/// 25 ms and grows with each retry up to 250 ms. Every virtual host carries its policy (Envoy
+/// has no default for a whole route configuration), so it says no more than it must.
 fn limit_calls(action: &mut RouteAction, calls: &Calls) {
     action.timeout = Some(
         calls
@@ -320,10 +316,6 @@ fn limit_calls(action: &mut RouteAction, calls: &Calls) {
         num_retries: Some(UInt32Value { value: retries }),
         per_try_timeout: calls.attempt_timeout.map(duration),
         retriable_status_codes: vec![503],
-        retry_back_off: Some(RetryBackOff {
-            base_interval: Some(duration(RETRY_BACKOFF.0)),
-            max_interval: Some(duration(RETRY_BACKOFF.1)),
-        }),
         retriable_request_headers: vec![idempotent],
         ..Default::default()
     });
