@@ -9,9 +9,7 @@ use envoy_types::pb::envoy::config::route::v3::{
     route::Action, route_action::ClusterSpecifier, route_action::MaxStreamDuration,
     route_match::PathSpecifier,
 };
-use envoy_types::pb::envoy::r#type::matcher::v3::{
-    RegexMatcher, StringMatcher, string_matcher::MatchPattern,
-};
+use envoy_types::pb::envoy::r#type::matcher::v3::{StringMatcher, string_matcher::MatchPattern};
 use envoy_types::pb::google::protobuf::{Duration, UInt32Value};
 use envoy_types::util::pack_any;
 use std::collections::BTreeMap;
@@ -279,7 +277,9 @@ pub fn service_provenance(service: &ServiceOrigin) -> String {
 }
 
 /// Which requests a retry may repeat: those of the methods HTTP calls idempotent (RFC 9110).
-const IDEMPOTENT_METHODS: &str = "GET|HEAD|OPTIONS|PUT|DELETE";
+/// Matched exactly, one matcher each: a regular expression would cost every sidecar a compiled
+/// automaton per virtual host.
+const IDEMPOTENT_METHODS: [&str; 5] = ["GET", "HEAD", "OPTIONS", "PUT", "DELETE"];
 
 /// What a retry follows: a connection that failed, a reset before any response, or a 503 (VPC
 /// Lattice's answer while a target is unavailable, as during a rolling restart).
@@ -300,23 +300,20 @@ fn limit_calls(action: &mut RouteAction, calls: &Calls) {
     if retries == 0 && calls.attempt_timeout.is_none() {
         return;
     }
-    let idempotent = HeaderMatcher {
+    let idempotent = IDEMPOTENT_METHODS.map(|method| HeaderMatcher {
         name: ":method".to_string(),
         header_match_specifier: Some(HeaderMatchSpecifier::StringMatch(StringMatcher {
-            match_pattern: Some(MatchPattern::SafeRegex(RegexMatcher {
-                regex: IDEMPOTENT_METHODS.to_string(),
-                ..Default::default()
-            })),
+            match_pattern: Some(MatchPattern::Exact(method.to_string())),
             ..Default::default()
         })),
         ..Default::default()
-    };
+    });
     action.retry_policy = Some(RetryPolicy {
         retry_on: RETRY_ON.to_string(),
         num_retries: Some(UInt32Value { value: retries }),
         per_try_timeout: calls.attempt_timeout.map(duration),
         retriable_status_codes: vec![503],
-        retriable_request_headers: vec![idempotent],
+        retriable_request_headers: idempotent.to_vec(),
         ..Default::default()
     });
 }
