@@ -43,6 +43,32 @@ pub struct Mesh {
     pub unknown_hosts: UnknownHosts,
     /// How long calls of hosts without a destination may take, and their retries.
     pub calls: Calls,
+    /// How much a sidecar sends at once through each cluster.
+    pub limits: ClusterLimits,
+}
+
+/// How much one sidecar sends at once through one cluster (Envoy's circuit breakers): past a
+/// limit a request is answered 503 at once, marked `UO` in the access log, instead of queueing
+/// behind a service that has stopped answering. A shared cluster carries every destination of
+/// its class, so the defaults are four times Envoy's own 1,024.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ClusterLimits {
+    /// Connections open at once (HTTP/1.1 needs one per request in flight).
+    pub connections: u32,
+    /// Requests waiting for a connection.
+    pub pending_requests: u32,
+    /// Requests in flight; retries in flight are held to the same number.
+    pub requests: u32,
+}
+
+impl Default for ClusterLimits {
+    fn default() -> Self {
+        Self {
+            connections: 4096,
+            pending_requests: 4096,
+            requests: 4096,
+        }
+    }
 }
 
 /// How long a caller's request may take and whether it is tried again: a route's `timeouts`,
@@ -361,6 +387,7 @@ pub struct Settings {
     pub unknown_hosts: UnknownHosts,
     /// The calls' defaults, for destinations whose route sets no `timeouts`.
     pub calls: Calls,
+    pub limits: ClusterLimits,
     /// The system roots as the controller reads them (`--system-ca-file`), joined to the
     /// private CAs for unknown hosts; `None` when they are already among the private CAs
     /// (`--trust-system-roots`) or could not be read.
@@ -390,6 +417,7 @@ impl Default for Settings {
             accepted_routes_only: false,
             unknown_hosts: UnknownHosts::default(),
             calls: Calls::default(),
+            limits: ClusterLimits::default(),
             system_roots: None,
         }
     }
@@ -416,6 +444,7 @@ impl Settings {
             access_log_query: self.access_log_query,
             unknown_hosts: self.unknown_hosts,
             calls: self.calls,
+            limits: self.limits,
         }
     }
 }

@@ -97,6 +97,7 @@ fn the_schema_rejects_bad_values_with_clear_errors() {
         ("discovery.interval=500ms", "/discovery/interval"),
         ("calls.requestTimeout=15", "/calls/requestTimeout"),
         ("calls.retries=-1", "/calls/retries"),
+        ("limits.requests=0", "/limits/requests"),
         (
             "injection.failurePolicy=Sometimes",
             "/injection/failurePolicy",

@@ -15,8 +15,8 @@ use crate::controller::{ControllerConfig, Source, WebhookConfig, XdsAuth};
 use crate::inject::{InjectConfig, SidecarResources, SignerSockets};
 use crate::model::defaults;
 use crate::model::{
-    Calls, DEFAULT_GATEWAY_CLASS, DEFAULT_SYSTEM_CA_FILE, Egress, PRIVATE_CA_BUNDLE, Settings,
-    SignerAddress, Signing, SigningAlgorithm, SigningMode, TrustBundle, UnknownHosts,
+    Calls, ClusterLimits, DEFAULT_GATEWAY_CLASS, DEFAULT_SYSTEM_CA_FILE, Egress, PRIVATE_CA_BUNDLE,
+    Settings, SignerAddress, Signing, SigningAlgorithm, SigningMode, TrustBundle, UnknownHosts,
 };
 use crate::provider::kubernetes::token_review::DEFAULT_AUDIENCE;
 use crate::provider::kubernetes::{KubernetesConfig, LeaseConfig};
@@ -388,6 +388,17 @@ pub struct ControllerArgs {
     /// four minutes (or that have none) are not retried: VPC Lattice accepts a signature for five.
     #[arg(long, env = "LATTICE_XDS_RETRIES", default_value_t = 1)]
     pub retries: u32,
+    /// Connections a sidecar keeps open at once through each of its clusters (a shared cluster
+    /// carries every destination of its trust class); past the limit a request is answered
+    /// 503 at once (`UO` in the access log).
+    #[arg(long, env = "LATTICE_XDS_MAX_CONNECTIONS", default_value_t = ClusterLimits::default().connections)]
+    pub max_connections: u32,
+    /// Requests a sidecar lets wait for a connection, per cluster.
+    #[arg(long, env = "LATTICE_XDS_MAX_PENDING_REQUESTS", default_value_t = ClusterLimits::default().pending_requests)]
+    pub max_pending_requests: u32,
+    /// Requests (and, apart, retries) a sidecar has in flight at once, per cluster.
+    #[arg(long, env = "LATTICE_XDS_MAX_REQUESTS", default_value_t = ClusterLimits::default().requests)]
+    pub max_requests: u32,
     /// Milliseconds that input changes settle before a rebuild.
     #[arg(long, env = "LATTICE_XDS_DEBOUNCE_MS", default_value_t = 100)]
     pub debounce_ms: u64,
@@ -555,6 +566,11 @@ impl ControllerArgs {
                 request_timeout: (!self.request_timeout.is_zero()).then_some(self.request_timeout),
                 attempt_timeout: (!self.attempt_timeout.is_zero()).then_some(self.attempt_timeout),
                 retries: self.retries,
+            },
+            limits: ClusterLimits {
+                connections: self.max_connections,
+                pending_requests: self.max_pending_requests,
+                requests: self.max_requests,
             },
             system_roots,
         };

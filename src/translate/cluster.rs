@@ -4,10 +4,11 @@
 
 use std::net::SocketAddr;
 
-use envoy_types::pb::envoy::config::cluster::v3::Cluster;
+use envoy_types::pb::envoy::config::cluster::v3::circuit_breakers::Thresholds;
 use envoy_types::pb::envoy::config::cluster::v3::cluster::{
     ClusterDiscoveryType, CustomClusterType, DiscoveryType, DnsLookupFamily, LbPolicy,
 };
+use envoy_types::pb::envoy::config::cluster::v3::{CircuitBreakers, Cluster};
 use envoy_types::pb::envoy::config::core::v3::{
     Address, DataSource, Pipe, SocketAddress, TransportSocket, TypedExtensionConfig, address,
     data_source::Specifier, socket_address, socket_address::PortSpecifier, transport_socket,
@@ -41,7 +42,7 @@ use envoy_types::util::pack_any;
 use super::{
     DNS_CACHE, ads, destination_cluster_name, seconds, shared_cluster_name, trust_secret_name,
 };
-use crate::model::{Destination, Mesh, Protocol, Trust};
+use crate::model::{ClusterLimits, Destination, Mesh, Protocol, Trust};
 
 const CONNECT_TIMEOUT_SECONDS: i64 = 5;
 
@@ -61,6 +62,7 @@ pub fn destination(destination: &Destination, mesh: &Mesh) -> Cluster {
         name,
         connect_timeout: Some(seconds(CONNECT_TIMEOUT_SECONDS)),
         cluster_discovery_type: Some(ClusterDiscoveryType::Type(discovery.into())),
+        circuit_breakers: Some(circuit_breakers(&mesh.limits)),
         dns_lookup_family: DnsLookupFamily::V4Preferred.into(),
         typed_dns_resolver_config: destination
             .pinned
@@ -107,6 +109,7 @@ pub fn shared(tls: Option<&Trust>, protocol: Protocol, mesh: &Mesh) -> Cluster {
             name: "envoy.clusters.dynamic_forward_proxy".to_string(),
             typed_config: Some(pack_any(config)),
         })),
+        circuit_breakers: Some(circuit_breakers(&mesh.limits)),
         transport_socket: tls.map(|trust| tls_socket(None, trust, &mesh.system_ca_file, protocol)),
         typed_extension_protocol_options: tls
             .map(|_| {
@@ -115,6 +118,21 @@ pub fn shared(tls: Option<&Trust>, protocol: Protocol, mesh: &Mesh) -> Cluster {
             })
             .into_iter()
             .collect(),
+        ..Default::default()
+    }
+}
+
+/// A destination cluster's limits, at the default priority (the only one the sidecar uses).
+fn circuit_breakers(limits: &ClusterLimits) -> CircuitBreakers {
+    let value = |value| Some(UInt32Value { value });
+    CircuitBreakers {
+        thresholds: vec![Thresholds {
+            max_connections: value(limits.connections),
+            max_pending_requests: value(limits.pending_requests),
+            max_requests: value(limits.requests),
+            max_retries: value(limits.requests),
+            ..Default::default()
+        }],
         ..Default::default()
     }
 }
