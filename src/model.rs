@@ -85,6 +85,11 @@ pub struct Calls {
 }
 
 impl Calls {
+    /// A limit as flags and routes write it: `0s` is none.
+    pub fn limit(duration: Duration) -> Option<Duration> {
+        (!duration.is_zero()).then_some(duration)
+    }
+
     /// The longest request a retry may belong to. A retry sends the request's signed headers
     /// again, and VPC Lattice accepts a signature for five minutes after it was made.
     pub const RETRY_WINDOW: Duration = Duration::from_secs(4 * 60);

@@ -563,8 +563,8 @@ impl ControllerArgs {
             accepted_routes_only: self.accepted_routes_only.unwrap_or(self.kubernetes),
             unknown_hosts,
             calls: Calls {
-                request_timeout: (!self.request_timeout.is_zero()).then_some(self.request_timeout),
-                attempt_timeout: (!self.attempt_timeout.is_zero()).then_some(self.attempt_timeout),
+                request_timeout: Calls::limit(self.request_timeout),
+                attempt_timeout: Calls::limit(self.attempt_timeout),
                 retries: self.retries,
             },
             limits: ClusterLimits {

@@ -71,8 +71,6 @@ pub struct Builder {
     build: u64,
     /// What the previous build made, to be changed where routes came or went.
     previous: Option<Built>,
-    /// The host names of the routes that came or went since the previous build.
-    touched: BTreeSet<String>,
 }
 
 /// A route's kind and the address of its shared object.
@@ -163,7 +161,7 @@ impl Builder {
             self.previous = None;
         }
         self.context = Some(context);
-        self.yield_routes(inputs, settings);
+        let touched = self.yield_routes(inputs, settings);
 
         let mut mesh = settings.mesh();
         let mut invalid = Vec::new();
@@ -214,23 +212,19 @@ impl Builder {
                 claimed.insert(host, destination);
             }
         }
-        let mut served: Vec<Destination> = Vec::new();
+        let mut discovered_destinations: BTreeMap<Arc<str>, Arc<Destination>> = BTreeMap::new();
         for service in discovered {
             for destination in service.destinations(settings) {
                 let owned = owners
                     .get(destination.host.as_str())
                     .is_some_and(|owner| std::ptr::eq(*owner, service));
                 if owned && !claimed.contains_key(destination.host.as_str()) {
-                    served.push(destination);
+                    let host = destination.host.as_str().into();
+                    discovered_destinations.insert(host, Arc::new(destination));
                 }
             }
         }
-        let mut discovered_destinations: BTreeMap<Arc<str>, Arc<Destination>> = served
-            .into_iter()
-            .map(|destination| (destination.host.as_str().into(), Arc::new(destination)))
-            .collect();
 
-        let touched = std::mem::take(&mut self.touched);
         let destinations = match self.previous.take() {
             // Only the names of the routes that came or went can have changed hands.
             Some(Built {
@@ -264,8 +258,9 @@ impl Builder {
     }
 
     /// Every route's yield: kept from the previous build when its object is the same, else
-    /// worked out now. The host names of the routes that come or go are noted as touched.
-    fn yield_routes(&mut self, inputs: &Inputs, settings: &Settings) {
+    /// worked out now. Returns the host names of the routes that came or went, when there is a
+    /// previous build to change.
+    fn yield_routes(&mut self, inputs: &Inputs, settings: &Settings) -> BTreeSet<String> {
         let gateways = LatticeGateways::new(
             inputs,
             &settings.gateway_class,
@@ -311,7 +306,7 @@ impl Builder {
         }
         // Touched names matter only to a build that has a previous one to change.
         let noting = self.previous.is_some();
-        let touched = &mut self.touched;
+        let mut touched = BTreeSet::new();
         let held = self.yields.len();
         self.yields.retain(|_, (seen, route)| {
             let kept = *seen == build;
@@ -337,6 +332,7 @@ impl Builder {
                 self.ordered.insert(at, route);
             }
         }
+        touched
     }
 }
 
@@ -589,7 +585,7 @@ fn route_calls(route: &Route<'_>, defaults: Calls, refusals: &mut Vec<String>) -
             return default;
         };
         match gateway_duration(value) {
-            Ok(limit) => (!limit.is_zero()).then_some(limit),
+            Ok(limit) => Calls::limit(limit),
             Err(why) => {
                 refusals.push(format!(
                     "timeouts.{field} {value:?} is not a duration ({why}); the default holds"
@@ -598,20 +594,16 @@ fn route_calls(route: &Route<'_>, defaults: Calls, refusals: &mut Vec<String>) -
             }
         }
     };
+    let rules = (route.timeouts.iter()).map(|(request, backend_request)| {
+        let attempt_default = request.map_or(defaults.attempt_timeout, |_| None);
+        (
+            limit("request", *request, defaults.request_timeout),
+            limit("backendRequest", *backend_request, attempt_default),
+        )
+    });
     let longest = |a: Option<Duration>, b: Option<Duration>| a.zip(b).map(|(a, b)| a.max(b));
-    let mut limits: Option<(Option<Duration>, Option<Duration>)> = None;
-    for (request, backend_request) in &route.timeouts {
-        let attempt_default = match request {
-            Some(_) => None,
-            None => defaults.attempt_timeout,
-        };
-        let request = limit("request", *request, defaults.request_timeout);
-        let attempt = limit("backendRequest", *backend_request, attempt_default);
-        limits = Some(match limits {
-            None => (request, attempt),
-            Some((r, a)) => (longest(r, request), longest(a, attempt)),
-        });
-    }
+    let limits =
+        rules.reduce(|(r, a), (request, attempt)| (longest(r, request), longest(a, attempt)));
     match limits {
         Some((request_timeout, attempt_timeout)) => Calls {
             request_timeout,
@@ -633,7 +625,7 @@ fn gateway_duration(text: &str) -> Result<Duration, &'static str> {
         if !(1..=5).contains(&digits) {
             return Err("each part is one to five digits and a unit");
         }
-        let number: u64 = rest[..digits].parse().map_err(|_| "not a number")?;
+        let number: u32 = rest[..digits].parse().map_err(|_| "not a number")?;
         rest = &rest[digits..];
         let (unit, length) = match rest.as_bytes() {
             [b'm', b's', ..] => (Duration::from_millis(1), 2),
@@ -643,7 +635,7 @@ fn gateway_duration(text: &str) -> Result<Duration, &'static str> {
             _ => return Err("the units are h, m, s and ms"),
         };
         rest = &rest[length..];
-        total += unit * u32::try_from(number).map_err(|_| "too large")?;
+        total += unit * number;
         parts += 1;
     }
     match parts {

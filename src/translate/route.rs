@@ -87,9 +87,7 @@ fn fallback_domains(mesh: &Mesh) -> Option<VirtualHost> {
         .collect();
     let trust = custom_domain_trust(&mesh.bundles);
     let mut route = to_cluster(shared_cluster_name(Some(&trust), Protocol::Http));
-    if let Some(Action::Route(action)) = &mut route.action {
-        limit_calls(action, &mesh.calls);
-    }
+    limit_calls(&mut route, &mesh.calls);
     Some(VirtualHost {
         name: FALLBACK_VHOST.to_string(),
         domains,
@@ -212,18 +210,16 @@ const STAT_PREFIX: &str = "destination";
 fn destination(destination: &Destination, mesh: &Mesh) -> VirtualHost {
     let mut route = to_cluster(cluster_name_of(destination));
     route.name = provenance(destination);
-    if let Some(Action::Route(action)) = &mut route.action {
-        if destination.protocol == Protocol::Grpc {
-            // A stream may last as long as its client wants: no route timeout, and the client's
-            // `grpc-timeout` bounds it.
-            action.timeout = Some(Duration::default());
-            action.max_stream_duration = Some(MaxStreamDuration {
-                grpc_timeout_header_max: Some(Duration::default()),
-                ..Default::default()
-            });
-        } else {
-            limit_calls(action, &destination.calls);
-        }
+    if destination.protocol != Protocol::Grpc {
+        limit_calls(&mut route, &destination.calls);
+    } else if let Some(Action::Route(action)) = &mut route.action {
+        // A stream may last as long as its client wants: no route timeout, and the client's
+        // `grpc-timeout` bounds it.
+        action.timeout = Some(Duration::default());
+        action.max_stream_duration = Some(MaxStreamDuration {
+            grpc_timeout_header_max: Some(Duration::default()),
+            ..Default::default()
+        });
     }
     if mesh.destination_stats {
         route.stat_prefix = STAT_PREFIX.to_string();
@@ -290,7 +286,10 @@ const RETRY_ON: &str = "connect-failure,reset,retriable-status-codes";
 /// waits between attempts are Envoy's own: each drawn at random below a bound that starts at
 /// 25 ms and grows with each retry up to 250 ms. Every virtual host carries its policy (Envoy
 /// has no default for a whole route configuration), so it says no more than it must.
-fn limit_calls(action: &mut RouteAction, calls: &Calls) {
+fn limit_calls(route: &mut Route, calls: &Calls) {
+    let Some(Action::Route(action)) = &mut route.action else {
+        return;
+    };
     action.timeout = Some(
         calls
             .request_timeout
@@ -348,9 +347,7 @@ fn default_forward(mesh: &Mesh) -> VirtualHost {
     let trust = unknown_host_trust(&mesh.bundles);
     let mut route = to_cluster(shared_cluster_name(Some(&trust), Protocol::Http));
     route.name = DEFAULT_FORWARD.to_string();
-    if let Some(Action::Route(action)) = &mut route.action {
-        limit_calls(action, &mesh.calls);
-    }
+    limit_calls(&mut route, &mesh.calls);
     VirtualHost {
         name: "default-forward".to_string(),
         domains: vec!["*".to_string()],
