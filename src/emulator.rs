@@ -13,16 +13,18 @@
 
 mod api;
 pub mod dns;
+pub mod faults;
 pub mod identities;
 mod passthrough;
 pub mod pod_identity;
 pub mod verify;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context;
 use axum::Router;
@@ -40,6 +42,7 @@ use crate::model::{ObjectRef, PolicyLevel, RouteKind, Settings};
 use crate::policy::{INVOKE, Policy, Verdict, evaluate_lattice};
 use crate::provider::discovery::DiscoverySettings;
 use crate::provider::{Inputs, file, lattice};
+use faults::{Fault, Faults};
 use identities::Identity;
 use verify::{Received, SignatureError};
 
@@ -62,6 +65,8 @@ pub struct EmulatorConfig {
     pub dns_answer: IpAddr,
     pub pod_identity_listen: Option<SocketAddr>,
     pub clock_skew: Duration,
+    /// The faults a service answers with, by host name.
+    pub faults: BTreeMap<String, Faults>,
 }
 
 /// One Lattice service: where it forwards, and the policies that guard it.
@@ -89,7 +94,27 @@ struct Emulator {
     identities: Vec<Identity>,
     region: String,
     clock_skew: Duration,
+    faults: BTreeMap<String, Faulty>,
+    /// The attempts seen of each request, by its `x-request-id`.
+    attempts: Mutex<HashMap<String, u32>>,
 }
+
+/// A service told to fail, and its count of requests (the turn of its targets).
+struct Faulty {
+    faults: Faults,
+    requests: AtomicU64,
+    started: Instant,
+}
+
+/// The header every answer to a request with an `x-request-id` carries: how many times the
+/// emulator has seen that request, retries included.
+pub const ATTEMPT_HEADER: &str = "x-lattice-emulator-attempt";
+
+/// The header of Lattice's own error answers that names the error.
+pub const ERROR_TYPE_HEADER: &str = "x-amzn-errortype";
+
+/// How many request ids the attempt count keeps before it starts again.
+const ATTEMPTS_KEPT: usize = 100_000;
 
 /// Runs until SIGTERM or SIGINT.
 pub async fn run(config: EmulatorConfig) -> anyhow::Result<()> {
@@ -165,6 +190,18 @@ pub async fn run(config: EmulatorConfig) -> anyhow::Result<()> {
         identities: identities.as_ref().clone(),
         region: config.region.clone(),
         clock_skew: config.clock_skew,
+        faults: (config.faults.iter())
+            .map(|(host, faults)| {
+                tracing::info!(%host, ?faults, "faults");
+                let faulty = Faulty {
+                    faults: faults.clone(),
+                    requests: AtomicU64::new(0),
+                    started: Instant::now(),
+                };
+                (host.to_ascii_lowercase(), faulty)
+            })
+            .collect(),
+        attempts: Mutex::default(),
     });
     let app = Router::new().fallback(handle).with_state(emulator);
     let stop = shutdown.clone();
@@ -317,6 +354,52 @@ fn text(status: StatusCode, body: String) -> Response {
 }
 
 async fn handle(State(emulator): State<Arc<Emulator>>, request: Request) -> Response {
+    let attempt = (request.headers().get("x-request-id"))
+        .map(|id| emulator.attempt(&String::from_utf8_lossy(id.as_bytes())));
+    let mut response = answer(&emulator, request).await;
+    if let Some(attempt) = attempt {
+        response
+            .headers_mut()
+            .insert(ATTEMPT_HEADER, attempt.into());
+    }
+    response
+}
+
+impl Emulator {
+    /// Counts one more attempt of the request `id`; returns the count.
+    fn attempt(&self, id: &str) -> u32 {
+        let mut attempts = self.attempts.lock().unwrap_or_else(PoisonError::into_inner);
+        if attempts.len() >= ATTEMPTS_KEPT && !attempts.contains_key(id) {
+            attempts.clear();
+        }
+        let count = attempts.entry(id.to_string()).or_default();
+        *count += 1;
+        *count
+    }
+
+    /// What the faults of the service at `name` make of this request, after their latency.
+    async fn fault(&self, name: &str) -> Option<Fault> {
+        let faulty = self.faults.get(name)?;
+        if !faulty.faults.latency.is_zero() {
+            tokio::time::sleep(faulty.faults.latency).await;
+        }
+        let nth = faulty.requests.fetch_add(1, Ordering::Relaxed);
+        faulty
+            .faults
+            .meet(nth, faulty.started.elapsed(), fastrand::f64)
+    }
+}
+
+/// Lattice's answer of its own: `status`, the error named in [`ERROR_TYPE_HEADER`], and a line.
+fn lattice_error(status: StatusCode, error_type: &str, body: String) -> Response {
+    let mut response = text(status, body);
+    if let Ok(value) = error_type.parse() {
+        response.headers_mut().insert(ERROR_TYPE_HEADER, value);
+    }
+    response
+}
+
+async fn answer(emulator: &Emulator, request: Request) -> Response {
     let host = request
         .headers()
         .get(header::HOST)
@@ -367,7 +450,11 @@ async fn handle(State(emulator): State<Arc<Emulator>>, request: Request) -> Resp
         Ok(identity) => identity.map(Identity::caller),
         Err(error @ (SignatureError::Incomplete(_) | SignatureError::Invalid(_))) => {
             tracing::info!(%name, %error, "refused");
-            return text(StatusCode::FORBIDDEN, format!("{error}\n"));
+            let error_type = match &error {
+                SignatureError::Incomplete(_) => "IncompleteSignatureException",
+                SignatureError::Invalid(_) => "InvalidSignatureException",
+            };
+            return lattice_error(StatusCode::FORBIDDEN, error_type, format!("{error}\n"));
         }
     };
     let request_path = path.split('?').next().unwrap_or("/");
@@ -397,7 +484,22 @@ async fn handle(State(emulator): State<Arc<Emulator>>, request: Request) -> Resp
         &context,
     ) {
         tracing::info!(%name, %message, "denied");
-        return text(StatusCode::FORBIDDEN, message);
+        return lattice_error(StatusCode::FORBIDDEN, "AccessDeniedException", message);
+    }
+    match emulator.fault(&name).await {
+        Some(Fault::Unavailable) => {
+            return lattice_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "ServiceUnavailableException",
+                format!("no target of {name} is available\n"),
+            );
+        }
+        Some(Fault::Reset) => {
+            let mut reset = Response::default();
+            reset.extensions_mut().insert(crate::https::ResetStream);
+            return reset;
+        }
+        None => {}
     }
     let Some(backend) = service.backend.clone() else {
         return text(

@@ -2,6 +2,7 @@
 //! certificate resolver (so certificates can change while serving); HTTP/1.1 and HTTP/2 from
 //! hyper with an axum router, or a stream of TLS connections for tonic.
 
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, PoisonError, RwLock};
@@ -22,6 +23,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::server::{Connected, TcpConnectInfo};
+use tower::ServiceExt;
 
 use crate::connections::{
     Accepted, ConnectionLimits, Gate, Guarded, KEEPALIVE_INTERVAL, KEEPALIVE_TIMEOUT,
@@ -121,12 +123,31 @@ where
     }
 }
 
+/// An answer that is no answer: a response carrying it in its extensions resets its stream
+/// before anything of it is sent (HTTP/1.1 closes the connection, HTTP/2 resets the stream), as
+/// a peer that fails mid-request does.
+#[derive(Clone, Copy, Debug, thiserror::Error)]
+#[error("reset before the response, as the handler asked")]
+pub struct ResetStream;
+
+impl From<Infallible> for ResetStream {
+    fn from(never: Infallible) -> Self {
+        match never {}
+    }
+}
+
 /// Serves `app` on one connection, HTTP/1.1 or HTTP/2: a request's headers within the
 /// first-bytes deadline, keepalive pings on HTTP/2, and at most `limits.max_streams` streams.
 async fn serve_connection<I>(io: I, app: Router, limits: ConnectionLimits, peer: SocketAddr)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let answered = |result: Result<axum::response::Response, Infallible>| match result {
+        Ok(response) if response.extensions().get::<ResetStream>().is_some() => Err(ResetStream),
+        Ok(response) => Ok(response),
+        Err(never) => match never {},
+    };
+    let app = ServiceExt::<http::Request<hyper::body::Incoming>>::map_result(app, answered);
     let service = TowerToHyperService::new(app);
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     builder

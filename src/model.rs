@@ -59,6 +59,11 @@ pub struct ClusterLimits {
     pub pending_requests: u32,
     /// Requests in flight; retries in flight are held to the same number.
     pub requests: u32,
+    /// 5xx answers or failed connections in a row after which an address of a cluster is set
+    /// aside (Envoy's outlier detection); 0: never.
+    pub eject_after: u32,
+    /// How long an address is first set aside; each time again, that much longer.
+    pub ejection_time: Duration,
 }
 
 impl Default for ClusterLimits {
@@ -67,6 +72,8 @@ impl Default for ClusterLimits {
             connections: 4096,
             pending_requests: 4096,
             requests: 4096,
+            eject_after: 5,
+            ejection_time: Duration::from_secs(30),
         }
     }
 }
@@ -152,8 +159,9 @@ pub struct Destination {
     pub port: u16,
     /// `None` for plain HTTP; otherwise how the server certificate is verified.
     pub tls: Option<Trust>,
-    /// A pinned address instead of DNS (`--resolve`); SNI and SAN checks still use `host`.
-    pub pinned: Option<SocketAddr>,
+    /// Pinned addresses instead of DNS (`--resolve`), empty for none; SNI and SAN checks
+    /// still use `host`.
+    pub pinned: Vec<SocketAddr>,
     /// What the service's listener speaks.
     pub protocol: Protocol,
     /// The local route that names this host, when one does.
@@ -373,8 +381,9 @@ pub fn custom_domain_trust(bundles: &BTreeMap<String, TrustBundle>) -> Trust {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Settings {
     pub fallback_domains: Vec<String>,
-    /// Hosts pinned to an address (`--resolve host=ip:port`), by lower-case host.
-    pub pinned: BTreeMap<String, SocketAddr>,
+    /// Hosts pinned to addresses (`--resolve host=ip:port`, repeated for more than one), by
+    /// lower-case host.
+    pub pinned: BTreeMap<String, Vec<SocketAddr>>,
     pub bundles: BTreeMap<String, TrustBundle>,
     pub signing: Signing,
     pub egress: Egress,

@@ -97,7 +97,7 @@ enum Upstream<'a> {
 
 fn upstream(destination: &Destination) -> Upstream<'_> {
     let default_port = if destination.tls.is_some() { 443 } else { 80 };
-    if destination.pinned.is_some() || destination.port != default_port {
+    if !destination.pinned.is_empty() || destination.port != default_port {
         Upstream::Own
     } else {
         Upstream::Shared(destination.tls.as_ref(), destination.protocol)
@@ -181,6 +181,14 @@ fn ads() -> ConfigSource {
 
 fn seconds(seconds: i64) -> Duration {
     Duration { seconds, nanos: 0 }
+}
+
+/// A duration as Envoy's configuration writes it.
+fn duration(duration: std::time::Duration) -> Duration {
+    Duration {
+        seconds: i64::try_from(duration.as_secs()).unwrap_or(i64::MAX),
+        nanos: i32::try_from(duration.subsec_nanos()).unwrap_or(0),
+    }
 }
 
 /// An HTTP filter of the egress listener: its name and typed config. Both the listener and the

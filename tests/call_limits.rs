@@ -2,7 +2,8 @@
 //! tried once more by default and succeeds; a POST is not tried again; a request that keeps
 //! failing is tried as many times as configured and no more; a route's `timeouts.request`
 //! answers 504 at its time, without waiting for the slow upstream; past `--max-requests` in
-//! flight through the shared cluster, a request is answered 503 at once.
+//! flight through the cluster, a request is answered 503 at once; an address that keeps
+//! failing is set aside while the others serve, and comes back.
 
 mod support;
 
@@ -28,6 +29,8 @@ fn route(name: &str, host: &str, rules: &str) -> String {
 /// `flags` besides, and every host is served before it is handed over.
 struct Sidecar {
     upstream: TlsUpstream,
+    /// The service's other addresses, when it has more than one.
+    others: Vec<TlsUpstream>,
     egress: std::net::SocketAddr,
     envoy: Envoy,
     _controller: Controller,
@@ -37,6 +40,11 @@ struct Sidecar {
 impl Sidecar {
     /// `routes`: name, host and the `rules` lines of each HTTPRoute.
     async fn start(routes: &[(&str, &str, &str)], flags: &[&str]) -> Sidecar {
+        Self::start_at(routes, flags, 1).await
+    }
+
+    /// The same, each host at `addresses` addresses (upstreams with the same certificate).
+    async fn start_at(routes: &[(&str, &str, &str)], flags: &[&str], addresses: usize) -> Sidecar {
         let dir = tempfile::tempdir().expect("temp dir");
         let manifests = dir.path().join("manifests");
         std::fs::create_dir(&manifests).unwrap();
@@ -47,8 +55,18 @@ impl Sidecar {
         }
         let hosts: Vec<&str> = routes.iter().map(|(_, host, _)| *host).collect();
         let upstream = TlsUpstream::start(dir.path(), &hosts).await;
+        let mut others = Vec::new();
+        for _ in 1..addresses {
+            others.push(upstream.beside().await);
+        }
         let egress_port = free_port();
         let mut args = upstream.controller_args(&manifests, &hosts, egress_port);
+        for (other, host) in others
+            .iter()
+            .flat_map(|o| hosts.iter().map(move |h| (o, h)))
+        {
+            args.push(format!("--resolve={host}={}", other.address));
+        }
         args.extend(flags.iter().map(|flag| flag.to_string()));
         let controller = Controller::start(dir.path(), &args).await;
         let envoy = Envoy::start(dir.path(), "demo-pod", controller.xds_port, "delta").await;
@@ -63,6 +81,7 @@ impl Sidecar {
         }
         Sidecar {
             upstream,
+            others,
             egress,
             envoy,
             _controller: controller,
@@ -180,4 +199,64 @@ async fn past_the_request_limit_a_request_is_refused_at_once() {
         .await
         .expect("an answer");
     assert_eq!(after.status, 200, "{after:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_address_is_set_aside_and_comes_back() {
+    let sidecar = Sidecar::start_at(
+        &[("orders", "orders.example.com", "")],
+        &["--retries=0", "--eject-after=3", "--ejection-time=2s"],
+        2,
+    )
+    .await;
+    let (healthy, failing) = (&sidecar.upstream, &sidecar.others[0]);
+    let (egress, envoy) = (sidecar.egress, &sidecar.envoy);
+    let cluster = "cluster.lattice|orders.example.com|443";
+
+    // One of the two addresses answers 503 to everything: after three in a row it is set aside,
+    // and every later request goes to the other.
+    failing.fail(true);
+    let mut statuses = Vec::new();
+    for n in 0..30 {
+        let response = http::get(egress, "orders.example.com", &format!("/set-aside/{n}"))
+            .await
+            .expect("an answer");
+        statuses.push(response.status);
+    }
+    let failed = statuses.iter().filter(|status| **status == 503).count();
+    assert!(
+        (1..=3).contains(&failed),
+        "{failed} requests failed: {statuses:?}"
+    );
+    assert!(
+        statuses[10..].iter().all(|status| *status == 200),
+        "{statuses:?}"
+    );
+    let ejections = format!("{cluster}.outlier_detection.ejections_enforced_consecutive_5xx");
+    assert_eq!(envoy.counter(&ejections).await, 1);
+    let asked = |upstream: &TlsUpstream| {
+        let requests = upstream.requests.lock().unwrap();
+        requests.iter().filter(|r| r.contains("/back/")).count()
+    };
+
+    // Healthy again, it is used again once its time is out.
+    failing.fail(false);
+    let mut n = 0;
+    eventually("the set-aside address to be used again", WAIT, || {
+        n += 1;
+        let path = format!("/back/{n}");
+        async move {
+            let response = http::get(egress, "orders.example.com", &path).await?;
+            assert_eq!(response.status, 200, "{response:?}");
+            (asked(failing) > 0).then_some(())
+        }
+    })
+    .await;
+    assert!(asked(healthy) > 0);
+    assert_eq!(
+        envoy
+            .counter(&format!("{cluster}.outlier_detection.ejections_active"))
+            .await,
+        0
+    );
 }

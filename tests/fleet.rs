@@ -70,19 +70,6 @@ async fn upstream() {
     tokio::spawn(async move { axum::serve(listener, app).await });
 }
 
-/// A counter from one Envoy's `/stats`; 0 when Envoy has not created it yet.
-async fn counter(envoy: &Envoy, name: &str) -> u64 {
-    let url = envoy.admin_url(&format!("/stats?filter=^{}$", name.replace('.', "\\.")));
-    let body = http::get_url(&url)
-        .await
-        .map(|r| r.body)
-        .unwrap_or_default();
-    body.lines()
-        .find_map(|line| line.strip_prefix(&format!("{name}: ")))
-        .and_then(|value| value.trim().parse().ok())
-        .unwrap_or(0)
-}
-
 /// `GET /` for `host` through the egress port, read up to the end of the body (Envoy waits a
 /// moment for the client to close first after a local reply, so reading to EOF would wait).
 async fn fetch(egress: SocketAddr, host: &str) -> http::HttpResponse {
@@ -230,7 +217,7 @@ async fn fifty_envoys_follow_an_added_and_a_removed_route() {
         }
         let mut missing = Vec::new();
         for envoy in &envoys {
-            if counter(envoy, &served).await == 0 || counter(envoy, refused).await == 0 {
+            if envoy.counter(&served).await == 0 || envoy.counter(refused).await == 0 {
                 missing.push(envoy.node.clone());
             }
         }
@@ -303,7 +290,7 @@ async fn fifty_envoys_on_demand_hold_only_the_hosts_they_were_called_for() {
         }
         let mut idle = 0;
         for envoy in &envoys {
-            if counter(envoy, "http.egress.downstream_rq_2xx").await == 0 {
+            if envoy.counter("http.egress.downstream_rq_2xx").await == 0 {
                 idle += 1;
             }
         }

@@ -225,7 +225,8 @@ pub struct ControllerArgs {
     #[arg(long, env = "LATTICE_XDS_SIGNER_HTTP_SOCKET")]
     pub signer_http_socket: Option<String>,
     /// Pin a destination host to an address, like curl's --resolve; TLS still checks the host
-    /// name. Repeatable.
+    /// name. Repeatable; a host given more than once gets every address, balanced and set aside
+    /// one by one as it fails (see --eject-after).
     #[arg(long = "resolve", env = "LATTICE_XDS_RESOLVE", value_delimiter = ',', value_parser = parse_resolve)]
     pub resolve: Vec<(String, SocketAddr)>,
     /// PEM file of CA certificates that custom-domain hosts are verified against. Repeatable.
@@ -399,6 +400,13 @@ pub struct ControllerArgs {
     /// Requests (and, apart, retries) a sidecar has in flight at once, per cluster.
     #[arg(long, env = "LATTICE_XDS_MAX_REQUESTS", default_value_t = ClusterLimits::default().requests)]
     pub max_requests: u32,
+    /// 5xx answers or failed connections in a row after which a sidecar sets an address of a
+    /// cluster aside (at most half of a cluster's addresses at once); 0: never.
+    #[arg(long, env = "LATTICE_XDS_EJECT_AFTER", default_value_t = ClusterLimits::default().eject_after)]
+    pub eject_after: u32,
+    /// How long an address is first set aside; each time again, that much longer.
+    #[arg(long, env = "LATTICE_XDS_EJECTION_TIME", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub ejection_time: Duration,
     /// Milliseconds that input changes settle before a rebuild.
     #[arg(long, env = "LATTICE_XDS_DEBOUNCE_MS", default_value_t = 100)]
     pub debounce_ms: u64,
@@ -531,7 +539,13 @@ impl ControllerArgs {
                 .iter()
                 .map(|d| d.trim_start_matches("*.").to_ascii_lowercase())
                 .collect(),
-            pinned: self.resolve.into_iter().collect(),
+            pinned: self.resolve.into_iter().fold(
+                BTreeMap::new(),
+                |mut pinned, (host, address)| {
+                    pinned.entry(host).or_insert_with(Vec::new).push(address);
+                    pinned
+                },
+            ),
             bundles,
             signing: Signing {
                 mode: self.signing,
@@ -571,6 +585,8 @@ impl ControllerArgs {
                 connections: self.max_connections,
                 pending_requests: self.max_pending_requests,
                 requests: self.max_requests,
+                eject_after: self.eject_after,
+                ejection_time: self.ejection_time,
             },
             system_roots,
         };

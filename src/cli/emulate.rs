@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::Args;
 
 use super::parse_pair;
+use crate::emulator::faults::{Faults, FaultsError};
 
 #[derive(Debug, Args)]
 pub struct EmulateArgs {
@@ -62,6 +63,20 @@ pub struct EmulateArgs {
     /// How far x-amz-date may be from now.
     #[arg(long, env = "LATTICE_XDS_CLOCK_SKEW", default_value = "5m", value_parser = humantime::parse_duration)]
     pub clock_skew: Duration,
+    /// Make a service fail as a rollout or a failing target would: HOST=KIND=VALUE,... with
+    /// `unavailable=SHARE` (answered 503), `reset=SHARE` (reset before any response),
+    /// `latency=DURATION` (added to every answer), `rolling=TARGETSxDURATION` (the targets take
+    /// requests in turn and each refuses for DURATION in turn, such as 4x2s). Repeatable.
+    #[arg(long = "fault", env = "LATTICE_XDS_FAULT", value_parser = parse_fault)]
+    pub faults: Vec<(String, Faults)>,
+}
+
+fn parse_fault(value: &str) -> Result<(String, Faults), String> {
+    let (host, faults) = parse_pair(value)?;
+    let faults = faults
+        .parse()
+        .map_err(|error: FaultsError| error.to_string())?;
+    Ok((host, faults))
 }
 
 impl From<EmulateArgs> for crate::emulator::EmulatorConfig {
@@ -86,6 +101,7 @@ impl From<EmulateArgs> for crate::emulator::EmulatorConfig {
             dns_answer: args.dns_answer,
             pod_identity_listen: args.pod_identity_listen,
             clock_skew: args.clock_skew,
+            faults: args.faults.into_iter().collect(),
         }
     }
 }

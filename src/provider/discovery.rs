@@ -138,7 +138,7 @@ impl Service {
                     false => Trust::SystemRoots,
                 };
                 Destination {
-                    pinned: settings.pinned.get(&host).copied(),
+                    pinned: settings.pinned.get(&host).cloned().unwrap_or_default(),
                     tls: listener.tls.then_some(trust),
                     host,
                     port: listener.port,

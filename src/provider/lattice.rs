@@ -553,7 +553,7 @@ fn route_destinations(
             )
         })?;
         destinations.push(Destination {
-            pinned: settings.pinned.get(&host).copied(),
+            pinned: settings.pinned.get(&host).cloned().unwrap_or_default(),
             host,
             port,
             tls: (listener.protocol == "HTTPS").then_some(trust),

@@ -8,7 +8,7 @@ use envoy_types::pb::envoy::config::cluster::v3::circuit_breakers::Thresholds;
 use envoy_types::pb::envoy::config::cluster::v3::cluster::{
     ClusterDiscoveryType, CustomClusterType, DiscoveryType, DnsLookupFamily, LbPolicy,
 };
-use envoy_types::pb::envoy::config::cluster::v3::{CircuitBreakers, Cluster};
+use envoy_types::pb::envoy::config::cluster::v3::{CircuitBreakers, Cluster, OutlierDetection};
 use envoy_types::pb::envoy::config::core::v3::{
     Address, DataSource, Pipe, SocketAddress, TransportSocket, TypedExtensionConfig, address,
     data_source::Specifier, socket_address, socket_address::PortSpecifier, transport_socket,
@@ -40,7 +40,8 @@ use envoy_types::pb::google::protobuf::UInt32Value;
 use envoy_types::util::pack_any;
 
 use super::{
-    DNS_CACHE, ads, destination_cluster_name, seconds, shared_cluster_name, trust_secret_name,
+    DNS_CACHE, ads, destination_cluster_name, duration, seconds, shared_cluster_name,
+    trust_secret_name,
 };
 use crate::model::{ClusterLimits, Destination, Mesh, Protocol, Trust};
 
@@ -50,23 +51,31 @@ const CONNECT_TIMEOUT_SECONDS: i64 = 5;
 pub fn destination(destination: &Destination, mesh: &Mesh) -> Cluster {
     let system_ca_file = mesh.system_ca_file.as_str();
     let name = destination_cluster_name(&destination.host, destination.port);
-    let (discovery, address) = match destination.pinned {
-        Some(address) => (DiscoveryType::Static, pinned(address)),
-        None => (
-            DiscoveryType::LogicalDns,
-            (destination.host.clone(), destination.port),
+    // Every address DNS gives is an endpoint of its own (VPC Lattice answers with one per
+    // zone), so that a failing one can be set aside while the others serve.
+    let (discovery, addresses) = match destination.pinned.as_slice() {
+        [] => (
+            DiscoveryType::StrictDns,
+            vec![socket_address(&destination.host, destination.port)],
+        ),
+        pinned => (
+            DiscoveryType::Static,
+            (pinned.iter())
+                .map(|address| socket_address(&address.ip().to_string(), address.port()))
+                .collect(),
         ),
     };
     Cluster {
-        load_assignment: Some(load_assignment(&name, &destination.host, address)),
+        load_assignment: Some(load_assignment_of(&name, &destination.host, addresses)),
         name,
         connect_timeout: Some(seconds(CONNECT_TIMEOUT_SECONDS)),
         cluster_discovery_type: Some(ClusterDiscoveryType::Type(discovery.into())),
         circuit_breakers: Some(circuit_breakers(&mesh.limits)),
+        outlier_detection: outlier_detection(&mesh.limits),
         dns_lookup_family: DnsLookupFamily::V4Preferred.into(),
         typed_dns_resolver_config: destination
             .pinned
-            .is_none()
+            .is_empty()
             .then(|| mesh.dns_resolver.map(dns_resolver))
             .flatten(),
         transport_socket: destination.tls.as_ref().map(|trust| {
@@ -110,6 +119,7 @@ pub fn shared(tls: Option<&Trust>, protocol: Protocol, mesh: &Mesh) -> Cluster {
             typed_config: Some(pack_any(config)),
         })),
         circuit_breakers: Some(circuit_breakers(&mesh.limits)),
+        outlier_detection: outlier_detection(&mesh.limits),
         transport_socket: tls.map(|trust| tls_socket(None, trust, &mesh.system_ca_file, protocol)),
         typed_extension_protocol_options: tls
             .map(|_| {
@@ -136,6 +146,29 @@ fn circuit_breakers(limits: &ClusterLimits) -> CircuitBreakers {
         ..Default::default()
     }
 }
+
+/// How a cluster sets an address aside: after `eject_after` 5xx answers or failed connections
+/// in a row, for the ejection time (longer each time it is set aside again), at most half of a
+/// cluster's addresses at once, so that a service's own failures never take every address away.
+fn outlier_detection(limits: &ClusterLimits) -> Option<OutlierDetection> {
+    if limits.eject_after == 0 {
+        return None;
+    }
+    let ejection_time = duration(limits.ejection_time);
+    Some(OutlierDetection {
+        consecutive_5xx: Some(UInt32Value {
+            value: limits.eject_after,
+        }),
+        // How often ejected addresses are looked at again: as often as they may come back.
+        interval: Some(duration(limits.ejection_time.min(OUTLIER_INTERVAL))),
+        base_ejection_time: Some(ejection_time),
+        max_ejection_percent: Some(UInt32Value { value: 50 }),
+        ..Default::default()
+    })
+}
+
+/// Envoy's own sweep of its addresses' records, when ejections last longer.
+const OUTLIER_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The cluster that passes a connection on to the address its application dialed (the
 /// original destination a redirect recorded), for what the egress listener does not route.
@@ -234,7 +267,16 @@ pub fn load_assignment_at(
     hostname: &str,
     address: Address,
 ) -> ClusterLoadAssignment {
-    let endpoint = LbEndpoint {
+    load_assignment_of(cluster, hostname, vec![address])
+}
+
+/// An endpoint at each of `addresses`, all in one locality.
+fn load_assignment_of(
+    cluster: &str,
+    hostname: &str,
+    addresses: Vec<Address>,
+) -> ClusterLoadAssignment {
+    let endpoint = |address| LbEndpoint {
         host_identifier: Some(HostIdentifier::Endpoint(Endpoint {
             address: Some(address),
             hostname: hostname.to_string(),
@@ -245,7 +287,7 @@ pub fn load_assignment_at(
     ClusterLoadAssignment {
         cluster_name: cluster.to_string(),
         endpoints: vec![LocalityLbEndpoints {
-            lb_endpoints: vec![endpoint],
+            lb_endpoints: addresses.into_iter().map(endpoint).collect(),
             ..Default::default()
         }],
         ..Default::default()

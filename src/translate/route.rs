@@ -16,7 +16,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::{
-    EGRESS, FALLBACK_VHOST, cluster_name_of, http_destinations, shared_cluster_name, signing,
+    EGRESS, FALLBACK_VHOST, cluster_name_of, duration, http_destinations, shared_cluster_name,
+    signing,
 };
 use crate::model::{
     Calls, Destination, Mesh, Protocol, ServiceOrigin, UnknownHosts, custom_domain_trust,
@@ -315,13 +316,6 @@ fn limit_calls(route: &mut Route, calls: &Calls) {
         retriable_request_headers: idempotent.to_vec(),
         ..Default::default()
     });
-}
-
-fn duration(duration: std::time::Duration) -> Duration {
-    Duration {
-        seconds: i64::try_from(duration.as_secs()).unwrap_or(i64::MAX),
-        nanos: i32::try_from(duration.subsec_nanos()).unwrap_or(0),
-    }
 }
 
 fn to_cluster(cluster: String) -> Route {

@@ -138,6 +138,19 @@ impl Envoy {
         format!("http://127.0.0.1:{}{path}", self.admin_port)
     }
 
+    /// A counter or gauge of Envoy's `/stats`; 0 when Envoy has not created it yet.
+    pub async fn counter(&self, name: &str) -> u64 {
+        let url = self.admin_url(&format!("/stats?filter=^{}$", name.replace('.', "\\.")));
+        let body = http::get_url(&url)
+            .await
+            .map(|r| r.body)
+            .unwrap_or_default();
+        body.lines()
+            .find_map(|line| line.strip_prefix(&format!("{name}: ")))
+            .and_then(|value| value.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
     /// Envoy's own `/config_dump`, as JSON.
     pub async fn config_dump(&self) -> serde_json::Value {
         let response = http::get_url(&self.admin_url("/config_dump"))

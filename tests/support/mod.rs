@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod ads;
+pub mod emulated;
 pub mod envoy;
 pub mod helm;
 pub mod http;

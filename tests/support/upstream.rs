@@ -4,11 +4,13 @@
 //!
 //! - `/status/<code>`: that status, every time;
 //! - `/fail-first/<anything>`: 503 the first time the path is asked, 200 after;
-//! - `/delay/<milliseconds>`: 200 after that long.
+//! - `/delay/<milliseconds>`: 200 after that long;
+//!
+//! and every request is answered 503 while it is told to fail.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
@@ -69,6 +71,7 @@ pub struct TlsUpstream {
     /// Every request so far: `METHOD /path`.
     pub requests: Arc<Mutex<Vec<String>>>,
     certificate: Arc<Swappable>,
+    failing: Arc<AtomicBool>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -123,16 +126,32 @@ impl TlsUpstream {
         self.certificate.generation.fetch_add(1, Ordering::SeqCst);
     }
 
+    /// Another address of the same service: the same certificate, on a port of its own, with
+    /// its own record of requests.
+    pub async fn beside(&self) -> TlsUpstream {
+        Self::serve_certificate(Arc::clone(&self.certificate), self.ca_file.clone()).await
+    }
+
+    /// Answers every request 503 from now on (`true`), or as usual again (`false`).
+    pub fn fail(&self, failing: bool) {
+        self.failing.store(failing, Ordering::SeqCst);
+    }
+
     async fn serve(
         chain: Vec<CertificateDer<'static>>,
         key: Vec<u8>,
         ca_file: PathBuf,
     ) -> TlsUpstream {
-        let _ = rustls::crypto::ring::default_provider().install_default();
         let certificate = Arc::new(Swappable {
             key: RwLock::new(certified_key(chain, key)),
             generation: AtomicU64::new(0),
         });
+        Self::serve_certificate(certificate, ca_file).await
+    }
+
+    async fn serve_certificate(certificate: Arc<Swappable>, ca_file: PathBuf) -> TlsUpstream {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let failing = Arc::new(AtomicBool::new(false));
         let config = rustls::ServerConfig::builder()
             .with_no_client_auth()
             .with_cert_resolver(Arc::clone(&certificate) as Arc<dyn ResolvesServerCert>);
@@ -146,12 +165,14 @@ impl TlsUpstream {
         let requests = Arc::new(Mutex::new(Vec::new()));
         let asked = Arc::clone(&requests);
         let accepted_with = Arc::clone(&certificate);
+        let failing_now = Arc::clone(&failing);
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
                 let acceptor = acceptor.clone();
                 let seen = Arc::clone(&seen);
                 let asked = Arc::clone(&asked);
                 let certificate = Arc::clone(&accepted_with);
+                let failing = Arc::clone(&failing_now);
                 tokio::spawn(async move {
                     let generation = certificate.generation.load(Ordering::SeqCst);
                     let Ok(mut tls) = acceptor.accept(stream).await else {
@@ -164,10 +185,8 @@ impl TlsUpstream {
                         .unwrap_or_default()
                         .to_string();
                     seen.lock().unwrap().push(sni.clone());
-                    serve(&mut tls, &sni, &asked, || {
-                        certificate.generation.load(Ordering::SeqCst) == generation
-                    })
-                    .await;
+                    let current = || certificate.generation.load(Ordering::SeqCst) == generation;
+                    serve(&mut tls, &sni, &asked, &failing, current).await;
                 });
             }
         });
@@ -177,6 +196,7 @@ impl TlsUpstream {
             server_names,
             requests,
             certificate,
+            failing,
             task,
         }
     }
@@ -220,6 +240,7 @@ async fn serve<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
     stream: &mut S,
     sni: &str,
     requests: &Mutex<Vec<String>>,
+    failing: &AtomicBool,
     current: impl Fn() -> bool,
 ) {
     let mut buffer = Vec::new();
@@ -254,7 +275,9 @@ async fn serve<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
             requests.push(request);
             before
         };
-        let status = if let Some(code) = path.strip_prefix("/status/") {
+        let status = if failing.load(Ordering::SeqCst) {
+            503
+        } else if let Some(code) = path.strip_prefix("/status/") {
             code.parse().unwrap_or(400)
         } else if path.starts_with("/fail-first/") && asked_before == 0 {
             503

@@ -17,7 +17,7 @@ fn snapshot(version: u64, hosts: &[(&str, &str)], previous: Option<&Snapshot>) -
             host: host.to_string(),
             port: 443,
             tls: Some(Trust::SystemRoots),
-            pinned: None,
+            pinned: Vec::new(),
             protocol: Default::default(),
             route: Some(RouteOrigin {
                 route: ObjectRef {

@@ -13,7 +13,10 @@ pub(crate) fn mesh_with(hosts: &[&str], pinned: bool) -> Resources {
             host: host.to_string(),
             port: 443,
             tls: Some(Trust::SystemRoots),
-            pinned: pinned.then(|| "127.0.0.1:8443".parse().unwrap()),
+            pinned: (pinned
+                .then(|| "127.0.0.1:8443".parse().unwrap())
+                .into_iter()
+                .collect()),
             protocol: Default::default(),
             route: Some(RouteOrigin {
                 route: ObjectRef {
@@ -129,7 +132,7 @@ fn only_the_changed_destination_is_translated_and_packed_again() {
                 host: host.to_string(),
                 port: *port,
                 tls: Some(Trust::SystemRoots),
-                pinned: None,
+                pinned: Vec::new(),
                 protocol: Default::default(),
                 route: None,
                 service: None,

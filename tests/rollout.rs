@@ -1,0 +1,113 @@
+//! The called service rolls out behind the local VPC Lattice emulator (its targets refusing in
+//! turn, streams reset), and the caller's sidecar with its defaults: a GET meets no error, as
+//! the one retry goes to the next target; a POST is not tried again; a reset before any response
+//! is tried again once.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::emulated::{HOST, Lattice};
+use support::http;
+
+const CLUSTER: &str = "cluster.lattice|orders.example.com|443";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_get_through_a_rolling_restart_meets_no_error() {
+    // Three targets, each refusing for 300 ms in turn: a third of the attempts meet a 503.
+    let lattice = Lattice::start(&[format!("--fault={HOST}=rolling=3x300ms")], &[]).await;
+
+    let mut statuses = Vec::new();
+    let mut attempts = Vec::new();
+    let started = Instant::now();
+    let mut pace = tokio::time::interval(Duration::from_millis(10));
+    let mut n = 0;
+    // Two seconds: every target refuses at least twice.
+    while started.elapsed() < Duration::from_secs(2) {
+        pace.tick().await;
+        n += 1;
+        let id = format!("rolling-get-{n}");
+        let response = http::request(
+            lattice.egress,
+            "GET",
+            HOST,
+            &format!("/get/{n}"),
+            &[("x-request-id", &id)],
+            "",
+        )
+        .await
+        .expect("an answer");
+        statuses.push(response.status);
+        attempts.push(
+            response
+                .header("x-lattice-emulator-attempt")
+                .map(str::to_string),
+        );
+    }
+    assert!(statuses.len() > 50, "only {} requests", statuses.len());
+    let failed: Vec<_> = statuses.iter().filter(|status| **status != 200).collect();
+    assert!(
+        failed.is_empty(),
+        "{} GETs failed: {failed:?}",
+        failed.len()
+    );
+    // Some met a refusing target, and were answered on their second attempt.
+    let retried = (attempts.iter())
+        .filter(|attempt| attempt.as_deref() == Some("2"))
+        .count();
+    assert!(retried > 5, "{retried} retried: {attempts:?}");
+    assert!(
+        attempts
+            .iter()
+            .all(|a| matches!(a.as_deref(), Some("1" | "2"))),
+        "{attempts:?}"
+    );
+
+    // A POST may have been done: what the refusing target answered reaches the application.
+    let mut posted = Vec::new();
+    for n in 0..30 {
+        let id = format!("rolling-post-{n}");
+        let response = http::request(
+            lattice.egress,
+            "POST",
+            HOST,
+            "/orders",
+            &[("x-request-id", &id)],
+            "{}",
+        )
+        .await
+        .expect("an answer");
+        assert_eq!(
+            response.header("x-lattice-emulator-attempt"),
+            Some("1"),
+            "{response:?}"
+        );
+        posted.push(response.status);
+    }
+    let refused = posted.iter().filter(|status| **status == 503).count();
+    assert!(refused > 0, "{posted:?}");
+    assert!(posted.iter().all(|s| *s == 200 || *s == 503), "{posted:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reset_before_any_response_is_tried_again_once() {
+    let lattice = Lattice::start(&[format!("--fault={HOST}=reset=1")], &[]).await;
+    let retries = format!("{CLUSTER}.upstream_rq_retry");
+    let before = lattice.envoy.counter(&retries).await;
+
+    let response = http::get(lattice.egress, HOST, "/reset")
+        .await
+        .expect("an answer");
+    assert_eq!(response.status, 503, "{response:?}");
+    assert!(
+        response.body.contains("reset"),
+        "Envoy's answer names the reset: {response:?}"
+    );
+    assert_eq!(lattice.envoy.counter(&retries).await - before, 1);
+
+    let posted = http::request(lattice.egress, "POST", HOST, "/orders", &[], "{}")
+        .await
+        .expect("an answer");
+    assert_eq!(posted.status, 503, "{posted:?}");
+    assert_eq!(lattice.envoy.counter(&retries).await - before, 1);
+}

@@ -1,0 +1,162 @@
+//! One service behind the local VPC Lattice emulator, called from a pod's sidecar that signs
+//! with ext_proc: the emulator (its own certificate for `*.example.com`, one known caller, any
+//! `--fault` flags), a backend that answers with the trace context it received, the signer
+//! holding the caller's keys, the controller and stock Envoy.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use super::envoy::Envoy;
+use super::process::{Controller, Running};
+use super::signing::{Signer, isolate_aws};
+use super::upstream::ServerCert;
+use super::{eventually, free_port, http, lattice_xds};
+
+/// The service's host name.
+pub const HOST: &str = "orders.example.com";
+pub const REGION: &str = "us-east-1";
+
+const GATEWAY: &str = include_str!("../../examples/cluster1/gateway.yaml");
+const ROUTE: &str = "apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata:
+  name: orders
+  namespace: apps
+spec:
+  hostnames: [orders.example.com]
+  parentRefs:
+  - name: lattice-gateway
+    namespace: lattice-gateway
+    sectionName: https-listener-with-custom-domain
+  rules:
+  - backendRefs:
+    - name: orders-v1
+      port: 80
+";
+const KEY: &str = "ASIAEMULATEDORDERS01";
+const SECRET: &str = "orders-caller-secret-000000000000000000000";
+const TOKEN: &str = "orders-caller-session-token";
+const IDENTITIES: &str = "- name: eks-cluster1/apps/caller
+  accessKeyId: ASIAEMULATEDORDERS01
+  secretAccessKey: orders-caller-secret-000000000000000000000
+  sessionToken: orders-caller-session-token
+  arn: arn:aws:sts::111122223333:assumed-role/caller/eks-eks-cluster1-caller-0000
+  tags: {eks-cluster-name: eks-cluster1, kubernetes-namespace: apps}
+";
+
+pub struct Lattice {
+    /// The pod's egress address: plain HTTP, routed by Host.
+    pub egress: SocketAddr,
+    pub envoy: Envoy,
+    pub emulator: Running,
+    pub controller: Controller,
+    _signer: Signer,
+    backend: tokio::task::JoinHandle<()>,
+    pub dir: tempfile::TempDir,
+}
+
+impl Lattice {
+    /// Starts everything and waits until the sidecar routes [`HOST`]; `emulator` and
+    /// `controller` are extra flags of each.
+    pub async fn start(emulator: &[String], controller: &[String]) -> Lattice {
+        let dir = tempfile::tempdir().unwrap();
+        let manifests = dir.path().join("manifests");
+        std::fs::create_dir(&manifests).unwrap();
+        std::fs::write(manifests.join("gateway.yaml"), GATEWAY).unwrap();
+        std::fs::write(manifests.join("orders.yaml"), ROUTE).unwrap();
+        std::fs::write(dir.path().join("identities.yaml"), IDENTITIES).unwrap();
+        let certificate = ServerCert::write(dir.path(), "lattice", &["*.example.com"]);
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let backend_port = listener.local_addr().unwrap().port();
+        let app = axum::Router::new().fallback(|headers: axum::http::HeaderMap| async move {
+            let traceparent = headers
+                .get("traceparent")
+                .and_then(|value| value.to_str().ok())
+                .unwrap_or("-")
+                .to_string();
+            format!("orders-v1 traceparent={traceparent}\n")
+        });
+        let backend = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+
+        let lattice = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let mut command = std::process::Command::new(lattice_xds());
+        command
+            .arg("emulate-lattice")
+            .arg(format!("--manifests={}", manifests.display()))
+            .arg(format!(
+                "--identities={}",
+                dir.path().join("identities.yaml").display()
+            ))
+            .arg(format!("--tls-cert={}", certificate.cert_file.display()))
+            .arg(format!("--tls-key={}", certificate.key_file.display()))
+            .arg(format!("--listen={lattice}"))
+            .arg(format!(
+                "--backend=orders-v1=http://127.0.0.1:{backend_port}"
+            ))
+            .arg(format!("--region={REGION}"))
+            .args(emulator);
+        isolate_aws(&mut command, dir.path());
+        let emulator = Running::spawn(&mut command, &dir.path().join("emulator.log"));
+        eventually("the Lattice emulator", Duration::from_secs(20), || async {
+            emulator
+                .log_text()
+                .contains("VPC Lattice emulator ready")
+                .then_some(())
+        })
+        .await;
+
+        let credentials = [
+            ("AWS_ACCESS_KEY_ID", KEY.to_string()),
+            ("AWS_SECRET_ACCESS_KEY", SECRET.to_string()),
+            ("AWS_SESSION_TOKEN", TOKEN.to_string()),
+            ("AWS_REGION", REGION.to_string()),
+        ];
+        let signer = Signer::start(dir.path(), "signer", &[], &credentials).await;
+        let egress_port = free_port();
+        let mut args = vec![
+            format!("--manifests={}", manifests.display()),
+            format!("--ca-file={}", certificate.ca_file.display()),
+            format!("--resolve={HOST}={lattice}"),
+            "--signing=ext-proc".to_string(),
+            format!("--region={REGION}"),
+            format!("--signer-grpc-address={}", signer.grpc),
+            format!("--signer-http-address={}", signer.http),
+            "--unknown-hosts=deny".to_string(),
+            "--egress-address=127.0.0.1".to_string(),
+            format!("--egress-port={egress_port}"),
+        ];
+        args.extend(controller.iter().cloned());
+        let controller = Controller::start(dir.path(), &args).await;
+        let envoy = Envoy::start(dir.path(), "caller-pod", controller.xds_port, "delta").await;
+        let egress = SocketAddr::from(([127, 0, 0, 1], egress_port));
+        // Routed: an answer other than the sidecar's own 404 (a fault's is one).
+        eventually(
+            &format!("{HOST} to be routed"),
+            Duration::from_secs(30),
+            || async {
+                http::get(egress, HOST, "/ready")
+                    .await
+                    .filter(|r| r.status != 404)
+            },
+        )
+        .await;
+        Lattice {
+            egress,
+            envoy,
+            emulator,
+            controller,
+            _signer: signer,
+            backend,
+            dir,
+        }
+    }
+}
+
+impl Drop for Lattice {
+    fn drop(&mut self) {
+        self.backend.abort();
+    }
+}
