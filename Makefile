@@ -3,7 +3,7 @@
 
 CARGO ?= cargo
 
-.PHONY: demo test lint fresh-build envoy-api bench bench-ext-proc build envoy peers kube helm iptables kube-up kube-down bench-xds bench-soak bench-discovery bench-on-demand
+.PHONY: demo test lint fresh-build envoy-api bench bench-ext-proc build envoy peers kube helm iptables otelcol kube-up kube-down bench-xds bench-soak bench-discovery bench-on-demand
 
 build:
 	$(CARGO) build --locked
@@ -21,6 +21,10 @@ kube:
 # helm built from its Go module, for the chart's tests.
 helm:
 	scripts/install-helm.sh >/dev/null
+
+# An OpenTelemetry Collector built from its Go modules, for the tracing test.
+otelcol:
+	scripts/install-otelcol.sh >/dev/null
 
 # iptables, for the test that applies the injected redirect rules in a network namespace.
 iptables:
@@ -58,7 +62,7 @@ envoy-api:
 	LATTICE_XDS_UPDATE_GOLDEN=1 $(CARGO) test --locked --test envoy_api
 
 # fault-injection compiles the test-only fault hook (src/supervise.rs) into the test binaries.
-test: envoy peers kube helm iptables
+test: envoy peers kube helm iptables otelcol
 	$(CARGO) test --locked --features fault-injection
 
 # Every benchmark but the long ones (bench-xds, bench-soak): signing, load through the sidecar,

@@ -7,7 +7,9 @@ set -euo pipefail
 
 version="${OTELCOL_VERSION:-0.161.0}"
 cache="${LATTICE_XDS_CACHE:-$HOME/.cache/lattice-xds}"
-dest="$cache/otelcol-$version"
+# The build below is keyed by its own text, so a change to it builds again.
+recipe=$(sed -n '/^cat > "$work\/main.go"/,/^GO$/p' "$0" | sha256sum | cut -c1-12)
+dest="$cache/otelcol-$version-$recipe"
 
 if [ -x "$dest/otelcol" ]; then
   echo "$dest/otelcol"
@@ -40,11 +42,13 @@ import (
 	"github.com/open-telemetry/opentelemetry-collector-contrib/exporter/fileexporter"
 	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/confmap"
+	"go.opentelemetry.io/collector/confmap/provider/envprovider"
 	"go.opentelemetry.io/collector/confmap/provider/fileprovider"
 	"go.opentelemetry.io/collector/exporter"
 	"go.opentelemetry.io/collector/otelcol"
 	"go.opentelemetry.io/collector/receiver"
 	"go.opentelemetry.io/collector/receiver/otlpreceiver"
+	"go.opentelemetry.io/collector/service/telemetry/otelconftelemetry"
 )
 
 func main() {
@@ -57,14 +61,19 @@ func main() {
 		if err != nil {
 			return otelcol.Factories{}, err
 		}
-		return otelcol.Factories{Receivers: receivers, Exporters: exporters}, nil
+		return otelcol.Factories{
+			Receivers: receivers,
+			Exporters: exporters,
+			Telemetry: otelconftelemetry.NewFactory(),
+		}, nil
 	}
 	settings := otelcol.CollectorSettings{
 		BuildInfo: component.BuildInfo{Command: "otelcol", Description: "OTLP in, JSON file out", Version: "test"},
 		Factories: factories,
 		ConfigProviderSettings: otelcol.ConfigProviderSettings{
 			ResolverSettings: confmap.ResolverSettings{
-				ProviderFactories: []confmap.ProviderFactory{fileprovider.NewFactory()},
+				ProviderFactories: []confmap.ProviderFactory{fileprovider.NewFactory(), envprovider.NewFactory()},
+				DefaultScheme:     "env",
 			},
 		},
 	}

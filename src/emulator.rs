@@ -110,9 +110,6 @@ struct Faulty {
 /// emulator has seen that request, retries included.
 pub const ATTEMPT_HEADER: &str = "x-lattice-emulator-attempt";
 
-/// The header of Lattice's own error answers that names the error.
-pub const ERROR_TYPE_HEADER: &str = "x-amzn-errortype";
-
 /// How many request ids the attempt count keeps before it starts again.
 const ATTEMPTS_KEPT: usize = 100_000;
 
@@ -390,15 +387,6 @@ impl Emulator {
     }
 }
 
-/// Lattice's answer of its own: `status`, the error named in [`ERROR_TYPE_HEADER`], and a line.
-fn lattice_error(status: StatusCode, error_type: &str, body: String) -> Response {
-    let mut response = text(status, body);
-    if let Ok(value) = error_type.parse() {
-        response.headers_mut().insert(ERROR_TYPE_HEADER, value);
-    }
-    response
-}
-
 async fn answer(emulator: &Emulator, request: Request) -> Response {
     let host = request
         .headers()
@@ -450,11 +438,7 @@ async fn answer(emulator: &Emulator, request: Request) -> Response {
         Ok(identity) => identity.map(Identity::caller),
         Err(error @ (SignatureError::Incomplete(_) | SignatureError::Invalid(_))) => {
             tracing::info!(%name, %error, "refused");
-            let error_type = match &error {
-                SignatureError::Incomplete(_) => "IncompleteSignatureException",
-                SignatureError::Invalid(_) => "InvalidSignatureException",
-            };
-            return lattice_error(StatusCode::FORBIDDEN, error_type, format!("{error}\n"));
+            return text(StatusCode::FORBIDDEN, format!("{error}\n"));
         }
     };
     let request_path = path.split('?').next().unwrap_or("/");
@@ -484,13 +468,12 @@ async fn answer(emulator: &Emulator, request: Request) -> Response {
         &context,
     ) {
         tracing::info!(%name, %message, "denied");
-        return lattice_error(StatusCode::FORBIDDEN, "AccessDeniedException", message);
+        return text(StatusCode::FORBIDDEN, message);
     }
     match emulator.fault(&name).await {
         Some(Fault::Unavailable) => {
-            return lattice_error(
+            return text(
                 StatusCode::SERVICE_UNAVAILABLE,
-                "ServiceUnavailableException",
                 format!("no target of {name} is available\n"),
             );
         }

@@ -45,6 +45,26 @@ pub struct Mesh {
     pub calls: Calls,
     /// How much a sidecar sends at once through each cluster.
     pub limits: ClusterLimits,
+    /// Where the sidecars send their spans, when they do.
+    pub tracing: Option<Tracing>,
+}
+
+/// The sidecars' spans: an OpenTelemetry span per request leaving the pod and one per attempt,
+/// exported over OTLP/gRPC to a collector.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Tracing {
+    /// The collector's OTLP/gRPC address: `HOST:PORT`.
+    pub collector: String,
+    /// Of the requests that carry no sampling decision, how many in a million start a trace;
+    /// a request whose `traceparent` says it is sampled is always traced.
+    pub sampled_per_million: u32,
+}
+
+impl Tracing {
+    /// The share of requests sampled, as a percentage.
+    pub fn sampled_percent(&self) -> f64 {
+        f64::from(self.sampled_per_million) / 10_000.0
+    }
 }
 
 /// How much one sidecar sends at once through one cluster (Envoy's circuit breakers): past a
@@ -402,6 +422,7 @@ pub struct Settings {
     /// The calls' defaults, for destinations whose route sets no `timeouts`.
     pub calls: Calls,
     pub limits: ClusterLimits,
+    pub tracing: Option<Tracing>,
     /// The system roots as the controller reads them (`--system-ca-file`), joined to the
     /// private CAs for unknown hosts; `None` when they are already among the private CAs
     /// (`--trust-system-roots`) or could not be read.
@@ -432,6 +453,7 @@ impl Default for Settings {
             unknown_hosts: UnknownHosts::default(),
             calls: Calls::default(),
             limits: ClusterLimits::default(),
+            tracing: None,
             system_roots: None,
         }
     }
@@ -459,6 +481,7 @@ impl Settings {
             unknown_hosts: self.unknown_hosts,
             calls: self.calls,
             limits: self.limits,
+            tracing: self.tracing.clone(),
         }
     }
 }

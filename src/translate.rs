@@ -13,6 +13,7 @@ pub use listener::{NOT_REDIRECTED, ORIGINAL_DESTINATION, PASSTHROUGH};
 pub use route::{DEFAULT_FORWARD, NO_ROUTE_BODY, service_provenance};
 mod secret;
 mod signing;
+mod tracing;
 
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::core::v3::config_source::ConfigSourceSpecifier;
@@ -66,6 +67,7 @@ pub fn translate_from(mesh: &Mesh, previous: Option<&Mesh>) -> Resources {
             .map(|(tls, protocol)| cluster::shared(tls.as_ref(), *protocol, mesh)),
     );
     clusters.extend(signing::clusters(&mesh.signing));
+    clusters.extend(mesh.tracing.as_ref().map(tracing::collector));
     if mesh.egress.inspect {
         clusters.push(cluster::original_destination());
     }

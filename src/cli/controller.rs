@@ -16,7 +16,8 @@ use crate::inject::{InjectConfig, SidecarResources, SignerSockets};
 use crate::model::defaults;
 use crate::model::{
     Calls, ClusterLimits, DEFAULT_GATEWAY_CLASS, DEFAULT_SYSTEM_CA_FILE, Egress, PRIVATE_CA_BUNDLE,
-    Settings, SignerAddress, Signing, SigningAlgorithm, SigningMode, TrustBundle, UnknownHosts,
+    Settings, SignerAddress, Signing, SigningAlgorithm, SigningMode, Tracing, TrustBundle,
+    UnknownHosts,
 };
 use crate::provider::kubernetes::token_review::DEFAULT_AUDIENCE;
 use crate::provider::kubernetes::{KubernetesConfig, LeaseConfig};
@@ -329,6 +330,16 @@ pub struct ControllerArgs {
     /// of the system's resolver.
     #[arg(long, env = "LATTICE_XDS_DNS_RESOLVER")]
     pub dns_resolver: Option<SocketAddr>,
+    /// An OpenTelemetry collector's OTLP/gRPC address (HOST:PORT, in clear text): every
+    /// sidecar sends it a span per request leaving its pod (the destination, its route, the
+    /// signing mode, the VPC Lattice address and any error Lattice gave) and one per attempt,
+    /// continuing the application's W3C `traceparent`. Off unless given.
+    #[arg(long, env = "LATTICE_XDS_TRACE_COLLECTOR", value_parser = parse_collector)]
+    pub trace_collector: Option<String>,
+    /// The share of requests, from 0 to 1, that start a trace when they carry none; one whose
+    /// `traceparent` says it is sampled is always traced.
+    #[arg(long, env = "LATTICE_XDS_TRACE_SAMPLING", default_value_t = 0.01, value_parser = parse_share)]
+    pub trace_sampling: f64,
     /// Request stats per destination in every sidecar (`vhost.<host>.route.destination.*`).
     /// They cost each sidecar about 2 KB per destination; `false` drops them on large meshes.
     #[arg(
@@ -467,6 +478,25 @@ pub struct ControllerArgs {
     pub xds_write_timeout: Duration,
 }
 
+fn parse_collector(value: &str) -> Result<String, String> {
+    let (host, port) = value
+        .rsplit_once(':')
+        .ok_or_else(|| format!("{value:?} is not HOST:PORT"))?;
+    port.parse::<u16>()
+        .ok()
+        .filter(|port| *port > 0 && !host.is_empty())
+        .map(|_| value.to_string())
+        .ok_or_else(|| format!("{value:?} is not HOST:PORT"))
+}
+
+fn parse_share(value: &str) -> Result<f64, String> {
+    value
+        .parse::<f64>()
+        .ok()
+        .filter(|share| (0.0..=1.0).contains(share))
+        .ok_or_else(|| format!("{value:?} is not a number from 0 to 1"))
+}
+
 fn parse_resolve(value: &str) -> Result<(String, SocketAddr), String> {
     let (host, address) = value
         .split_once('=')
@@ -571,6 +601,11 @@ impl ControllerArgs {
             system_ca_file: self.system_ca_file,
             gateway_class: self.gateway_class,
             dns_resolver: self.dns_resolver,
+            tracing: self.trace_collector.map(|collector| Tracing {
+                collector,
+                // Rounded to the nearest in a million: 0.01 is 10,000.
+                sampled_per_million: (self.trace_sampling * 1_000_000.0).round() as u32,
+            }),
             destination_stats: self.destination_stats,
             access_log: self.access_log,
             access_log_query: self.access_log_query,

@@ -287,3 +287,28 @@ fn system_roots_pass_the_same_certificates_only_filter() {
     let error = controller(&[&system, "--trust-system-roots"]).unwrap_err();
     assert!(format!("{error:#}").contains("PRIVATE KEY"), "{error:#}");
 }
+
+#[test]
+fn tracing_is_off_until_a_collector_is_named_and_its_values_are_checked() {
+    let off = parse(&["--manifests", "examples"]).unwrap();
+    assert_eq!(off.settings.tracing, None);
+    let on = parse(&[
+        "--manifests",
+        "examples",
+        "--trace-collector",
+        "otel.observability:4317",
+        "--trace-sampling",
+        "0.25",
+    ])
+    .unwrap();
+    let tracing = on.settings.tracing.expect("tracing");
+    assert_eq!(tracing.collector, "otel.observability:4317");
+    assert_eq!(tracing.sampled_per_million, 250_000);
+    let no_port = parse(&["--manifests", "examples", "--trace-collector", "otel"]).unwrap_err();
+    assert!(no_port.contains("is not HOST:PORT"), "{no_port}");
+    let too_many = parse(&["--manifests", "examples", "--trace-sampling", "2"]).unwrap_err();
+    assert!(
+        too_many.contains("is not a number from 0 to 1"),
+        "{too_many}"
+    );
+}

@@ -140,10 +140,10 @@ fn stdout_json(mut fields: Vec<(&'static str, String)>) -> Any {
     }
 }
 
-/// The Lua filter that finds Lattice's error for the log, skipped unless the answer is a 403;
-/// `None` without logs.
+/// The Lua filter that finds Lattice's error for the log and the request spans' `lattice.error`,
+/// skipped unless the answer is a 403; `None` without logs or traces.
 pub fn filter(mesh: &Mesh) -> Option<HttpFilter> {
-    if !mesh.access_log {
+    if !mesh.access_log && mesh.tracing.is_none() {
         return None;
     }
     let lua = Lua {

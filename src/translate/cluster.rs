@@ -147,6 +147,23 @@ fn circuit_breakers(limits: &ClusterLimits) -> CircuitBreakers {
     }
 }
 
+/// Makes `cluster` speak HTTP/2 in clear text (gRPC to a sidecar of the pod, or to a
+/// collector).
+pub fn speak_http2(cluster: &mut Cluster) {
+    let options = HttpProtocolOptions {
+        upstream_protocol_options: Some(UpstreamProtocolOptions::ExplicitHttpConfig(
+            ExplicitHttpConfig {
+                protocol_config: Some(ProtocolConfig::Http2ProtocolOptions(
+                    Http2ProtocolOptions::default(),
+                )),
+            },
+        )),
+        ..Default::default()
+    };
+    (cluster.typed_extension_protocol_options)
+        .insert(HTTP_PROTOCOL_OPTIONS.to_string(), pack_any(options));
+}
+
 /// How a cluster sets an address aside: after `eject_after` 5xx answers or failed connections
 /// in a row, for the ejection time (longer each time it is set aside again), at most half of a
 /// cluster's addresses at once, so that a service's own failures never take every address away.

@@ -232,6 +232,7 @@ fn connection_manager(mesh: &Mesh) -> HttpConnectionManager {
         http_filters,
         access_log: access_log::access_logs(mesh),
         strip_port_mode: Some(StripPortMode::StripAnyHostPort(true)),
+        tracing: super::tracing::requests(mesh),
         ..Default::default()
     }
 }

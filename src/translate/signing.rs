@@ -6,8 +6,7 @@
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::cluster::v3::cluster::{ClusterDiscoveryType, DiscoveryType};
 use envoy_types::pb::envoy::config::core::v3::{
-    DataSource, GrpcService, HeaderValue, Http2ProtocolOptions, data_source::Specifier,
-    grpc_service,
+    DataSource, GrpcService, HeaderValue, data_source::Specifier, grpc_service,
 };
 use envoy_types::pb::envoy::extensions::filters::http::aws_request_signing::v3::AwsRequestSigning;
 use envoy_types::pb::envoy::extensions::filters::http::aws_request_signing::v3::aws_request_signing::SigningAlgorithm as SigningAlgorithmProto;
@@ -17,10 +16,6 @@ use envoy_types::pb::envoy::extensions::filters::http::ext_proc::v3::{
 };
 use envoy_types::pb::envoy::extensions::filters::http::lua::v3::Lua;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::HttpFilter;
-use envoy_types::pb::envoy::extensions::upstreams::http::v3::HttpProtocolOptions;
-use envoy_types::pb::envoy::extensions::upstreams::http::v3::http_protocol_options::{
-    ExplicitHttpConfig, UpstreamProtocolOptions, explicit_http_config::ProtocolConfig,
-};
 use envoy_types::pb::envoy::r#type::matcher::v3::{StringMatcher, string_matcher::MatchPattern};
 use envoy_types::pb::envoy::r#type::v3::{HttpStatus, StatusCode};
 use envoy_types::util::pack_any;
@@ -166,6 +161,9 @@ fn native(signing: &Signing) -> AwsRequestSigning {
             matcher(MatchPattern::Prefix("x-envoy".to_string())),
             matcher(MatchPattern::Prefix("x-forwarded".to_string())),
             matcher(MatchPattern::Exact("x-amzn-trace-id".to_string())),
+            // Each attempt's span rewrites the trace context after signing.
+            matcher(MatchPattern::Exact("traceparent".to_string())),
+            matcher(MatchPattern::Exact("tracestate".to_string())),
         ],
         ..Default::default()
     }
@@ -184,20 +182,7 @@ fn signer_cluster(name: &str, address: &SignerAddress, http2: bool) -> Cluster {
         ..Default::default()
     };
     if http2 {
-        let options = HttpProtocolOptions {
-            upstream_protocol_options: Some(UpstreamProtocolOptions::ExplicitHttpConfig(
-                ExplicitHttpConfig {
-                    protocol_config: Some(ProtocolConfig::Http2ProtocolOptions(
-                        Http2ProtocolOptions::default(),
-                    )),
-                },
-            )),
-            ..Default::default()
-        };
-        cluster.typed_extension_protocol_options.insert(
-            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions".to_string(),
-            pack_any(options),
-        );
+        super::cluster::speak_http2(&mut cluster);
     }
     cluster
 }

@@ -14,24 +14,35 @@ use super::{eventually, free_port, http, lattice_xds};
 
 /// The service's host name.
 pub const HOST: &str = "orders.example.com";
+/// A second service, whose auth policy lets no one in.
+pub const PRIVATE_HOST: &str = "private.example.com";
 pub const REGION: &str = "us-east-1";
 
 const GATEWAY: &str = include_str!("../../examples/cluster1/gateway.yaml");
-const ROUTE: &str = "apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
+
+/// An HTTPRoute of `apps` for `host`, on the custom domain's listener, to the one backend.
+fn route(name: &str, host: &str) -> String {
+    format!(
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata:\n  name: {name}\n  namespace: apps\n\
+         spec:\n  hostnames: [{host}]\n  parentRefs:\n  - name: lattice-gateway\n    namespace: lattice-gateway\n\
+         \x20   sectionName: https-listener-with-custom-domain\n  rules:\n  - backendRefs:\n    - name: orders-v1\n      port: 80\n"
+    )
+}
+
+/// What lets no one call [`PRIVATE_HOST`].
+const PRIVATE_POLICY: &str = "apiVersion: application-networking.k8s.aws/v1alpha1
+kind: IAMAuthPolicy
 metadata:
-  name: orders
+  name: private-policy
   namespace: apps
 spec:
-  hostnames: [orders.example.com]
-  parentRefs:
-  - name: lattice-gateway
-    namespace: lattice-gateway
-    sectionName: https-listener-with-custom-domain
-  rules:
-  - backendRefs:
-    - name: orders-v1
-      port: 80
+  targetRef:
+    group: gateway.networking.k8s.io
+    kind: HTTPRoute
+    namespace: apps
+    name: private
+  policy: |
+    {\"Version\": \"2012-10-17\", \"Statement\": [{\"Effect\": \"Deny\", \"Principal\": \"*\", \"Action\": \"vpc-lattice-svcs:Invoke\", \"Resource\": \"*\"}]}
 ";
 const KEY: &str = "ASIAEMULATEDORDERS01";
 const SECRET: &str = "orders-caller-secret-000000000000000000000";
@@ -48,6 +59,8 @@ pub struct Lattice {
     /// The pod's egress address: plain HTTP, routed by Host.
     pub egress: SocketAddr,
     pub envoy: Envoy,
+    /// The emulator's one address, for every service.
+    pub address: SocketAddr,
     pub emulator: Running,
     pub controller: Controller,
     _signer: Signer,
@@ -63,7 +76,13 @@ impl Lattice {
         let manifests = dir.path().join("manifests");
         std::fs::create_dir(&manifests).unwrap();
         std::fs::write(manifests.join("gateway.yaml"), GATEWAY).unwrap();
-        std::fs::write(manifests.join("orders.yaml"), ROUTE).unwrap();
+        std::fs::write(manifests.join("orders.yaml"), route("orders", HOST)).unwrap();
+        std::fs::write(
+            manifests.join("private.yaml"),
+            route("private", PRIVATE_HOST),
+        )
+        .unwrap();
+        std::fs::write(manifests.join("private-policy.yaml"), PRIVATE_POLICY).unwrap();
         std::fs::write(dir.path().join("identities.yaml"), IDENTITIES).unwrap();
         let certificate = ServerCert::write(dir.path(), "lattice", &["*.example.com"]);
 
@@ -120,6 +139,7 @@ impl Lattice {
             format!("--manifests={}", manifests.display()),
             format!("--ca-file={}", certificate.ca_file.display()),
             format!("--resolve={HOST}={lattice}"),
+            format!("--resolve={PRIVATE_HOST}={lattice}"),
             "--signing=ext-proc".to_string(),
             format!("--region={REGION}"),
             format!("--signer-grpc-address={}", signer.grpc),
@@ -146,6 +166,7 @@ impl Lattice {
         Lattice {
             egress,
             envoy,
+            address: lattice,
             emulator,
             controller,
             _signer: signer,

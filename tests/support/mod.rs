@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod ads;
+pub mod collector;
 pub mod emulated;
 pub mod envoy;
 pub mod helm;
