@@ -98,17 +98,71 @@ impl Default for ClusterLimits {
     }
 }
 
-/// How long a caller's request may take and whether it is tried again: a route's `timeouts`,
-/// else the cluster-wide defaults (`--request-timeout`, `--attempt-timeout`, `--retries`).
+/// How long a caller's request may take and whether it is tried again: a route's `timeouts`
+/// and `retry`, else the cluster-wide defaults (`--request-timeout`, `--attempt-timeout`,
+/// `--retries`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Calls {
     /// The whole request, every attempt and the waits between them included; `None`: no limit.
     pub request_timeout: Option<Duration>,
     /// One attempt (a route's `backendRequest`); `None`: only the request's limit.
     pub attempt_timeout: Option<Duration>,
-    /// How many times an idempotent request (GET, HEAD, OPTIONS, PUT, DELETE) is tried again
-    /// after a connection failure, a reset before any response, or a 503.
+    /// How many times a request is tried again after a connection failure, a reset before any
+    /// response, or a retried status.
     pub retries: u32,
+    /// A route's own `retry`; `None`: the defaults, which retry only idempotent requests (GET,
+    /// HEAD, OPTIONS, PUT, DELETE) and only on a 503.
+    pub retry: Option<RouteRetry>,
+}
+
+/// What a route's `retry` asks (Gateway API's HTTPRoute rule `retry`): every method retried,
+/// on these statuses, with this wait.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct RouteRetry {
+    pub codes: StatusCodes,
+    /// The least wait before a retry; `None`: Envoy's own (25 ms).
+    pub backoff: Option<Duration>,
+}
+
+/// A set of HTTP statuses from 400 to 599, the ones a route may retry on.
+#[derive(Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct StatusCodes([u64; 4]);
+
+impl StatusCodes {
+    pub const FIRST: u16 = 400;
+    pub const LAST: u16 = 599;
+
+    /// Adds `code`; `false` when it is not from 400 to 599.
+    pub fn insert(&mut self, code: u16) -> bool {
+        if !(Self::FIRST..=Self::LAST).contains(&code) {
+            return false;
+        }
+        let bit = usize::from(code - Self::FIRST);
+        self.0[bit / 64] |= 1 << (bit % 64);
+        true
+    }
+
+    pub fn union(self, other: StatusCodes) -> StatusCodes {
+        StatusCodes(std::array::from_fn(|i| self.0[i] | other.0[i]))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.iter().all(|word| *word == 0)
+    }
+
+    /// The codes, in order.
+    pub fn iter(&self) -> impl Iterator<Item = u16> + '_ {
+        (Self::FIRST..=Self::LAST).filter(|code| {
+            let bit = usize::from(code - Self::FIRST);
+            self.0[bit / 64] & (1 << (bit % 64)) != 0
+        })
+    }
+}
+
+impl std::fmt::Debug for StatusCodes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.iter()).finish()
+    }
 }
 
 impl Calls {
@@ -138,6 +192,7 @@ impl Default for Calls {
             request_timeout: Some(Duration::from_secs(15)),
             attempt_timeout: None,
             retries: 1,
+            retry: None,
         }
     }
 }

@@ -14,10 +14,10 @@ pub mod policy;
 use std::fmt;
 use std::sync::Arc;
 
+use gateway_api::experimental::httproutes::HttpRoute;
 use gateway_api::gatewayclasses::GatewayClass;
 use gateway_api::gateways::Gateway;
 use gateway_api::grpcroutes::GrpcRoute;
-use gateway_api::httproutes::HttpRoute;
 use k8s_openapi::api::core::v1::Namespace;
 
 /// The Gateway API objects a provider has observed.

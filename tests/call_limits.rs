@@ -100,6 +100,11 @@ async fn idempotent_requests_are_retried_and_routes_set_their_time() {
                 "reports.example.com",
                 "  rules:\n  - timeouts: {request: 1s}\n",
             ),
+            (
+                "payments",
+                "payments.example.com",
+                "  rules:\n  - retry: {attempts: 3, codes: [500, 502], backoff: 10ms}\n",
+            ),
         ],
         &["--retries=2"],
     )
@@ -156,6 +161,31 @@ async fn idempotent_requests_are_retried_and_routes_set_their_time() {
         .await
         .expect("an answer");
     assert_eq!(patient.status, 200, "{patient:?}");
+
+    // A route's own retry: its codes, its number of times, and every method, as it asked.
+    let route_retried = http::get(egress, "payments.example.com", "/status/500")
+        .await
+        .expect("an answer");
+    assert_eq!(route_retried.status, 500, "{route_retried:?}");
+    assert_eq!(upstream.asked("GET", "/status/500"), 1 + 4);
+    let posted = http::request(
+        egress,
+        "POST",
+        "payments.example.com",
+        "/status/502",
+        &[],
+        "",
+    )
+    .await
+    .expect("an answer");
+    assert_eq!(posted.status, 502, "{posted:?}");
+    assert_eq!(upstream.asked("POST", "/status/502"), 4);
+    // A 503 is not among its codes.
+    let not_listed = http::get(egress, "payments.example.com", "/status/503")
+        .await
+        .expect("an answer");
+    assert_eq!(not_listed.status, 503, "{not_listed:?}");
+    assert_eq!(upstream.asked("GET", "/status/503"), 3 + 1);
 
     // The limits are in what Envoy accepted.
     let dump = envoy.config_dump().await.to_string();

@@ -615,6 +615,7 @@ impl ControllerArgs {
                 request_timeout: Calls::limit(self.request_timeout),
                 attempt_timeout: Calls::limit(self.attempt_timeout),
                 retries: self.retries,
+                retry: None,
             },
             limits: ClusterLimits {
                 connections: self.max_connections,

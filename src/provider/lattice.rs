@@ -15,10 +15,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use foldhash::{HashMap, HashMapExt};
+use gateway_api::experimental::httproutes::{HttpRoute, HttpRouteRulesRetry};
 use gateway_api::gatewayclasses::GatewayClass;
 use gateway_api::gateways::Gateway;
 use gateway_api::grpcroutes::GrpcRoute;
-use gateway_api::httproutes::HttpRoute;
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta, Time};
 
@@ -29,7 +29,7 @@ use super::policy::IamAuthPolicy;
 use super::{Inputs, InvalidInput, Shared, Sourced};
 use crate::model::{
     AuthPolicyRef, Calls, Destination, Mesh, ObjectRef, PolicyLevel, Protocol, RouteKind,
-    RouteOrigin, Settings, Trust,
+    RouteOrigin, RouteRetry, Settings, StatusCodes, Trust,
 };
 
 /// The `controllerName` of GatewayClasses run by the AWS Gateway API Controller.
@@ -381,8 +381,15 @@ struct Route<'a> {
     hostnames: &'a [String],
     parents: Vec<ParentRef<'a>>,
     status: Vec<StatusParent<'a>>,
-    /// Each rule's `timeouts` (`request`, `backendRequest`); empty for a kind without them.
-    timeouts: Vec<(Option<&'a str>, Option<&'a str>)>,
+    /// Each rule's `timeouts` and `retry`; empty for a kind without them.
+    rules: Vec<RuleCalls<'a>>,
+}
+
+/// What one rule of a route says of its calls.
+struct RuleCalls<'a> {
+    request: Option<&'a str>,
+    backend_request: Option<&'a str>,
+    retry: Option<&'a HttpRouteRulesRetry>,
 }
 
 fn accepted_condition(conditions: &[Condition]) -> Option<Result<(), &str>> {
@@ -448,7 +455,7 @@ macro_rules! view {
                     accepted: accepted_condition(&status.conditions),
                 })
                 .collect(),
-            timeouts: Vec::new(),
+            rules: Vec::new(),
         }
     };
 }
@@ -456,13 +463,14 @@ macro_rules! view {
 fn http_view(route: &Sourced<HttpRoute>) -> Route<'_> {
     let rules = route.object.spec.rules.iter().flatten();
     Route {
-        timeouts: rules
+        rules: rules
             .map(|rule| {
                 let timeouts = rule.timeouts.as_ref();
-                (
-                    timeouts.and_then(|t| t.request.as_deref()),
-                    timeouts.and_then(|t| t.backend_request.as_deref()),
-                )
+                RuleCalls {
+                    request: timeouts.and_then(|t| t.request.as_deref()),
+                    backend_request: timeouts.and_then(|t| t.backend_request.as_deref()),
+                    retry: rule.retry.as_ref(),
+                }
             })
             .collect(),
         ..view!(route, RouteKind::Http)
@@ -577,7 +585,9 @@ fn route_destinations(
 /// without `timeouts` has the defaults; one that sets only `request` has no limit per attempt
 /// but that. The sidecar routes the host as a whole and VPC Lattice picks the rule, so when the
 /// rules differ the longest limit holds: no rule's requests are cut short. A value that is not
-/// a duration is reported, and the default holds for it.
+/// a duration is reported, and the default holds for it. Likewise a rule's `retry` (the
+/// experimental channel's) holds for the whole host: the most attempts, every code and the
+/// longest backoff of the rules that have one.
 fn route_calls(route: &Route<'_>, defaults: Calls, refusals: &mut Vec<String>) -> Calls {
     // `None` is no limit.
     let mut limit = |field: &str, value: Option<&str>, default: Option<Duration>| {
@@ -594,25 +604,83 @@ fn route_calls(route: &Route<'_>, defaults: Calls, refusals: &mut Vec<String>) -
             }
         }
     };
-    let rules = (route.timeouts.iter()).map(|(request, backend_request)| {
-        let attempt_default = request.map_or(defaults.attempt_timeout, |_| None);
+    let limits = (route.rules.iter()).map(|rule| {
+        let attempt_default = rule.request.map_or(defaults.attempt_timeout, |_| None);
         (
-            limit("request", *request, defaults.request_timeout),
-            limit("backendRequest", *backend_request, attempt_default),
+            limit("request", rule.request, defaults.request_timeout),
+            limit("backendRequest", rule.backend_request, attempt_default),
         )
     });
     let longest = |a: Option<Duration>, b: Option<Duration>| a.zip(b).map(|(a, b)| a.max(b));
     let limits =
-        rules.reduce(|(r, a), (request, attempt)| (longest(r, request), longest(a, attempt)));
-    match limits {
+        limits.reduce(|(r, a), (request, attempt)| (longest(r, request), longest(a, attempt)));
+    let mut calls = match limits {
         Some((request_timeout, attempt_timeout)) => Calls {
             request_timeout,
             attempt_timeout,
             ..defaults
         },
         None => defaults,
+    };
+    let retries = (route.rules.iter()).filter_map(|rule| rule_retry(rule.retry?, refusals));
+    if let Some((attempts, retry)) = retries.reduce(|(a, one), (b, other)| {
+        let backoff = one.backoff.max(other.backoff);
+        let codes = one.codes.union(other.codes);
+        (a.max(b), RouteRetry { codes, backoff })
+    }) {
+        calls.retries = attempts.unwrap_or(calls.retries);
+        calls.retry = Some(retry);
     }
+    calls
 }
+
+/// One rule's `retry`: its attempts (`None`: the default number), and its codes (a 503 when it
+/// lists none) and backoff. A field that cannot be used is reported and left out.
+fn rule_retry(
+    retry: &HttpRouteRulesRetry,
+    refusals: &mut Vec<String>,
+) -> Option<(Option<u32>, RouteRetry)> {
+    let attempts = retry.attempts.and_then(|attempts| {
+        let allowed = u32::try_from(attempts)
+            .ok()
+            .filter(|n| *n <= MAX_ROUTE_RETRIES);
+        if allowed.is_none() {
+            refusals.push(format!(
+                "retry.attempts {attempts} is not from 0 to {MAX_ROUTE_RETRIES}; the default holds"
+            ));
+        }
+        allowed
+    });
+    let mut codes = StatusCodes::default();
+    for code in retry.codes.iter().flatten() {
+        if !u16::try_from(*code).is_ok_and(|code| codes.insert(code)) {
+            refusals.push(format!(
+                "retry.codes {code} is not a status from {} to {}; left out",
+                StatusCodes::FIRST,
+                StatusCodes::LAST
+            ));
+        }
+    }
+    if codes.is_empty() {
+        codes.insert(503);
+    }
+    let backoff = retry
+        .backoff
+        .as_deref()
+        .and_then(|backoff| match gateway_duration(backoff) {
+            Ok(wait) => Calls::limit(wait),
+            Err(why) => {
+                refusals.push(format!(
+                    "retry.backoff {backoff:?} is not a duration ({why}); Envoy's own holds"
+                ));
+                None
+            }
+        });
+    Some((attempts, RouteRetry { codes, backoff }))
+}
+
+/// The most retries a route may ask for.
+const MAX_ROUTE_RETRIES: u32 = 10;
 
 /// A Gateway API duration (GEP-2257): one to four parts, each up to five digits and a unit
 /// (`h`, `m`, `s` or `ms`), as in `1h30m` or `500ms`.

@@ -6,8 +6,8 @@ use envoy_types::pb::envoy::config::core::v3::{DataSource, data_source::Specifie
 use envoy_types::pb::envoy::config::route::v3::{
     DirectResponseAction, FilterConfig, HeaderMatcher, RetryPolicy, Route, RouteAction,
     RouteConfiguration, RouteMatch, Vhds, VirtualHost, header_matcher::HeaderMatchSpecifier,
-    route::Action, route_action::ClusterSpecifier, route_action::MaxStreamDuration,
-    route_match::PathSpecifier,
+    retry_policy::RetryBackOff, route::Action, route_action::ClusterSpecifier,
+    route_action::MaxStreamDuration, route_match::PathSpecifier,
 };
 use envoy_types::pb::envoy::r#type::matcher::v3::{StringMatcher, string_matcher::MatchPattern};
 use envoy_types::pb::google::protobuf::{Duration, UInt32Value};
@@ -308,13 +308,29 @@ fn limit_calls(route: &mut Route, calls: &Calls) {
         })),
         ..Default::default()
     });
-    action.retry_policy = Some(RetryPolicy {
+    let policy = RetryPolicy {
         retry_on: RETRY_ON.to_string(),
         num_retries: Some(UInt32Value { value: retries }),
         per_try_timeout: calls.attempt_timeout.map(duration),
-        retriable_status_codes: vec![503],
-        retriable_request_headers: idempotent.to_vec(),
         ..Default::default()
+    };
+    action.retry_policy = Some(match &calls.retry {
+        // The defaults: an idempotent request, on a 503.
+        None => RetryPolicy {
+            retriable_status_codes: vec![503],
+            retriable_request_headers: idempotent.to_vec(),
+            ..policy
+        },
+        // The route asked: any method, on its codes, after its backoff (at most ten times it
+        // as the waits grow, as Envoy's own does).
+        Some(retry) => RetryPolicy {
+            retriable_status_codes: retry.codes.iter().map(u32::from).collect(),
+            retry_back_off: retry.backoff.map(|base| RetryBackOff {
+                base_interval: Some(duration(base)),
+                max_interval: Some(duration(base * 10)),
+            }),
+            ..policy
+        },
     });
 }
 

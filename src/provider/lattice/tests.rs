@@ -246,3 +246,38 @@ fn timeouts_read_gateway_api_durations() {
         );
     }
 }
+
+#[test]
+fn a_rules_retry_is_read_and_its_bad_fields_reported() {
+    use super::rule_retry;
+    use gateway_api::experimental::httproutes::HttpRouteRulesRetry;
+    use std::time::Duration;
+
+    let retry = |attempts, codes: &[i64], backoff: &str| HttpRouteRulesRetry {
+        attempts,
+        codes: Some(codes.to_vec()),
+        backoff: Some(backoff.to_string()),
+    };
+    let mut refusals = Vec::new();
+    let (attempts, read) =
+        rule_retry(&retry(Some(3), &[500, 502], "100ms"), &mut refusals).expect("a retry");
+    assert_eq!(attempts, Some(3));
+    assert_eq!(read.codes.iter().collect::<Vec<_>>(), [500, 502]);
+    assert_eq!(read.backoff, Some(Duration::from_millis(100)));
+    assert!(refusals.is_empty(), "{refusals:?}");
+
+    // Too many attempts, a code that is not a failure, a backoff that is not a duration: each
+    // reported, and the rest kept; no code left is a 503.
+    let (attempts, read) =
+        rule_retry(&retry(Some(50), &[200], "soon"), &mut refusals).expect("a retry");
+    assert_eq!(attempts, None);
+    assert_eq!(read.codes.iter().collect::<Vec<_>>(), [503]);
+    assert_eq!(read.backoff, None);
+    assert_eq!(refusals.len(), 3, "{refusals:?}");
+    assert!(refusals[0].contains("retry.attempts 50"), "{refusals:?}");
+    assert!(refusals[1].contains("retry.codes 200"), "{refusals:?}");
+    assert!(
+        refusals[2].contains("retry.backoff \"soon\""),
+        "{refusals:?}"
+    );
+}
