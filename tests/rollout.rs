@@ -1,14 +1,18 @@
 //! The called service rolls out behind the local VPC Lattice emulator (its targets refusing in
 //! turn, streams reset), and the caller's sidecar with its defaults: a GET meets no error, as
 //! the one retry goes to the next target; a POST is not tried again; a reset before any response
-//! is tried again once.
+//! is tried again once. Through the shared forward-proxy cluster (a host found by DNS on 443,
+//! as VPC Lattice's are; needs root), the request limit holds and no host name is set aside.
 
 mod support;
 
+use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
-use support::emulated::{HOST, Lattice};
-use support::http;
+use support::emulated::{HOST, Lattice, PRIVATE_HOST, Reach};
+use support::{eventually, http};
+
+const WAIT: Duration = Duration::from_secs(20);
 
 const CLUSTER: &str = "cluster.lattice|orders.example.com|443";
 
@@ -110,4 +114,71 @@ async fn a_reset_before_any_response_is_tried_again_once() {
         .expect("an answer");
     assert_eq!(posted.status, 503, "{posted:?}");
     assert_eq!(lattice.envoy.counter(&retries).await - before, 1);
+}
+
+/// The shared forward-proxy cluster (a destination reached by DNS on 443) holds its request
+/// limit with stock Envoy, as a destination's own cluster does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_forward_proxy_cluster_holds_its_limits() {
+    let lattice = Lattice::start_reached(
+        Reach::Dns(Ipv4Addr::new(127, 0, 0, 46)),
+        &[format!("--fault={HOST}=latency=1500ms")],
+        &[
+            "--max-requests=1".to_string(),
+            "--max-pending-requests=1".to_string(),
+        ],
+    )
+    .await;
+    let egress = lattice.egress;
+
+    // One slow request holds the only place; meanwhile another is refused at once.
+    let slow = tokio::spawn(async move { http::get(egress, HOST, "/slow").await });
+    let refused = eventually("a request refused past the limit", WAIT, || async {
+        let response = http::get(egress, PRIVATE_HOST, "/second").await?;
+        (response.header("x-envoy-overloaded") == Some("true")).then_some(response)
+    })
+    .await;
+    assert_eq!(refused.status, 503, "{refused:?}");
+    assert_eq!(slow.await.unwrap().expect("an answer").status, 200);
+    let overflow = "cluster.lattice-tls|private-ca.upstream_rq_active_overflow";
+    assert!(lattice.envoy.counter(overflow).await >= 1);
+}
+
+/// The shared forward-proxy cluster sets nothing aside: it holds one address per host name, and
+/// stock Envoy would answer every request for an ejected name itself. A host name whose every
+/// answer is a 5xx keeps being asked, among others the cluster holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_forward_proxy_cluster_never_sets_a_host_name_aside() {
+    let lattice = Lattice::start_reached(
+        Reach::Dns(Ipv4Addr::new(127, 0, 0, 47)),
+        &[format!("--fault={HOST}=unavailable=1")],
+        &["--eject-after=3".to_string(), "--retries=0".to_string()],
+    )
+    .await;
+    // A second host name in the cluster, so that setting one aside would be allowed.
+    for _ in 0..3 {
+        let other = http::get(lattice.egress, PRIVATE_HOST, "/other").await;
+        assert_eq!(other.expect("an answer").status, 403);
+    }
+    for n in 0..10 {
+        let id = format!("shared-{n}");
+        let response = http::request(
+            lattice.egress,
+            "GET",
+            HOST,
+            "/status",
+            &[("x-request-id", &id)],
+            "",
+        )
+        .await
+        .expect("an answer");
+        assert_eq!(response.status, 503, "{response:?}");
+        assert_eq!(
+            response.header("x-lattice-emulator-attempt"),
+            Some("1"),
+            "request {n} did not reach VPC Lattice: {response:?}"
+        );
+    }
+    let ejections = "cluster.lattice-tls|private-ca.outlier_detection.ejections_total";
+    assert_eq!(lattice.envoy.counter(ejections).await, 0);
 }

@@ -119,7 +119,9 @@ pub fn shared(tls: Option<&Trust>, protocol: Protocol, mesh: &Mesh) -> Cluster {
             typed_config: Some(pack_any(config)),
         })),
         circuit_breakers: Some(circuit_breakers(&mesh.limits)),
-        outlier_detection: outlier_detection(&mesh.limits),
+        // No outlier detection: the cluster holds one address per host name, and stock Envoy
+        // answers every request for an ejected name 503 itself until the ejection ends, so a
+        // service's brief 5xx would take it away for the ejection time.
         transport_socket: tls.map(|trust| tls_socket(None, trust, &mesh.system_ca_file, protocol)),
         typed_extension_protocol_options: tls
             .map(|_| {

@@ -68,10 +68,29 @@ pub struct Lattice {
     pub dir: tempfile::TempDir,
 }
 
+/// How the sidecar finds the emulator.
+#[derive(Clone, Copy, Debug)]
+pub enum Reach {
+    /// Each host pinned to the emulator's address (`--resolve`): a cluster per destination.
+    Pinned,
+    /// By DNS, which the emulator answers with this loopback address, where it listens on 443
+    /// as VPC Lattice does: the shared forward-proxy cluster. Needs root.
+    Dns(std::net::Ipv4Addr),
+}
+
 impl Lattice {
     /// Starts everything and waits until the sidecar routes [`HOST`]; `emulator` and
     /// `controller` are extra flags of each.
     pub async fn start(emulator: &[String], controller: &[String]) -> Lattice {
+        Self::start_reached(Reach::Pinned, emulator, controller).await
+    }
+
+    /// The same, the sidecar finding the emulator as `reach` says.
+    pub async fn start_reached(
+        reach: Reach,
+        emulator: &[String],
+        controller: &[String],
+    ) -> Lattice {
         let dir = tempfile::tempdir().unwrap();
         let manifests = dir.path().join("manifests");
         std::fs::create_dir(&manifests).unwrap();
@@ -100,7 +119,13 @@ impl Lattice {
             let _ = axum::serve(listener, app).await;
         });
 
-        let lattice = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let (lattice, dns) = match reach {
+            Reach::Pinned => (SocketAddr::from(([127, 0, 0, 1], free_port())), None),
+            Reach::Dns(ip) => (
+                SocketAddr::from((ip, 443)),
+                Some(SocketAddr::from(([127, 0, 0, 1], free_port()))),
+            ),
+        };
         let mut command = std::process::Command::new(lattice_xds());
         command
             .arg("emulate-lattice")
@@ -117,13 +142,16 @@ impl Lattice {
             ))
             .arg(format!("--region={REGION}"))
             .args(emulator);
+        if let Some(dns) = dns {
+            command.arg(format!("--dns-listen={dns}"));
+            command.arg(format!("--dns-answer={}", lattice.ip()));
+        }
         isolate_aws(&mut command, dir.path());
         let emulator = Running::spawn(&mut command, &dir.path().join("emulator.log"));
         eventually("the Lattice emulator", Duration::from_secs(20), || async {
-            emulator
-                .log_text()
-                .contains("VPC Lattice emulator ready")
-                .then_some(())
+            let log = emulator.log_text();
+            assert!(!log.contains("cannot listen"), "{log}");
+            log.contains("VPC Lattice emulator ready").then_some(())
         })
         .await;
 
@@ -138,8 +166,6 @@ impl Lattice {
         let mut args = vec![
             format!("--manifests={}", manifests.display()),
             format!("--ca-file={}", certificate.ca_file.display()),
-            format!("--resolve={HOST}={lattice}"),
-            format!("--resolve={PRIVATE_HOST}={lattice}"),
             "--signing=ext-proc".to_string(),
             format!("--region={REGION}"),
             format!("--signer-grpc-address={}", signer.grpc),
@@ -148,6 +174,13 @@ impl Lattice {
             "--egress-address=127.0.0.1".to_string(),
             format!("--egress-port={egress_port}"),
         ];
+        match dns {
+            None => args.extend([
+                format!("--resolve={HOST}={lattice}"),
+                format!("--resolve={PRIVATE_HOST}={lattice}"),
+            ]),
+            Some(dns) => args.push(format!("--dns-resolver={dns}")),
+        }
         args.extend(controller.iter().cloned());
         let controller = Controller::start(dir.path(), &args).await;
         let envoy = Envoy::start(dir.path(), "caller-pod", controller.xds_port, "delta").await;
