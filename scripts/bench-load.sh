@@ -14,7 +14,10 @@
 # A mode with the suffix `-nolog` (`native-nolog`) runs that signing mode without the sidecar's
 # access log (`--access-log false`), to measure what the log costs; with `-noinspect`
 # (`ext-proc-noinspect`), without the protocol inspection of the egress listener
-# (`--protocol-inspection false`). The sidecar Envoy's access log goes to a file, as a
+# (`--protocol-inspection false`); with `-bare` (`ext-proc-bare`), without the retry policy and
+# outlier detection (`--retries 0 --eject-after 0`); with `-trace1` or `-trace001`, with spans
+# sent to an OpenTelemetry Collector (built by scripts/install-otelcol.sh, on the other core)
+# for every request or one in a hundred. The sidecar Envoy's access log goes to a file, as a
 # container's stdout does.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -104,7 +107,12 @@ cpu_seconds() { # CPU seconds (user + system) of each process started for the cu
 
 run_mode() { # MODE -> prints "rps p50-ms p99-ms non-2xx envoy-µs/request signer-µs/request signer-RSS-kB"
   local mode=$1 signer_pid=
-  local signing=$mode access_log=true inspect=true
+  local signing=$mode access_log=true inspect=true extra=()
+  case $signing in *-bare) signing=${signing%-bare}; extra=(--retries 0 --eject-after 0) ;; esac
+  case $signing in
+    *-trace1) signing=${signing%-trace1}; extra=(--trace-collector "$collector" --trace-sampling 1) ;;
+    *-trace001) signing=${signing%-trace001}; extra=(--trace-collector "$collector" --trace-sampling 0.01) ;;
+  esac
   case $signing in *-noinspect) signing=${signing%-noinspect}; inspect=false ;; esac
   case $signing in *-nolog) signing=${signing%-nolog}; access_log=false ;; esac
   local xds admin egress envoy_admin signer_grpc signer_http
@@ -118,7 +126,7 @@ run_mode() { # MODE -> prints "rps p50-ms p99-ms non-2xx envoy-µs/request signe
     --region eu-west-1 --ca-file "$work/ca.pem" \
     --signer-grpc-address "127.0.0.1:$signer_grpc" --signer-http-address "127.0.0.1:$signer_http" \
     --egress-address 127.0.0.1 --egress-port "$egress" \
-    --resolve "$host=127.0.0.1:$upstream_port" --log warn 2> "$work/controller-$mode.log" &
+    --resolve "$host=127.0.0.1:$upstream_port" "${extra[@]}" --log warn 2> "$work/controller-$mode.log" &
   pids+=($!)
   if [ "$signing" = ext-proc ] || [ "$signing" = lua ]; then
     env "${credentials[@]}" "${other_core[@]}" "$signer_bin" --grpc-listen "127.0.0.1:$signer_grpc" \
@@ -171,6 +179,36 @@ PY
 }
 
 modes=(${MODES:-none native ext-proc lua})
+# A collector for the tracing modes, for the whole run.
+collector=""
+case " ${modes[*]}" in *-trace*)
+  otelcol=$(scripts/install-otelcol.sh)
+  collector="127.0.0.1:$(free_port)"
+  cat > "$work/otelcol.yaml" <<YAML
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: $collector
+exporters:
+  file:
+    path: $work/spans.jsonl
+service:
+  telemetry:
+    metrics:
+      level: none
+  pipelines:
+    traces:
+      receivers: [otlp]
+      exporters: [file]
+YAML
+  "${other_core[@]}" "$otelcol" --config "$work/otelcol.yaml" 2> "$work/otelcol.log" &
+  collector_pid=$!
+  trap 'kill "$collector_pid" 2>/dev/null; stop_all; rm -rf "$work"' EXIT
+  wait_for_log() { for _ in $(seq 1 400); do grep -q "$1" "$2" && return 0; sleep 0.05; done; return 1; }
+  wait_for_log "Everything is ready" "$work/otelcol.log" || { echo "bench-load: the collector did not start" >&2; exit 1; }
+  ;;
+esac
 results="$work/results"
 : > "$results"
 for round in $(seq 1 "$rounds"); do
@@ -212,7 +250,7 @@ for mode in modes:
     spread = f"{min(spread):.2f}–{max(spread):.2f}" if spread else "–"
     errors = sum(int(r[3]) for r in by_mode[mode])
     signer_us = median(mode, 5)
-    signed = mode.removesuffix("-noinspect").removesuffix("-nolog") in ("ext-proc", "lua")
+    signed = mode.startswith(("ext-proc", "lua"))
     share = f"{signer_us / native_envoy_us:.2f}" if signed and native_envoy_us else "–"
     rss = f"{max(float(r[6]) for r in by_mode[mode]) / 1024:.1f} MB" if signed else "–"
     print(f"| {mode} | {rps:.0f} | {ratio} | {spread} | {median(mode, 1):.2f} | {median(mode, 2):.2f} | "

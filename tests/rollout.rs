@@ -122,6 +122,7 @@ async fn a_reset_before_any_response_is_tried_again_once() {
 async fn the_forward_proxy_cluster_holds_its_limits() {
     let lattice = Lattice::start_reached(
         Reach::Dns(Ipv4Addr::new(127, 0, 0, 46)),
+        "ext-proc",
         &[format!("--fault={HOST}=latency=1500ms")],
         &[
             "--max-requests=1".to_string(),
@@ -151,6 +152,7 @@ async fn the_forward_proxy_cluster_holds_its_limits() {
 async fn the_forward_proxy_cluster_never_sets_a_host_name_aside() {
     let lattice = Lattice::start_reached(
         Reach::Dns(Ipv4Addr::new(127, 0, 0, 47)),
+        "ext-proc",
         &[format!("--fault={HOST}=unavailable=1")],
         &["--eject-after=3".to_string(), "--retries=0".to_string()],
     )

@@ -9,7 +9,7 @@ mod support;
 use std::time::Duration;
 
 use support::collector::{Collector, Span};
-use support::emulated::{HOST, Lattice, PRIVATE_HOST};
+use support::emulated::{HOST, Lattice, PRIVATE_HOST, Reach};
 use support::{eventually, http};
 
 /// The application's own trace and span, as its `traceparent` carries them (sampled).
@@ -114,4 +114,49 @@ async fn each_call_leaves_spans_that_continue_the_applications_trace() {
         "{denied:?}"
     );
     assert_eq!(denied.attribute("http.status_code"), Some("403"));
+}
+
+/// Envoy's own signer signs before each attempt's span rewrites the trace context, which it
+/// therefore leaves out of the signature: a traced call it signs still reaches the service.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_traced_call_signed_by_envoys_own_filter_is_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    let collector = Collector::start(dir.path()).await;
+    let lattice = Lattice::start_reached(
+        Reach::Pinned,
+        "native",
+        &[],
+        &[
+            format!("--trace-collector={}", collector.address),
+            "--trace-sampling=1".to_string(),
+        ],
+    )
+    .await;
+    let traceparent = format!("00-{TRACE}-{APPLICATION_SPAN}-01");
+    let response = http::request(
+        lattice.egress,
+        "GET",
+        HOST,
+        "/native",
+        &[("traceparent", &traceparent)],
+        "",
+    )
+    .await
+    .expect("an answer");
+    assert_eq!(response.status, 200, "{response:?}");
+    assert!(
+        response.body.contains(&format!("traceparent=00-{TRACE}-")),
+        "{response:?}"
+    );
+    eventually("the request's span", Duration::from_secs(30), || {
+        let spans = collector.spans();
+        async move {
+            spans
+                .iter()
+                .find(|span| span.parent_span_id == APPLICATION_SPAN)
+                .filter(|span| span.attribute("lattice.signing") == Some("native sigv4"))
+                .map(|_| ())
+        }
+    })
+    .await;
 }

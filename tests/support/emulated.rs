@@ -82,12 +82,14 @@ impl Lattice {
     /// Starts everything and waits until the sidecar routes [`HOST`]; `emulator` and
     /// `controller` are extra flags of each.
     pub async fn start(emulator: &[String], controller: &[String]) -> Lattice {
-        Self::start_reached(Reach::Pinned, emulator, controller).await
+        Self::start_reached(Reach::Pinned, "ext-proc", emulator, controller).await
     }
 
-    /// The same, the sidecar finding the emulator as `reach` says.
+    /// The same, the sidecar finding the emulator as `reach` says and signing in the mode
+    /// `signing` (`ext-proc`, or `native` with the caller's keys in Envoy's environment).
     pub async fn start_reached(
         reach: Reach,
+        signing: &str,
         emulator: &[String],
         controller: &[String],
     ) -> Lattice {
@@ -166,7 +168,7 @@ impl Lattice {
         let mut args = vec![
             format!("--manifests={}", manifests.display()),
             format!("--ca-file={}", certificate.ca_file.display()),
-            "--signing=ext-proc".to_string(),
+            format!("--signing={signing}"),
             format!("--region={REGION}"),
             format!("--signer-grpc-address={}", signer.grpc),
             format!("--signer-http-address={}", signer.http),
@@ -183,7 +185,18 @@ impl Lattice {
         }
         args.extend(controller.iter().cloned());
         let controller = Controller::start(dir.path(), &args).await;
-        let envoy = Envoy::start(dir.path(), "caller-pod", controller.xds_port, "delta").await;
+        let envoy_env: &[(&str, String)] = match signing {
+            "native" => &credentials,
+            _ => &[],
+        };
+        let envoy = Envoy::start_with_env(
+            dir.path(),
+            "caller-pod",
+            controller.xds_port,
+            "delta",
+            envoy_env,
+        )
+        .await;
         let egress = SocketAddr::from(([127, 0, 0, 1], egress_port));
         // Routed: an answer other than the sidecar's own 404 (a fault's is one).
         eventually(
