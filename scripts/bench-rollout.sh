@@ -4,10 +4,11 @@
 # Lattice does) with TARGETS targets that take requests in turn while each refuses for DOWN in
 # turn (`--fault svc-0.example.com=rolling=TARGETSxDOWN`, answered 503 as Lattice answers for
 # an unavailable target). h2load sends GETs at RATE requests/s for SECONDS through the
-# sidecar, once with no retries (`--retries 0`) and once with the defaults, ROUNDS times each in
-# turn. Prints a Markdown table for docs/benchmarks.md.
+# sidecar, once per mode, ROUNDS times each in turn: `no-retries` (`--retries 0`), `default`
+# (one retry), `retries-N` (`--retries N`). Prints a Markdown table for docs/benchmarks.md.
 #
-#   [ROUNDS=2] [RATE=200] [TARGETS=3] [DOWN=2s] scripts/bench-rollout.sh [SECONDS]
+#   [ROUNDS=2] [RATE=200] [TARGETS=3] [DOWN=2s] [MODES="no-retries default"] \
+#     scripts/bench-rollout.sh [SECONDS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -95,9 +96,12 @@ pids+=($!)
 wait_for "http://127.0.0.1:$signer_http/readyz" ready "the signer"
 shared_pids=("${pids[@]}")
 
-run_mode() { # MODE (no-retries | default) -> "requests failed retried"
+run_mode() { # MODE (no-retries | default | retries-N) -> "requests failed retried"
   local mode=$1 flags=()
-  [ "$mode" = no-retries ] && flags=(--retries 0)
+  case $mode in
+    no-retries) flags=(--retries 0) ;;
+    retries-*) flags=(--retries "${mode#retries-}") ;;
+  esac
   local xds admin egress envoy_admin
   xds=$(free_port); admin=$(free_port); egress=$(free_port); envoy_admin=$(free_port)
   "$bin" controller --manifests "$work/manifests" --xds-listen "127.0.0.1:$xds" \
@@ -134,8 +138,9 @@ PY
 
 results="$work/results"
 : > "$results"
+modes=(${MODES:-no-retries default})
 for round in $(seq 1 "$rounds"); do
-  for mode in no-retries default; do
+  for mode in "${modes[@]}"; do
     line=$(run_mode "$mode")
     echo "$round $mode $line" >> "$results"
     echo "bench-rollout: round $round, $mode: $line (requests, failed as the application saw them, retries)" >&2
@@ -146,12 +151,14 @@ echo "Machine: $(nproc) cores; h2load --h1 -c$clients at $rate requests/s for ${
   "restart of ${targets} targets, each refusing for $down in turn; $rounds rounds; Envoy" \
   "$("$envoy" --version | grep -o 'version: [^ ]*' | cut -d/ -f2) with --concurrency 1; release build."
 echo
-python3 - "$results" <<'PY'
+python3 - "$results" "${modes[@]}" <<'PY'
 import sys
 rows = [line.split() for line in open(sys.argv[1])]
+labels = {"no-retries": "no retries (`--retries 0`)", "default": "the default (one retry)"}
 print("| sidecar | requests | failed (as the application saw them) | share failed | retries |")
 print("|---|---|---|---|---|")
-for mode, label in (("no-retries", "no retries (`--retries 0`)"), ("default", "the default (one retry)")):
+for mode in sys.argv[2:]:
+    label = labels.get(mode, f"`--retries {mode.removeprefix('retries-')}`")
     mine = [r for r in rows if r[1] == mode]
     total = sum(int(r[2]) for r in mine)
     failed = sum(int(r[3]) for r in mine)

@@ -1,7 +1,8 @@
 //! The called service rolls out behind the local VPC Lattice emulator (its targets refusing in
 //! turn, streams reset), and the caller's sidecar with its defaults: a GET meets no error, as
 //! the one retry goes to the next target; a POST is not tried again; a reset before any response
-//! is tried again once. Through the shared forward-proxy cluster (a host found by DNS on 443,
+//! is tried again once; a route's own `retry` tries its attempts and no more, as the emulator
+//! counts them. Through the shared forward-proxy cluster (a host found by DNS on 443,
 //! as VPC Lattice's are; needs root), the request limit holds and no host name is set aside.
 
 mod support;
@@ -9,7 +10,7 @@ mod support;
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
-use support::emulated::{HOST, Lattice, PRIVATE_HOST, Reach};
+use support::emulated::{HOST, Lattice, PRIVATE_HOST, RETRIED_HOST, Reach};
 use support::{eventually, http};
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -91,6 +92,29 @@ async fn a_get_through_a_rolling_restart_meets_no_error() {
     let refused = posted.iter().filter(|status| **status == 503).count();
     assert!(refused > 0, "{posted:?}");
     assert!(posted.iter().all(|s| *s == 200 || *s == 503), "{posted:?}");
+}
+
+/// A route's own `retry` (attempts 3, on a 503): a POST that meets a 503 every time is tried
+/// four times in all, as the emulator counts, and no more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_routes_retry_tries_its_attempts_and_no_more() {
+    let lattice = Lattice::start(&[format!("--fault={RETRIED_HOST}=unavailable=1")], &[]).await;
+    let posted = http::request(
+        lattice.egress,
+        "POST",
+        RETRIED_HOST,
+        "/payments",
+        &[("x-request-id", "route-retry-post")],
+        "",
+    )
+    .await
+    .expect("an answer");
+    assert_eq!(posted.status, 503, "{posted:?}");
+    assert_eq!(
+        posted.header("x-lattice-emulator-attempt"),
+        Some("4"),
+        "{posted:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -16,16 +16,19 @@ use super::{eventually, free_port, http, lattice_xds};
 pub const HOST: &str = "orders.example.com";
 /// A second service, whose auth policy lets no one in.
 pub const PRIVATE_HOST: &str = "private.example.com";
+/// A third, whose route asks for its own retries: three, of any method, on a 503.
+pub const RETRIED_HOST: &str = "retried.example.com";
 pub const REGION: &str = "us-east-1";
 
 const GATEWAY: &str = include_str!("../../examples/cluster1/gateway.yaml");
 
 /// An HTTPRoute of `apps` for `host`, on the custom domain's listener, to the one backend.
-fn route(name: &str, host: &str) -> String {
+/// `rule` is more of the rule's fields, each line indented by four spaces.
+fn route(name: &str, host: &str, rule: &str) -> String {
     format!(
         "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata:\n  name: {name}\n  namespace: apps\n\
          spec:\n  hostnames: [{host}]\n  parentRefs:\n  - name: lattice-gateway\n    namespace: lattice-gateway\n\
-         \x20   sectionName: https-listener-with-custom-domain\n  rules:\n  - backendRefs:\n    - name: orders-v1\n      port: 80\n"
+         \x20   sectionName: https-listener-with-custom-domain\n  rules:\n  - backendRefs:\n    - name: orders-v1\n      port: 80\n{rule}"
     )
 }
 
@@ -97,12 +100,19 @@ impl Lattice {
         let manifests = dir.path().join("manifests");
         std::fs::create_dir(&manifests).unwrap();
         std::fs::write(manifests.join("gateway.yaml"), GATEWAY).unwrap();
-        std::fs::write(manifests.join("orders.yaml"), route("orders", HOST)).unwrap();
-        std::fs::write(
-            manifests.join("private.yaml"),
-            route("private", PRIVATE_HOST),
-        )
-        .unwrap();
+        let routes = [
+            ("orders", HOST, ""),
+            ("private", PRIVATE_HOST, ""),
+            (
+                "retried",
+                RETRIED_HOST,
+                "    retry: {attempts: 3, codes: [503], backoff: 10ms}\n",
+            ),
+        ];
+        for (name, host, rule) in routes {
+            let file = manifests.join(format!("{name}.yaml"));
+            std::fs::write(file, route(name, host, rule)).unwrap();
+        }
         std::fs::write(manifests.join("private-policy.yaml"), PRIVATE_POLICY).unwrap();
         std::fs::write(dir.path().join("identities.yaml"), IDENTITIES).unwrap();
         let certificate = ServerCert::write(dir.path(), "lattice", &["*.example.com"]);
@@ -180,6 +190,7 @@ impl Lattice {
             None => args.extend([
                 format!("--resolve={HOST}={lattice}"),
                 format!("--resolve={PRIVATE_HOST}={lattice}"),
+                format!("--resolve={RETRIED_HOST}={lattice}"),
             ]),
             Some(dns) => args.push(format!("--dns-resolver={dns}")),
         }
