@@ -1,7 +1,9 @@
 //! Timeouts, retries and limits through stock Envoy: an idempotent request that meets a 503 is
 //! tried once more by default and succeeds; a POST is not tried again; a request that keeps
 //! failing is tried as many times as configured and no more; a route's `timeouts.request`
-//! answers 504 at its time, without waiting for the slow upstream; past `--max-requests` in
+//! answers 504 at its time, without waiting for the slow upstream, and an attempt that outlives
+//! `timeouts.backendRequest` is tried again; a route's `retry` retries its codes its number of
+//! times, any method; past `--max-requests` in
 //! flight through the cluster, a request is answered 503 at once; an address that keeps
 //! failing is set aside while the others serve, and comes back.
 
@@ -101,6 +103,11 @@ async fn idempotent_requests_are_retried_and_routes_set_their_time() {
                 "  rules:\n  - timeouts: {request: 1s}\n",
             ),
             (
+                "ledger",
+                "ledger.example.com",
+                "  rules:\n  - timeouts: {request: 5s, backendRequest: 300ms}\n",
+            ),
+            (
                 "payments",
                 "payments.example.com",
                 "  rules:\n  - retry: {attempts: 3, codes: [500, 502], backoff: 10ms}\n",
@@ -161,6 +168,17 @@ async fn idempotent_requests_are_retried_and_routes_set_their_time() {
         .await
         .expect("an answer");
     assert_eq!(patient.status, 200, "{patient:?}");
+
+    // An attempt that outlives its own limit is retried like a reset: three attempts of 300 ms
+    // each (--retries=2), then the sidecar's 504, long before the request's five seconds.
+    let started = Instant::now();
+    let cut = http::get(egress, "ledger.example.com", "/delay/2000")
+        .await
+        .expect("an answer");
+    let took = started.elapsed();
+    assert_eq!(cut.status, 504, "{cut:?}");
+    assert_eq!(upstream.asked("GET", "/delay/2000"), 3);
+    assert!(took < Duration::from_millis(2000), "took {took:?}");
 
     // A route's own retry: its codes, its number of times, and every method, as it asked.
     let route_retried = http::get(egress, "payments.example.com", "/status/500")
