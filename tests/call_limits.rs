@@ -3,9 +3,9 @@
 //! failing is tried as many times as configured and no more; a route's `timeouts.request`
 //! answers 504 at its time, without waiting for the slow upstream, and an attempt that outlives
 //! `timeouts.backendRequest` is tried again; a route's `retry` retries its codes its number of
-//! times, any method; past `--max-requests` in
-//! flight through the cluster, a request is answered 503 at once; an address that keeps
-//! failing is set aside while the others serve, and comes back.
+//! times, any method; past `--max-requests` in flight through the cluster, a request is answered
+//! 503 at once; an address that keeps failing is set aside while the others serve, and comes
+//! back.
 
 mod support;
 
