@@ -6,6 +6,7 @@
 mod access_log;
 mod cluster;
 mod listener;
+mod retries;
 mod route;
 
 pub use crate::xds::resources::{Host, Resources, RouteTable};
@@ -16,12 +17,21 @@ mod signing;
 mod tracing;
 
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
+use envoy_types::pb::envoy::config::core::v3::TypedExtensionConfig;
 use envoy_types::pb::envoy::config::core::v3::config_source::ConfigSourceSpecifier;
 use envoy_types::pb::envoy::config::core::v3::{AggregatedConfigSource, ApiVersion, ConfigSource};
+use envoy_types::pb::envoy::extensions::common::matching::v3::ExtensionWithMatcher;
+use envoy_types::pb::envoy::extensions::filters::common::matcher::action::v3::SkipFilter;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
     HttpFilter, http_filter,
 };
 use envoy_types::pb::google::protobuf::Duration;
+use envoy_types::pb::xds::core::v3::TypedExtensionConfig as XdsExtension;
+use envoy_types::pb::xds::r#type::matcher::v3::Matcher;
+use envoy_types::pb::xds::r#type::matcher::v3::matcher::matcher_list::{FieldMatcher, Predicate};
+use envoy_types::pb::xds::r#type::matcher::v3::matcher::{
+    MatcherList, MatcherType, OnMatch, on_match,
+};
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -201,4 +211,38 @@ fn http_filter(name: &str, config: envoy_types::pb::google::protobuf::Any) -> Ht
         config_type: Some(http_filter::ConfigType::TypedConfig(config)),
         ..Default::default()
     }
+}
+
+/// An HTTP filter that a matcher skips: `config` runs for a request unless `skip` holds for it
+/// (a predicate over its request headers, or over the response's for a filter that acts on the
+/// way back).
+fn skipped_when(
+    name: &str,
+    config: envoy_types::pb::google::protobuf::Any,
+    skip: Predicate,
+) -> HttpFilter {
+    let skip_action = OnMatch {
+        on_match: Some(on_match::OnMatch::Action(XdsExtension {
+            name: "skip".to_string(),
+            typed_config: Some(envoy_types::util::pack_any(SkipFilter {})),
+        })),
+        ..Default::default()
+    };
+    let matched = ExtensionWithMatcher {
+        xds_matcher: Some(Matcher {
+            matcher_type: Some(MatcherType::MatcherList(MatcherList {
+                matchers: vec![FieldMatcher {
+                    predicate: Some(skip),
+                    on_match: Some(skip_action),
+                }],
+            })),
+            ..Default::default()
+        }),
+        extension_config: Some(TypedExtensionConfig {
+            name: name.to_string(),
+            typed_config: Some(config),
+        }),
+        ..Default::default()
+    };
+    http_filter(name, envoy_types::util::pack_any(matched))
 }

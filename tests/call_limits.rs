@@ -308,3 +308,29 @@ async fn a_failing_address_is_set_aside_and_comes_back() {
         0
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_default_attempt_limit_holds_idempotent_requests_only() {
+    let sidecar = Sidecar::start(
+        &[("orders", "orders.example.com", "")],
+        &["--attempt-timeout=300ms", "--retries=1"],
+    )
+    .await;
+    let (upstream, egress) = (&sidecar.upstream, sidecar.egress);
+
+    // A GET: two attempts of 300 ms, then the sidecar's 504.
+    let started = Instant::now();
+    let cut = http::get(egress, "orders.example.com", "/delay/1000")
+        .await
+        .expect("an answer");
+    assert_eq!(cut.status, 504, "{cut:?}");
+    assert_eq!(upstream.asked("GET", "/delay/1000"), 2);
+    assert!(started.elapsed() < Duration::from_millis(1000));
+
+    // A POST is neither cut short nor tried again: it has the request's 15 s.
+    let posted = http::request(egress, "POST", "orders.example.com", "/delay/1000", &[], "")
+        .await
+        .expect("an answer");
+    assert_eq!(posted.status, 200, "{posted:?}");
+    assert_eq!(upstream.asked("POST", "/delay/1000"), 1);
+}

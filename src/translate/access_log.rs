@@ -7,7 +7,6 @@
 //! matcher on the response status skips for every other answer, so it costs nothing then.
 
 use envoy_types::pb::envoy::config::accesslog::v3::{AccessLog, access_log};
-use envoy_types::pb::envoy::config::core::v3::TypedExtensionConfig;
 use envoy_types::pb::envoy::config::core::v3::{
     DataSource, SubstitutionFormatString, data_source::Specifier,
     substitution_format_string::Format,
@@ -15,27 +14,22 @@ use envoy_types::pb::envoy::config::core::v3::{
 use envoy_types::pb::envoy::extensions::access_loggers::stream::v3::{
     StdoutAccessLog, stdout_access_log::AccessLogFormat,
 };
-use envoy_types::pb::envoy::extensions::common::matching::v3::ExtensionWithMatcher;
-use envoy_types::pb::envoy::extensions::filters::common::matcher::action::v3::SkipFilter;
 use envoy_types::pb::envoy::extensions::filters::http::lua::v3::Lua;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::HttpFilter;
 use envoy_types::pb::envoy::r#type::matcher::v3::HttpResponseHeaderMatchInput;
 use envoy_types::pb::google::protobuf::{Any, Struct, Value, value::Kind};
 use envoy_types::pb::xds::core::v3::TypedExtensionConfig as XdsExtension;
+use envoy_types::pb::xds::r#type::matcher::v3::matcher::matcher_list::Predicate;
 use envoy_types::pb::xds::r#type::matcher::v3::matcher::matcher_list::predicate::{
     MatchType, SinglePredicate, single_predicate,
 };
-use envoy_types::pb::xds::r#type::matcher::v3::matcher::matcher_list::{FieldMatcher, Predicate};
-use envoy_types::pb::xds::r#type::matcher::v3::matcher::{
-    MatcherList, MatcherType, OnMatch, on_match,
-};
 use envoy_types::pb::xds::r#type::matcher::v3::{
-    Matcher, StringMatcher as XdsStringMatcher, string_matcher::MatchPattern as XdsMatchPattern,
+    StringMatcher as XdsStringMatcher, string_matcher::MatchPattern as XdsMatchPattern,
 };
 use envoy_types::util::pack_any;
 use prost::{Message, Name};
 
-use super::http_filter;
+use super::skipped_when;
 use crate::model::Mesh;
 
 const SCRIPT: &str = include_str!("../../envoy/access_log.lua");
@@ -170,30 +164,7 @@ pub fn filter(mesh: &Mesh) -> Option<HttpFilter> {
             })),
         }))),
     };
-    let skip = OnMatch {
-        on_match: Some(on_match::OnMatch::Action(XdsExtension {
-            name: "skip".to_string(),
-            typed_config: Some(pack_any(SkipFilter {})),
-        })),
-        ..Default::default()
-    };
-    let matched = ExtensionWithMatcher {
-        xds_matcher: Some(Matcher {
-            matcher_type: Some(MatcherType::MatcherList(MatcherList {
-                matchers: vec![FieldMatcher {
-                    predicate: Some(not_403),
-                    on_match: Some(skip),
-                }],
-            })),
-            ..Default::default()
-        }),
-        extension_config: Some(TypedExtensionConfig {
-            name: ACCESS_LOG_FILTER.to_string(),
-            typed_config: Some(pack_any(lua)),
-        }),
-        ..Default::default()
-    };
-    Some(http_filter(ACCESS_LOG_FILTER, pack_any(matched)))
+    Some(skipped_when(ACCESS_LOG_FILTER, pack_any(lua), not_403))
 }
 
 /// The Lua filter's name in the chain (the signing filter in the Lua mode has its own).

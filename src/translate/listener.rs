@@ -218,6 +218,8 @@ fn connection_manager(mesh: &Mesh) -> HttpConnectionManager {
         };
         http_filters.push(http_filter(FORWARD_PROXY_FILTER, pack_any(config)));
     }
+    // Before signing, as the signature leaves Envoy's own headers out anyway.
+    http_filters.extend(super::retries::filter(mesh));
     http_filters.extend(signing::filter(&mesh.signing));
     http_filters.push(http_filter(
         "envoy.filters.http.router",

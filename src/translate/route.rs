@@ -4,23 +4,21 @@
 
 use envoy_types::pb::envoy::config::core::v3::{DataSource, data_source::Specifier};
 use envoy_types::pb::envoy::config::route::v3::{
-    DirectResponseAction, FilterConfig, HeaderMatcher, RetryPolicy, Route, RouteAction,
-    RouteConfiguration, RouteMatch, Vhds, VirtualHost, header_matcher::HeaderMatchSpecifier,
-    retry_policy::RetryBackOff, route::Action, route_action::ClusterSpecifier,
-    route_action::MaxStreamDuration, route_match::PathSpecifier,
+    DirectResponseAction, FilterConfig, Route, RouteAction, RouteConfiguration, RouteMatch, Vhds,
+    VirtualHost, route::Action, route_action::ClusterSpecifier, route_action::MaxStreamDuration,
+    route_match::PathSpecifier,
 };
-use envoy_types::pb::envoy::r#type::matcher::v3::{StringMatcher, string_matcher::MatchPattern};
-use envoy_types::pb::google::protobuf::{Duration, UInt32Value};
+use envoy_types::pb::google::protobuf::Duration;
 use envoy_types::util::pack_any;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use super::retries::limit_calls;
 use super::{
-    EGRESS, FALLBACK_VHOST, cluster_name_of, duration, http_destinations, shared_cluster_name,
-    signing,
+    EGRESS, FALLBACK_VHOST, cluster_name_of, http_destinations, shared_cluster_name, signing,
 };
 use crate::model::{
-    Calls, Destination, Mesh, Protocol, ServiceOrigin, UnknownHosts, custom_domain_trust,
+    Destination, Mesh, Protocol, ServiceOrigin, UnknownHosts, custom_domain_trust,
     unknown_host_trust,
 };
 use crate::sorted::Alongside;
@@ -66,7 +64,9 @@ struct Unchanged<'a> {
 impl<'a> Unchanged<'a> {
     fn new(mesh: &Mesh, previous: Option<&'a Mesh>) -> Self {
         let previous = previous
-            .filter(|previous| previous.destination_stats == mesh.destination_stats)
+            .filter(|previous| {
+                previous.destination_stats == mesh.destination_stats && previous.calls == mesh.calls
+            })
             .map(|previous| Alongside::new(&previous.destinations));
         Self { previous }
     }
@@ -88,7 +88,7 @@ fn fallback_domains(mesh: &Mesh) -> Option<VirtualHost> {
         .collect();
     let trust = custom_domain_trust(&mesh.bundles);
     let mut route = to_cluster(shared_cluster_name(Some(&trust), Protocol::Http));
-    limit_calls(&mut route, &mesh.calls);
+    limit_calls(&mut route, &mesh.calls, mesh);
     Some(VirtualHost {
         name: FALLBACK_VHOST.to_string(),
         domains,
@@ -212,7 +212,7 @@ fn destination(destination: &Destination, mesh: &Mesh) -> VirtualHost {
     let mut route = to_cluster(cluster_name_of(destination));
     route.name = provenance(destination);
     if destination.protocol != Protocol::Grpc {
-        limit_calls(&mut route, &destination.calls);
+        limit_calls(&mut route, &destination.calls, mesh);
     } else if let Some(Action::Route(action)) = &mut route.action {
         // A stream may last as long as its client wants: no route timeout, and the client's
         // `grpc-timeout` bounds it.
@@ -273,67 +273,6 @@ pub fn service_provenance(service: &ServiceOrigin) -> String {
     entries.join(PROVENANCE_SEPARATOR)
 }
 
-/// Which requests a retry may repeat: those of the methods HTTP calls idempotent (RFC 9110).
-/// Matched exactly, one matcher each: a regular expression would cost every sidecar a compiled
-/// automaton per virtual host.
-const IDEMPOTENT_METHODS: [&str; 5] = ["GET", "HEAD", "OPTIONS", "PUT", "DELETE"];
-
-/// What a retry follows: a connection that failed, a reset before any response, or a 503 (VPC
-/// Lattice's answer while a target is unavailable, as during a rolling restart).
-const RETRY_ON: &str = "connect-failure,reset,retriable-status-codes";
-
-/// Sets a route's limit on the whole request (retries included; `0s` to Envoy is none) and,
-/// when it allows any, its retries of idempotent requests with an attempt's own limit. The
-/// waits between attempts are Envoy's own: each drawn at random below a bound that starts at
-/// 25 ms and grows with each retry up to 250 ms. Every virtual host carries its policy (Envoy
-/// has no default for a whole route configuration), so it says no more than it must.
-fn limit_calls(route: &mut Route, calls: &Calls) {
-    let Some(Action::Route(action)) = &mut route.action else {
-        return;
-    };
-    action.timeout = Some(
-        calls
-            .request_timeout
-            .map_or_else(Duration::default, duration),
-    );
-    let retries = calls.allowed_retries();
-    if retries == 0 && calls.attempt_timeout.is_none() {
-        return;
-    }
-    let idempotent = IDEMPOTENT_METHODS.map(|method| HeaderMatcher {
-        name: ":method".to_string(),
-        header_match_specifier: Some(HeaderMatchSpecifier::StringMatch(StringMatcher {
-            match_pattern: Some(MatchPattern::Exact(method.to_string())),
-            ..Default::default()
-        })),
-        ..Default::default()
-    });
-    let policy = RetryPolicy {
-        retry_on: RETRY_ON.to_string(),
-        num_retries: Some(UInt32Value { value: retries }),
-        per_try_timeout: calls.attempt_timeout.map(duration),
-        ..Default::default()
-    };
-    action.retry_policy = Some(match &calls.retry {
-        // The defaults: an idempotent request, on a 503.
-        None => RetryPolicy {
-            retriable_status_codes: vec![503],
-            retriable_request_headers: idempotent.to_vec(),
-            ..policy
-        },
-        // The route asked: any method, on its codes, after its backoff (at most ten times it
-        // as the waits grow, as Envoy's own does).
-        Some(retry) => RetryPolicy {
-            retriable_status_codes: retry.codes.iter().map(u32::from).collect(),
-            retry_back_off: retry.backoff.map(|base| RetryBackOff {
-                base_interval: Some(duration(base)),
-                max_interval: Some(duration(base * 10)),
-            }),
-            ..policy
-        },
-    });
-}
-
 fn to_cluster(cluster: String) -> Route {
     Route {
         r#match: Some(every_path()),
@@ -357,7 +296,7 @@ fn default_forward(mesh: &Mesh) -> VirtualHost {
     let trust = unknown_host_trust(&mesh.bundles);
     let mut route = to_cluster(shared_cluster_name(Some(&trust), Protocol::Http));
     route.name = DEFAULT_FORWARD.to_string();
-    limit_calls(&mut route, &mesh.calls);
+    limit_calls(&mut route, &mesh.calls, mesh);
     VirtualHost {
         name: "default-forward".to_string(),
         domains: vec!["*".to_string()],
