@@ -218,9 +218,9 @@ fn connection_manager(mesh: &Mesh) -> HttpConnectionManager {
         };
         http_filters.push(http_filter(FORWARD_PROXY_FILTER, pack_any(config)));
     }
-    // Before signing, as the signature leaves Envoy's own headers out anyway.
-    http_filters.extend(super::retries::filter(mesh));
     http_filters.extend(signing::filter(&mesh.signing));
+    // After signing, so that the signer is not sent headers only the router reads.
+    http_filters.extend(super::retries::filter(mesh));
     http_filters.push(http_filter(
         "envoy.filters.http.router",
         pack_any(Router::default()),

@@ -73,8 +73,11 @@ pub fn filter(mesh: &Mesh) -> Option<HttpFilter> {
         request_mutations.extend([
             header("x-envoy-retry-on", RETRY_ON.to_string()),
             header("x-envoy-retriable-status-codes", "503".to_string()),
-            header("x-envoy-max-retries", retries.to_string()),
         ]);
+    }
+    // One retry is what Envoy's router makes of the headers above alone.
+    if retries > 1 {
+        request_mutations.push(header("x-envoy-max-retries", retries.to_string()));
     }
     if let Some(attempt) = calls.attempt_timeout {
         request_mutations.push(header(
