@@ -2,7 +2,8 @@
 //! turn, streams reset), and the caller's sidecar with its defaults: a GET meets no error, as
 //! the one retry goes to the next target; a POST is not tried again; a reset before any response
 //! is tried again once; a route's own `retry` tries its attempts and no more, as the emulator
-//! counts them. Through the shared forward-proxy cluster (a host found by DNS on 443,
+//! counts them; of two Lattice addresses (an emulator at each), the one answering only 503s is
+//! set aside and comes back. Through the shared forward-proxy cluster (a host found by DNS on 443,
 //! as VPC Lattice's are; needs root), the request limit holds and no host name is set aside.
 
 mod support;
@@ -207,4 +208,64 @@ async fn the_forward_proxy_cluster_never_sets_a_host_name_aside() {
     }
     let ejections = "cluster.lattice-tls|private-ca.outlier_detection.ejections_total";
     assert_eq!(lattice.envoy.counter(ejections).await, 0);
+}
+
+/// Outlier detection on a destination's own cluster, with two VPC Lattice addresses (an
+/// emulator at each): the address that answers only 503s is set aside after three in a row,
+/// the other takes every request meanwhile, and once healthy again the first is used again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_lattice_address_is_set_aside_and_comes_back() {
+    let mut lattice = Lattice::start_reached(
+        Reach::PinnedTo(2),
+        "ext-proc",
+        &[],
+        &[
+            "--retries=0".to_string(),
+            "--eject-after=3".to_string(),
+            "--ejection-time=2s".to_string(),
+        ],
+    )
+    .await;
+    let failing = lattice.others[0].0;
+    lattice
+        .restart_other(0, &[format!("--fault={HOST}=unavailable=1")])
+        .await;
+
+    let mut statuses = Vec::new();
+    for n in 0..30 {
+        let response = http::get(lattice.egress, HOST, &format!("/aside/{n}"))
+            .await
+            .expect("an answer");
+        statuses.push(response.status);
+    }
+    let failed = statuses.iter().filter(|status| **status == 503).count();
+    assert!((1..=5).contains(&failed), "{failed} failed: {statuses:?}");
+    assert!(statuses[10..].iter().all(|s| *s == 200), "{statuses:?}");
+    let ejected = format!("{CLUSTER}.outlier_detection.ejections_enforced_consecutive_5xx");
+    assert_eq!(lattice.envoy.counter(&ejected).await, 1);
+
+    // Healthy again: once its time is out, it answers requests again.
+    lattice.restart_other(0, &[]).await;
+    let answered = |text: &str| {
+        let prefix = format!("{CLUSTER}::{failing}::rq_success::");
+        let prefix = prefix.trim_start_matches("cluster.");
+        text.lines()
+            .find_map(|line| line.strip_prefix(prefix))
+            .and_then(|count| count.trim().parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let clusters_url = lattice.envoy.admin_url("/clusters");
+    let before = answered(&http::get_url(&clusters_url).await.expect("clusters").body);
+    let mut n = 0;
+    eventually("the set-aside address to answer again", WAIT, || {
+        n += 1;
+        let (egress, url) = (lattice.egress, clusters_url.clone());
+        async move {
+            let response = http::get(egress, HOST, &format!("/back/{n}")).await?;
+            assert_eq!(response.status, 200, "{response:?}");
+            let clusters = http::get_url(&url).await?.body;
+            (answered(&clusters) > before).then_some(())
+        }
+    })
+    .await;
 }

@@ -62,9 +62,12 @@ pub struct Lattice {
     /// The pod's egress address: plain HTTP, routed by Host.
     pub egress: SocketAddr,
     pub envoy: Envoy,
-    /// The emulator's one address, for every service.
+    /// The emulator's address, for every service.
     pub address: SocketAddr,
     pub emulator: Running,
+    /// More addresses of the same services (`Reach::PinnedTo`), each its own emulator.
+    pub others: Vec<(SocketAddr, Running)>,
+    spawner: Spawner,
     pub controller: Controller,
     _signer: Signer,
     backend: tokio::task::JoinHandle<()>,
@@ -76,6 +79,8 @@ pub struct Lattice {
 pub enum Reach {
     /// Each host pinned to the emulator's address (`--resolve`): a cluster per destination.
     Pinned,
+    /// The same at this many addresses, an emulator at each.
+    PinnedTo(usize),
     /// By DNS, which the emulator answers with this loopback address, where it listens on 443
     /// as VPC Lattice does: the shared forward-proxy cluster. Needs root.
     Dns(std::net::Ipv4Addr),
@@ -131,41 +136,45 @@ impl Lattice {
             let _ = axum::serve(listener, app).await;
         });
 
-        let (lattice, dns) = match reach {
-            Reach::Pinned => (SocketAddr::from(([127, 0, 0, 1], free_port())), None),
+        let (lattice, dns, more) = match reach {
+            Reach::Pinned => (SocketAddr::from(([127, 0, 0, 1], free_port())), None, 0),
+            Reach::PinnedTo(addresses) => (
+                SocketAddr::from(([127, 0, 0, 1], free_port())),
+                None,
+                addresses.saturating_sub(1),
+            ),
             Reach::Dns(ip) => (
                 SocketAddr::from((ip, 443)),
                 Some(SocketAddr::from(([127, 0, 0, 1], free_port()))),
+                0,
             ),
         };
-        let mut command = std::process::Command::new(lattice_xds());
-        command
-            .arg("emulate-lattice")
-            .arg(format!("--manifests={}", manifests.display()))
-            .arg(format!(
-                "--identities={}",
-                dir.path().join("identities.yaml").display()
-            ))
-            .arg(format!("--tls-cert={}", certificate.cert_file.display()))
-            .arg(format!("--tls-key={}", certificate.key_file.display()))
-            .arg(format!("--listen={lattice}"))
-            .arg(format!(
-                "--backend=orders-v1=http://127.0.0.1:{backend_port}"
-            ))
-            .arg(format!("--region={REGION}"))
-            .args(emulator);
+        let spawner = Spawner {
+            dir: dir.path().to_path_buf(),
+            args: vec![
+                format!("--manifests={}", manifests.display()),
+                format!(
+                    "--identities={}",
+                    dir.path().join("identities.yaml").display()
+                ),
+                format!("--tls-cert={}", certificate.cert_file.display()),
+                format!("--tls-key={}", certificate.key_file.display()),
+                format!("--backend=orders-v1=http://127.0.0.1:{backend_port}"),
+                format!("--region={REGION}"),
+            ],
+        };
+        let mut first = emulator.to_vec();
         if let Some(dns) = dns {
-            command.arg(format!("--dns-listen={dns}"));
-            command.arg(format!("--dns-answer={}", lattice.ip()));
+            first.push(format!("--dns-listen={dns}"));
+            first.push(format!("--dns-answer={}", lattice.ip()));
         }
-        isolate_aws(&mut command, dir.path());
-        let emulator = Running::spawn(&mut command, &dir.path().join("emulator.log"));
-        eventually("the Lattice emulator", Duration::from_secs(20), || async {
-            let log = emulator.log_text();
-            assert!(!log.contains("cannot listen"), "{log}");
-            log.contains("VPC Lattice emulator ready").then_some(())
-        })
-        .await;
+        let emulator = spawner.spawn(lattice, &first, "emulator").await;
+        let mut others = Vec::new();
+        for n in 0..more {
+            let address = SocketAddr::from(([127, 0, 0, 1], free_port()));
+            let name = format!("emulator-{}", n + 1);
+            others.push((address, spawner.spawn(address, &[], &name).await));
+        }
 
         let credentials = [
             ("AWS_ACCESS_KEY_ID", KEY.to_string()),
@@ -187,11 +196,16 @@ impl Lattice {
             format!("--egress-port={egress_port}"),
         ];
         match dns {
-            None => args.extend([
-                format!("--resolve={HOST}={lattice}"),
-                format!("--resolve={PRIVATE_HOST}={lattice}"),
-                format!("--resolve={RETRIED_HOST}={lattice}"),
-            ]),
+            None => {
+                let addresses = [lattice].into_iter().chain(others.iter().map(|(a, _)| *a));
+                for address in addresses {
+                    args.extend([
+                        format!("--resolve={HOST}={address}"),
+                        format!("--resolve={PRIVATE_HOST}={address}"),
+                        format!("--resolve={RETRIED_HOST}={address}"),
+                    ]);
+                }
+            }
             Some(dns) => args.push(format!("--dns-resolver={dns}")),
         }
         args.extend(controller.iter().cloned());
@@ -224,12 +238,54 @@ impl Lattice {
             egress,
             envoy,
             address: lattice,
+            others,
+            spawner,
             emulator,
             controller,
             _signer: signer,
             backend,
             dir,
         }
+    }
+}
+
+impl Lattice {
+    /// Starts the emulator at the `n`th other address again, with `args` besides the usual
+    /// ones; the one there stops first.
+    pub async fn restart_other(&mut self, n: usize, args: &[String]) {
+        let (address, old) = self.others.remove(n);
+        drop(old);
+        let name = format!("emulator-{}-again", n + 1);
+        let new = self.spawner.spawn(address, args, &name).await;
+        self.others.insert(n, (address, new));
+    }
+}
+
+/// Starts emulators of the same services, the same callers and the same backend.
+struct Spawner {
+    dir: std::path::PathBuf,
+    args: Vec<String>,
+}
+
+impl Spawner {
+    /// An emulator listening on `address`, with `extra` flags, once it is ready; it logs to
+    /// `<name>.log`.
+    async fn spawn(&self, address: SocketAddr, extra: &[String], name: &str) -> Running {
+        let mut command = std::process::Command::new(lattice_xds());
+        command
+            .arg("emulate-lattice")
+            .args(&self.args)
+            .arg(format!("--listen={address}"))
+            .args(extra);
+        isolate_aws(&mut command, &self.dir);
+        let emulator = Running::spawn(&mut command, &self.dir.join(format!("{name}.log")));
+        eventually("the Lattice emulator", Duration::from_secs(20), || async {
+            let log = emulator.log_text();
+            assert!(!log.contains("cannot listen"), "{log}");
+            log.contains("VPC Lattice emulator ready").then_some(())
+        })
+        .await;
+        emulator
     }
 }
 
