@@ -34,6 +34,15 @@ pub struct Cli {
     /// Log filter, as in RUST_LOG (for example `info` or `lattice_xds=debug`).
     #[arg(long, global = true, env = "LATTICE_XDS_LOG", default_value = "info")]
     pub log: String,
+    /// Log lines as `text` (coloured on a terminal only) or `json` (one object per line).
+    #[arg(
+        long,
+        global = true,
+        env = "LATTICE_XDS_LOG_FORMAT",
+        value_enum,
+        default_value_t
+    )]
+    pub log_format: crate::logging::LogFormat,
     #[command(subcommand)]
     pub command: Command,
 }

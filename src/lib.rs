@@ -62,9 +62,10 @@ pub mod inject;
 pub mod redirect;
 pub mod signer;
 
-// Shared by the processes: the AWS SDK's HTTPS client, memory given back to the operating
-// system, sorted maps looked up in order, supervised tasks.
+// Shared by the processes: the AWS SDK's HTTPS client, the logger, memory given back to the
+// operating system, sorted maps looked up in order, supervised tasks.
 pub mod aws;
+pub mod logging;
 #[cfg(feature = "controller")]
 pub mod memory;
 pub mod sorted;

@@ -8,10 +8,7 @@ use lattice_xds::{
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(&cli.log))
-        .with_writer(std::io::stderr)
-        .init();
+    lattice_xds::logging::init(tracing_subscriber::EnvFilter::new(&cli.log), cli.log_format);
     if let Command::Policy(PolicyCommand::Check(args)) = cli.command {
         return match policy::check::run(&args.into()) {
             Ok(true) => std::process::ExitCode::SUCCESS,

@@ -7,8 +7,6 @@ use std::process::ExitCode;
 use clap::Parser;
 use lattice_xds::signer::{self, SignerArgs};
 use tracing_subscriber::filter::Targets;
-use tracing_subscriber::layer::SubscriberExt;
-use tracing_subscriber::util::SubscriberInitExt;
 
 /// Sign the pod's outgoing requests with its AWS credentials (the sidecar Envoy calls it over
 /// ext_proc, or over HTTP in the Lua mode).
@@ -19,6 +17,9 @@ struct Cli {
     /// `warn,lattice_xds=debug`).
     #[arg(long, env = "LATTICE_XDS_LOG", default_value = "info")]
     log: Targets,
+    /// Log lines as `text` (coloured on a terminal only) or `json` (one object per line).
+    #[arg(long, env = "LATTICE_XDS_LOG_FORMAT", value_enum, default_value_t)]
+    log_format: lattice_xds::logging::LogFormat,
     /// Threads that serve requests. One suits a sidecar: signing takes microseconds, and the
     /// pod's CPU limit, not the node's core count, bounds it.
     #[arg(long, env = "LATTICE_XDS_WORKER_THREADS", default_value_t = 1)]
@@ -31,11 +32,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // `Targets` rather than the controller's `EnvFilter`: the same directives without span and
     // field filters, and without a regex engine in every pod.
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .finish()
-        .with(cli.log)
-        .init();
+    lattice_xds::logging::init(cli.log, cli.log_format);
     let runtime = if cli.worker_threads <= 1 {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
