@@ -9,11 +9,12 @@ pub mod status;
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::{Query, Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use tokio_util::sync::CancellationToken;
+use tower::ServiceExt as _;
 
 use crate::admin_api::proxy_status_service_server::ProxyStatusServiceServer;
 use crate::connections::ConnectionLimits;
@@ -28,14 +29,41 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let grpc = tonic::service::Routes::new(ProxyStatusServiceServer::new(status.clone()))
-        .add_service(ClientStatusDiscoveryServiceServer::new(status.csds()));
-    let http = probes()
+        .add_service(ClientStatusDiscoveryServiceServer::new(status.csds()))
+        .into_axum_router();
+    // gRPC calls go to their services; any other path not served here is a 404 that lists
+    // what is.
+    let other = move |request: Request| {
+        let grpc = grpc.clone();
+        async move {
+            let is_grpc = (request.headers().get(header::CONTENT_TYPE))
+                .is_some_and(|kind| kind.as_bytes().starts_with(b"application/grpc"));
+            match is_grpc {
+                true => grpc.oneshot(request).await.into_response(),
+                false => not_found(ADMIN_ENDPOINTS),
+            }
+        }
+    };
+    let app = probes()
         .route("/debug/proxies", get(proxies))
         .route("/debug/config_dump", get(config_dump))
         .route("/debug/trust", get(trust))
-        .with_state(Arc::new(status));
-    let app = grpc.into_axum_router().merge(http);
+        .with_state(Arc::new(status))
+        .fallback(other);
     crate::https::serve_plain(listener, app, limits, shutdown).await
+}
+
+/// What the admin listener serves, as its 404 lists it.
+const ADMIN_ENDPOINTS: &str = "/healthz, /readyz, /metrics, /debug/proxies, /debug/config_dump, \
+/debug/trust, and over gRPC envoy.service.status.v3.ClientStatusDiscoveryService and \
+lattice_xds.admin.v1.ProxyStatusService";
+
+/// What the probe listener serves, as its 404 lists it.
+const PROBE_ENDPOINTS: &str = "/healthz, /readyz, /metrics";
+
+fn not_found(endpoints: &str) -> Response {
+    let body = format!("lattice-xds: no such endpoint; this listener serves {endpoints}\n");
+    (StatusCode::NOT_FOUND, body).into_response()
 }
 
 /// Serves only `/healthz`, `/readyz` and `/metrics` on `listener` until `shutdown`.
@@ -45,7 +73,8 @@ pub async fn serve_probes(
     limits: ConnectionLimits,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    let app = probes().with_state(Arc::new(status));
+    let app =
+        (probes().with_state(Arc::new(status))).fallback(|| async { not_found(PROBE_ENDPOINTS) });
     crate::https::serve_plain(listener, app, limits, shutdown).await
 }
 
