@@ -40,6 +40,7 @@ pub struct Cli {
         global = true,
         env = "LATTICE_XDS_LOG_FORMAT",
         value_enum,
+        ignore_case = true,
         default_value_t
     )]
     pub log_format: crate::logging::LogFormat,

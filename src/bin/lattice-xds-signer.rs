@@ -18,7 +18,13 @@ struct Cli {
     #[arg(long, env = "LATTICE_XDS_LOG", default_value = "info")]
     log: Targets,
     /// Log lines as `text` (coloured on a terminal only) or `json` (one object per line).
-    #[arg(long, env = "LATTICE_XDS_LOG_FORMAT", value_enum, default_value_t)]
+    #[arg(
+        long,
+        env = "LATTICE_XDS_LOG_FORMAT",
+        value_enum,
+        ignore_case = true,
+        default_value_t
+    )]
     log_format: lattice_xds::logging::LogFormat,
     /// Threads that serve requests. One suits a sidecar: signing takes microseconds, and the
     /// pod's CPU limit, not the node's core count, bounds it.
