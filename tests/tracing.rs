@@ -19,32 +19,34 @@ const APPLICATION_SPAN: &str = "00f067aa0ba902b7";
 const CLUSTER: &str = "lattice|orders.example.com|443";
 const SIGNER: &str = "lattice-xds-signer-grpc";
 
+/// A collector, and a sidecar signing in the mode `signing` that sends it every span.
+async fn traced(dir: &std::path::Path, signing: &str) -> (Collector, Lattice) {
+    let collector = Collector::start(dir).await;
+    let flags = [
+        format!("--trace-collector={}", collector.address),
+        "--trace-sampling=1".to_string(),
+    ];
+    let lattice = Lattice::start_reached(Reach::Pinned, signing, &[], &flags).await;
+    (collector, lattice)
+}
+
+/// A GET of `path` from the application, in its own sampled trace.
+async fn get_in_trace(lattice: &Lattice, path: &str) -> http::HttpResponse {
+    let traceparent = format!("00-{TRACE}-{APPLICATION_SPAN}-01");
+    let headers = [("traceparent", traceparent.as_str())];
+    http::request(lattice.egress, "GET", HOST, path, &headers, "")
+        .await
+        .expect("an answer")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_call_leaves_spans_that_continue_the_applications_trace() {
     let dir = tempfile::tempdir().unwrap();
-    let collector = Collector::start(dir.path()).await;
-    let lattice = Lattice::start(
-        &[],
-        &[
-            format!("--trace-collector={}", collector.address),
-            "--trace-sampling=1".to_string(),
-        ],
-    )
-    .await;
+    let (collector, lattice) = traced(dir.path(), "ext-proc").await;
 
     // The application's trace goes on: the service receives the same trace, under a span of
     // the sidecar's; the signature still holds.
-    let traceparent = format!("00-{TRACE}-{APPLICATION_SPAN}-01");
-    let response = http::request(
-        lattice.egress,
-        "GET",
-        HOST,
-        "/continued",
-        &[("traceparent", &traceparent)],
-        "",
-    )
-    .await
-    .expect("an answer");
+    let response = get_in_trace(&lattice, "/continued").await;
     assert_eq!(response.status, 200, "{response:?}");
     let received = (response.body.trim())
         .strip_prefix("orders-v1 traceparent=")
@@ -121,28 +123,8 @@ async fn each_call_leaves_spans_that_continue_the_applications_trace() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_traced_call_signed_by_envoys_own_filter_is_accepted() {
     let dir = tempfile::tempdir().unwrap();
-    let collector = Collector::start(dir.path()).await;
-    let lattice = Lattice::start_reached(
-        Reach::Pinned,
-        "native",
-        &[],
-        &[
-            format!("--trace-collector={}", collector.address),
-            "--trace-sampling=1".to_string(),
-        ],
-    )
-    .await;
-    let traceparent = format!("00-{TRACE}-{APPLICATION_SPAN}-01");
-    let response = http::request(
-        lattice.egress,
-        "GET",
-        HOST,
-        "/native",
-        &[("traceparent", &traceparent)],
-        "",
-    )
-    .await
-    .expect("an answer");
+    let (collector, lattice) = traced(dir.path(), "native").await;
+    let response = get_in_trace(&lattice, "/native").await;
     assert_eq!(response.status, 200, "{response:?}");
     assert!(
         response.body.contains(&format!("traceparent=00-{TRACE}-")),
