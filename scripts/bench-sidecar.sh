@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # A sidecar's memory as destinations grow: for each N, a manifest directory with N HTTPRoutes
 # (custom domains under example.com, on the walkthrough's gateway), one controller, and one
-# stock Envoy (`--concurrency 2`, as a pod runs it) that follows it over ADS. Once Envoy holds
+# stock Envoy (`--concurrency 2`, as the injected sidecar runs it; CONCURRENCY=N for another
+# worker count) that follows it over ADS. Once Envoy holds
 # all N virtual hosts and is LIVE, its RSS and cluster count are read. Prints a Markdown table
 # for docs/benchmarks.md.
 #
 #   [BIN=target/release/lattice-xds] [CONTROLLER_ARGS="--destination-stats false"] \
-#     [CALLS=K] scripts/bench-sidecar.sh [N...]   (default: 10 1000 10000)
+#     [CONCURRENCY=2] [CALLS=K] scripts/bench-sidecar.sh [N...]   (default: 10 1000 10000)
 # CALLS=K (with CONTROLLER_ARGS="--on-demand-hosts true") makes one request to each of the
 # first K hosts once Envoy is LIVE, and reads the RSS once it holds their K virtual hosts.
 set -euo pipefail
@@ -15,6 +16,7 @@ cd "$(dirname "$0")/.."
 sizes=("$@")
 [ ${#sizes[@]} -gt 0 ] || sizes=(10 1000 10000)
 bin="${BIN:-target/release/lattice-xds}"
+workers="${CONCURRENCY:-2}"
 if [ -z "${BIN:-}" ]; then cargo build --release --locked --quiet; fi
 envoy=$(scripts/install-envoy.sh)
 work=$(mktemp -d -t lattice-xds-sidecar.XXXXXX)
@@ -34,7 +36,7 @@ wait_admin() { # URL CHECK WHAT
   return 1
 }
 
-echo "| destinations | Envoy RSS (\`--concurrency 2\`) | × RSS at ${sizes[0]} | clusters | virtual hosts |"
+echo "| destinations | Envoy RSS (\`--concurrency $workers\`) | × RSS at ${sizes[0]} | clusters | virtual hosts |"
 echo "|---:|---:|---:|---:|---:|"
 base=""
 for n in "${sizes[@]}"; do
@@ -49,7 +51,7 @@ for n in "${sizes[@]}"; do
   "$bin" bootstrap --node-id "sidecar-$n" --cluster bench --xds-address "127.0.0.1:$xds" \
     --admin-port "$envoy_admin" >"$work/bootstrap-$n.yaml"
   if [ -n "${BOOTSTRAP_EXTRA:-}" ]; then printf '%s\n' "$BOOTSTRAP_EXTRA" >>"$work/bootstrap-$n.yaml"; fi
-  "$envoy" -c "$work/bootstrap-$n.yaml" --concurrency 2 --log-level warn \
+  "$envoy" -c "$work/bootstrap-$n.yaml" --concurrency "$workers" --log-level warn \
     >"$work/envoy-$n.log" 2>&1 &
   envoy_pid=$!
   pids+=("$envoy_pid")

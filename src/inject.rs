@@ -14,8 +14,11 @@
 //! - sidecar `lattice-xds-envoy`: stock Envoy on that bootstrap, as the proxy uid/gid;
 //! - sidecar `lattice-xds-signer`: `lattice-xds signer` (not in the native signing mode).
 //!
-//! The sidecars are native sidecars (init containers that keep running), so they are up before
-//! the application starts. A marker annotation makes injection idempotent.
+//! The sidecars are native sidecars (init containers that keep running) with startup probes:
+//! Envoy's passes once its egress listener exists, that is once the controller has configured
+//! it, and the signer's once it holds credentials. The kubelet starts the application only
+//! after both, so its first call is routed and signed. A marker annotation makes injection
+//! idempotent.
 
 pub mod webhook;
 
@@ -23,6 +26,7 @@ use k8s_openapi::api::core::v1::ResourceRequirements;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use serde_json::{Value, json};
 
+use crate::logging::LogFormat;
 use crate::model::{SigningAlgorithm, SigningMode};
 
 /// Set on every injected pod; a pod carrying it is never injected again.
@@ -80,6 +84,81 @@ pub struct InjectConfig {
     pub signer_sockets: SignerSockets,
     /// The injected containers' requests and limits.
     pub resources: SidecarResources,
+    /// How the injected Envoy runs.
+    pub envoy: EnvoyProcess,
+    /// The form of the injected signer's and Envoy's log lines.
+    pub log_format: LogFormat,
+}
+
+/// The injected Envoy's command line, and how the kubelet tells that it has started.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EnvoyProcess {
+    /// Worker threads (`--concurrency`). Without it Envoy starts one per CPU of the node, each
+    /// with its own connections, TLS contexts and memory.
+    pub concurrency: u32,
+    pub log_level: EnvoyLogLevel,
+    /// Whether the egress listener takes connections on the pod's address (it listens on every
+    /// address), so that the startup probe can connect to it. The listener comes from the
+    /// controller: until it exists Envoy has not been configured, and the application must not
+    /// start.
+    pub egress_probe: bool,
+}
+
+impl Default for EnvoyProcess {
+    fn default() -> Self {
+        Self {
+            concurrency: 2,
+            log_level: EnvoyLogLevel::Warning,
+            egress_probe: true,
+        }
+    }
+}
+
+/// Envoy's `--log-level`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum EnvoyLogLevel {
+    Trace,
+    Debug,
+    Info,
+    #[default]
+    #[value(alias = "warn")]
+    Warning,
+    Error,
+    Critical,
+    Off,
+}
+
+impl EnvoyLogLevel {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Trace => "trace",
+            Self::Debug => "debug",
+            Self::Info => "info",
+            Self::Warning => "warning",
+            Self::Error => "error",
+            Self::Critical => "critical",
+            Self::Off => "off",
+        }
+    }
+}
+
+/// Envoy's own log lines as one JSON object each, in the shape of the signer's and the
+/// controller's: `timestamp`, `level`, `target` (`envoy.<logger>`) and `fields.message`.
+pub const ENVOY_JSON_LOG_FORMAT: &str =
+    r#"{"timestamp":"%Y-%m-%dT%T.%eZ","level":"%l","target":"envoy.%n","fields":{"message":"%j"}}"#;
+
+/// How often the kubelet asks whether an injected sidecar has started, and how many failed
+/// answers in a row it takes before it restarts the sidecar: the application starts only once
+/// both have started, and a pod that cannot reach the controller shows a restart every five
+/// minutes while it waits.
+const STARTUP_PERIOD_SECONDS: u32 = 1;
+const STARTUP_FAILURES: u32 = 300;
+
+fn startup_probe(check: Value) -> Value {
+    let mut probe = check;
+    probe["periodSeconds"] = json!(STARTUP_PERIOD_SECONDS);
+    probe["failureThreshold"] = json!(STARTUP_FAILURES);
+    probe
 }
 
 /// The `resources` of each injected container, as Kubernetes writes them (`requests`,
@@ -107,7 +186,7 @@ impl Default for SidecarResources {
             ..Default::default()
         };
         Self {
-            envoy: requests("50m", "64Mi"),
+            envoy: requests("50m", "80Mi"),
             signer: requests("10m", "16Mi"),
             init: requests("10m", "16Mi"),
         }
@@ -351,11 +430,26 @@ fn envoy_container(config: &InjectConfig) -> Value {
         mounts.push(json!({ "name": TOKEN_VOLUME, "mountPath": TOKEN_DIR, "readOnly": true }));
     }
     mounts.extend(socket_mount(config));
-    json!({
+    let mut args = vec![
+        "-c".to_string(),
+        BOOTSTRAP_FILE.to_string(),
+        "--disable-hot-restart".to_string(),
+        "--concurrency".to_string(),
+        config.envoy.concurrency.to_string(),
+        "--log-level".to_string(),
+        config.envoy.log_level.as_str().to_string(),
+    ];
+    if config.log_format == LogFormat::Json {
+        args.extend([
+            "--log-format".to_string(),
+            ENVOY_JSON_LOG_FORMAT.to_string(),
+        ]);
+    }
+    let mut container = json!({
         "name": "lattice-xds-envoy",
         "image": config.envoy_image,
         "restartPolicy": "Always",
-        "args": ["-c", BOOTSTRAP_FILE, "--disable-hot-restart", "--log-level", "warn"],
+        "args": args,
         "volumeMounts": mounts,
         "securityContext": {
             "runAsUser": config.proxy_uid,
@@ -368,7 +462,14 @@ fn envoy_container(config: &InjectConfig) -> Value {
             "capabilities": { "drop": ["ALL"] }
         },
         "resources": resources(&config.resources.envoy)
-    })
+    });
+    if config.envoy.egress_probe {
+        // Envoy answers its own /ready once the controller is late; the egress listener exists
+        // only once the controller has configured it.
+        container["startupProbe"] =
+            startup_probe(json!({ "tcpSocket": { "port": config.egress_port } }));
+    }
+    container
 }
 
 /// Where the image keeps the signer's own binary (see the Dockerfile).
@@ -378,6 +479,9 @@ fn signer_container(config: &InjectConfig) -> Value {
     let mut env = vec![
         json!({ "name": "LATTICE_XDS_ADMIN_LISTEN", "value": format!("0.0.0.0:{}", config.signer_probe_port) }),
     ];
+    if config.log_format == LogFormat::Json {
+        env.push(json!({ "name": "LATTICE_XDS_LOG_FORMAT", "value": "json" }));
+    }
     if let Some(region) = &config.region {
         env.push(json!({ "name": "AWS_REGION", "value": region }));
     }
@@ -410,6 +514,8 @@ fn signer_container(config: &InjectConfig) -> Value {
         "command": [SIGNER_BINARY],
         "env": env,
         "ports": [{ "name": "signer-probe", "containerPort": config.signer_probe_port }],
+        // Started once it holds credentials it can sign with.
+        "startupProbe": startup_probe(probe("/readyz")),
         "livenessProbe": probe("/healthz"),
         "readinessProbe": probe("/readyz"),
         "securityContext": restricted(SIGNER_UID),

@@ -10,7 +10,8 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use lattice_xds::inject::{InjectConfig, inject};
+use lattice_xds::inject::{EnvoyLogLevel, EnvoyProcess, InjectConfig, inject};
+use lattice_xds::logging::LogFormat;
 use lattice_xds::model::{SigningAlgorithm, SigningMode};
 use serde_json::Value;
 use support::helm;
@@ -304,7 +305,15 @@ fn the_kyverno_policy_injects_what_the_webhook_injects() {
         signer_sockets: Default::default(),
         // The case's own resources, which the webhook reads from the same values.
         resources: serde_json::from_value(values["sidecar"]["resources"].clone()).unwrap(),
+        envoy: EnvoyProcess {
+            concurrency: 4,
+            log_level: EnvoyLogLevel::Warning,
+            egress_probe: true,
+        },
+        log_format: LogFormat::Json,
     };
+    assert_eq!(values["sidecar"]["envoy"]["concurrency"], 4);
+    assert_eq!(values["sidecar"]["logFormat"], "json");
     let pod = serde_json::json!({
         "metadata": { "name": "client", "labels": { "app": "client" } },
         "spec": { "containers": [{ "name": "app", "image": "busybox" }] }

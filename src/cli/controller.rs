@@ -12,7 +12,8 @@ use clap::Args;
 use crate::certificates::CertificateSource;
 use crate::connections::ConnectionLimits;
 use crate::controller::{ControllerConfig, Source, WebhookConfig, XdsAuth};
-use crate::inject::{InjectConfig, SidecarResources, SignerSockets};
+use crate::inject::{EnvoyLogLevel, EnvoyProcess, InjectConfig, SidecarResources, SignerSockets};
+use crate::logging::LogFormat;
 use crate::model::defaults;
 use crate::model::{
     Calls, ClusterLimits, DEFAULT_GATEWAY_CLASS, DEFAULT_SYSTEM_CA_FILE, Egress, PRIVATE_CA_BUNDLE,
@@ -326,6 +327,29 @@ pub struct ControllerArgs {
     /// Port of the injected signer's probe listener.
     #[arg(long, env = "LATTICE_XDS_SIGNER_PROBE_PORT", default_value_t = 9003)]
     pub signer_probe_port: u16,
+    /// Worker threads of each injected Envoy (its `--concurrency`); without a number Envoy
+    /// would start one per CPU of the node, each with its own connections and memory.
+    #[arg(long, env = "LATTICE_XDS_INJECT_ENVOY_CONCURRENCY", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub inject_envoy_concurrency: u32,
+    /// Log level of each injected Envoy.
+    #[arg(
+        long,
+        env = "LATTICE_XDS_INJECT_ENVOY_LOG_LEVEL",
+        value_enum,
+        ignore_case = true,
+        default_value_t
+    )]
+    pub inject_envoy_log_level: EnvoyLogLevel,
+    /// Log lines of each injected signer and Envoy as `text` or `json` (one object per line,
+    /// as `--log-format json` writes the controller's).
+    #[arg(
+        long,
+        env = "LATTICE_XDS_INJECT_LOG_FORMAT",
+        value_enum,
+        ignore_case = true,
+        default_value_t
+    )]
+    pub inject_log_format: LogFormat,
     /// A DNS server (UDP, IP:PORT) the sidecars ask for destination and fallback hosts instead
     /// of the system's resolver.
     #[arg(long, env = "LATTICE_XDS_DNS_RESOLVER")]
@@ -717,6 +741,17 @@ impl ControllerArgs {
                         region_set: settings.signing.region_set.clone(),
                         signer_probe_port: self.signer_probe_port,
                         resources: self.inject_resources,
+                        envoy: EnvoyProcess {
+                            concurrency: self.inject_envoy_concurrency,
+                            log_level: self.inject_envoy_log_level,
+                            // The kubelet connects to the pod's address.
+                            egress_probe: settings
+                                .egress
+                                .addresses
+                                .iter()
+                                .any(IpAddr::is_unspecified),
+                        },
+                        log_format: self.inject_log_format,
                         controller_namespace: lease_namespace.clone(),
                         signer_sockets: SignerSockets {
                             grpc: unix_path(&settings.signing.signer_grpc),

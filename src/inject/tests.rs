@@ -19,6 +19,8 @@ pub(super) fn config(signing: SigningMode) -> InjectConfig {
         controller_namespace: "lattice-xds".to_string(),
         signer_sockets: Default::default(),
         resources: Default::default(),
+        envoy: Default::default(),
+        log_format: Default::default(),
     }
 }
 
@@ -267,4 +269,43 @@ fn every_injected_container_is_locked_down() {
             assert_eq!(context["runAsNonRoot"], true, "{name}");
         }
     }
+}
+
+/// The application starts only once both sidecars have: Envoy's egress listener exists and the
+/// signer holds credentials. Envoy runs the configured workers, not one per CPU of the node.
+#[test]
+fn the_sidecars_hold_the_application_until_they_can_serve() {
+    let mut config = config(SigningMode::ExtProc);
+    config.envoy.concurrency = 3;
+    let injected = inject(&pod(json!({})), &config, None);
+    let sidecars = &injected["spec"]["initContainers"];
+    let envoy = &sidecars[2];
+    assert_eq!(envoy["name"], "lattice-xds-envoy");
+    assert_eq!(envoy["startupProbe"]["tcpSocket"]["port"], 8080);
+    let args = envoy["args"].to_string();
+    assert!(args.contains(r#""--concurrency","3""#), "{args}");
+    assert!(args.contains(r#""--log-level","warning""#), "{args}");
+    assert!(!args.contains("--log-format"), "{args}");
+    let signer = &sidecars[3];
+    assert_eq!(signer["startupProbe"]["httpGet"]["path"], "/readyz");
+    assert_eq!(signer["startupProbe"]["httpGet"]["port"], 9003);
+    for sidecar in [envoy, signer] {
+        let probe = &sidecar["startupProbe"];
+        let patience =
+            probe["periodSeconds"].as_u64().unwrap() * probe["failureThreshold"].as_u64().unwrap();
+        assert!(patience >= 60, "{probe}");
+    }
+
+    // An egress listener on loopback only cannot be probed from the pod's address.
+    config.envoy.egress_probe = false;
+    config.log_format = LogFormat::Json;
+    let injected = inject(&pod(json!({})), &config, None);
+    let envoy = &injected["spec"]["initContainers"][2];
+    assert!(envoy.get("startupProbe").is_none(), "{envoy}");
+    assert!(envoy["args"].to_string().contains("--log-format"));
+    let signer_env = injected["spec"]["initContainers"][3]["env"].to_string();
+    assert!(
+        signer_env.contains(r#"{"name":"LATTICE_XDS_LOG_FORMAT","value":"json"}"#),
+        "{signer_env}"
+    );
 }

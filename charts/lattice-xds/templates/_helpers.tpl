@@ -62,3 +62,9 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- define "lattice-xds.xdsCaConfigMap" -}}
 {{- printf "%s-xds-ca" (include "lattice-xds.fullname" .) -}}
 {{- end -}}
+
+{{/* Envoy's log lines as JSON objects, as the signer and controller write theirs (the same
+format as src/inject.rs gives the webhook's sidecars). */}}
+{{- define "lattice-xds.envoyJsonLogFormat" -}}
+{"timestamp":"%Y-%m-%dT%T.%eZ","level":"%l","target":"envoy.%n","fields":{"message":"%j"}}
+{{- end -}}
