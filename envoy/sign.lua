@@ -11,6 +11,8 @@ local SERVICE = {{service}}
 local ALGORITHM = {{algorithm}}
 local REGION_SET = {{region_set}}
 local TIMEOUT_MS = 1000
+-- How the signer's own refusals begin (no credentials, a request it cannot sign).
+local SIGNER_REFUSAL = "lattice-xds signer:"
 
 local function describe(headers)
   local lines = { headers:get(":method"), headers:get(":path"), "host: " .. headers:get(":authority") }
@@ -35,8 +37,14 @@ local function sign(request_handle)
   }, describe(request_handle:headers()), TIMEOUT_MS)
   local status = answer and answer[":status"]
   if status ~= "200" or body == nil then
-    request_handle:respond({ [":status"] = status or "503", ["content-type"] = "text/plain" },
-      body or "lattice-xds: the signer did not answer\n")
+    if body == nil or string.sub(body, 1, #SIGNER_REFUSAL) ~= SIGNER_REFUSAL then
+      -- Envoy's own answer for the call (no connection, a timeout): the signer was not reached.
+      local detail = string.gsub(body or "no answer", "%s+$", "")
+      body = "lattice-xds: the signer is unreachable, so the request was not sent ("
+        .. (status or "-") .. " " .. detail .. ")\n"
+      status = "503"
+    end
+    request_handle:respond({ [":status"] = status, ["content-type"] = "text/plain" }, body)
     return
   end
   -- httpCall yields: header handles taken before it are no longer valid.

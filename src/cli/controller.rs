@@ -376,7 +376,7 @@ pub struct ControllerArgs {
     )]
     pub destination_stats: bool,
     /// An access log line per request in every sidecar, JSON on Envoy's stdout: time, method,
-    /// authority, path, response code and flags, duration, upstream host, the destination's
+    /// authority, path, response code, flags and details, duration, upstream host, the destination's
     /// route, the signing mode, and on a 403 Lattice's error type (`AccessDeniedException`,
     /// `InvalidSignatureException`, ...).
     #[arg(

@@ -51,6 +51,10 @@ fn fields(mesh: &Mesh) -> Vec<(&'static str, String)> {
         ("protocol", operator("%PROTOCOL%")),
         ("response_code", operator("%RESPONSE_CODE%")),
         ("response_flags", operator("%RESPONSE_FLAGS%")),
+        // Why Envoy answered as it did: `via_upstream` (the service answered),
+        // `lattice_xds_signer_<reason>` (the signer refused), `ext_proc_error_gRPC_error_14{…}`
+        // (the signer was unreachable), `route_not_found`, ...
+        ("response_code_details", operator("%RESPONSE_CODE_DETAILS%")),
         ("duration_ms", operator("%DURATION%")),
         ("upstream_host", operator("%UPSTREAM_HOST%")),
         ("route", operator("%ROUTE_NAME%")),

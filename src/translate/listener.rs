@@ -235,6 +235,7 @@ fn connection_manager(mesh: &Mesh) -> HttpConnectionManager {
         access_log: access_log::access_logs(mesh),
         strip_port_mode: Some(StripPortMode::StripAnyHostPort(true)),
         tracing: super::tracing::requests(mesh),
+        local_reply_config: signing::local_replies(&mesh.signing),
         ..Default::default()
     }
 }

@@ -15,7 +15,16 @@ use envoy_types::pb::envoy::extensions::filters::http::ext_proc::v3::{
     processing_mode::HeaderSendMode,
 };
 use envoy_types::pb::envoy::extensions::filters::http::lua::v3::Lua;
-use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::HttpFilter;
+use envoy_types::pb::envoy::config::accesslog::v3::{
+    AccessLogFilter, ExtensionFilter, access_log_filter, extension_filter,
+};
+use envoy_types::pb::envoy::config::core::v3::{
+    SubstitutionFormatString, substitution_format_string::Format,
+};
+use envoy_types::pb::envoy::extensions::access_loggers::filters::cel::v3::ExpressionFilter;
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
+    HttpFilter, LocalReplyConfig, ResponseMapper,
+};
 use envoy_types::pb::envoy::r#type::matcher::v3::{StringMatcher, string_matcher::MatchPattern};
 use envoy_types::pb::envoy::r#type::v3::{HttpStatus, StatusCode};
 use envoy_types::util::pack_any;
@@ -48,6 +57,48 @@ pub fn filter(signing: &Signing) -> Option<HttpFilter> {
     };
     Some(http_filter(name, config))
 }
+
+/// What Envoy says when the signer cannot be reached (ext_proc mode): ext_proc's own answer is
+/// an empty 503, which reads like any other. The signer's refusals (no credentials, a request it
+/// cannot sign) carry their own text and are left alone.
+pub fn local_replies(signing: &Signing) -> Option<LocalReplyConfig> {
+    if signing.mode != SigningMode::ExtProc {
+        return None;
+    }
+    let unreachable = ExpressionFilter {
+        expression: "response.code_details.startsWith('ext_proc_error')".to_string(),
+        ..Default::default()
+    };
+    let filter = AccessLogFilter {
+        filter_specifier: Some(access_log_filter::FilterSpecifier::ExtensionFilter(
+            ExtensionFilter {
+                name: "envoy.access_loggers.extension_filters.cel".to_string(),
+                config_type: Some(extension_filter::ConfigType::TypedConfig(pack_any(
+                    unreachable,
+                ))),
+            },
+        )),
+    };
+    let body = SubstitutionFormatString {
+        format: Some(Format::TextFormatSource(DataSource {
+            specifier: Some(Specifier::InlineString(SIGNER_UNREACHABLE.to_string())),
+            ..Default::default()
+        })),
+        content_type: "text/plain; charset=utf-8".to_string(),
+        ..Default::default()
+    };
+    Some(LocalReplyConfig {
+        mappers: vec![ResponseMapper {
+            filter: Some(filter),
+            body_format_override: Some(body),
+            ..Default::default()
+        }],
+        ..Default::default()
+    })
+}
+
+/// The body of that answer; Envoy fills in its details (the gRPC status and message).
+pub const SIGNER_UNREACHABLE: &str = "lattice-xds: the signer is unreachable, so the request was not sent (%RESPONSE_CODE_DETAILS%)\n";
 
 /// The clusters a mode needs to reach the signer sidecar.
 pub fn clusters(signing: &Signing) -> Vec<Cluster> {
