@@ -73,8 +73,11 @@ pub struct Metrics {
     registry: Registry,
     pub connected_proxies: Gauge,
     pub pushes: Family<TypeLabel, Counter>,
-    /// Seconds from a snapshot's creation to each response carrying it being queued.
+    /// Seconds from a snapshot's publication to each response that brings a stream a newer
+    /// version of a type than it held.
     pub push_latency: Histogram,
+    /// Seconds from a stream opening to its first response of each type.
+    pub initial_sync: Family<TypeLabel, Histogram, fn() -> Histogram>,
     pub acks: Family<TypeLabel, Counter>,
     pub nacks: Family<TypeLabel, Counter>,
     /// Streams whose last response of a type stands rejected (a later ACK ends it).
@@ -124,7 +127,7 @@ pub struct Metrics {
     /// objects, translating it, and making the snapshot.
     pub rebuild_seconds: Family<StageLabel, Gauge<f64, std::sync::atomic::AtomicU64>>,
     /// What each ADS stream last sent and has rejected, for `rejecting`.
-    streams: streams::Rejections,
+    streams: streams::Streams,
 }
 
 impl Default for Metrics {
@@ -134,10 +137,13 @@ impl Default for Metrics {
             connected_proxies: Gauge::default(),
             pushes: Family::default(),
             push_latency: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
+            initial_sync: Family::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+            }),
             acks: Family::default(),
             nacks: Family::default(),
             rejecting: Family::default(),
-            streams: streams::Rejections::default(),
+            streams: streams::Streams::default(),
             stream_errors: Family::default(),
             token_reviews: Family::default(),
             token_review_cache_hits: Counter::default(),
@@ -174,8 +180,13 @@ impl Default for Metrics {
         );
         registry.register(
             "push_latency_seconds",
-            "Time from a snapshot being built to a response carrying it being sent",
+            "Time from a snapshot being published to a response that brings a stream a newer version of a type than it held",
             metrics.push_latency.clone(),
+        );
+        registry.register(
+            "initial_sync_seconds",
+            "Time from an ADS stream opening to its first response of each type",
+            metrics.initial_sync.clone(),
         );
         registry.register(
             "acks",

@@ -36,6 +36,17 @@ async fn controller(dir: &std::path::Path) -> Controller {
     .await
 }
 
+/// A route to recovery.example.com (pinned: a cluster of its own), in the controller's manifests.
+fn add_destination(dir: &std::path::Path) {
+    std::fs::write(
+        dir.join("manifests/recovery.yaml"),
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata:\n  name: recovery\n  namespace: apps\n\
+         spec:\n  hostnames: [recovery.example.com]\n  parentRefs:\n  - name: lattice-gateway\n    namespace: lattice-gateway\n\
+         \x20   sectionName: https-listener-with-custom-domain\n",
+    )
+    .unwrap();
+}
+
 fn request(type_url: &str, names: &[&str]) -> DiscoveryRequest {
     support::ads::request(NODE, type_url, names)
 }
@@ -104,13 +115,7 @@ async fn nack_is_recorded_and_the_rejected_version_is_not_resent() {
     );
 
     // A new destination makes a new CDS version; the proxy accepts it, and the rejection ends.
-    std::fs::write(
-        dir.path().join("manifests/recovery.yaml"),
-        "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata:\n  name: recovery\n  namespace: apps\n\
-         spec:\n  hostnames: [recovery.example.com]\n  parentRefs:\n  - name: lattice-gateway\n    namespace: lattice-gateway\n\
-         \x20   sectionName: https-listener-with-custom-domain\n",
-    )
-    .unwrap();
+    add_destination(dir.path());
     let recovered = loop {
         let response = ads.next().await;
         if response.type_url == type_url::CLUSTER {
@@ -332,4 +337,47 @@ async fn delta_reconnect_with_initial_versions_gets_only_what_changed() {
         "only the cluster held at a stale version is resent"
     );
     assert_eq!(update.removed_resources, ["lattice|gone.example.com|443"]);
+}
+
+/// The value of the metric line that starts with `name` (labels included), 0 when absent.
+fn metric(metrics: &str, name: &str) -> f64 {
+    (metrics.lines())
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+        .map_or(0.0, |value| value.parse().unwrap())
+}
+
+/// A proxy that joins a mesh whose snapshot was published a while ago is timed as an initial
+/// sync, not as a push that took that long; a change it receives afterwards is a push.
+#[tokio::test]
+async fn a_joining_proxy_is_an_initial_sync_and_a_change_it_receives_a_push() {
+    let dir = tempfile::tempdir().unwrap();
+    let controller = controller(dir.path()).await;
+    let mut ads = Sotw::open(controller.xds_port).await;
+    ads.send(request(type_url::CLUSTER, &[])).await;
+    let clusters = ads.next().await;
+    let mut ack = request(type_url::CLUSTER, &[]);
+    ack.response_nonce = clusters.nonce.clone();
+    ack.version_info = clusters.version_info.clone();
+    ads.send(ack).await;
+
+    let metrics = controller.metrics().await;
+    let initial = "lattice_xds_initial_sync_seconds_count{type=\"CDS\"}";
+    assert_eq!(metric(&metrics, initial), 1.0, "{metrics}");
+    assert_eq!(
+        metric(&metrics, "lattice_xds_push_latency_seconds_count"),
+        0.0,
+        "{metrics}"
+    );
+
+    add_destination(dir.path());
+    let changed = ads.next().await;
+    assert_eq!(changed.type_url, type_url::CLUSTER);
+    assert_ne!(changed.version_info, clusters.version_info);
+    let metrics = controller.metrics().await;
+    assert_eq!(
+        metric(&metrics, "lattice_xds_push_latency_seconds_count"),
+        1.0,
+        "{metrics}"
+    );
+    assert_eq!(metric(&metrics, initial), 1.0, "{metrics}");
 }
