@@ -12,6 +12,7 @@ mod loadtest;
 mod policy;
 mod proxy_status;
 mod redirect;
+mod validate;
 
 pub use bootstrap::BootstrapArgs;
 pub use check::CheckArgs;
@@ -22,6 +23,7 @@ pub use loadtest::{ExtProcLoadArgs, LoadtestCommand};
 pub use policy::{PolicyCheckArgs, PolicyCommand};
 pub use proxy_status::ProxyStatusArgs;
 pub use redirect::RedirectArgs;
+pub use validate::{Output, ValidateArgs};
 
 use clap::{Parser, Subcommand};
 
@@ -56,6 +58,9 @@ pub enum Command {
     Bootstrap(BootstrapArgs),
     /// Show what every connected Envoy was sent, accepted and rejected.
     ProxyStatus(ProxyStatusArgs),
+    /// Check a manifest directory as the controller would read it: what it would serve, which
+    /// objects it would skip and why, which fields it would ignore.
+    Validate(ValidateArgs),
     /// Sign the pod's outgoing requests with its AWS credentials (the sidecar Envoy calls it
     /// over ext_proc, or over HTTP in the Lua mode).
     Signer(SignerArgs),

@@ -88,3 +88,5 @@ pub mod loadtest;
 pub mod policy;
 #[cfg(feature = "controller")]
 pub mod proxy_status;
+#[cfg(feature = "controller")]
+pub mod validate;

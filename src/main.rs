@@ -1,8 +1,8 @@
 use clap::Parser;
-use lattice_xds::cli::{Cli, Command, GrpcHealthCommand, LoadtestCommand, PolicyCommand};
+use lattice_xds::cli::{Cli, Command, GrpcHealthCommand, LoadtestCommand, Output, PolicyCommand};
 use lattice_xds::{
     bootstrap, check, controller, emulator, grpc_health, loadtest, policy, proxy_status, redirect,
-    signer,
+    signer, validate,
 };
 
 #[tokio::main]
@@ -19,8 +19,28 @@ async fn main() -> std::process::ExitCode {
             }
         };
     }
+    if let Command::Validate(args) = cli.command {
+        let report = match validate::validate(&args.dir, &args.settings()) {
+            Ok(report) => report,
+            Err(error) => {
+                eprintln!("lattice-xds: {:#}", anyhow::Error::from(error));
+                return std::process::ExitCode::from(2);
+            }
+        };
+        match args.output {
+            Output::Text => print!("{}", report.text(&args.dir)),
+            Output::Json => match serde_json::to_string_pretty(&report) {
+                Ok(json) => println!("{json}"),
+                Err(error) => eprintln!("lattice-xds: {error}"),
+            },
+        }
+        return match report.clean() {
+            true => std::process::ExitCode::SUCCESS,
+            false => std::process::ExitCode::from(1),
+        };
+    }
     let result = match cli.command {
-        Command::Policy(_) => unreachable!("handled above"),
+        Command::Policy(_) | Command::Validate(_) => unreachable!("handled above"),
         Command::Controller(args) => match args.into_config() {
             Ok(config) => controller::run(config).await,
             Err(error) => Err(error),

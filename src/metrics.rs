@@ -90,6 +90,8 @@ pub struct Metrics {
     pub token_review_cache_hits: Counter,
     /// Objects currently skipped because they are invalid, by kind.
     pub invalid_inputs: Family<KindLabel, Gauge>,
+    /// Fields currently ignored in objects that are served (unknown to their schema), by kind.
+    pub input_warnings: Family<KindLabel, Gauge>,
     pub snapshots: Counter,
     /// Rebuilds that produced an inconsistent snapshot (kept the previous one).
     pub snapshot_errors: Counter,
@@ -148,6 +150,7 @@ impl Default for Metrics {
             token_reviews: Family::default(),
             token_review_cache_hits: Counter::default(),
             invalid_inputs: Family::default(),
+            input_warnings: Family::default(),
             snapshots: Counter::default(),
             snapshot_errors: Counter::default(),
             trust_last_success: Family::default(),
@@ -222,6 +225,11 @@ impl Default for Metrics {
             "invalid_inputs",
             "Input objects skipped because they are invalid, by kind",
             metrics.invalid_inputs.clone(),
+        );
+        registry.register(
+            "input_warnings",
+            "Fields ignored in objects that are served all the same (a field their schema does not have, often a misspelling), by kind",
+            metrics.input_warnings.clone(),
         );
         registry.register(
             "snapshots",

@@ -65,11 +65,14 @@ impl fmt::Display for InvalidInput {
     }
 }
 
-/// What a provider hands on after each change: the objects and the documents it had to skip.
+/// What a provider hands on after each change: the objects, the documents it had to skip, and
+/// what it read past in objects it kept (a field their schema does not have).
 #[derive(Clone, Debug, Default)]
 pub struct Observed {
     pub inputs: Inputs,
     pub invalid: Vec<InvalidInput>,
+    /// Reported like skipped inputs, `reason` saying what was ignored; the object is served.
+    pub warnings: Vec<InvalidInput>,
 }
 
 impl Observed {
@@ -83,6 +86,7 @@ impl Observed {
         inputs.auth_policies.extend_from_slice(&more.auth_policies);
         inputs.namespaces.extend_from_slice(&more.namespaces);
         self.invalid.extend_from_slice(&other.invalid);
+        self.warnings.extend_from_slice(&other.warnings);
     }
 }
 

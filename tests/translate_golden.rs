@@ -1,7 +1,8 @@
 //! Golden tests of the translation: each case under `tests/testdata/translate/<case>/` holds
 //! `args` (controller flags, one per line), its manifests in `input/` (unless `--manifests`
 //! names another directory), and the expected `listeners.yaml`, `routes.yaml`,
-//! `clusters.yaml`, `secrets.yaml` and `invalid.yaml`. Set `LATTICE_XDS_UPDATE_GOLDEN=1` to
+//! `clusters.yaml`, `secrets.yaml`, `invalid.yaml` (what was skipped) and, where anything
+//! was, `warnings.yaml` (what was ignored in objects that are served). Set `LATTICE_XDS_UPDATE_GOLDEN=1` to
 //! rewrite the expected files, then read the diff.
 
 use std::path::{Path, PathBuf};
@@ -80,8 +81,9 @@ fn outputs(case: &Path) -> Vec<(&'static str, String)> {
     let (mesh, skipped) = lattice::build(&observed.inputs, &[], &config.settings);
     let mut invalid = observed.invalid;
     invalid.extend(skipped);
+    let warnings = observed.warnings;
     let resources = translate(&mesh);
-    vec![
+    let mut outputs = vec![
         (
             "listeners.yaml",
             yaml(
@@ -124,7 +126,15 @@ fn outputs(case: &Path) -> Vec<(&'static str, String)> {
                     .map(|i| serde_json::to_value(i).expect("render")),
             ),
         ),
-    ]
+    ];
+    let warned = case.join("warnings.yaml").exists();
+    if warned || !warnings.is_empty() {
+        let rendered = warnings
+            .iter()
+            .map(|w| serde_json::to_value(w).expect("render"));
+        outputs.push(("warnings.yaml", yaml(rendered)));
+    }
+    outputs
 }
 
 fn yaml(items: impl Iterator<Item = serde_json::Value>) -> String {

@@ -1,11 +1,14 @@
 //! Inputs → mesh → resources → snapshot. Each change of the provider's output is allowed to
-//! settle, then rebuilt; invalid objects are reported and skipped, an inconsistent result is
-//! reported and the previous snapshot stays served.
+//! settle, then rebuilt; invalid objects are reported and skipped, fields an object's schema
+//! does not have are reported and the object served, an inconsistent result is reported and
+//! the previous snapshot stays served.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::watch;
 
 use crate::metrics::{KindLabel, Metrics, StageLabel};
@@ -33,6 +36,7 @@ pub struct Pipeline {
     mesh: Option<Arc<Mesh>>,
     snapshot: Option<Arc<Snapshot>>,
     invalid_kinds: BTreeSet<String>,
+    warning_kinds: BTreeSet<String>,
 }
 
 impl Pipeline {
@@ -48,6 +52,7 @@ impl Pipeline {
             mesh: None,
             snapshot: None,
             invalid_kinds: BTreeSet::new(),
+            warning_kinds: BTreeSet::new(),
         }
     }
 
@@ -191,6 +196,7 @@ impl Pipeline {
             observed.invalid.iter().chain(&skipped).cloned().collect();
         reports.sort();
         self.report(reports.iter());
+        self.warn(&observed.warnings);
         self.reports.send_if_modified(|current| {
             let changed = *current != reports;
             *current = reports;
@@ -248,20 +254,38 @@ impl Pipeline {
     }
 
     fn report<'a>(&mut self, invalid: impl Iterator<Item = &'a InvalidInput>) {
-        let mut counts = std::collections::BTreeMap::<String, i64>::new();
+        let mut counts = BTreeMap::<String, i64>::new();
         for input in invalid {
             tracing::warn!(origin = %input.origin, kind = %input.kind, object = input.object.as_deref().unwrap_or("-"), reason = %input.reason, "skipped invalid input");
             *counts.entry(input.kind.clone()).or_default() += 1;
         }
-        for kind in self.invalid_kinds.iter().chain(counts.keys()) {
-            let gauge = self
-                .metrics
-                .invalid_inputs
-                .get_or_create(&KindLabel { kind: kind.clone() });
-            gauge.set(counts.get(kind).copied().unwrap_or(0));
-        }
-        self.invalid_kinds.extend(counts.into_keys());
+        let gauges = &self.metrics.invalid_inputs;
+        set_by_kind(gauges, &mut self.invalid_kinds, counts);
     }
+
+    /// Reports what was read past in objects that are served all the same.
+    fn warn(&mut self, warnings: &[InvalidInput]) {
+        let mut counts = BTreeMap::<String, i64>::new();
+        for warning in warnings {
+            tracing::warn!(origin = %warning.origin, kind = %warning.kind, object = warning.object.as_deref().unwrap_or("-"), reason = %warning.reason, "ignored part of an input");
+            *counts.entry(warning.kind.clone()).or_default() += 1;
+        }
+        let gauges = &self.metrics.input_warnings;
+        set_by_kind(gauges, &mut self.warning_kinds, counts);
+    }
+}
+
+/// Sets each kind's gauge to its count, and to 0 for the kinds counted before but not now.
+fn set_by_kind(
+    gauges: &Family<KindLabel, Gauge>,
+    seen: &mut BTreeSet<String>,
+    counts: BTreeMap<String, i64>,
+) {
+    for kind in seen.iter().chain(counts.keys()) {
+        let gauge = gauges.get_or_create(&KindLabel { kind: kind.clone() });
+        gauge.set(counts.get(kind).copied().unwrap_or(0));
+    }
+    seen.extend(counts.into_keys());
 }
 
 #[cfg(test)]

@@ -164,7 +164,7 @@ impl Builder {
         let touched = self.yield_routes(inputs, settings);
 
         let mut mesh = settings.mesh();
-        let mut invalid = Vec::new();
+        let mut invalid = classless_gateways(inputs, settings);
         let (owners, conflicts) = owners(discovered);
         invalid.extend(conflicts);
         // Each host name's destination: the first claim in precedence order that may keep it.
@@ -337,6 +337,34 @@ impl Builder {
 }
 
 /// Where a shared object lives: the same for as long as it is held.
+/// Gateways whose `gatewayClassName` names no GatewayClass (a misspelt class, most often):
+/// neither VPC Lattice's nor another implementation's, so nothing serves them or their routes.
+fn classless_gateways(inputs: &Inputs, settings: &Settings) -> Vec<InvalidInput> {
+    let classes: BTreeSet<&str> = (inputs.classes.iter())
+        .filter_map(|class| class.object.metadata.name.as_deref())
+        .chain([settings.gateway_class.as_str()])
+        .collect();
+    (inputs.gateways.iter())
+        .filter(|gateway| !classes.contains(gateway.object.spec.gateway_class_name.as_str()))
+        .map(|gateway| {
+            let metadata = &gateway.object.metadata;
+            InvalidInput {
+                origin: gateway.origin.clone(),
+                kind: "Gateway".to_string(),
+                object: Some(format!(
+                    "{}/{}",
+                    metadata.namespace.as_deref().unwrap_or_default(),
+                    metadata.name.as_deref().unwrap_or_default()
+                )),
+                reason: format!(
+                    "gatewayClassName {:?} names no GatewayClass (VPC Lattice's is {:?}): the Gateway is no service network, and routes attached to it are not served",
+                    gateway.object.spec.gateway_class_name, settings.gateway_class
+                ),
+            }
+        })
+        .collect()
+}
+
 fn address<T>(object: &Arc<T>) -> usize {
     Arc::as_ptr(object) as usize
 }
@@ -499,7 +527,13 @@ fn route_destinations(
     policies: &AuthPolicies,
     settings: &Settings,
 ) -> Result<(Vec<Destination>, Vec<String>), String> {
-    let attachment = gateways.attach(route)?;
+    if route.parents.is_empty() {
+        return Err(
+            "attaches to nothing: spec.parentRefs is empty, so no Gateway serves the route"
+                .to_string(),
+        );
+    }
+    let attachment = gateways.attach(route);
     let admitted = attachment.admitted;
     // Prefer TLS: a route reachable over HTTPS is never called in plain text.
     let rank = |admitted: &&Admitted<'_>| {
@@ -509,9 +543,11 @@ fn route_destinations(
     let Some(best) = admitted.iter().max_by_key(rank) else {
         // No Lattice parent at all is another implementation's route; parents that all
         // refused it are reported.
-        return match attachment.refusals.is_empty() {
+        let mut refusals = attachment.unknown;
+        refusals.extend(attachment.refusals);
+        return match refusals.is_empty() {
             true => Ok((Vec::new(), Vec::new())),
-            false => Err(attachment.refusals.join("; ")),
+            false => Err(refusals.join("; ")),
         };
     };
     if route.kind == RouteKind::Grpc && best.listener.protocol != "HTTPS" {
@@ -521,7 +557,8 @@ fn route_destinations(
         ));
     }
 
-    let mut refusals = Vec::new();
+    // Served through the parents that admit it; a parent that names nothing is still reported.
+    let mut refusals = attachment.unknown;
     let mut hosts: Vec<(String, Trust, &Admitted<'_>)> = Vec::new();
     for hostname in route.hostnames {
         let host = checked_host(hostname)?;
@@ -541,6 +578,11 @@ fn route_destinations(
             Ok(host) => hosts.push((host, Trust::SystemRoots, best)),
             Err(reason) => refusals.push(reason),
         }
+    }
+    if hosts.is_empty() && refusals.is_empty() {
+        return Err(format!(
+            "names no host: spec.hostnames is empty, and VPC Lattice has not yet given the route a name (annotation {ASSIGNED_DOMAIN_ANNOTATION})"
+        ));
     }
     let networks: BTreeSet<ObjectRef> = (admitted.iter())
         .map(|admitted| admitted.gateway.clone())

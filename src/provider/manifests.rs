@@ -21,7 +21,9 @@ pub const MAX_INDENT: usize = 256;
 /// Parses every document in `text`; `origin` names the file in reports.
 ///
 /// Objects of other kinds or API groups are ignored. A document that is not YAML, or a known
-/// kind that does not match its schema, is reported and skipped. Text nested deeper than any
+/// kind that does not match its schema, is reported and skipped. A field the schema does not
+/// have (a misspelt `hostname:` for `hostnames:`) is reported as a warning with its line, and
+/// the object is read without it, as the API server would prune it. Text nested deeper than any
 /// object can be is refused whole before parsing, since parsing it costs time out of all
 /// proportion to its size.
 pub fn parse(origin: &str, text: &str, observed: &mut Observed) {
@@ -34,23 +36,112 @@ pub fn parse(origin: &str, text: &str, observed: &mut Observed) {
         });
         return;
     }
+    let mut documents = Vec::new();
     for (index, document) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
-        let origin = format!("{origin}#{}", index + 1);
         match Value::deserialize(document) {
-            Ok(Value::Null) => {}
-            Ok(value) => parse_object(&origin, value, observed),
+            Ok(value) => documents.push(value),
             Err(error) => {
                 observed.invalid.push(InvalidInput {
-                    origin,
+                    origin: format!("{origin}#{}", index + 1),
                     kind: "document".to_string(),
                     object: None,
                     reason: format!("not valid YAML: {error}"),
                 });
                 // The parser cannot find the next document boundary after a syntax error.
-                return;
+                break;
             }
         }
     }
+    let lines: Vec<&str> = text.lines().collect();
+    let starts = document_starts(&lines);
+    for (index, value) in documents.into_iter().enumerate() {
+        if value.is_null() {
+            continue;
+        }
+        // The document's lines, when its start can be told from the text.
+        let at = (starts.len() > index).then(|| {
+            let end = starts.get(index + 1).copied().unwrap_or(lines.len());
+            (starts[index], &lines[starts[index]..end])
+        });
+        let document = Document {
+            origin: format!("{origin}#{}", index + 1),
+            file: origin,
+            lines: at,
+        };
+        parse_object(&document, value, observed);
+    }
+}
+
+/// Where a document was read: its place in the file for reports, and its lines (with the index
+/// of the first) for the line of a field.
+struct Document<'a> {
+    origin: String,
+    file: &'a str,
+    lines: Option<(usize, &'a [&'a str])>,
+}
+
+impl Document<'_> {
+    /// `file:line` of the field at `path` (`spec.rules.0.matches`), or the document's origin
+    /// when the line cannot be found.
+    fn place(&self, path: &str) -> String {
+        let line = self
+            .lines
+            .and_then(|(first, lines)| Some(first + line_of(lines, path)? + 1));
+        match line {
+            Some(line) => format!("{}:{line}", self.file),
+            None => self.origin.clone(),
+        }
+    }
+}
+
+/// The index of the first line of each document: a `---` line starts one, except before the
+/// first document's content.
+fn document_starts(lines: &[&str]) -> Vec<usize> {
+    let mut starts = vec![0];
+    let mut content = false;
+    for (number, line) in lines.iter().enumerate() {
+        let marker = line
+            .strip_prefix("---")
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with([' ', '\t']));
+        if marker && content {
+            starts.push(number);
+        } else if marker {
+            starts[0] = number;
+        }
+        let trimmed = line.trim_start();
+        if !marker && !trimmed.is_empty() && !trimmed.starts_with('#') {
+            content = true;
+        }
+    }
+    starts
+}
+
+/// The index of the line among `lines` where the key at `path` is written: each key of the path
+/// in turn, searched from the line of the one before (sequence indices are passed over).
+fn line_of(lines: &[&str], path: &str) -> Option<usize> {
+    let mut from = 0;
+    let mut found = None;
+    for key in path.split('.').filter(|key| key.parse::<usize>().is_err()) {
+        let at = from
+            + lines[from..]
+                .iter()
+                .position(|line| writes_key(line, key))?;
+        found = Some(at);
+        from = at + 1;
+    }
+    found
+}
+
+/// Whether `line` is `key:` (in a block mapping or a sequence item, quoted or not).
+fn writes_key(line: &str, key: &str) -> bool {
+    let text = line.trim_start();
+    let text = text.strip_prefix("- ").map_or(text, str::trim_start);
+    [key.to_string(), format!("\"{key}\""), format!("'{key}'")]
+        .iter()
+        .any(|written| {
+            text.strip_prefix(written.as_str())
+                .is_some_and(|rest| rest.trim_start().starts_with(':'))
+        })
 }
 
 /// Refuses text whose flow collections nest deeper than [`MAX_NESTING`] or whose lines are
@@ -108,7 +199,8 @@ fn check_nesting(text: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn parse_object(origin: &str, mut value: Value, observed: &mut Observed) {
+fn parse_object(document: &Document<'_>, mut value: Value, observed: &mut Observed) {
+    let origin = document.origin.as_str();
     let field = |name: &str| value.get(name).and_then(Value::as_str).map(str::to_string);
     let (Some(api_version), Some(kind)) = (field("apiVersion"), field("kind")) else {
         observed.invalid.push(InvalidInput {
@@ -133,33 +225,71 @@ fn parse_object(origin: &str, mut value: Value, observed: &mut Observed) {
         default_namespace(&mut value);
     }
     let object = object_name(&value);
+    let mut unknown = Vec::new();
     let inputs = &mut observed.inputs;
     let result = match kind.as_str() {
-        "HTTPRoute" => decode(origin, value).map(|route| inputs.routes.push(route)),
-        "GRPCRoute" => decode(origin, value).map(|route| inputs.grpc_routes.push(route)),
-        "Gateway" => decode(origin, value).map(|gateway| inputs.gateways.push(gateway)),
-        "GatewayClass" => decode(origin, value).map(|class| inputs.classes.push(class)),
-        policy::KIND => decode(origin, value).map(|policy| inputs.auth_policies.push(policy)),
-        "Namespace" => decode(origin, value).map(|namespace| inputs.namespaces.push(namespace)),
+        "HTTPRoute" => decode(origin, value, &mut unknown).map(|route| inputs.routes.push(route)),
+        "GRPCRoute" => {
+            decode(origin, value, &mut unknown).map(|route| inputs.grpc_routes.push(route))
+        }
+        "Gateway" => {
+            decode(origin, value, &mut unknown).map(|gateway| inputs.gateways.push(gateway))
+        }
+        "GatewayClass" => {
+            decode(origin, value, &mut unknown).map(|class| inputs.classes.push(class))
+        }
+        policy::KIND => {
+            decode(origin, value, &mut unknown).map(|policy| inputs.auth_policies.push(policy))
+        }
+        "Namespace" => {
+            decode(origin, value, &mut unknown).map(|namespace| inputs.namespaces.push(namespace))
+        }
         _ => Ok(()),
     };
-    if let Err(reason) = result {
-        observed.invalid.push(InvalidInput {
+    match result {
+        Ok(()) => {
+            for path in unknown {
+                observed.warnings.push(InvalidInput {
+                    origin: document.place(&path),
+                    kind: kind.clone(),
+                    object: object.clone(),
+                    reason: format!(
+                        "unknown field {path}, ignored ({kind} {api_version} has no such field)"
+                    ),
+                });
+            }
+        }
+        Err(reason) => observed.invalid.push(InvalidInput {
             origin: origin.to_string(),
             kind,
             object,
             reason,
-        });
+        }),
     }
 }
 
-fn decode<T: DeserializeOwned>(origin: &str, value: Value) -> Result<Shared<T>, String> {
+/// The object in `value`, with the path of every field its schema does not have put in
+/// `unknown`.
+fn decode<T: DeserializeOwned>(
+    origin: &str,
+    value: Value,
+    unknown: &mut Vec<String>,
+) -> Result<Shared<T>, String> {
     if object_name(&value).is_none() {
         return Err("metadata.name is required".to_string());
     }
     check_object_size(&value)?;
-    let object = serde_yaml_ng::from_value::<T>(value)
-        .map_err(|error| format!("does not match the schema: {error}"))?;
+    let object = serde_ignored::deserialize(value, |path| {
+        // `?` stands for an optional value; apiVersion and kind are read before.
+        let path: Vec<String> = (path.to_string().split('.'))
+            .filter(|segment| *segment != "?")
+            .map(str::to_string)
+            .collect();
+        if !matches!(path.as_slice(), [top] if top == "apiVersion" || top == "kind") {
+            unknown.push(path.join("."));
+        }
+    })
+    .map_err(|error| format!("does not match the schema: {error}"))?;
     Ok(Arc::new(Sourced {
         origin: origin.to_string(),
         object,

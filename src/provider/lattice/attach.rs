@@ -36,6 +36,9 @@ pub(super) struct Admitted<'a> {
 pub(super) struct Attachment<'a> {
     pub admitted: Vec<Admitted<'a>>,
     pub refusals: Vec<String>,
+    /// Parents that name a Gateway or listener that does not exist: mistakes to report even
+    /// when other parents admit the route, where a listener that does not admit it is not.
+    pub unknown: Vec<String>,
 }
 
 /// The Gateways of Lattice GatewayClasses, by `namespace/name`, and the labels of every
@@ -96,12 +99,14 @@ impl<'a> LatticeGateways<'a> {
         gateways
     }
 
-    /// Every listener that admits `route` through its Lattice parents; an error for a parent
-    /// that names a Gateway or listener that does not exist.
-    pub fn attach(&self, route: &Route<'_>) -> Result<Attachment<'a>, String> {
+    /// Every listener that admits `route` through its Lattice parents, and why each other
+    /// parent does not (one that names a Gateway or listener that does not exist among them):
+    /// a bad parent does not take the good ones with it.
+    pub fn attach(&self, route: &Route<'_>) -> Attachment<'a> {
         let mut attachment = Attachment {
             admitted: Vec::new(),
             refusals: Vec::new(),
+            unknown: Vec::new(),
         };
         for parent in &route.parents {
             let group = parent.group.unwrap_or(GATEWAY_GROUP);
@@ -116,12 +121,19 @@ impl<'a> LatticeGateways<'a> {
                 name: parent.name.to_string(),
             };
             let Some(&(gateway, controller)) = self.lattice.get(&key) else {
-                if self.other.contains(&key) {
+                if !self.other.contains(&key) {
+                    let unknown = format!("unknown parent: Gateway {key} does not exist");
+                    attachment.unknown.push(unknown);
+                }
+                continue;
+            };
+            let named = match named_listeners(gateway, parent, &key) {
+                Ok(named) => named,
+                Err(unknown) => {
+                    attachment.unknown.push(unknown);
                     continue;
                 }
-                return Err(format!("unknown parent: Gateway {key} does not exist"));
             };
-            let named = named_listeners(gateway, parent, &key)?;
             if self.need_acceptance {
                 match acceptance(route, parent, &key, controller) {
                     Some(Ok(())) => {}
@@ -150,7 +162,7 @@ impl<'a> LatticeGateways<'a> {
                 }
             }
         }
-        Ok(attachment)
+        attachment
     }
 
     /// The route's host names that `listener` of `gateway` serves, or why it admits none.
