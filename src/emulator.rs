@@ -94,6 +94,8 @@ struct Emulator {
     identities: Vec<Identity>,
     region: String,
     clock_skew: Duration,
+    /// The port services are served on: `vpc-lattice-svcs:Port` in their auth policies.
+    port: u16,
     faults: BTreeMap<String, Faulty>,
     /// The attempts seen of each request, by its `x-request-id`.
     attempts: Mutex<HashMap<String, u32>>,
@@ -187,6 +189,7 @@ pub async fn run(config: EmulatorConfig) -> anyhow::Result<()> {
         identities: identities.as_ref().clone(),
         region: config.region.clone(),
         clock_skew: config.clock_skew,
+        port: config.listen.port(),
         faults: (config.faults.iter())
             .map(|(host, faults)| {
                 tracing::info!(%host, ?faults, "faults");
@@ -461,6 +464,10 @@ async fn answer(emulator: &Emulator, request: Request) -> Response {
                     .collect()
             })
             .unwrap_or_default(),
+        network: crate::policy::Network {
+            port: Some(emulator.port.to_string()),
+            ..Default::default()
+        },
     };
     if let Verdict::Deny { message, .. } = evaluate_lattice(
         service.network_policy.as_ref(),

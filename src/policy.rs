@@ -7,13 +7,17 @@
 //! does not restrict. Supported: `Principal` (`*`, an account, an account root, a role or any
 //! exact ARN), `Action`, `Resource` (with `*` and `?` wildcards) and the condition operators
 //! `StringEquals`, `StringNotEquals`, `StringEqualsIgnoreCase`, `StringNotEqualsIgnoreCase`,
-//! `StringLike`, `StringNotLike`, `Null` and `Bool`. Anything else is refused when the policy
-//! is read, never silently ignored.
+//! `StringLike`, `StringNotLike`, `Null` and `Bool`, over the condition keys VPC Lattice puts in
+//! a request's context ([`CONDITION_KEYS`]). Anything else (another operator, a misspelt key such
+//! as `aws:PrincipalTags/…`) is refused when the policy is read, never evaluated as absent.
+//!
+//! An identity-based policy (the caller's IAM role's, which AWS also evaluates: both it and the
+//! auth policies must allow) is read the same way, without a `Principal`.
 
 pub mod check;
 mod context;
 
-pub use context::{Caller, Request};
+pub use context::{Caller, Network, Request};
 
 use std::fmt;
 
@@ -21,6 +25,46 @@ use serde_json::Value;
 
 /// The action a call to a Lattice service is authorized as.
 pub const INVOKE: &str = "vpc-lattice-svcs:Invoke";
+
+/// The condition keys VPC Lattice sets in an auth policy's request context, besides the
+/// prefixes in [`CONDITION_KEY_PREFIXES`]. Names are case-insensitive, as in IAM.
+pub const CONDITION_KEYS: &[&str] = &[
+    "aws:PrincipalType",
+    "aws:PrincipalAccount",
+    "aws:PrincipalArn",
+    "aws:PrincipalOrgID",
+    "vpc-lattice-svcs:RequestMethod",
+    "vpc-lattice-svcs:Port",
+    "vpc-lattice-svcs:ServiceArn",
+    "vpc-lattice-svcs:ServiceNetworkArn",
+    "vpc-lattice-svcs:SourceVpc",
+    "vpc-lattice-svcs:SourceVpcOwnerAccount",
+];
+
+/// Condition keys that name one of many: a session tag, a request header, a query parameter.
+pub const CONDITION_KEY_PREFIXES: &[&str] = &[
+    "aws:PrincipalTag/",
+    "vpc-lattice-svcs:RequestHeader/",
+    "vpc-lattice-svcs:RequestQueryString/",
+];
+
+fn known_key(key: &str) -> bool {
+    let lower = key.to_ascii_lowercase();
+    CONDITION_KEYS
+        .iter()
+        .any(|known| known.eq_ignore_ascii_case(key))
+        || CONDITION_KEY_PREFIXES.iter().any(|prefix| {
+            lower.starts_with(&prefix.to_ascii_lowercase()) && lower.len() > prefix.len()
+        })
+}
+
+/// Whose policy a document is: a resource's (an auth policy, with a `Principal`) or an
+/// identity's (attached to the caller's role, without one).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PolicyKind {
+    Auth,
+    Identity,
+}
 
 /// Why a policy document cannot be used.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -120,8 +164,13 @@ fn strings(value: &Value, what: &str) -> Result<Vec<String>, PolicyError> {
 }
 
 impl Policy {
-    /// Reads a policy document (JSON text).
+    /// Reads an auth policy document (JSON text).
     pub fn parse(text: &str) -> Result<Policy, PolicyError> {
+        Self::parse_as(text, PolicyKind::Auth)
+    }
+
+    /// Reads a policy document of either kind.
+    pub fn parse_as(text: &str, kind: PolicyKind) -> Result<Policy, PolicyError> {
         let document: Value = serde_json::from_str(text)
             .map_err(|e| error(format!("the policy is not JSON: {e}")))?;
         let statements = match &document["Statement"] {
@@ -133,7 +182,7 @@ impl Policy {
             .iter()
             .enumerate()
             .map(|(index, statement)| {
-                Statement::parse(index + 1, statement)
+                Statement::parse(index + 1, statement, kind)
                     .map_err(|e| error(format!("statement {}: {e}", index + 1)))
             })
             .collect::<Result<_, _>>()?;
@@ -158,7 +207,7 @@ impl Policy {
 }
 
 impl Statement {
-    fn parse(number: usize, statement: &Value) -> Result<Statement, PolicyError> {
+    fn parse(number: usize, statement: &Value, kind: PolicyKind) -> Result<Statement, PolicyError> {
         let object = statement
             .as_object()
             .ok_or_else(|| error("a statement must be an object"))?;
@@ -173,6 +222,13 @@ impl Statement {
             _ => return Err(error("Effect must be \"Allow\" or \"Deny\"")),
         };
         let principals = match &statement["Principal"] {
+            // An identity's policy applies to that identity alone.
+            Value::Null if kind == PolicyKind::Identity => Principals::Anyone,
+            _ if kind == PolicyKind::Identity => {
+                return Err(error(
+                    "an identity-based policy names no Principal (it applies to the role it is attached to)",
+                ));
+            }
             Value::String(star) if star == "*" => Principals::Anyone,
             Value::Object(map) => {
                 if let Some(other) = map.keys().find(|key| *key != "AWS") {
@@ -206,6 +262,13 @@ impl Statement {
                     error(format!("Condition {operator:?} must map keys to values"))
                 })?;
                 for (key, values) in keys {
+                    if !known_key(key) {
+                        return Err(error(format!(
+                            "condition key {key:?} is not one VPC Lattice sets (it would never be present): use one of {}, or {}…",
+                            CONDITION_KEYS.join(", "),
+                            CONDITION_KEY_PREFIXES.join("…, ")
+                        )));
+                    }
                     conditions.push(Condition {
                         operator,
                         key: key.clone(),
@@ -228,20 +291,70 @@ impl Statement {
 
     fn applies_to(&self, request: &Request) -> bool {
         self.principal_matches(request.caller.as_ref())
-            && self.actions.iter().any(|pattern| {
-                wildcard(
-                    &pattern.to_ascii_lowercase(),
-                    &request.action.to_ascii_lowercase(),
-                )
-            })
-            && self
-                .resources
-                .iter()
-                .any(|pattern| wildcard(pattern, &request.resource))
+            && self.action_matches(request)
+            && self.resource_matches(request)
             && self
                 .conditions
                 .iter()
                 .all(|condition| condition.holds(request))
+    }
+
+    fn action_matches(&self, request: &Request) -> bool {
+        self.actions.iter().any(|pattern| {
+            wildcard(
+                &pattern.to_ascii_lowercase(),
+                &request.action.to_ascii_lowercase(),
+            )
+        })
+    }
+
+    fn resource_matches(&self, request: &Request) -> bool {
+        self.resources
+            .iter()
+            .any(|pattern| wildcard(pattern, &request.resource))
+    }
+
+    /// Each element of the statement against `request`: what it asks for, what the request
+    /// has, and whether that holds. The statement applies when all of them hold.
+    pub fn checks(&self, request: &Request) -> Vec<Check> {
+        let caller = request.caller.as_ref();
+        let principals = match &self.principals {
+            Principals::Anyone => "*".to_string(),
+            Principals::Aws(principals) => principals.join(" or "),
+        };
+        let mut checks = vec![
+            Check {
+                element: "Principal".to_string(),
+                expected: principals,
+                seen: caller.map_or("anonymous".to_string(), |caller| caller.arn.clone()),
+                holds: self.principal_matches(caller),
+            },
+            Check {
+                element: "Action".to_string(),
+                expected: self.actions.join(" or "),
+                seen: request.action.clone(),
+                holds: self.action_matches(request),
+            },
+            Check {
+                element: "Resource".to_string(),
+                expected: self.resources.join(" or "),
+                seen: request.resource.clone(),
+                holds: self.resource_matches(request),
+            },
+        ];
+        for condition in &self.conditions {
+            let present = request.context_values(&condition.key);
+            checks.push(Check {
+                element: format!("Condition {:?} {}", condition.operator, condition.key),
+                expected: condition.values.join(" or "),
+                seen: match present.is_empty() {
+                    true => "nothing (the key is absent)".to_string(),
+                    false => present.join(", "),
+                },
+                holds: condition.holds(request),
+            });
+        }
+        checks
     }
 
     fn principal_matches(&self, caller: Option<&Caller>) -> bool {
@@ -306,6 +419,16 @@ fn wildcard(pattern: &str, text: &str) -> bool {
         }
     }
     pattern[p..].iter().all(|c| *c == '*')
+}
+
+/// One element of a statement checked against a request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Check {
+    /// `Principal`, `Action`, `Resource` or `Condition <operator> <key>`.
+    pub element: String,
+    pub expected: String,
+    pub seen: String,
+    pub holds: bool,
 }
 
 /// One policy's answer.

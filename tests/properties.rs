@@ -15,7 +15,7 @@ use std::time::{Duration, SystemTime};
 
 use aws_credential_types::Credentials;
 use lattice_xds::model::{AuthSetting, ServiceOrigin, Settings, SigningAlgorithm};
-use lattice_xds::policy::{Caller, Decision, Policy, Request};
+use lattice_xds::policy::{Caller, Decision, Network, Policy, Request};
 use lattice_xds::provider::discovery::Service;
 use lattice_xds::provider::{Observed, lattice, manifests};
 use lattice_xds::signer::canonical;
@@ -254,7 +254,7 @@ fn statement() -> impl Strategy<Value = serde_json::Value> {
         json!({ "StringNotEquals": { "vpc-lattice-svcs:RequestMethod": "GET" } }),
         json!({ "StringLike": { "vpc-lattice-svcs:RequestHeader/x-team": "pay*" } }),
         json!({ "Null": { "aws:PrincipalTag/team": "true" } }),
-        json!({ "Bool": { "aws:SecureTransport": "true" } }),
+        json!({ "Null": { "vpc-lattice-svcs:SourceVpc": "true" } }),
     ]);
     (any::<bool>(), principal, action, resource, condition).prop_map(
         |(allow, principal, action, resource, condition)| {
@@ -304,6 +304,7 @@ fn lattice_request() -> impl Strategy<Value = Request> {
                 .map(|value| vec![("x-team".to_string(), value)])
                 .unwrap_or_default(),
             query: Vec::new(),
+            network: Network::default(),
         })
 }
 
@@ -344,6 +345,7 @@ proptest! {
                 method: "GET".to_string(),
                 headers: Vec::new(),
                 query: Vec::new(),
+                network: Network::default(),
             };
             let _ = policy.evaluate(&request);
         }

@@ -13,6 +13,8 @@ pub struct Caller {
     pub principal_type: String,
     /// Session tags by key (EKS Pod Identity: `eks-cluster-name`, `kubernetes-namespace`, …).
     pub tags: BTreeMap<String, String>,
+    /// The AWS Organizations organization of the caller's account, when known.
+    pub org_id: Option<String>,
 }
 
 impl Caller {
@@ -35,6 +37,7 @@ impl Caller {
             account,
             principal_type: principal_type.to_string(),
             tags,
+            org_id: None,
         }
     }
 
@@ -67,6 +70,20 @@ pub struct Request {
     /// Header names in lower case.
     pub headers: Vec<(String, String)>,
     pub query: Vec<(String, String)>,
+    /// Where the request came from and through what: absent when not known.
+    pub network: Network,
+}
+
+/// The network facts VPC Lattice adds to a request's context.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Network {
+    /// The service's listener port, in decimal (as conditions compare it).
+    pub port: Option<String>,
+    /// The VPC the request came from, and the account that owns it.
+    pub source_vpc: Option<String>,
+    pub source_vpc_owner: Option<String>,
+    /// The service network the request came through.
+    pub service_network_arn: Option<String>,
 }
 
 impl Request {
@@ -102,12 +119,35 @@ impl Request {
                 .map(|(_, value)| value.as_str())
                 .collect();
         }
+        let network = &self.network;
         match lower.as_str() {
             "aws:principaltype" => vec![caller.map_or("Anonymous", |c| c.principal_type.as_str())],
             "aws:principalaccount" => caller.map(|c| c.account.as_str()).into_iter().collect(),
             "aws:principalarn" => caller.map(|c| c.arn.as_str()).into_iter().collect(),
+            "aws:principalorgid" => caller
+                .and_then(|c| c.org_id.as_deref())
+                .into_iter()
+                .collect(),
             "vpc-lattice-svcs:requestmethod" => vec![self.method.as_str()],
+            "vpc-lattice-svcs:port" => network.port.as_deref().into_iter().collect(),
+            "vpc-lattice-svcs:servicearn" => self.service_arn().into_iter().collect(),
+            "vpc-lattice-svcs:servicenetworkarn" => {
+                network.service_network_arn.as_deref().into_iter().collect()
+            }
+            "vpc-lattice-svcs:sourcevpc" => network.source_vpc.as_deref().into_iter().collect(),
+            "vpc-lattice-svcs:sourcevpcowneraccount" => {
+                network.source_vpc_owner.as_deref().into_iter().collect()
+            }
             _ => Vec::new(),
         }
+    }
+
+    /// The service's ARN: the resource without the request path
+    /// (`arn:aws:vpc-lattice:<region>:<account>:service/<id>`).
+    fn service_arn(&self) -> Option<&str> {
+        let (_, rest) = self.resource.split_once(":service/")?;
+        let id = rest.split('/').next()?;
+        let end = self.resource.len() - rest.len() + id.len();
+        Some(&self.resource[..end])
     }
 }

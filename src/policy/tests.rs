@@ -25,6 +25,7 @@ fn request(caller: Option<Caller>) -> Request {
         method: "GET".to_string(),
         headers: vec![("x-team".to_string(), "payments".to_string())],
         query: vec![("version".to_string(), "2".to_string())],
+        network: Network::default(),
     }
 }
 
@@ -342,4 +343,55 @@ fn wildcards() {
     assert!(!wildcard("a?c", "abbc"));
     assert!(wildcard("*-v1-*", "demo-cluster1-v1-abc"));
     assert!(!wildcard("demo", "demo-x"));
+}
+
+#[test]
+fn only_the_keys_vpc_lattice_sets_are_read() {
+    let refused = |key: &str| {
+        let statement = json!({ "Effect": "Allow", "Principal": "*", "Action": "*",
+            "Condition": { "StringEquals": { key: "x" } } });
+        Policy::parse(&json!({ "Statement": [statement] }).to_string())
+    };
+    for typo in [
+        "aws:PrincipalTags/team",
+        "aws:SourceIp",
+        "vpc-lattice-svcs:RequestHeader/",
+        "team",
+    ] {
+        let error = refused(typo).unwrap_err().to_string();
+        assert!(
+            error.contains("is not one VPC Lattice sets"),
+            "{typo}: {error}"
+        );
+    }
+    for known in [
+        "aws:principaltag/team",
+        "VPC-LATTICE-SVCS:SourceVpc",
+        "aws:PrincipalOrgID",
+    ] {
+        assert!(refused(known).is_ok(), "{known}");
+    }
+    let mut call = request(Some(caller(&[])));
+    call.network.source_vpc = Some("vpc-1".to_string());
+    assert_eq!(call.context_values("vpc-lattice-svcs:SourceVpc"), ["vpc-1"]);
+    assert_eq!(
+        call.context_values("vpc-lattice-svcs:ServiceArn"),
+        ["arn:aws:vpc-lattice:ap-northeast-2:890742582773:service/svc-0123"]
+    );
+}
+
+#[test]
+fn an_identity_policy_has_no_principal() {
+    let identity =
+        json!({ "Statement": [{ "Effect": "Allow", "Action": INVOKE, "Resource": "*" }] });
+    let policy = Policy::parse_as(&identity.to_string(), PolicyKind::Identity).unwrap();
+    assert!(allows(&policy, &request(Some(caller(&[])))));
+    assert!(
+        Policy::parse(&identity.to_string()).is_err(),
+        "an auth policy needs a Principal"
+    );
+    let with_principal =
+        json!({ "Statement": [{ "Effect": "Allow", "Principal": "*", "Action": INVOKE }] });
+    let error = Policy::parse_as(&with_principal.to_string(), PolicyKind::Identity).unwrap_err();
+    assert!(error.to_string().contains("names no Principal"), "{error}");
 }
