@@ -70,7 +70,7 @@ pub async fn run(config: &CheckConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn get(url: &str) -> anyhow::Result<(u16, String)> {
+pub(crate) async fn get(url: &str) -> anyhow::Result<(u16, String)> {
     let uri: http::Uri = url
         .parse()
         .with_context(|| format!("{url:?} is not a URL"))?;
@@ -86,7 +86,8 @@ async fn get(url: &str) -> anyhow::Result<(u16, String)> {
     let (mut sender, connection) =
         hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
     tokio::spawn(connection);
-    let request = http::Request::get(uri.path())
+    let path = uri.path_and_query().map_or("/", |path| path.as_str());
+    let request = http::Request::get(path)
         .header(http::header::HOST, format!("{host}:{port}"))
         .body(Empty::<Bytes>::new())?;
     let response = sender.send_request(request).await?;

@@ -50,7 +50,7 @@ async fn main() -> std::process::ExitCode {
             args.into_config()
                 .and_then(|config| bootstrap::write(&config, output.as_deref()))
         }
-        Command::ProxyStatus(args) => proxy_status::run(&args.admin).await,
+        Command::ProxyStatus(args) => proxy_status::run(&args.into()).await,
         Command::Loadtest(LoadtestCommand::ExtProc(args)) => {
             match loadtest::ext_proc(&args.into()).await {
                 Ok(report) => {

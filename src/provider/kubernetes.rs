@@ -62,8 +62,13 @@ pub struct LeaseConfig {
 
 /// A client from the explicit kubeconfig, or the usual inference.
 pub async fn client(config: &KubernetesConfig) -> anyhow::Result<Client> {
+    client_from(config.kubeconfig.as_deref()).await
+}
+
+/// A client from `kubeconfig`, or the usual inference (in a pod, `KUBECONFIG`, `~/.kube/config`).
+pub async fn client_from(kubeconfig: Option<&std::path::Path>) -> anyhow::Result<Client> {
     use anyhow::Context;
-    let client_config = match &config.kubeconfig {
+    let client_config = match kubeconfig {
         Some(path) => {
             let kubeconfig = kube::config::Kubeconfig::read_from(path)
                 .with_context(|| format!("cannot read kubeconfig {}", path.display()))?;
