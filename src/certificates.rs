@@ -173,7 +173,7 @@ async fn keep_reading(
                 None => Ok(()),
             });
         if let Err(error) = loaded {
-            tracing::error!(certificate = %certificate.display(), error = format!("{error:#}"), "cannot load the serving certificate; keeping the last one");
+            tracing::error!(certificate = %certificate.display(), error = crate::logging::causes(error.as_ref()), "cannot load the serving certificate; keeping the last one");
         }
         tokio::select! {
             () = tokio::time::sleep(CHECK_EVERY) => {}

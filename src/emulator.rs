@@ -508,7 +508,7 @@ async fn answer(emulator: &Emulator, request: Request) -> Response {
     match forward(&backend, grpc, request).await {
         Ok(response) => response,
         Err(error) => {
-            tracing::warn!(%name, %backend, error = format!("{error:#}"), "backend unreachable");
+            tracing::warn!(%name, %backend, error = crate::logging::causes(error.as_ref()), "backend unreachable");
             text(
                 StatusCode::BAD_GATEWAY,
                 format!("the backend of {name} at {backend} is unreachable: {error:#}\n"),

@@ -1,5 +1,6 @@
 //! Where log lines go and how they read: stderr, as text (coloured only on a terminal, so a
-//! pod's log file holds no escape codes) or as one JSON object per line.
+//! pod's log file holds no escape codes) or as one JSON object per line; and an error with its
+//! causes in one line, each said once.
 
 use std::io::IsTerminal;
 
@@ -33,5 +34,45 @@ where
             let lines = fmt::layer().json().with_writer(std::io::stderr);
             registry.with(lines).init();
         }
+    }
+}
+
+/// `error` and its causes in one line, `error: cause: cause`, each said once: a cause whose text
+/// is already in the line (many libraries put their source's message in their own) is left out.
+pub fn causes(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut line = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !text.is_empty() && !line.contains(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+        source = cause.source();
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::causes;
+
+    #[test]
+    fn each_cause_is_said_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "No such file or directory");
+        // A library error that says its source in its own message, under a context that does too.
+        #[derive(Debug, thiserror::Error)]
+        #[error("failed to read kubeconfig: {0}")]
+        struct Read(#[source] std::io::Error);
+        let error = anyhow::Error::new(Read(io)).context("cannot read kubeconfig /nope");
+        assert_eq!(
+            causes(error.as_ref()),
+            "cannot read kubeconfig /nope: failed to read kubeconfig: No such file or directory"
+        );
+        assert_eq!(
+            format!("{error:#}"),
+            "cannot read kubeconfig /nope: failed to read kubeconfig: No such file or directory: No such file or directory",
+            "what causes() improves on"
+        );
     }
 }

@@ -14,7 +14,10 @@ async fn main() -> std::process::ExitCode {
             Ok(true) => std::process::ExitCode::SUCCESS,
             Ok(false) => std::process::ExitCode::from(1),
             Err(error) => {
-                eprintln!("lattice-xds: {error:#}");
+                eprintln!(
+                    "lattice-xds: {}",
+                    lattice_xds::logging::causes(error.as_ref())
+                );
                 std::process::ExitCode::from(2)
             }
         };
@@ -23,7 +26,7 @@ async fn main() -> std::process::ExitCode {
         let report = match validate::validate(&args.dir, &args.settings()) {
             Ok(report) => report,
             Err(error) => {
-                eprintln!("lattice-xds: {:#}", anyhow::Error::from(error));
+                eprintln!("lattice-xds: {}", lattice_xds::logging::causes(&error));
                 return std::process::ExitCode::from(2);
             }
         };
@@ -99,7 +102,10 @@ async fn main() -> std::process::ExitCode {
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("lattice-xds: {error:#}");
+            eprintln!(
+                "lattice-xds: {}",
+                lattice_xds::logging::causes(error.as_ref())
+            );
             std::process::ExitCode::FAILURE
         }
     }

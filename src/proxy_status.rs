@@ -137,8 +137,8 @@ async fn admin_replica(admin: &str) -> Replica {
     let (answer, client) = match connected {
         Ok(client) => (list(client.clone()).await, Some(client)),
         Err(error) => {
-            let error = anyhow::Error::new(error);
-            (Err(format!("cannot reach the controller: {error:#}")), None)
+            let error = crate::logging::causes(&error);
+            (Err(format!("cannot reach the controller: {error}")), None)
         }
     };
     Replica {
@@ -191,8 +191,9 @@ async fn kubernetes_replicas(kubernetes: &KubernetesReplicas) -> anyhow::Result<
             Ok(client) => (list(client.clone()).await, Some(client)),
             Err(error) => (
                 Err(format!(
-                    "cannot port-forward to port {}: {error:#}",
-                    kubernetes.port
+                    "cannot port-forward to port {}: {}",
+                    kubernetes.port,
+                    crate::logging::causes(error.as_ref())
                 )),
                 None,
             ),

@@ -54,7 +54,10 @@ impl Tasks {
         };
         let (id, reason) = match joined {
             Ok((id, Ok(()))) => (id, "ended".to_string()),
-            Ok((id, Err(error))) => (id, format!("failed: {error:#}")),
+            Ok((id, Err(error))) => (
+                id,
+                format!("failed: {}", crate::logging::causes(error.as_ref())),
+            ),
             Err(error) => {
                 let id = error.id();
                 let reason = match error.try_into_panic() {

@@ -55,7 +55,10 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("lattice-xds-signer: {error:#}");
+            eprintln!(
+                "lattice-xds-signer: {}",
+                lattice_xds::logging::causes(error.as_ref())
+            );
             ExitCode::FAILURE
         }
     }

@@ -548,8 +548,12 @@ impl ControllerArgs {
             .map(|p| p.display().to_string())
             .collect();
         if self.trust_system_roots {
-            let roots = system_roots(&self.system_ca_file)
-                .map_err(|error| anyhow::anyhow!("--trust-system-roots: {error:#}"))?;
+            let roots = system_roots(&self.system_ca_file).map_err(|error| {
+                anyhow::anyhow!(
+                    "--trust-system-roots: {}",
+                    crate::logging::causes(error.as_ref())
+                )
+            })?;
             pem.push_str(&roots);
             sources.push(self.system_ca_file.clone());
         }
@@ -565,7 +569,7 @@ impl ControllerArgs {
                 Ok(roots) => Some(Arc::from(roots)),
                 Err(error) => {
                     tracing::warn!(
-                        error = format!("{error:#}"),
+                        error = crate::logging::causes(error.as_ref()),
                         "unknown hosts are trusted through the private CAs alone: the system roots cannot be read on the controller"
                     );
                     None

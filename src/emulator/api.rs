@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_vpclattice::Client;
-use aws_sdk_vpclattice::error::DisplayErrorContext;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -118,7 +117,7 @@ async fn guard(
     {
         Ok(answer) => answer.policy.unwrap_or_default(),
         Err(error) => {
-            tracing::warn!(%arn, error = %DisplayErrorContext(&error), "cannot read the auth policy; nothing is allowed");
+            tracing::warn!(%arn, error = crate::logging::causes(&error), "cannot read the auth policy; nothing is allowed");
             return Some(nothing);
         }
     };

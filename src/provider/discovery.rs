@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use aws_sdk_vpclattice::Client;
-use aws_sdk_vpclattice::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_vpclattice::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_vpclattice::types::{AuthPolicyState, ListenerProtocol};
 use futures::StreamExt;
 use tokio::sync::watch;
@@ -295,7 +295,7 @@ impl Failure {
     fn from_sdk<E, R>(operation: &str, error: &SdkError<E, R>) -> Self
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
-        R: std::fmt::Debug,
+        R: std::fmt::Debug + 'static,
     {
         let reason = match error {
             SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) => "unreachable",
@@ -307,7 +307,7 @@ impl Failure {
         };
         Self {
             reason,
-            message: format!("VPC Lattice {operation}: {}", DisplayErrorContext(error)),
+            message: format!("VPC Lattice {operation}: {}", crate::logging::causes(error)),
         }
     }
 }
@@ -364,7 +364,7 @@ impl Poller<'_> {
     ) -> Result<T, Failure>
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
-        R: std::fmt::Debug,
+        R: std::fmt::Debug + 'static,
     {
         self.count(operation);
         answer.map_err(|error| Failure::from_sdk(operation, &error))

@@ -6,7 +6,6 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use aws_sdk_acmpca::error::DisplayErrorContext;
 use serde::Serialize;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -244,7 +243,7 @@ async fn fetch(client: &aws_sdk_acmpca::Client, arn: &str) -> Result<ValidCa, St
         .certificate_authority_arn(arn)
         .send()
         .await
-        .map_err(|error| format!("ACM PCA: {}", DisplayErrorContext(&error)))?;
+        .map_err(|error| format!("ACM PCA: {}", crate::logging::causes(&error)))?;
     let certificate = answer
         .certificate()
         .ok_or_else(|| "ACM PCA answered without a certificate".to_string())?;
