@@ -39,6 +39,7 @@ where
 
 /// `error` and its causes in one line, `error: cause: cause`, each said once: a cause whose text
 /// is already in the line (many libraries put their source's message in their own) is left out.
+/// The AWS SDK's messages, which this writes, never carry secrets.
 pub fn causes(error: &(dyn std::error::Error + 'static)) -> String {
     let mut line = error.to_string();
     let mut source = error.source();

@@ -150,7 +150,7 @@ pub async fn refresh(
                 wait
             }
             Err(error) => {
-                let cause = describe(&error);
+                let cause = crate::logging::causes(&error);
                 tracing::warn!(error = %cause, retry_in_ms = retry.as_millis() as u64, "could not load AWS credentials");
                 metrics.credentials_failed();
                 store.fail(cause);
@@ -164,21 +164,6 @@ pub async fn refresh(
             () = shutdown.cancelled() => return,
         }
     }
-}
-
-/// The error and its causes on one line; the SDK's own messages never carry secrets.
-fn describe(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let line = cause.to_string();
-        if !text.contains(&line) {
-            text.push_str(": ");
-            text.push_str(&line);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]
