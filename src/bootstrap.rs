@@ -112,7 +112,7 @@ pub fn write(config: &BootstrapConfig, output: Option<&Path>) -> anyhow::Result<
             config.xds_token_file.is_none(),
             "--xds-token-file needs --output: the token's secret config is written beside the bootstrap"
         );
-        print!("{}", render(config, Path::new(TOKEN_SDS_FILE)));
+        crate::cli::print(&render(config, Path::new(TOKEN_SDS_FILE)));
         return Ok(());
     };
     let dir = output.parent().unwrap_or(Path::new("."));

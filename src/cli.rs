@@ -120,6 +120,36 @@ impl ServiceNetworkArgs {
     }
 }
 
+/// Writes a command's output to stdout. A reader that stops early (`| head`) ends the command
+/// quietly, as it ends any Unix tool, instead of a panic.
+pub fn print(text: &str) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    let written = stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush());
+    if let Err(error) = written {
+        if error.kind() != std::io::ErrorKind::BrokenPipe {
+            eprintln!("lattice-xds: cannot write the output: {error}");
+        }
+        std::process::exit(if error.kind() == std::io::ErrorKind::BrokenPipe {
+            0
+        } else {
+            1
+        });
+    }
+}
+
+/// A duration as every flag writes it: a number and its unit (`500ms`, `30s`, `5m`, `1h`, or
+/// several, `1m30s`), as the help's defaults show.
+fn duration(value: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(value).map_err(|_| {
+        format!(
+            "{value:?} is not a duration: a number and its unit, for example 500ms, 30s, 5m or 1h"
+        )
+    })
+}
+
 /// A `KEY=VALUE` flag value.
 fn parse_pair(value: &str) -> Result<(String, String), String> {
     value

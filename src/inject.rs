@@ -486,7 +486,9 @@ fn signer_container(config: &InjectConfig) -> Value {
         env.push(json!({ "name": "AWS_REGION", "value": region }));
     }
     if config.algorithm == SigningAlgorithm::SigV4a {
-        env.push(json!({ "name": "LATTICE_XDS_ALGORITHM", "value": config.algorithm.as_str() }));
+        env.push(
+            json!({ "name": "LATTICE_XDS_SIGNING_ALGORITHM", "value": config.algorithm.as_str() }),
+        );
         env.push(json!({ "name": "LATTICE_XDS_REGION_SET", "value": config.region_set }));
     }
     let probe = |path: &str| json!({ "httpGet": { "path": path, "port": config.signer_probe_port }, "periodSeconds": 10 });

@@ -1,5 +1,7 @@
 use clap::Parser;
-use lattice_xds::cli::{Cli, Command, GrpcHealthCommand, LoadtestCommand, Output, PolicyCommand};
+use lattice_xds::cli::{
+    self, Cli, Command, GrpcHealthCommand, LoadtestCommand, Output, PolicyCommand,
+};
 use lattice_xds::{
     bootstrap, check, controller, emulator, grpc_health, loadtest, policy, proxy_status, redirect,
     signer, validate,
@@ -31,9 +33,9 @@ async fn main() -> std::process::ExitCode {
             }
         };
         match args.output {
-            Output::Text => print!("{}", report.text(&args.dir)),
+            Output::Text => cli::print(&report.text(&args.dir)),
             Output::Json => match serde_json::to_string_pretty(&report) {
-                Ok(json) => println!("{json}"),
+                Ok(json) => cli::print(&format!("{json}\n")),
                 Err(error) => eprintln!("lattice-xds: {error}"),
             },
         }
@@ -57,7 +59,7 @@ async fn main() -> std::process::ExitCode {
         Command::Loadtest(LoadtestCommand::ExtProc(args)) => {
             match loadtest::ext_proc(&args.into()).await {
                 Ok(report) => {
-                    print!("{}", report.table());
+                    cli::print(&report.table());
                     match report.unsigned() {
                         0 => Ok(()),
                         unsigned => Err(anyhow::anyhow!(
@@ -71,7 +73,7 @@ async fn main() -> std::process::ExitCode {
         Command::GrpcHealth(GrpcHealthCommand::Check(args)) => {
             match grpc_health::check(&args.target, &args.authority, &args.service).await {
                 Ok(tonic_health::ServingStatus::Serving) => {
-                    println!("SERVING");
+                    cli::print("SERVING\n");
                     Ok(())
                 }
                 Ok(status) => Err(anyhow::anyhow!("{} is {status:?}", args.authority)),
@@ -91,8 +93,8 @@ async fn main() -> std::process::ExitCode {
             let print = args.print;
             let config = args.into();
             if print {
-                print!("{}", redirect::render(&config, redirect::Family::Ipv4));
-                print!("{}", redirect::render(&config, redirect::Family::Ipv6));
+                cli::print(&redirect::render(&config, redirect::Family::Ipv4));
+                cli::print(&redirect::render(&config, redirect::Family::Ipv6));
                 Ok(())
             } else {
                 redirect::apply(&config)

@@ -86,8 +86,8 @@ pub async fn run(options: &Options) -> anyhow::Result<()> {
         .collect();
     match &options.node {
         None => match options.format {
-            Format::Table => print!("{}", merged_table(&answered)),
-            format => print!("{}", serialized(&report(&answered), format)?),
+            Format::Table => crate::cli::print(&merged_table(&answered)),
+            format => crate::cli::print(&serialized(&report(&answered), format)?),
         },
         Some(node) => {
             let (replica, proxy) = find(&replicas, node)?;
@@ -110,8 +110,8 @@ pub async fn run(options: &Options) -> anyhow::Result<()> {
                 detail.held = Some(compare(&sent, &held));
             }
             match options.format {
-                Format::Table => print!("{}", detail.text()),
-                format => print!("{}", serialized(&detail, format)?),
+                Format::Table => crate::cli::print(&detail.text()),
+                format => crate::cli::print(&serialized(&detail, format)?),
             }
         }
     }

@@ -8,6 +8,14 @@ use clap::Args;
 use crate::bootstrap::{BootstrapConfig, XdsAddress, XdsProtocol};
 
 #[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  # A sidecar on this machine that follows a local controller:
+  lattice-xds bootstrap --node-id client.apps --cluster client --xds-address 127.0.0.1:18000 \\
+    --output /tmp/envoy.yaml && envoy -c /tmp/envoy.yaml
+  # What the injected init container runs (TLS to the controller, the pod's token):
+  lattice-xds bootstrap --node-id $(POD_NAME).$(POD_NAMESPACE) --cluster client \\
+    --xds-address lattice-xds.lattice-xds.svc:18000 --xds-ca-file ca.crt \\
+    --xds-token-file /var/run/secrets/lattice-xds/xds-token --output /etc/lattice-xds/envoy.yaml")]
 pub struct BootstrapArgs {
     /// The sidecar's node id (unique per pod, e.g. the pod name).
     #[arg(long, env = "LATTICE_XDS_NODE_ID")]

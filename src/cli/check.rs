@@ -9,6 +9,12 @@ use clap::Args;
 use crate::model::defaults;
 
 #[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  lattice-xds check --admin http://127.0.0.1:19000 --xds-address 127.0.0.1:18000
+  # What the chart's helm test runs (its pod's token, the CA the controller publishes):
+  lattice-xds check --admin http://lattice-xds.lattice-xds.svc:9090 \\
+    --xds-address lattice-xds.lattice-xds.svc:18000 --xds-ca-file ca.crt \\
+    --xds-token-file /var/run/secrets/lattice-xds/xds-token --node-id $(POD_NAME).$(POD_NAMESPACE)")]
 pub struct CheckArgs {
     /// The controller's admin URL.
     #[arg(
@@ -25,7 +31,7 @@ pub struct CheckArgs {
     )]
     pub xds_address: String,
     /// How long each step may take.
-    #[arg(long, env = "LATTICE_XDS_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "LATTICE_XDS_TIMEOUT", default_value = "10s", value_parser = super::duration)]
     pub timeout: Duration,
     /// Reach ADS over TLS, verifying the controller's certificate with this CA (PEM file).
     #[arg(

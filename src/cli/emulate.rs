@@ -10,6 +10,14 @@ use super::parse_pair;
 use crate::emulator::faults::{Faults, FaultsError};
 
 #[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  # A local VPC Lattice for the walkthrough's manifests (as make demo runs it):
+  lattice-xds emulate-lattice --manifests examples/cluster1 --manifests examples/cluster2 \\
+    --identities demo/identities.yaml --tls-cert lattice.crt --tls-key lattice.key \\
+    --backend apps/demo-cluster2=http://127.0.0.1:8081
+  # The services moto's VPC Lattice API lists for a VPC:
+  lattice-xds emulate-lattice --vpc-id vpc-0a1b2c3d --aws-endpoint-url http://127.0.0.1:5000 \\
+    --identities demo/identities.yaml --tls-cert lattice.crt --tls-key lattice.key")]
 pub struct EmulateArgs {
     /// Directory of manifests (HTTPRoutes, Gateways, IAMAuthPolicies). Repeatable: one per
     /// emulated cluster. Needed unless the services are read from the VPC Lattice API.
@@ -24,7 +32,7 @@ pub struct EmulateArgs {
     #[arg(long, env = "LATTICE_XDS_AWS_ENDPOINT_URL")]
     pub aws_endpoint_url: Option<String>,
     /// How often the VPC Lattice API is read again.
-    #[arg(long, env = "LATTICE_XDS_DISCOVERY_INTERVAL", default_value = "2s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "LATTICE_XDS_DISCOVERY_INTERVAL", default_value = "2s", value_parser = super::duration)]
     pub discovery_interval: Duration,
     /// YAML list of the callers the emulator knows (access key, secret, role session ARN,
     /// session tags, Pod Identity token).
@@ -61,7 +69,7 @@ pub struct EmulateArgs {
     #[arg(long, env = "LATTICE_XDS_POD_IDENTITY_LISTEN")]
     pub pod_identity_listen: Option<SocketAddr>,
     /// How far x-amz-date may be from now.
-    #[arg(long, env = "LATTICE_XDS_CLOCK_SKEW", default_value = "5m", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "LATTICE_XDS_CLOCK_SKEW", default_value = "5m", value_parser = super::duration)]
     pub clock_skew: Duration,
     /// Make a service fail as a rollout or a failing target would: HOST=KIND=VALUE,... with
     /// `unavailable=SHARE` (answered 503), `reset=SHARE` (reset before any response),

@@ -18,6 +18,9 @@ pub enum GrpcHealthCommand {
 }
 
 #[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  # Through the sidecar's egress port, as an application would:
+  lattice-xds grpc-health check greeter.example.com --target 127.0.0.1:8080 --service greeter")]
 pub struct GrpcCheckArgs {
     /// The destination, as a GRPCRoute's host name.
     pub authority: String,

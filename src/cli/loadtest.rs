@@ -16,6 +16,8 @@ pub enum LoadtestCommand {
 }
 
 #[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  lattice-xds loadtest ext-proc --target 127.0.0.1:9001 --concurrency 16 --duration 10s")]
 pub struct ExtProcLoadArgs {
     /// The signer's ext_proc address.
     #[arg(long, env = "LATTICE_XDS_TARGET", default_value_t = defaults::SIGNER_GRPC)]
@@ -24,7 +26,7 @@ pub struct ExtProcLoadArgs {
     #[arg(long, env = "LATTICE_XDS_CONCURRENCY", default_value_t = 16)]
     pub concurrency: usize,
     /// How long to run (`10s`, `2m`).
-    #[arg(long, env = "LATTICE_XDS_DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "LATTICE_XDS_DURATION", default_value = "10s", value_parser = super::duration)]
     pub duration: Duration,
     /// Stop after this many requests, if that comes before --duration.
     #[arg(long, env = "LATTICE_XDS_REQUESTS")]

@@ -6,6 +6,9 @@ use crate::model::defaults;
 use crate::redirect::{Cidr, RedirectConfig};
 
 #[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  # The rules the init container installs, printed instead:
+  lattice-xds redirect --egress-port 8080 --proxy-uid 101 --print")]
 pub struct RedirectArgs {
     /// The sidecar's egress listener port.
     #[arg(long, env = "LATTICE_XDS_EGRESS_PORT", default_value_t = defaults::EGRESS_PORT)]

@@ -259,7 +259,6 @@ fn every_enum_flag_takes_its_names_in_any_case() {
     for flag in [
         "--signing",
         "--signing-algorithm",
-        "--algorithm",
         "--xds-protocol",
         "--xds-auth",
     ] {
@@ -311,4 +310,19 @@ fn tracing_is_off_until_a_collector_is_named_and_its_values_are_checked() {
         too_many.contains("is not a number from 0 to 1"),
         "{too_many}"
     );
+}
+
+#[test]
+fn a_duration_says_how_to_write_one() {
+    let error = controller(&["--trust-refresh", "5"])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains(
+            "\"5\" is not a duration: a number and its unit, for example 500ms, 30s, 5m or 1h"
+        ),
+        "{error}"
+    );
+    let config = controller(&["--trust-refresh", "1m30s"]).unwrap();
+    assert_eq!(config.trust.refresh, std::time::Duration::from_secs(90));
 }

@@ -116,7 +116,7 @@ pub fn valid_principal(principal: &str) -> Result<(), String> {
 /// Evaluates and prints; `Ok(true)` for Allow, `Ok(false)` for Deny, `Err` for bad input.
 pub fn run(check: &CheckRequest) -> anyhow::Result<bool> {
     let (allowed, report) = evaluate(check)?;
-    print!("{report}");
+    crate::cli::print(&report);
     Ok(allowed)
 }
 

@@ -11,6 +11,13 @@ use super::{Algorithm, Defaults, SignerConfig};
 use crate::model::defaults;
 
 #[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  # For a sidecar Envoy on this machine, with the credentials of the environment:
+  AWS_REGION=us-west-2 lattice-xds-signer --grpc-listen 127.0.0.1:9001 --http-listen 127.0.0.1:9002
+  # As injected: on Unix sockets served to Envoy's uid only, probes on their own port:
+  lattice-xds-signer --grpc-socket /var/run/lattice-xds-signer/ext-proc.sock \\
+    --http-socket /var/run/lattice-xds-signer/sign.sock --socket-peer-uid 101 \\
+    --admin-listen 0.0.0.0:9003")]
 pub struct SignerArgs {
     /// Address of the ext_proc gRPC server. Loopback only, unless --allow-remote.
     #[arg(
@@ -38,15 +45,17 @@ pub struct SignerArgs {
     /// SigV4 service name when the controller sends none.
     #[arg(long, env = "LATTICE_XDS_SERVICE", default_value = "vpc-lattice-svcs")]
     pub service: String,
-    /// Signature algorithm: sigv4, or sigv4a (signs for --region-set instead of one region).
+    /// Signature algorithm: sigv4, or sigv4a (signs for --region-set instead of one region). The
+    /// controller's flag of the same name; `--algorithm` is its old name.
     #[arg(
         long,
-        env = "LATTICE_XDS_ALGORITHM",
+        alias = "algorithm",
+        env = "LATTICE_XDS_SIGNING_ALGORITHM",
         default_value = "sigv4",
         ignore_case = true,
         value_parser = one_of::<Algorithm>(Algorithm::ALL.map(Algorithm::as_str))
     )]
-    pub algorithm: Algorithm,
+    pub signing_algorithm: Algorithm,
     /// SigV4A region set, such as `*` or `us-east-1,us-west-2`.
     #[arg(long, env = "LATTICE_XDS_REGION_SET", default_value = "*")]
     pub region_set: String,
@@ -108,7 +117,7 @@ impl From<SignerArgs> for SignerConfig {
                 },
                 region,
                 service: args.service,
-                algorithm: args.algorithm,
+                algorithm: args.signing_algorithm,
                 region_set: args.region_set,
             },
             allow_remote: args.allow_remote,
