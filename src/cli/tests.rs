@@ -326,3 +326,36 @@ fn a_duration_says_how_to_write_one() {
     let config = controller(&["--trust-refresh", "1m30s"]).unwrap();
     assert_eq!(config.trust.refresh, std::time::Duration::from_secs(90));
 }
+
+#[test]
+fn old_flag_names_are_still_read() {
+    let old = [
+        vec!["lattice-xds", "signer", "--algorithm", "sigv4a"],
+        vec![
+            "lattice-xds",
+            "controller",
+            "--manifests",
+            "examples",
+            "--xds-tls-cert",
+            "cert.pem",
+            "--xds-tls-key",
+            "key.pem",
+            "--xds-tls-ca",
+            "ca.pem",
+        ],
+    ];
+    for argv in old {
+        let parsed = Cli::try_parse_from(&argv);
+        assert!(parsed.is_ok(), "{argv:?}: {:?}", parsed.err());
+    }
+    let help = <Cli as clap::CommandFactory>::command()
+        .find_subcommand_mut("signer")
+        .unwrap()
+        .render_long_help()
+        .to_string();
+    assert!(help.contains("--signing-algorithm"), "{help}");
+    assert!(
+        !help.contains("--algorithm "),
+        "the old name is not shown: {help}"
+    );
+}

@@ -53,6 +53,11 @@ impl KubeCluster {
         self.dir.path()
     }
 
+    /// The kubectl binary, for commands run as written.
+    pub fn kubectl_binary(&self) -> &Path {
+        &self.kubectl
+    }
+
     fn run_script(&self, name: &str, args: &[&str]) {
         let output = Command::new(script(name))
             .args(args)
