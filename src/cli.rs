@@ -23,7 +23,7 @@ pub use loadtest::{ExtProcLoadArgs, LoadtestCommand};
 pub use policy::{PolicyCheckArgs, PolicyCommand};
 pub use proxy_status::ProxyStatusArgs;
 pub use redirect::RedirectArgs;
-pub use validate::{Output, ValidateArgs};
+pub use validate::ValidateArgs;
 
 use clap::{Parser, Subcommand};
 
@@ -137,6 +137,34 @@ pub fn print(text: &str) {
         } else {
             1
         });
+    }
+}
+
+/// How a command prints its answer: for a person, or for a script (`-o`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Output {
+    /// For a person: text, a table where there is one.
+    #[default]
+    #[value(alias = "table")]
+    Text,
+    Json,
+    Yaml,
+}
+
+impl Output {
+    /// Prints the answer: `text()` for a person, else `value` as JSON or YAML.
+    pub fn print(
+        self,
+        value: &impl serde::Serialize,
+        text: impl FnOnce() -> String,
+    ) -> anyhow::Result<()> {
+        let printed = match self {
+            Self::Text => text(),
+            Self::Json => format!("{}\n", serde_json::to_string_pretty(value)?),
+            Self::Yaml => serde_yaml_ng::to_string(value)?,
+        };
+        print(&printed);
+        Ok(())
     }
 }
 

@@ -1,7 +1,5 @@
 use clap::Parser;
-use lattice_xds::cli::{
-    self, Cli, Command, GrpcHealthCommand, LoadtestCommand, Output, PolicyCommand,
-};
+use lattice_xds::cli::{self, Cli, Command, GrpcHealthCommand, LoadtestCommand, PolicyCommand};
 use lattice_xds::{
     bootstrap, check, controller, emulator, grpc_health, loadtest, policy, proxy_status, redirect,
     signer, validate,
@@ -32,12 +30,8 @@ async fn main() -> std::process::ExitCode {
                 return std::process::ExitCode::from(2);
             }
         };
-        match args.output {
-            Output::Text => cli::print(&report.text(&args.dir)),
-            Output::Json => match serde_json::to_string_pretty(&report) {
-                Ok(json) => cli::print(&format!("{json}\n")),
-                Err(error) => eprintln!("lattice-xds: {error}"),
-            },
+        if let Err(error) = args.output.print(&report, || report.text(&args.dir)) {
+            eprintln!("lattice-xds: {error}");
         }
         return match report.clean() {
             true => std::process::ExitCode::SUCCESS,

@@ -13,6 +13,7 @@ use crate::admin_api::proxy_status_service_client::ProxyStatusServiceClient;
 use crate::admin_api::{
     GetConfigDumpRequest, ListProxiesRequest, ListProxiesResponse, ProxyStatus, TypeStatus,
 };
+use crate::cli::Output;
 use crate::xds::type_url;
 
 /// Where the replicas are, and what to show.
@@ -26,7 +27,7 @@ pub struct Options {
     pub node: Option<String>,
     /// That proxy's Envoy admin address, to compare what it holds with what it was sent.
     pub envoy_admin: Option<String>,
-    pub format: Format,
+    pub format: Output,
 }
 
 /// The controller's pods, reached through port-forwards of the API server (as `kubectl
@@ -37,15 +38,6 @@ pub struct KubernetesReplicas {
     pub namespace: String,
     pub selector: String,
     pub port: u16,
-}
-
-/// How the answer is printed.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
-pub enum Format {
-    #[default]
-    Table,
-    Json,
-    Yaml,
 }
 
 /// One replica's answer, or why there is none.
@@ -85,10 +77,7 @@ pub async fn run(options: &Options) -> anyhow::Result<()> {
         .filter_map(|replica| Some((replica.name.as_str(), replica.answer.as_ref().ok()?)))
         .collect();
     match &options.node {
-        None => match options.format {
-            Format::Table => crate::cli::print(&merged_table(&answered)),
-            format => crate::cli::print(&serialized(&report(&answered), format)?),
-        },
+        None => (options.format).print(&report(&answered), || merged_table(&answered))?,
         Some(node) => {
             let (replica, proxy) = find(&replicas, node)?;
             let mut detail = Detail::of(&replica.name, proxy);
@@ -109,10 +98,7 @@ pub async fn run(options: &Options) -> anyhow::Result<()> {
                 let held = envoy_config_dump(envoy_admin).await?;
                 detail.held = Some(compare(&sent, &held));
             }
-            match options.format {
-                Format::Table => crate::cli::print(&detail.text()),
-                format => crate::cli::print(&serialized(&detail, format)?),
-            }
+            options.format.print(&detail, || detail.text())?;
         }
     }
     Ok(())
@@ -427,13 +413,6 @@ fn report(replicas: &[(&str, &ListProxiesResponse)]) -> Report {
             })
             .collect(),
     }
-}
-
-fn serialized(value: &impl Serialize, format: Format) -> anyhow::Result<String> {
-    Ok(match format {
-        Format::Yaml => serde_yaml_ng::to_string(value)?,
-        _ => format!("{}\n", serde_json::to_string_pretty(value)?),
-    })
 }
 
 /// One proxy: where it is served, each type's versions, and what its Envoy holds.

@@ -371,19 +371,9 @@ async fn app(name: &'static str) -> u16 {
     port
 }
 
-/// Envoy's first access log line for `authority` (lines are flushed within seconds).
+/// Envoy's first access log line for `authority`.
 async fn access_log_line(envoy: &Envoy, authority: &str) -> serde_json::Value {
-    eventually(
-        &format!("an access log line for {authority}"),
-        WAIT,
-        || async {
-            let log = envoy.process.log_text();
-            log.lines()
-                .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-                .find(|line| line["authority"] == authority)
-        },
-    )
-    .await
+    (envoy.access_log_line(authority, |line| line["authority"] == authority)).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,7 +5,6 @@
 
 mod support;
 
-use std::process::Command;
 use std::time::Duration;
 
 use support::envoy::Envoy;
@@ -16,16 +15,7 @@ use support::process::{Controller, synced};
 const TYPES: [&str; 3] = ["CDS", "LDS", "RDS"];
 
 fn proxy_status(args: &[&str]) -> (Option<i32>, String, String) {
-    let output = Command::new(support::lattice_xds())
-        .arg("proxy-status")
-        .args(args)
-        .output()
-        .expect("run lattice-xds proxy-status");
-    (
-        output.status.code(),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
+    support::run_lattice_xds(&[&["proxy-status"], args].concat())
 }
 
 async fn wait_synced(controller: &Controller, node: &str) {

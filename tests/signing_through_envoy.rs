@@ -255,7 +255,10 @@ async fn signs_through(signing: Signing) {
         "[{mode}] {}",
         answer.body
     );
-    let line = access_log_line(&pod._envoy, 403).await;
+    let line = (pod
+        ._envoy
+        .access_log_line("a 403", |line| line["response_code"] == 403))
+    .await;
     assert_eq!(line["response_code_details"], "via_upstream", "{line}");
 
     // The signer stops: Envoy answers with an error of its own, and nothing reaches the upstream.
@@ -276,7 +279,10 @@ async fn signs_through(signing: Signing) {
         // The answer and the access log say why, unlike a refusal of the signer's own.
         let said = "lattice-xds: the signer is unreachable, so the request was not sent";
         assert!(answer.body.starts_with(said), "[{mode}] {}", answer.body);
-        let line = access_log_line(&pod._envoy, 503).await;
+        let line = (pod
+            ._envoy
+            .access_log_line("a 503", |line| line["response_code"] == 503))
+        .await;
         let details = line["response_code_details"].as_str().unwrap_or_default();
         if mode == "ext-proc" {
             assert!(details.starts_with("ext_proc_error_gRPC_error_"), "{line}");
@@ -333,21 +339,6 @@ async fn signs_through(signing: Signing) {
     }
     upstream.process.terminate();
     upstream.process.wait();
-}
-
-/// The first access log line of `envoy` for an answer with `code`.
-async fn access_log_line(envoy: &Envoy, code: u16) -> serde_json::Value {
-    eventually(
-        &format!("an access log line for a {code}"),
-        WAIT,
-        || async {
-            let log = envoy.process.log_text();
-            log.lines()
-                .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-                .find(|line| line["response_code"] == code)
-        },
-    )
-    .await
 }
 
 /// Requests through the egress listener from four concurrent clients, until stopped.

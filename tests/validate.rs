@@ -4,24 +4,13 @@
 
 mod support;
 
-use std::process::Command;
-
 use support::process::Controller;
 
 const CASE: &str = "tests/testdata/translate/invalid-input/input";
 const TYPOS: &str = "tests/testdata/translate/invalid-input/input/d-typos.yaml";
 
 fn validate(args: &[&str]) -> (Option<i32>, String, String) {
-    let output = Command::new(support::lattice_xds())
-        .arg("validate")
-        .args(args)
-        .output()
-        .expect("run lattice-xds validate");
-    (
-        output.status.code(),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
+    support::run_lattice_xds(&[&["validate"], args].concat())
 }
 
 #[test]

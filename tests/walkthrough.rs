@@ -186,17 +186,9 @@ async fn pod(cloud: &Cloud<'_>, cluster: &str, id: &str, signing: &str) -> Pod {
 
 /// The first access log line of the pod's Envoy for `authority` answered with `code`.
 async fn access_log_line(pod: &Pod, authority: &str, code: u16) -> serde_json::Value {
-    eventually(
-        &format!("an access log line for {authority}"),
-        WAIT,
-        || async {
-            let log = pod._envoy.process.log_text();
-            log.lines()
-                .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-                .find(|line| line["authority"] == authority && line["response_code"] == code)
-        },
-    )
-    .await
+    let wanted =
+        |line: &serde_json::Value| line["authority"] == authority && line["response_code"] == code;
+    pod._envoy.access_log_line(authority, wanted).await
 }
 
 /// The greeter's answer to a pod's health check (`lattice-xds grpc-health check`: HTTP/2 in

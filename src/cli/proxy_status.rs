@@ -4,8 +4,9 @@ use std::path::PathBuf;
 
 use clap::Args;
 
+use super::Output;
 use crate::model::defaults;
-use crate::proxy_status::{Format, KubernetesReplicas, Options};
+use crate::proxy_status::{KubernetesReplicas, Options};
 
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
@@ -65,7 +66,7 @@ pub struct ProxyStatusArgs {
     /// to its pod's 9901): its /config_dump is compared with what it was sent.
     #[arg(long, env = "LATTICE_XDS_ENVOY_ADMIN", requires = "node")]
     pub envoy_admin: Option<String>,
-    /// `table` for a person, `json` or `yaml` for a script.
+    /// `text` (a table) for a person, `json` or `yaml` for a script.
     #[arg(
         long,
         short,
@@ -74,7 +75,7 @@ pub struct ProxyStatusArgs {
         ignore_case = true,
         default_value_t
     )]
-    pub output: Format,
+    pub output: Output,
 }
 
 impl From<ProxyStatusArgs> for Options {

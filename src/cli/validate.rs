@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
+use super::Output;
 use crate::model::{DEFAULT_GATEWAY_CLASS, Settings};
 
 #[derive(Debug, Args)]
@@ -33,7 +34,7 @@ pub struct ValidateArgs {
         value_name = "BOOL"
     )]
     pub accepted_routes_only: bool,
-    /// `text` for a person, `json` for a script.
+    /// `text` for a person, `json` or `yaml` for a script.
     #[arg(
         long,
         short,
@@ -43,14 +44,6 @@ pub struct ValidateArgs {
         default_value_t
     )]
     pub output: Output,
-}
-
-/// How the report is printed.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
-pub enum Output {
-    #[default]
-    Text,
-    Json,
 }
 
 impl ValidateArgs {

@@ -134,6 +134,26 @@ impl Envoy {
         envoy
     }
 
+    /// The first of its access log lines (JSON, on its stdout) that `wanted` picks, once it has
+    /// been written (lines are flushed within seconds).
+    pub async fn access_log_line(
+        &self,
+        what: &str,
+        wanted: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        eventually(
+            &format!("an access log line for {what}"),
+            Duration::from_secs(30),
+            || async {
+                let log = self.process.log_text();
+                log.lines()
+                    .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+                    .find(|line| wanted(line))
+            },
+        )
+        .await
+    }
+
     pub fn admin_url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.admin_port)
     }

@@ -75,6 +75,19 @@ pub fn lattice_xds() -> &'static str {
     env!("CARGO_BIN_EXE_lattice-xds")
 }
 
+/// Runs `lattice-xds` with `args` as a user would: its exit code, stdout and stderr.
+pub fn run_lattice_xds(args: &[&str]) -> (Option<i32>, String, String) {
+    let output = std::process::Command::new(lattice_xds())
+        .args(args)
+        .output()
+        .expect("run lattice-xds");
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
 /// A copy of `examples/` under `dir`, for a test that changes the manifests.
 pub fn copy_examples(dir: &std::path::Path) -> std::path::PathBuf {
     let manifests = dir.join("manifests");
