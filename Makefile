@@ -8,8 +8,10 @@ CARGO ?= cargo
 build:
 	$(CARGO) build --locked
 
+# The release the project pins, and the one before it, which the signer module must refuse.
 envoy:
 	scripts/install-envoy.sh >/dev/null
+	ENVOY_VERSION=1.39.3 scripts/install-envoy.sh >/dev/null
 
 peers:
 	scripts/install-python-peers.sh >/dev/null
@@ -51,6 +53,7 @@ lint:
 	  echo "aws-lc-rs is in the dependency graph; the project links ring alone" >&2; exit 1; fi
 	$(CARGO) clippy --locked --all-targets --features fault-injection -- -D warnings
 	$(CARGO) clippy --locked --no-default-features --bin lattice-xds-signer -- -D warnings
+	$(CARGO) clippy --locked -p lattice-xds-module -- -D warnings
 
 # The build as a new machine runs it: an empty CARGO_HOME, nothing downloaded before (.ci/run).
 fresh-build:
@@ -62,7 +65,9 @@ envoy-api:
 	LATTICE_XDS_UPDATE_GOLDEN=1 $(CARGO) test --locked --test envoy_api
 
 # fault-injection compiles the test-only fault hook (src/supervise.rs) into the test binaries.
+# The signer module first: the tests load it into Envoy from the build's output directory.
 test: envoy peers kube helm iptables otelcol
+	$(CARGO) build --locked -p lattice-xds-module
 	$(CARGO) test --locked --features fault-injection
 
 # Every benchmark but the long ones (bench-xds, bench-soak): signing, load through the sidecar,

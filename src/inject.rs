@@ -12,7 +12,8 @@
 //! - init container `lattice-xds-bootstrap`: `lattice-xds bootstrap` writes Envoy's bootstrap,
 //!   node id `<pod>.<namespace>` from the downward API;
 //! - sidecar `lattice-xds-envoy`: stock Envoy on that bootstrap, as the proxy uid/gid;
-//! - sidecar `lattice-xds-signer`: `lattice-xds signer` (not in the native signing mode).
+//! - sidecar `lattice-xds-signer`: `lattice-xds signer` (in the ext-proc and Lua signing modes
+//!   only; the module mode signs inside Envoy with the module the bootstrap container copies).
 //!
 //! The sidecars are native sidecars (init containers that keep running) with startup probes:
 //! Envoy's passes once its egress listener exists, that is once the controller has configured
@@ -328,7 +329,7 @@ pub fn inject(pod: &Value, config: &InjectConfig, xds_ca: Option<&str>) -> Value
 
 /// Whether the mode has a signer sidecar.
 fn signs_with_sidecar(mode: SigningMode) -> bool {
-    mode != SigningMode::Native && mode != SigningMode::None
+    matches!(mode, SigningMode::ExtProc | SigningMode::Lua)
 }
 
 /// The shared socket directory's mount, when the signer serves on Unix sockets.
@@ -408,6 +409,10 @@ fn bootstrap_container(config: &InjectConfig, workload: &str, xds_ca: Option<&st
     if config.xds_token_audience.is_some() {
         args.extend(["--xds-token-file", TOKEN_FILE]);
     }
+    if config.signing == SigningMode::Module {
+        // The image's signer module, beside the bootstrap, where Envoy finds it.
+        args.extend(["--module-dir", BOOTSTRAP_DIR]);
+    }
     let mut env = downward_env();
     if let (Some(ca), Value::Array(env)) = (xds_ca, &mut env) {
         env.push(json!({ "name": "LATTICE_XDS_XDS_CA", "value": ca }));
@@ -463,6 +468,14 @@ fn envoy_container(config: &InjectConfig) -> Value {
         },
         "resources": resources(&config.resources.envoy)
     });
+    if config.signing == SigningMode::Module {
+        // The signer module reads its scope as the signer sidecar does; the pod's credentials
+        // reach Envoy as they reach every container (EKS Pod Identity).
+        let mut env =
+            vec![json!({ "name": "ENVOY_DYNAMIC_MODULES_SEARCH_PATH", "value": BOOTSTRAP_DIR })];
+        env.extend(signer_scope(config));
+        container["env"] = json!(env);
+    }
     if config.envoy.egress_probe {
         // Envoy answers its own /ready once the controller is late; the egress listener exists
         // only once the controller has configured it.
@@ -482,15 +495,7 @@ fn signer_container(config: &InjectConfig) -> Value {
     if config.log_format == LogFormat::Json {
         env.push(json!({ "name": "LATTICE_XDS_LOG_FORMAT", "value": "json" }));
     }
-    if let Some(region) = &config.region {
-        env.push(json!({ "name": "AWS_REGION", "value": region }));
-    }
-    if config.algorithm == SigningAlgorithm::SigV4a {
-        env.push(
-            json!({ "name": "LATTICE_XDS_SIGNING_ALGORITHM", "value": config.algorithm.as_str() }),
-        );
-        env.push(json!({ "name": "LATTICE_XDS_REGION_SET", "value": config.region_set }));
-    }
+    env.extend(signer_scope(config));
     let probe = |path: &str| json!({ "httpGet": { "path": path, "port": config.signer_probe_port }, "periodSeconds": 10 });
     let mut args = Vec::new();
     let sockets = &config.signer_sockets;
@@ -530,6 +535,22 @@ fn signer_container(config: &InjectConfig) -> Value {
         container["volumeMounts"] = json!([mount]);
     }
     container
+}
+
+/// What the signer signs for, as environment variables of the container that signs: the
+/// signer sidecar, or Envoy with the signer module.
+fn signer_scope(config: &InjectConfig) -> Vec<Value> {
+    let mut env = Vec::new();
+    if let Some(region) = &config.region {
+        env.push(json!({ "name": "AWS_REGION", "value": region }));
+    }
+    if config.algorithm == SigningAlgorithm::SigV4a {
+        env.push(
+            json!({ "name": "LATTICE_XDS_SIGNING_ALGORITHM", "value": config.algorithm.as_str() }),
+        );
+        env.push(json!({ "name": "LATTICE_XDS_REGION_SET", "value": config.region_set }));
+    }
+    env
 }
 
 fn restricted(uid: u32) -> Value {

@@ -46,7 +46,8 @@ async fn main() -> std::process::ExitCode {
         },
         Command::Bootstrap(args) => {
             let output = args.output.clone();
-            args.into_config()
+            args.install_module()
+                .and_then(|()| args.into_config())
                 .and_then(|config| bootstrap::write(&config, output.as_deref()))
         }
         Command::ProxyStatus(args) => proxy_status::run(&args.into()).await,

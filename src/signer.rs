@@ -22,7 +22,7 @@ mod socket;
 pub mod time;
 
 pub use args::{SignerArgs, one_of};
-pub use server::{SignerConfig, run};
+pub use server::{SignerConfig, default_chain, run};
 
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
@@ -169,6 +169,11 @@ impl Signer {
             sigv4a: SigV4a::default(),
             metrics,
         }
+    }
+
+    /// Whether the first credentials are still loading (nothing to sign with yet, no error).
+    pub fn credentials_loading(&self) -> bool {
+        matches!(self.credentials.get(), Err(Unavailable::Loading))
     }
 
     /// Signs `request` now, or says why not. `via` labels the metrics.

@@ -90,7 +90,10 @@ fn the_schema_rejects_bad_values_with_clear_errors() {
     };
     for (set, expected) in [
         ("signing.mode=sigv5", "/signing/mode"),
-        ("signing.mode=sigv5", "'ext-proc', 'lua', 'native', 'none'"),
+        (
+            "signing.mode=sigv5",
+            "'ext-proc', 'lua', 'native', 'module', 'none'",
+        ),
         ("controller.replicas=two", "/controller/replicas"),
         ("caArns[0]=not-an-arn", "/caArns/0"),
         ("discovery.vpcId=subnet-0a1b", "/discovery/vpcId"),
@@ -278,7 +281,16 @@ async fn the_controller_runs_on_the_charts_settings() {
 
 #[test]
 fn the_kyverno_policy_injects_what_the_webhook_injects() {
-    let case = Path::new(CASES).join("kyverno");
+    kyverno_injects_what_the_webhook_injects("kyverno", SigningMode::ExtProc);
+}
+
+#[test]
+fn the_kyverno_policy_injects_the_signer_module_as_the_webhook_does() {
+    kyverno_injects_what_the_webhook_injects("kyverno-module", SigningMode::Module);
+}
+
+fn kyverno_injects_what_the_webhook_injects(case: &str, signing: SigningMode) {
+    let case = Path::new(CASES).join(case);
     let policy = helm::template(&[&values_arg(&case)])
         .into_iter()
         .find(|document| document.contains("kind: ClusterPolicy"))
@@ -295,7 +307,7 @@ fn the_kyverno_policy_injects_what_the_webhook_injects() {
         xds_address: "lattice-xds.lattice-xds.svc:18000".to_string(),
         egress_port: 8080,
         proxy_uid: 101,
-        signing: SigningMode::ExtProc,
+        signing,
         region: Some("ap-northeast-2".to_string()),
         algorithm: SigningAlgorithm::SigV4,
         region_set: "*".to_string(),

@@ -71,12 +71,16 @@ fn text(output: &Output) -> String {
     )
 }
 
-/// The manifest, the lock file and every Rust file: what the gate and `cargo fmt` read.
+/// The manifests, the lock file and every Rust file (the signer module's too): what the gate
+/// and `cargo fmt` read.
 fn copy_crate(from: &Path, to: &Path) {
-    for file in ["Cargo.toml", "Cargo.lock", "build.rs"] {
+    for file in ["Cargo.toml", "Cargo.lock", "build.rs", "module/Cargo.toml"] {
+        if let Some(parent) = to.join(file).parent() {
+            std::fs::create_dir_all(parent).expect("create a crate directory");
+        }
         std::fs::copy(from.join(file), to.join(file)).expect("copy a crate file");
     }
-    for dir in ["src", "tests", "benches"] {
+    for dir in ["src", "tests", "benches", "module/src"] {
         copy_rust_files(&from.join(dir), &to.join(dir));
     }
 }

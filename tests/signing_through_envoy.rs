@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use support::envoy::Envoy;
 use support::process::{Controller, synced};
-use support::signing::{Signer, VerifyingUpstream};
+use support::signing::{Issued, PodIdentityAgent, Signer, VerifyingUpstream};
 use support::{eventually, free_port, http};
 
 const GATEWAY: &str = include_str!("../examples/cluster1/gateway.yaml");
@@ -41,6 +41,11 @@ async fn lua_signs_requests_through_envoy() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn native_filter_signs_requests_through_envoy() {
     signs_through_envoy("native").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signer_module_signs_requests_inside_envoy() {
+    signs_through_envoy("module").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -125,6 +130,10 @@ impl Setup<'_> {
     async fn start_pod(&self, secret: &str) -> Pod {
         let (signer, envoy_env) = if self.mode == "native" {
             (None, self.credentials(secret))
+        } else if self.mode == "module" {
+            let mut env = self.credentials(secret);
+            env.extend(support::envoy::signer_module_env());
+            (None, env)
         } else {
             (Some(self.start_signer(secret).await), Vec::new())
         };
@@ -337,6 +346,113 @@ async fn signs_through(signing: Signing) {
             statuses.iter().filter(|s| **s == 503).count()
         );
     }
+    upstream.process.terminate();
+    upstream.process.wait();
+}
+
+/// The module mode under load, with credentials from a Pod Identity agent that is killed: once
+/// the last credentials expire every answer is a 503 that says why, nothing reaches the
+/// upstream unsigned, and signing resumes when the agent is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signer_module_refuses_once_its_credential_source_is_killed_under_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifests = dir.path().join("manifests");
+    std::fs::create_dir(&manifests).unwrap();
+    std::fs::write(manifests.join("gateway.yaml"), GATEWAY).unwrap();
+    std::fs::write(manifests.join("route.yaml"), route()).unwrap();
+    let keys = HashMap::from([(ACCESS_KEY, SECRET)]);
+    let mut upstream = VerifyingUpstream::start(dir.path(), &[HOST], &keys, REGION).await;
+    let egress_port = free_port();
+    let controller = Controller::start(
+        dir.path(),
+        &[
+            format!("--manifests={}", manifests.display()),
+            "--signing=module".to_string(),
+            format!("--region={REGION}"),
+            format!("--ca-file={}", upstream.ca_file.display()),
+            format!("--resolve={HOST}={}", upstream.address),
+            "--egress-address=127.0.0.1".to_string(),
+            format!("--egress-port={egress_port}"),
+        ],
+    )
+    .await;
+
+    // Short-lived credentials, so that the outage outlasts them.
+    let issued = || Issued {
+        access_key_id: ACCESS_KEY.to_string(),
+        secret_access_key: SECRET.to_string(),
+        token: SESSION_TOKEN.to_string(),
+        expiration: std::time::SystemTime::now() + Duration::from_secs(4),
+    };
+    let agent = PodIdentityAgent::start("pod-token", issued()).await;
+    let token_file = dir.path().join("pod-identity-token");
+    std::fs::write(&token_file, "pod-token").unwrap();
+    let mut env = agent.pod_env(&token_file);
+    env.extend([
+        ("AWS_REGION", REGION.to_string()),
+        ("AWS_EC2_METADATA_DISABLED", "true".to_string()),
+        (
+            "AWS_CONFIG_FILE",
+            dir.path().join("no-aws-config").display().to_string(),
+        ),
+        (
+            "AWS_SHARED_CREDENTIALS_FILE",
+            dir.path().join("no-aws-credentials").display().to_string(),
+        ),
+    ]);
+    env.extend(support::envoy::signer_module_env());
+    let envoy =
+        Envoy::start_with_env(dir.path(), "demo-pod", controller.xds_port, "delta", &env).await;
+    eventually("Envoy to accept the configuration", WAIT, || async {
+        let proxies = controller.proxies().await;
+        synced(&proxies, "demo-pod", &["CDS", "LDS", "RDS", "SDS"]).then_some(())
+    })
+    .await;
+
+    let egress: SocketAddr = format!("127.0.0.1:{egress_port}").parse().unwrap();
+    let load = Load::start(egress);
+    load.wait_for(200, 10).await;
+    let address = agent.stop().await;
+    load.wait_for(503, 1).await;
+    let agent = PodIdentityAgent::restart_at(address, "pod-token", issued()).await;
+    let signed = load.count(200);
+    load.wait_for(200, signed + 10).await;
+    let statuses = load.stop().await;
+    drop(agent);
+
+    assert!(
+        statuses
+            .iter()
+            .all(|status| *status == 200 || *status == 503),
+        "answers under load: {statuses:?}"
+    );
+    let log = upstream.process.log_text();
+    let reached: Vec<&str> = log
+        .lines()
+        .filter(|line| line.starts_with("sigv4_upstream: "))
+        .collect();
+    assert!(
+        reached.iter().all(|line| line.contains("\" 200 ")),
+        "requests reached the upstream without a valid signature: {reached:?}"
+    );
+    let refused = statuses.iter().filter(|s| **s == 503).count();
+    assert_eq!(
+        reached.len(),
+        statuses.len() - refused,
+        "every answer but the refusals came from the upstream"
+    );
+    let line = envoy
+        .access_log_line("a refusal", |line| line["response_code"] == 503)
+        .await;
+    assert_eq!(
+        line["response_code_details"], "lattice_xds_signer_credentials_expired",
+        "{line}"
+    );
+    eprintln!(
+        "credential source killed under load: {} answers, {} signed, {refused} refused with 503",
+        statuses.len(),
+        statuses.len() - refused,
+    );
     upstream.process.terminate();
     upstream.process.wait();
 }

@@ -49,9 +49,33 @@ pub struct BootstrapArgs {
     /// reads it again for each new stream, so the kubelet's renewals are used); needs TLS.
     #[arg(long, env = "LATTICE_XDS_XDS_TOKEN_FILE")]
     pub xds_token_file: Option<String>,
+    /// Also copy the signer module (`--signing=module`) into this directory, where Envoy finds
+    /// it through ENVOY_DYNAMIC_MODULES_SEARCH_PATH (the injected container copies the image's
+    /// module beside the bootstrap).
+    #[arg(long, env = "LATTICE_XDS_MODULE_DIR")]
+    pub module_dir: Option<PathBuf>,
+    /// The signer module to copy.
+    #[arg(long, env = "LATTICE_XDS_MODULE_FILE", default_value = crate::bootstrap::SIGNER_MODULE_FILE)]
+    pub module_file: PathBuf,
 }
 
 impl BootstrapArgs {
+    /// Copies the signer module into `--module-dir`, when given, under the name Envoy loads.
+    pub fn install_module(&self) -> anyhow::Result<()> {
+        let Some(dir) = &self.module_dir else {
+            return Ok(());
+        };
+        let target = dir.join(crate::bootstrap::SIGNER_MODULE_NAME);
+        std::fs::copy(&self.module_file, &target).with_context(|| {
+            format!(
+                "cannot copy the signer module {} to {}",
+                self.module_file.display(),
+                target.display()
+            )
+        })?;
+        Ok(())
+    }
+
     /// The bootstrap's configuration; reads the CA file, naming it when it cannot be used.
     pub fn into_config(self) -> anyhow::Result<BootstrapConfig> {
         let xds_ca = match (self.xds_ca, &self.xds_ca_file) {

@@ -92,6 +92,42 @@ fn the_native_mode_needs_no_signer() {
 }
 
 #[test]
+fn the_module_mode_signs_in_envoy_with_the_module_the_bootstrap_copies() {
+    let mut config = config(SigningMode::Module);
+    config.region = Some("eu-west-1".to_string());
+    let injected = inject(&pod(json!({})), &config, None);
+    let containers = injected["spec"]["initContainers"].as_array().unwrap();
+    let names: Vec<&str> = containers
+        .iter()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "lattice-xds-redirect",
+            "lattice-xds-bootstrap",
+            "lattice-xds-envoy"
+        ]
+    );
+    let args = containers[1]["args"].to_string();
+    assert!(
+        args.contains(r#""--module-dir","/etc/lattice-xds""#),
+        "{args}"
+    );
+    let env = &containers[2]["env"];
+    assert_eq!(
+        env,
+        &json!([
+            { "name": "ENVOY_DYNAMIC_MODULES_SEARCH_PATH", "value": "/etc/lattice-xds" },
+            { "name": "AWS_REGION", "value": "eu-west-1" },
+        ])
+    );
+    // Envoy reads the module from the bootstrap volume it already mounts.
+    let mounts = containers[2]["volumeMounts"].to_string();
+    assert!(mounts.contains("/etc/lattice-xds"), "{mounts}");
+}
+
+#[test]
 fn authenticated_xds_gives_envoy_a_projected_token_and_the_bootstrap_the_ca() {
     let mut config = config(SigningMode::Native);
     config.xds_token_audience = Some("lattice-xds".to_string());

@@ -53,18 +53,27 @@ pub enum SigningMode {
     Lua,
     /// Envoy's own `envoy.filters.http.aws_request_signing`.
     Native,
+    /// The project's signer inside Envoy, as a dynamic module (`liblattice_xds_signer.so`).
+    Module,
     /// No signing at all (a service network without an auth policy).
     None,
 }
 
 impl SigningMode {
-    pub const ALL: [SigningMode; 4] = [Self::ExtProc, Self::Lua, Self::Native, Self::None];
+    pub const ALL: [SigningMode; 5] = [
+        Self::ExtProc,
+        Self::Lua,
+        Self::Native,
+        Self::Module,
+        Self::None,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Self::ExtProc => "ext-proc",
             Self::Lua => "lua",
             Self::Native => "native",
+            Self::Module => "module",
             Self::None => "none",
         }
     }
@@ -76,9 +85,9 @@ impl fmt::Display for SigningMode {
     }
 }
 
-/// A signing mode name that is not one of `ext-proc`, `lua`, `native`, `none`.
+/// A signing mode name that is not one of `ext-proc`, `lua`, `native`, `module`, `none`.
 #[derive(Debug, thiserror::Error)]
-#[error("unknown signing mode {0:?}: expected ext-proc, lua, native or none")]
+#[error("unknown signing mode {0:?}: expected ext-proc, lua, native, module or none")]
 pub struct SigningModeParseError(String);
 
 impl FromStr for SigningMode {

@@ -12,6 +12,7 @@ use std::time::{Duration, SystemTime};
 
 use aws_credential_types::Credentials;
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::metrics::Metrics;
@@ -60,6 +61,8 @@ struct State {
 #[derive(Clone, Debug, Default)]
 pub struct CredentialStore {
     state: Arc<RwLock<State>>,
+    /// Woken after every load, good or failed.
+    attempted: Arc<Notify>,
 }
 
 impl CredentialStore {
@@ -83,6 +86,18 @@ impl CredentialStore {
         }
     }
 
+    /// Returns once the first load has ended, with credentials or with an error.
+    pub async fn first_load(&self) {
+        loop {
+            // Created before the check, so a load that ends in between still wakes it.
+            let attempted = self.attempted.notified();
+            if !matches!(self.get(), Err(Unavailable::Loading)) {
+                return;
+            }
+            attempted.await;
+        }
+    }
+
     /// Fixed credentials, for tests and benchmarks.
     pub fn fixed(credentials: Credentials) -> Self {
         let store = Self::default();
@@ -95,12 +110,14 @@ impl CredentialStore {
             state.current = Some(Arc::new(credentials));
             state.last_error = None;
         }
+        self.attempted.notify_waiters();
     }
 
     fn fail(&self, error: String) {
         if let Ok(mut state) = self.state.write() {
             state.last_error = Some(error);
         }
+        self.attempted.notify_waiters();
     }
 }
 

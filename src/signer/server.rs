@@ -191,7 +191,7 @@ enum Signing {
 }
 
 /// The AWS SDK's default credential chain.
-async fn default_chain(region: Option<String>) -> SharedCredentialsProvider {
+pub async fn default_chain(region: Option<String>) -> SharedCredentialsProvider {
     let http = aws_config::provider_config::ProviderConfig::default()
         .with_http_client(crate::aws::https_client());
     let mut chain = aws_config::default_provider::credentials::DefaultCredentialsChain::builder()

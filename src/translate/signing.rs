@@ -14,6 +14,8 @@ use envoy_types::pb::envoy::extensions::filters::http::ext_proc::v3::{
     ExternalProcessor, ProcessingMode, processing_mode::BodySendMode,
     processing_mode::HeaderSendMode,
 };
+use envoy_types::pb::envoy::extensions::dynamic_modules::v3::DynamicModuleConfig;
+use envoy_types::pb::envoy::extensions::filters::http::dynamic_modules::v3::DynamicModuleFilter;
 use envoy_types::pb::envoy::extensions::filters::http::lua::v3::Lua;
 use envoy_types::pb::envoy::config::accesslog::v3::{
     AccessLogFilter, ExtensionFilter, access_log_filter, extension_filter,
@@ -42,6 +44,7 @@ pub fn filter_name(mode: SigningMode) -> Option<&'static str> {
         SigningMode::ExtProc => Some("envoy.filters.http.ext_proc"),
         SigningMode::Lua => Some("envoy.filters.http.lua"),
         SigningMode::Native => Some("envoy.filters.http.aws_request_signing"),
+        SigningMode::Module => Some("envoy.filters.http.dynamic_modules"),
         SigningMode::None => None,
     }
 }
@@ -53,6 +56,7 @@ pub fn filter(signing: &Signing) -> Option<HttpFilter> {
         SigningMode::ExtProc => pack_any(ext_proc(signing)),
         SigningMode::Lua => pack_any(lua(signing)),
         SigningMode::Native => pack_any(native(signing)),
+        SigningMode::Module => pack_any(module(signing)),
         SigningMode::None => return None,
     };
     Some(http_filter(name, config))
@@ -113,7 +117,7 @@ pub fn clusters(signing: &Signing) -> Vec<Cluster> {
             &signing.signer_http,
             false,
         )],
-        SigningMode::Native | SigningMode::None => Vec::new(),
+        SigningMode::Native | SigningMode::Module | SigningMode::None => Vec::new(),
     }
 }
 
@@ -219,6 +223,37 @@ fn native(signing: &Signing) -> AwsRequestSigning {
         ..Default::default()
     }
 }
+
+/// The signer inside Envoy: the dynamic module `lattice_xds_signer`, which Envoy loads from
+/// `$ENVOY_DYNAMIC_MODULES_SEARCH_PATH/liblattice_xds_signer.so` and never unloads (its
+/// credential refresher runs for the life of the process). Its configuration is the scope the
+/// other modes send as gRPC metadata or Lua constants, as JSON; the module signs only within
+/// the scope of its container's environment.
+fn module(signing: &Signing) -> DynamicModuleFilter {
+    let mut settings = serde_json::json!({ "service": signing.service });
+    if let Some(region) = &signing.region {
+        settings["region"] = region.as_str().into();
+    }
+    if signing.algorithm == SigningAlgorithm::SigV4a {
+        settings["algorithm"] = signing.algorithm.as_str().into();
+        settings["region_set"] = signing.region_set.as_str().into();
+    }
+    DynamicModuleFilter {
+        dynamic_module_config: Some(DynamicModuleConfig {
+            name: SIGNER_MODULE.to_string(),
+            do_not_close: true,
+            ..Default::default()
+        }),
+        filter_name: SIGNER_MODULE_FILTER.to_string(),
+        filter_config: Some(pack_any(settings.to_string())),
+        ..Default::default()
+    }
+}
+
+/// The module's name: Envoy loads `lib<name>.so`.
+pub const SIGNER_MODULE: &str = "lattice_xds_signer";
+/// The one filter the module has.
+const SIGNER_MODULE_FILTER: &str = "sigv4";
 
 fn signer_cluster(name: &str, address: &SignerAddress, http2: bool) -> Cluster {
     let load_assignment = match address {

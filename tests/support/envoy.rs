@@ -13,12 +13,18 @@ pub fn binary() -> PathBuf {
     if let Ok(path) = std::env::var("LATTICE_XDS_ENVOY") {
         return PathBuf::from(path);
     }
+    release("1.40.0")
+}
+
+/// Stock Envoy of another release, from the same cache.
+pub fn release(version: &str) -> PathBuf {
     let home = std::env::var("HOME").expect("HOME");
     let cache = std::env::var("LATTICE_XDS_CACHE").unwrap_or(format!("{home}/.cache/lattice-xds"));
-    let path = PathBuf::from(cache).join("envoy-1.40.0/envoy");
+    let path = PathBuf::from(cache).join(format!("envoy-{version}/envoy"));
     assert!(
         path.exists(),
-        "stock Envoy not found at {}: run scripts/install-envoy.sh (make test does)",
+        "stock Envoy {version} not found at {}: run ENVOY_VERSION={version} \
+         scripts/install-envoy.sh (make test does)",
         path.display()
     );
     path
@@ -205,4 +211,24 @@ impl Envoy {
         names.sort();
         names
     }
+}
+
+/// The environment that lets Envoy load the signer module (`--signing=module`) from the
+/// build's output directory, where `make test` builds it beside the binaries.
+pub fn signer_module_env() -> Vec<(&'static str, String)> {
+    let dir = Path::new(env!("CARGO_BIN_EXE_lattice-xds"))
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let module = dir.join("liblattice_xds_signer.so");
+    assert!(
+        module.exists(),
+        "{} is missing: build the signer module first (`cargo build --locked -p \
+         lattice-xds-module`, which `make test` runs)",
+        module.display()
+    );
+    vec![(
+        "ENVOY_DYNAMIC_MODULES_SEARCH_PATH",
+        dir.display().to_string(),
+    )]
 }

@@ -143,6 +143,30 @@ pub struct PodIdentityAgent {
 
 impl PodIdentityAgent {
     pub async fn start(expected_token: &str, issued: Issued) -> PodIdentityAgent {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::serve(listener, expected_token, issued)
+    }
+
+    /// The same, on the address of an agent that was stopped (as a restarted agent is).
+    pub async fn restart_at(
+        address: SocketAddr,
+        expected_token: &str,
+        issued: Issued,
+    ) -> PodIdentityAgent {
+        let listener = eventually(
+            "the agent's port to be free again",
+            Duration::from_secs(10),
+            || async { tokio::net::TcpListener::bind(address).await.ok() },
+        )
+        .await;
+        Self::serve(listener, expected_token, issued)
+    }
+
+    fn serve(
+        listener: tokio::net::TcpListener,
+        expected_token: &str,
+        issued: Issued,
+    ) -> PodIdentityAgent {
         let state = Arc::new(Mutex::new(AgentState {
             expected_token: expected_token.to_string(),
             issued: Some(issued),
@@ -151,7 +175,6 @@ impl PodIdentityAgent {
         let app = axum::Router::new()
             .route("/v1/credentials", get(credentials))
             .with_state(Arc::clone(&state));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
@@ -187,6 +210,14 @@ impl PodIdentityAgent {
 
     pub fn fail(&self, failing: bool) {
         self.state.lock().unwrap().failing = failing;
+    }
+
+    /// Kills the agent: its port refuses connections from now on.
+    pub async fn stop(mut self) -> SocketAddr {
+        self.task.abort();
+        // Cancelled: the listener and every connection are closed once it returns.
+        let _ = (&mut self.task).await;
+        self.address
     }
 
     pub fn seen_tokens(&self) -> Vec<String> {

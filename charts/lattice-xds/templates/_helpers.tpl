@@ -68,3 +68,15 @@ format as src/inject.rs gives the webhook's sidecars). */}}
 {{- define "lattice-xds.envoyJsonLogFormat" -}}
 {"timestamp":"%Y-%m-%dT%T.%eZ","level":"%l","target":"envoy.%n","fields":{"message":"%j"}}
 {{- end -}}
+
+{{/* What the signer signs for, as the environment of the container that signs: the signer
+sidecar, or Envoy with the signer module. Each line is a list item of a container's env. */}}
+{{- define "lattice-xds.signerScope" -}}
+{{- with .Values.region }}
+            - {name: AWS_REGION, value: {{ . | quote }}}
+{{- end }}
+{{- if eq .Values.signing.algorithm "sigv4a" }}
+            - {name: LATTICE_XDS_SIGNING_ALGORITHM, value: sigv4a}
+            - {name: LATTICE_XDS_REGION_SET, value: {{ .Values.signing.regionSet | quote }}}
+{{- end }}
+{{- end }}

@@ -1,0 +1,135 @@
+//! The signer module (`--signing=module`) is pinned to Envoy 1.40's dynamic-module ABI, and any
+//! other Envoy refuses it when it loads, with the reason, instead of misbehaving at request
+//! time: the pinned Envoy has exactly the callbacks the module was written for; Envoy 1.39
+//! stops at start naming the callback it lacks; a release with another set of callbacks is
+//! told apart by the module's own check. A filter configuration the module cannot read fails
+//! the configuration, naming the field, rather than signing with defaults.
+
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use lattice_xds::envoy_abi;
+use support::envoy::{binary, release, signer_module_env};
+use support::eventually;
+use support::process::Running;
+
+#[test]
+fn the_pinned_envoy_has_the_callbacks_the_module_was_written_for() {
+    assert_eq!(envoy_abi::check(&binary()), Ok(()));
+}
+
+#[test]
+fn another_release_is_told_apart_by_its_callbacks() {
+    let error = envoy_abi::check(&release("1.39.3")).unwrap_err();
+    assert!(
+        error.contains("not Envoy 1.40's")
+            && error.contains("607 callbacks exported where Envoy 1.40.0 exports 781"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn envoy_1_39_refuses_the_module_at_start_naming_what_it_lacks() {
+    let dir = tempfile::tempdir().unwrap();
+    let (status, log) = start_static(
+        dir.path(),
+        &release("1.39.3"),
+        r#"{"service":"vpc-lattice-svcs"}"#,
+    )
+    .await;
+    assert!(
+        !status.success(),
+        "Envoy 1.39 started with the module:\n{log}"
+    );
+    assert!(
+        log.contains("Failed to load dynamic module")
+            && log.contains("undefined symbol: envoy_dynamic_module_callback_"),
+        "{log}"
+    );
+}
+
+#[tokio::test]
+async fn a_configuration_the_module_cannot_read_fails_the_configuration() {
+    let dir = tempfile::tempdir().unwrap();
+    let (status, log) = start_static(
+        dir.path(),
+        &binary(),
+        r#"{"service":"vpc-lattice-svcs","regoin":"eu-west-1"}"#,
+    )
+    .await;
+    assert!(
+        !status.success(),
+        "Envoy started with the bad configuration:\n{log}"
+    );
+    assert!(
+        log.contains(
+            "lattice-xds signer filter rejected: its configuration: unknown field `regoin`"
+        ),
+        "{log}"
+    );
+    // The module itself loaded, and said for which Envoy.
+    assert!(
+        log.contains("lattice-xds signer module loaded for Envoy 1.40"),
+        "{log}"
+    );
+}
+
+/// Starts `envoy` on a static listener whose signing filter has `config`, expecting it to stop
+/// at start: its exit status and its log.
+async fn start_static(
+    dir: &Path,
+    envoy: &Path,
+    config: &str,
+) -> (std::process::ExitStatus, String) {
+    let bootstrap = dir.join("envoy.yaml");
+    std::fs::write(&bootstrap, static_config(config)).unwrap();
+    let mut command = Command::new(envoy);
+    command
+        .arg("-c")
+        .arg(&bootstrap)
+        .args(["--disable-hot-restart", "--log-level", "info"])
+        .env("AWS_REGION", "eu-west-1")
+        .env("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+        .env("AWS_SECRET_ACCESS_KEY", "secret");
+    for (key, value) in signer_module_env() {
+        command.env(key, value);
+    }
+    let mut process = Running::spawn(&mut command, &dir.join("envoy.log"));
+    let status = eventually("Envoy to stop", Duration::from_secs(20), || {
+        let exited = process.exited();
+        async move { exited }
+    })
+    .await;
+    (status, process.log_text())
+}
+
+fn static_config(filter_config: &str) -> String {
+    let config = serde_json::Value::from(filter_config);
+    format!(
+        r#"admin: {{address: {{socket_address: {{address: 127.0.0.1, port_value: 0}}}}}}
+static_resources:
+  listeners:
+  - name: egress
+    address: {{socket_address: {{address: 127.0.0.1, port_value: 0}}}}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: egress
+          route_config: {{virtual_hosts: [{{name: all, domains: ["*"], routes: [{{match: {{prefix: "/"}}, direct_response: {{status: 200}}}}]}}]}}
+          http_filters:
+          - name: sign
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter
+              dynamic_module_config: {{name: lattice_xds_signer, do_not_close: true}}
+              filter_name: sigv4
+              filter_config: {{"@type": type.googleapis.com/google.protobuf.StringValue, value: {config}}}
+          - name: envoy.filters.http.router
+            typed_config: {{"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}
+"#
+    )
+}
