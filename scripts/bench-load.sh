@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Load through the sidecar for each signing mode, side by side in one run: wrk sends GETs to
-# Envoy's egress listener, which signs them (none, native, ext-proc or lua) and forwards them
+# Envoy's egress listener, which signs them (none, native, module, ext-proc or lua) and forwards them
 # over TLS to a local upstream (a second Envoy answering 200 directly, so the upstream is never
 # the bottleneck). The modes take turns for ROUNDS rounds; the table gives each mode's median.
 # With two or more cores the sidecar Envoy gets core 0 to itself and everything else (wrk, the
@@ -8,7 +8,7 @@
 # requests/second and the other processes cannot steal from it. Prints a Markdown table for
 # docs/benchmarks.md.
 #
-#   [ROUNDS=3] [MODES="none native ext-proc lua"] [CLOSE=1] scripts/bench-load.sh [SECONDS] [CONNECTIONS]
+#   [ROUNDS=3] [MODES="none native module ext-proc lua"] [CLOSE=1] scripts/bench-load.sh [SECONDS] [CONNECTIONS]
 # CLOSE=1 makes every request a new connection (`Connection: close`), for what is paid per
 # connection rather than per request.
 # A mode with the suffix `-nolog` (`native-nolog`) runs that signing mode without the sidecar's
@@ -37,6 +37,9 @@ fi
 cargo build --release --locked --quiet --bin lattice-xds
 # The signer as each pod runs it: the signer alone, on one thread (see the Dockerfile).
 cargo build --release --locked --quiet --no-default-features --bin lattice-xds-signer
+# The signer inside Envoy (the module mode), which Envoy loads from this directory.
+cargo build --release --locked --quiet -p lattice-xds-module
+module_dir=$(pwd)/target/release
 bin=target/release/lattice-xds
 signer_bin=target/release/lattice-xds-signer
 envoy=$(scripts/install-envoy.sh)
@@ -105,7 +108,7 @@ cpu_seconds() { # CPU seconds (user + system) of each process started for the cu
   done
 }
 
-run_mode() { # MODE -> prints "rps p50-ms p99-ms non-2xx envoy-µs/request signer-µs/request signer-RSS-kB"
+run_mode() { # MODE -> prints "rps p50-ms p99-ms non-2xx envoy-µs/request signer-µs/request signer-RSS-kB envoy-RSS-kB"
   local mode=$1 signer_pid=
   local signing=$mode access_log=true inspect=true extra=()
   case $signing in *-bare) signing=${signing%-bare}; extra=(--retries 0 --eject-after 0) ;; esac
@@ -138,8 +141,10 @@ run_mode() { # MODE -> prints "rps p50-ms p99-ms non-2xx envoy-µs/request signe
   wait_for "http://127.0.0.1:$admin/readyz" ready "the controller"
   "$bin" bootstrap --node-id bench-pod --cluster bench --xds-address "127.0.0.1:$xds" \
     --admin-port "$envoy_admin" > "$work/bootstrap-$mode.yaml"
-  env "${credentials[@]}" "${sidecar_core[@]}" "$envoy" -c "$work/bootstrap-$mode.yaml" --disable-hot-restart \
+  env "${credentials[@]}" ENVOY_DYNAMIC_MODULES_SEARCH_PATH="$module_dir" "${sidecar_core[@]}" "$envoy" \
+    -c "$work/bootstrap-$mode.yaml" --disable-hot-restart \
     --log-level error --concurrency 1 > "$work/access-$mode.log" 2> "$work/envoy-$mode.log" &
+  local envoy_pid=$!
   pids+=($!)
   wait_for "http://127.0.0.1:$egress/" "Hello from demo-cluster2-v1" "requests through Envoy ($mode)" "$host"
   "${other_core[@]}" "$wrk" -t1 -c"$connections" -d2s -H "Host: $host" "${close[@]}" "http://127.0.0.1:$egress/" > /dev/null
@@ -150,10 +155,12 @@ run_mode() { # MODE -> prints "rps p50-ms p99-ms non-2xx envoy-µs/request signe
   after=$(cpu_seconds)
   local signer_rss=0
   [ -n "$signer_pid" ] && signer_rss=$(awk '/^VmRSS:/ { print $2 }' "/proc/$signer_pid/status")
+  local envoy_rss
+  envoy_rss=$(awk '/^VmRSS:/ { print $2 }' "/proc/$envoy_pid/status")
   stop_all
   echo "$before" > "$work/cpu-before-$mode"
   echo "$after" > "$work/cpu-after-$mode"
-  python3 - "$work/wrk-$mode.txt" "$work/cpu-before-$mode" "$work/cpu-after-$mode" "$signing" "$signer_rss" <<'PY'
+  python3 - "$work/wrk-$mode.txt" "$work/cpu-before-$mode" "$work/cpu-after-$mode" "$signing" "$signer_rss" "$envoy_rss" <<'PY'
 import re, sys
 text = open(sys.argv[1]).read()
 before = [float(x) for x in open(sys.argv[2]).read().split()]
@@ -174,11 +181,11 @@ errors = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
 requests = int(re.search(r"(\d+) requests in", text).group(1))
 envoy_us = sidecar_cpu / requests * 1e6
 signer_us = signer_cpu / requests * 1e6
-print(f"{rps:.0f} {p50:.2f} {p99:.2f} {errors.group(1) if errors else 0} {envoy_us:.0f} {signer_us:.0f} {sys.argv[5]}")
+print(f"{rps:.0f} {p50:.2f} {p99:.2f} {errors.group(1) if errors else 0} {envoy_us:.0f} {signer_us:.0f} {sys.argv[5]} {sys.argv[6]}")
 PY
 }
 
-modes=(${MODES:-none native ext-proc lua})
+modes=(${MODES:-none native module ext-proc lua})
 # A collector for the tracing modes, for the whole run.
 collector=""
 case " ${modes[*]}" in *-trace*)
@@ -215,7 +222,7 @@ for round in $(seq 1 "$rounds"); do
   for mode in "${modes[@]}"; do
     line=$(run_mode "$mode")
     echo "$round $mode $line" >> "$results"
-    echo "bench-load: round $round, $mode: $line (req/s, p50 ms, p99 ms, non-2xx, Envoy µs CPU/req, signer µs CPU/req, signer RSS kB)" >&2
+    echo "bench-load: round $round, $mode: $line (req/s, p50 ms, p99 ms, non-2xx, Envoy µs CPU/req, signer µs CPU/req, signer RSS kB, Envoy RSS kB)" >&2
   done
 done
 
@@ -239,8 +246,9 @@ def ratios(mode):  # this mode's requests/s over native's, round by round
     return [v[mode] / v["native"] for v in per_round.values() if "native" in v and mode in v]
 print("| mode | requests/s | × native | × native, per round | p50 (ms) | p99 (ms) | non-2xx | "
       "sidecar Envoy CPU/request (µs) | signer CPU/request (µs) | signer ÷ native Envoy CPU | "
-      "signer RSS under load |")
-print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+      "sidecars' CPU × native | "
+      "signer RSS under load | sidecar Envoy RSS under load | pod's sidecars (Envoy + signer) |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 native_envoy_us = median("native", 4) if "native" in modes else None
 native = median("native", 0) if "native" in modes else None
 for mode in modes:
@@ -252,7 +260,12 @@ for mode in modes:
     signer_us = median(mode, 5)
     signed = mode.startswith(("ext-proc", "lua"))
     share = f"{signer_us / native_envoy_us:.2f}" if signed and native_envoy_us else "–"
-    rss = f"{max(float(r[6]) for r in by_mode[mode]) / 1024:.1f} MB" if signed else "–"
+    # Envoy's and the signer's CPU per request together, against the native filter's Envoy.
+    total = f"{(median(mode, 4) + signer_us) / native_envoy_us:.2f}" if native_envoy_us else "–"
+    signer_mb = max(float(r[6]) for r in by_mode[mode]) / 1024
+    rss = f"{signer_mb:.1f} MB" if signed else "–"
+    envoy_mb = max(float(r[7]) for r in by_mode[mode]) / 1024
     print(f"| {mode} | {rps:.0f} | {ratio} | {spread} | {median(mode, 1):.2f} | {median(mode, 2):.2f} | "
-          f"{errors} | {median(mode, 4):.0f} | {signer_us:.0f} | {share} | {rss} |")
+          f"{errors} | {median(mode, 4):.0f} | {signer_us:.0f} | {share} | {total} | {rss} | {envoy_mb:.1f} MB | "
+          f"{envoy_mb + signer_mb:.1f} MB |")
 PY

@@ -4,9 +4,17 @@
 //! signatures are randomized, the derived public key and a signature that verifies).
 //!
 //! Only header signing applies: the signer never makes presigned (query-string) URLs.
+//!
+//! Every case's request also goes through stock Envoy signing with the signer module, with the
+//! suite's credentials, to an upstream that checks it independently: botocore for SigV4, and for
+//! SigV4A botocore's canonical request with the suite's public key (`cryptography`'s ECDSA).
 
+mod support;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use aws_credential_types::Credentials;
 use lattice_xds::signer::canonical::{PathRules, Request};
@@ -324,4 +332,167 @@ fn sigv4a_reproduces_every_header_signing_case() {
         failures.len(),
         failures.join("\n\n")
     );
+}
+
+const HOST: &str = "demo-cluster2.example.com";
+const REGION: &str = "eu-west-1";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_sigv4_case_signed_by_the_module_inside_envoy_verifies_with_botocore() {
+    through_the_module("v4").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_sigv4a_case_signed_by_the_module_inside_envoy_verifies_with_the_suites_key() {
+    through_the_module("v4a").await;
+}
+
+/// Sends every case of `version` through Envoy signing with the module, scoped to this test's
+/// service and region (the suite's own scope is `service` in `us-east-1`, which a sidecar is
+/// never configured for), and checks what the upstream said of each.
+async fn through_the_module(version: &str) {
+    use support::envoy::{Envoy, signer_module_env};
+    use support::process::{Controller, synced};
+    use support::signing::VerifyingUpstream;
+
+    let (cases, _) = cases(version);
+    let credentials = cases[0].credentials();
+    assert!(
+        cases
+            .iter()
+            .all(|case| case.credentials().access_key_id() == credentials.access_key_id()),
+        "the cases share one key"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let manifests = dir.path().join("manifests");
+    std::fs::create_dir(&manifests).unwrap();
+    std::fs::write(
+        manifests.join("gateway.yaml"),
+        include_str!("../examples/cluster1/gateway.yaml"),
+    )
+    .unwrap();
+    std::fs::write(manifests.join("route.yaml"), format!(
+        "apiVersion: gateway.networking.k8s.io/v1beta1\nkind: HTTPRoute\nmetadata:\n  name: vectors\n  namespace: apps\n\
+         spec:\n  hostnames: [{HOST}]\n  parentRefs:\n  - name: lattice-gateway\n    namespace: lattice-gateway\n\
+         \x20   sectionName: https-listener-with-custom-domain\n"
+    ))
+    .unwrap();
+    let keys = HashMap::from([(credentials.access_key_id(), credentials.secret_access_key())]);
+    let public_keys = if version == "v4a" {
+        let public: serde_json::Value =
+            serde_json::from_str(&cases[0].expected("public-key.json")).unwrap();
+        serde_json::json!({ credentials.access_key_id(): public })
+    } else {
+        serde_json::json!({})
+    };
+    let upstream =
+        VerifyingUpstream::start_with(dir.path(), &[HOST], &keys, &public_keys, REGION).await;
+    let egress_port = support::free_port();
+    let mut args = vec![
+        format!("--manifests={}", manifests.display()),
+        "--signing=module".to_string(),
+        format!("--region={REGION}"),
+        format!("--ca-file={}", upstream.ca_file.display()),
+        format!("--resolve={HOST}={}", upstream.address),
+        "--egress-address=127.0.0.1".to_string(),
+        format!("--egress-port={egress_port}"),
+    ];
+    if version == "v4a" {
+        args.push("--signing-algorithm=sigv4a".to_string());
+        args.push(format!("--region-set={REGION}"));
+    }
+    let controller = Controller::start(dir.path(), &args).await;
+    let mut env = vec![
+        ("AWS_ACCESS_KEY_ID", credentials.access_key_id().to_string()),
+        (
+            "AWS_SECRET_ACCESS_KEY",
+            credentials.secret_access_key().to_string(),
+        ),
+        ("AWS_REGION", REGION.to_string()),
+        ("AWS_EC2_METADATA_DISABLED", "true".to_string()),
+        (
+            "AWS_CONFIG_FILE",
+            dir.path().join("none").display().to_string(),
+        ),
+        (
+            "AWS_SHARED_CREDENTIALS_FILE",
+            dir.path().join("none").display().to_string(),
+        ),
+    ];
+    env.extend(signer_module_env());
+    let _envoy =
+        Envoy::start_with_env(dir.path(), "vectors", controller.xds_port, "delta", &env).await;
+    support::eventually(
+        "Envoy to accept the configuration",
+        Duration::from_secs(20),
+        || async {
+            let proxies = controller.proxies().await;
+            synced(&proxies, "vectors", &["CDS", "LDS", "RDS", "SDS"]).then_some(())
+        },
+    )
+    .await;
+
+    let egress: SocketAddr = format!("127.0.0.1:{egress_port}").parse().unwrap();
+    let mut outcomes = Vec::new();
+    for case in &cases {
+        // The writer sends its own Host and Content-Length.
+        let headers: Vec<(&str, &str)> = case
+            .headers
+            .iter()
+            .filter(|(name, _)| {
+                !name.eq_ignore_ascii_case("host") && !name.eq_ignore_ascii_case("content-length")
+            })
+            .map(|(name, value)| (name.as_str(), value.as_str()))
+            .collect();
+        let body = String::from_utf8_lossy(&case.body);
+        // No answer at all (the connection closed) is status 0.
+        let answer = support::http::request(
+            egress,
+            &case.method,
+            HOST,
+            &on_the_wire(&case.path),
+            &headers,
+            &body,
+        )
+        .await;
+        let (status, answer) = answer.map_or((0, String::new()), |a| (a.status, a.body));
+        let verified = status == 200
+            && serde_json::from_str::<serde_json::Value>(&answer)
+                .is_ok_and(|seen| seen["verified"] == true);
+        outcomes.push((case.name.as_str(), status, verified, answer));
+    }
+    let wrong: Vec<String> = outcomes
+        .iter()
+        .filter(|(_, _, verified, _)| !verified)
+        .map(|(name, status, _, body)| format!("{name}: {status} {body}"))
+        .collect();
+    assert!(
+        wrong.is_empty(),
+        "{version}: {} of {} cases:\n{}",
+        wrong.len(),
+        outcomes.len(),
+        wrong.join("\n")
+    );
+    let verified = outcomes
+        .iter()
+        .filter(|(_, _, verified, _)| *verified)
+        .count();
+    assert!(verified >= 38, "{version}: only {verified} cases verified");
+    eprintln!(
+        "{version}: {verified} of {} cases verified through the module",
+        outcomes.len()
+    );
+}
+
+/// A request target as an HTTP client puts it on the wire: the suite writes some with a raw
+/// space or raw UTF-8, which HTTP/1.1 does not allow (Envoy closes the connection), so those
+/// bytes are percent-encoded.
+fn on_the_wire(target: &str) -> String {
+    target
+        .bytes()
+        .map(|byte| match byte {
+            0x21..=0x7e => (byte as char).to_string(),
+            _ => format!("%{byte:02X}"),
+        })
+        .collect()
 }

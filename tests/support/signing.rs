@@ -295,9 +295,23 @@ impl VerifyingUpstream {
         keys: &HashMap<&str, &str>,
         region: &str,
     ) -> Self {
+        Self::start_with(dir, hosts, keys, &serde_json::json!({}), region).await
+    }
+
+    /// The same, also accepting SigV4A signatures made with the keys whose public halves
+    /// `public_keys` gives (`{access key id: {"X": hex, "Y": hex}}`).
+    pub async fn start_with(
+        dir: &Path,
+        hosts: &[&str],
+        keys: &HashMap<&str, &str>,
+        public_keys: &serde_json::Value,
+        region: &str,
+    ) -> Self {
         let cert = ServerCert::write(dir, "verifier", hosts);
         let keys_file = dir.join("verifier-keys.json");
         std::fs::write(&keys_file, serde_json::to_string(keys).unwrap()).unwrap();
+        let public_keys_file = dir.join("verifier-public-keys.json");
+        std::fs::write(&public_keys_file, public_keys.to_string()).unwrap();
         let port = free_port();
         let mut command = Command::new(python::binary());
         command
@@ -308,6 +322,7 @@ impl VerifyingUpstream {
             .arg(&keys_file)
             .arg(region)
             .arg("vpc-lattice-svcs")
+            .arg(&public_keys_file)
             .stdin(Stdio::null());
         let process = Running::spawn(&mut command, &dir.join("verifier.log"));
         let address: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
