@@ -2,8 +2,10 @@
 //! other Envoy refuses it when it loads, with the reason, instead of misbehaving at request
 //! time: the pinned Envoy has exactly the callbacks the module was written for; Envoy 1.39
 //! stops at start naming the callback it lacks; a release with another set of callbacks is
-//! told apart by the module's own check. A filter configuration the module cannot read fails
-//! the configuration, naming the field, rather than signing with defaults.
+//! told apart by the module's own check. Served over xDS to an Envoy that cannot load it, the
+//! listener is rejected with the reason, which the controller shows, and nothing is sent. A
+//! filter configuration the module cannot read fails the configuration, naming the field,
+//! rather than signing with defaults.
 
 mod support;
 
@@ -12,9 +14,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use lattice_xds::envoy_abi;
-use support::envoy::{binary, release, signer_module_env};
+use support::envoy::{binary, release, signer_module_env, write_bootstrap};
 use support::eventually;
-use support::process::Running;
+use support::process::{Controller, Running, type_status};
 
 #[test]
 fn the_pinned_envoy_has_the_callbacks_the_module_was_written_for() {
@@ -49,6 +51,72 @@ async fn envoy_1_39_refuses_the_module_at_start_naming_what_it_lacks() {
             && log.contains("undefined symbol: envoy_dynamic_module_callback_"),
         "{log}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_envoy_that_cannot_load_the_module_rejects_the_listener_and_sends_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifests = dir.path().join("manifests");
+    std::fs::create_dir(&manifests).unwrap();
+    std::fs::write(
+        manifests.join("gateway.yaml"),
+        include_str!("../examples/cluster1/gateway.yaml"),
+    )
+    .unwrap();
+    let egress_port = support::free_port();
+    let controller = Controller::start(
+        dir.path(),
+        &[
+            format!("--manifests={}", manifests.display()),
+            "--signing=module".to_string(),
+            "--region=eu-west-1".to_string(),
+            "--egress-address=127.0.0.1".to_string(),
+            format!("--egress-port={egress_port}"),
+        ],
+    )
+    .await;
+    let admin_port = support::free_port();
+    let bootstrap = write_bootstrap(
+        dir.path(),
+        "old-envoy",
+        controller.xds_port,
+        admin_port,
+        "delta",
+    );
+    let mut command = Command::new(release("1.39.3"));
+    command
+        .arg("-c")
+        .arg(&bootstrap)
+        .args(["--disable-hot-restart", "--log-level", "info"])
+        .env("AWS_REGION", "eu-west-1");
+    for (key, value) in signer_module_env() {
+        command.env(key, value);
+    }
+    let envoy = Running::spawn(&mut command, &dir.path().join("envoy-1.39.log"));
+
+    let rejected = eventually(
+        "the listener's rejection",
+        Duration::from_secs(20),
+        || async {
+            let proxies = controller.proxies().await;
+            type_status(&proxies, "old-envoy", "LDS")
+                .filter(|lds| lds["nacked_version"] != "")
+                .cloned()
+        },
+    )
+    .await;
+    assert!(
+        rejected
+            .to_string()
+            .contains("undefined symbol: envoy_dynamic_module_callback_"),
+        "{rejected}"
+    );
+    // No listener, so no request leaves the pod: the egress port refuses.
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", egress_port)).is_err(),
+        "the egress port accepted a connection"
+    );
+    assert!(envoy.log_text().contains("Failed to load dynamic module"));
 }
 
 #[tokio::test]
