@@ -272,6 +272,15 @@ async fn signs_through(signing: Signing) {
         let seen: serde_json::Value = serde_json::from_str(&answer.body).unwrap();
         assert_eq!(seen["verified"], true, "[{mode}] {method} {target}");
     }
+    if mode == "module" {
+        // The module counts what it signs in Envoy's own stats.
+        assert_eq!(
+            pod._envoy
+                .counter("lattice_xds_signer.requests_signed")
+                .await,
+            1 + HELD_OUT.len() as u64
+        );
+    }
     drop(pod);
 
     // Signed with the wrong secret: the verifier refuses, as VPC Lattice would.
@@ -481,6 +490,17 @@ async fn signer_module_refuses_once_its_credential_source_is_killed_under_load()
         reached.len(),
         statuses.len() - refused,
         "every answer but the refusals came from the upstream"
+    );
+    // Envoy's stats count each signature and each refusal, with its reason.
+    assert_eq!(
+        envoy.counter("lattice_xds_signer.requests_signed").await,
+        (statuses.len() - refused) as u64
+    );
+    assert_eq!(
+        envoy
+            .counter("lattice_xds_signer.requests_refused.reason.credentials_expired")
+            .await,
+        refused as u64
     );
     let line = envoy
         .access_log_line("a refusal", |line| line["response_code"] == 503)

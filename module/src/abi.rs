@@ -104,6 +104,9 @@ pub const HEADERS_STOP_ITERATION: u32 = 1;
 /// The body, trailers and local-reply statuses: `Continue` is 0 for each.
 pub const CONTINUE: u32 = 0;
 
+/// `envoy_dynamic_module_type_metrics_result_Success`.
+pub const METRICS_SUCCESS: u32 = 0;
+
 /// `envoy_dynamic_module_type_log_level`, as spdlog numbers them.
 pub mod log_level {
     pub const TRACE: u32 = 0;
@@ -162,6 +165,26 @@ unsafe extern "C" {
 
     /// Resumes a stream whose request-headers hook returned `StopIteration`.
     pub fn envoy_dynamic_module_callback_http_filter_continue_decoding(filter: FilterEnvoy);
+
+    /// Defines a counter of the filter configuration, with these label names; its id goes to
+    /// `id`. Returns 0 on success.
+    pub fn envoy_dynamic_module_callback_http_filter_config_define_counter(
+        config: FilterConfigEnvoy,
+        name: ModuleBuffer<'_>,
+        label_names: *const ModuleBuffer<'_>,
+        label_names_size: usize,
+        id: *mut usize,
+    ) -> u32;
+
+    /// Adds `value` to the counter `id` of the stream's filter configuration, with these label
+    /// values. Returns 0 on success.
+    pub fn envoy_dynamic_module_callback_http_filter_increment_counter(
+        filter: FilterEnvoy,
+        id: usize,
+        label_values: *const ModuleBuffer<'_>,
+        label_values_size: usize,
+        value: u64,
+    ) -> u32;
 
     /// Whether Envoy's `dynamic_modules` logger writes lines of `level`.
     pub fn envoy_dynamic_module_callback_log_enabled(level: u32) -> bool;

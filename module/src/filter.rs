@@ -14,7 +14,9 @@ use lattice_xds::signer::{
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
-use crate::abi::{self, EnvoyHeader, FilterEnvoy, ModuleBuffer, REQUEST_HEADERS};
+use crate::abi::{
+    self, EnvoyHeader, FilterConfigEnvoy, FilterEnvoy, ModuleBuffer, REQUEST_HEADERS,
+};
 
 /// The name the controller gives the filter (`DynamicModuleFilter.filter_name`).
 pub const FILTER_NAME: &str = "sigv4";
@@ -126,10 +128,75 @@ struct Settings {
 #[derive(Debug)]
 pub struct FilterConfig {
     overrides: Overrides,
+    counters: Counters,
+}
+
+/// The signer's counts, as Envoy stats of the filter (`lattice_xds_signer.requests_signed`,
+/// `lattice_xds_signer.requests_refused.reason.<reason>`), so whatever scrapes Envoy sees them.
+#[derive(Debug)]
+struct Counters {
+    signed: usize,
+    refused: usize,
+}
+
+impl Counters {
+    /// # Safety
+    /// `config` must be the filter configuration Envoy is creating (on the main thread).
+    unsafe fn define(config: FilterConfigEnvoy) -> Result<Self, String> {
+        let define = |name: &str, labels: &[ModuleBuffer<'_>]| {
+            let mut id = 0;
+            // SAFETY: the caller's promise; Envoy copies the names.
+            let result = unsafe {
+                abi::envoy_dynamic_module_callback_http_filter_config_define_counter(
+                    config,
+                    ModuleBuffer::new(name.as_bytes()),
+                    labels.as_ptr(),
+                    labels.len(),
+                    &mut id,
+                )
+            };
+            match result {
+                abi::METRICS_SUCCESS => Ok(id),
+                other => Err(format!(
+                    "cannot define the counter {name} (Envoy said {other})"
+                )),
+            }
+        };
+        Ok(Self {
+            signed: define("requests_signed", &[])?,
+            refused: define("requests_refused", &[ModuleBuffer::new(b"reason")])?,
+        })
+    }
+
+    /// # Safety
+    /// `filter` must be the stream of the running hook.
+    unsafe fn count(&self, filter: FilterEnvoy, refused: Option<&str>) {
+        let (id, labels) = match refused {
+            None => (self.signed, Vec::new()),
+            Some(reason) => (self.refused, vec![ModuleBuffer::new(reason.as_bytes())]),
+        };
+        // SAFETY: the caller's promise; a count that Envoy cannot take is not worth failing
+        // the request for.
+        unsafe {
+            abi::envoy_dynamic_module_callback_http_filter_increment_counter(
+                filter,
+                id,
+                labels.as_ptr(),
+                labels.len(),
+                1,
+            )
+        };
+    }
 }
 
 impl FilterConfig {
-    pub fn parse(name: &[u8], config: &[u8]) -> Result<Self, String> {
+    /// # Safety
+    /// `envoy` must be the filter configuration Envoy is creating (on the main thread).
+    pub unsafe fn parse(
+        envoy: FilterConfigEnvoy,
+        name: &[u8],
+        config: &[u8],
+    ) -> Result<Self, String> {
         if name != FILTER_NAME.as_bytes() {
             return Err(format!(
                 "unknown filter {:?}: this module has one filter, {FILTER_NAME:?}",
@@ -154,6 +221,8 @@ impl FilterConfig {
                 algorithm,
                 region_set: settings.region_set,
             },
+            // SAFETY: the caller's promise.
+            counters: unsafe { Counters::define(envoy)? },
         })
     }
 }
@@ -218,12 +287,18 @@ unsafe fn sign_now(filter: FilterEnvoy, signer: &Signer, config: &FilterConfig) 
     match signed {
         Ok(mutation) => {
             // SAFETY: the caller's promise.
-            unsafe { apply(filter, &mutation) };
+            unsafe {
+                apply(filter, &mutation);
+                config.counters.count(filter, None);
+            }
             true
         }
         Err(refusal) => {
             // SAFETY: the caller's promise.
-            unsafe { refuse(filter, &refusal) };
+            unsafe {
+                config.counters.count(filter, Some(refusal.reason()));
+                refuse(filter, &refusal);
+            }
             false
         }
     }

@@ -51,16 +51,19 @@ pub extern "C" fn envoy_dynamic_module_on_program_init() -> *const c_char {
 }
 
 /// A filter configuration from the controller (JSON); NULL rejects it, after a log line.
+///
+/// # Safety
+/// Envoy calls it on the main thread with the configuration it is creating.
 #[unsafe(no_mangle)]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_config_new(
-    _config_envoy: FilterConfigEnvoy,
+pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_config_new(
+    config_envoy: FilterConfigEnvoy,
     name: EnvoyBuffer,
     config: EnvoyBuffer,
 ) -> *const filter::FilterConfig {
     let parsed = catch_unwind(|| {
-        // SAFETY: both buffers are Envoy's and valid for this call; they are copied from.
-        let (name, config) = unsafe { (name.bytes(), config.bytes()) };
-        filter::FilterConfig::parse(name, config)
+        // SAFETY: both buffers are Envoy's and valid for this call; they are copied from. The
+        // configuration is the one Envoy is creating, on the main thread.
+        unsafe { filter::FilterConfig::parse(config_envoy, name.bytes(), config.bytes()) }
     });
     match parsed {
         Ok(Ok(config)) => Box::into_raw(Box::new(config)),

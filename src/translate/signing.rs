@@ -242,6 +242,8 @@ fn module(signing: &Signing) -> DynamicModuleFilter {
         dynamic_module_config: Some(DynamicModuleConfig {
             name: SIGNER_MODULE.to_string(),
             do_not_close: true,
+            // The module's counters are Envoy stats under this prefix.
+            metrics_namespace: SIGNER_MODULE.to_string(),
             ..Default::default()
         }),
         filter_name: SIGNER_MODULE_FILTER.to_string(),
