@@ -5,7 +5,8 @@
 //! told apart by the module's own check. Served over xDS to an Envoy that cannot load it, the
 //! listener is rejected with the reason, which the controller shows, and nothing is sent. A
 //! filter configuration the module cannot read fails the configuration, naming the field,
-//! rather than signing with defaults.
+//! rather than signing with defaults; one it can read is signed only within the scope of
+//! Envoy's environment, and with no credentials at all the answer is a 503 that says so.
 
 mod support;
 
@@ -17,6 +18,7 @@ use lattice_xds::envoy_abi;
 use support::envoy::{binary, release, signer_module_env, write_bootstrap};
 use support::eventually;
 use support::process::{Controller, Running, type_status};
+use support::signing::isolate_aws;
 
 #[test]
 fn the_pinned_envoy_has_the_callbacks_the_module_was_written_for() {
@@ -120,6 +122,74 @@ async fn an_envoy_that_cannot_load_the_module_rejects_the_listener_and_sends_not
 }
 
 #[tokio::test]
+async fn the_module_signs_only_within_its_scope_and_never_without_credentials() {
+    let port = support::free_port();
+    let address: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let answer = |path: &'static str| async move {
+        eventually("the static listener", Duration::from_secs(20), || async {
+            support::http::request(address, "GET", "svc.example.com", path, &[], "").await
+        })
+        .await
+    };
+    let credentials = [
+        ("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE"),
+        ("AWS_SECRET_ACCESS_KEY", "secret"),
+    ];
+
+    // Another service than the one the environment allows (vpc-lattice-svcs, by default).
+    let dir = tempfile::tempdir().unwrap();
+    let envoy = spawn_static(
+        dir.path(),
+        &binary(),
+        r#"{"service":"s3"}"#,
+        port,
+        &credentials,
+    );
+    let refused = answer("/").await;
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    assert!(
+        refused
+            .body
+            .contains(r#"service "s3" is not one this signer signs for"#),
+        "{}",
+        refused.body
+    );
+    drop(envoy);
+
+    // Another region than AWS_REGION.
+    let dir = tempfile::tempdir().unwrap();
+    let envoy = spawn_static(
+        dir.path(),
+        &binary(),
+        r#"{"region":"us-east-1"}"#,
+        port,
+        &credentials,
+    );
+    let refused = answer("/").await;
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    assert!(
+        refused.body.contains(r#"region "us-east-1""#),
+        "{}",
+        refused.body
+    );
+    drop(envoy);
+
+    // No credentials anywhere in the chain: a 503 that says so, never the route's 200.
+    let dir = tempfile::tempdir().unwrap();
+    let envoy = spawn_static(dir.path(), &binary(), "{}", port, &[]);
+    let refused = answer("/").await;
+    assert_eq!(refused.status, 503, "{}", refused.body);
+    assert!(
+        refused
+            .body
+            .starts_with("lattice-xds signer: no AWS credentials"),
+        "{}",
+        refused.body
+    );
+    drop(envoy);
+}
+
+#[tokio::test]
 async fn a_configuration_the_module_cannot_read_fails_the_configuration() {
     let dir = tempfile::tempdir().unwrap();
     let (status, log) = start_static(
@@ -152,20 +222,11 @@ async fn start_static(
     envoy: &Path,
     config: &str,
 ) -> (std::process::ExitStatus, String) {
-    let bootstrap = dir.join("envoy.yaml");
-    std::fs::write(&bootstrap, static_config(config)).unwrap();
-    let mut command = Command::new(envoy);
-    command
-        .arg("-c")
-        .arg(&bootstrap)
-        .args(["--disable-hot-restart", "--log-level", "info"])
-        .env("AWS_REGION", "eu-west-1")
-        .env("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
-        .env("AWS_SECRET_ACCESS_KEY", "secret");
-    for (key, value) in signer_module_env() {
-        command.env(key, value);
-    }
-    let mut process = Running::spawn(&mut command, &dir.join("envoy.log"));
+    let credentials = [
+        ("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE"),
+        ("AWS_SECRET_ACCESS_KEY", "secret"),
+    ];
+    let mut process = spawn_static(dir, envoy, config, 0, &credentials);
     let status = eventually("Envoy to stop", Duration::from_secs(20), || {
         let exited = process.exited();
         async move { exited }
@@ -174,14 +235,42 @@ async fn start_static(
     (status, process.log_text())
 }
 
-fn static_config(filter_config: &str) -> String {
+/// `envoy` on a static listener at `port` (0: any) whose signing filter has `config` and whose
+/// every route answers 200 itself, so an unsigned request would be a 200; with `credentials`
+/// (environment variables) and nothing else of the AWS SDK's chain.
+fn spawn_static(
+    dir: &Path,
+    envoy: &Path,
+    config: &str,
+    port: u16,
+    credentials: &[(&str, &str)],
+) -> Running {
+    let bootstrap = dir.join("envoy.yaml");
+    std::fs::write(&bootstrap, static_config(config, port)).unwrap();
+    let mut command = Command::new(envoy);
+    command
+        .arg("-c")
+        .arg(&bootstrap)
+        .args(["--disable-hot-restart", "--log-level", "info"])
+        .env("AWS_REGION", "eu-west-1");
+    isolate_aws(&mut command, dir);
+    for (key, value) in credentials {
+        command.env(key, value);
+    }
+    for (key, value) in signer_module_env() {
+        command.env(key, value);
+    }
+    Running::spawn(&mut command, &dir.join("envoy.log"))
+}
+
+fn static_config(filter_config: &str, port: u16) -> String {
     let config = serde_json::Value::from(filter_config);
     format!(
         r#"admin: {{address: {{socket_address: {{address: 127.0.0.1, port_value: 0}}}}}}
 static_resources:
   listeners:
   - name: egress
-    address: {{socket_address: {{address: 127.0.0.1, port_value: 0}}}}
+    address: {{socket_address: {{address: 127.0.0.1, port_value: {port}}}}}
     filter_chains:
     - filters:
       - name: envoy.filters.network.http_connection_manager
