@@ -96,7 +96,10 @@ fn refresh((region, store, metrics): (Option<String>, CredentialStore, Arc<Metri
     {
         Ok(runtime) => runtime,
         Err(error) => {
-            tracing::error!(%error, "cannot start the credential refresher; every request will be refused");
+            let error = format!("cannot start the credential refresher: {error}");
+            tracing::error!(%error, "every request will be refused");
+            store.fail(error);
+            wake_waiting();
             return;
         }
     };
@@ -104,14 +107,19 @@ fn refresh((region, store, metrics): (Option<String>, CredentialStore, Arc<Metri
         let waiting = store.clone();
         tokio::spawn(async move {
             waiting.first_load().await;
-            let woken = std::mem::take(&mut *WAITING.lock().unwrap_or_else(|e| e.into_inner()));
-            for scheduler in woken {
-                scheduler.wake();
-            }
+            wake_waiting();
         });
         let provider = default_chain(region).await;
         credentials::refresh(provider, store, metrics, CancellationToken::new()).await;
     });
+}
+
+/// Lets every request that waited for the first load go on, to be signed or refused.
+fn wake_waiting() {
+    let woken = std::mem::take(&mut *WAITING.lock().unwrap_or_else(|e| e.into_inner()));
+    for scheduler in woken {
+        scheduler.wake();
+    }
 }
 
 /// One filter's configuration from the controller: what to sign requests for, within the

@@ -113,7 +113,8 @@ impl CredentialStore {
         self.attempted.notify_waiters();
     }
 
-    fn fail(&self, error: String) {
+    /// Records why credentials could not be loaded; valid earlier ones are still used.
+    pub fn fail(&self, error: String) {
         if let Ok(mut state) = self.state.write() {
             state.last_error = Some(error);
         }
