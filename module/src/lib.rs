@@ -3,7 +3,8 @@
 //! signer sidecar (`lattice_xds::signer`), and without a call out of Envoy per request.
 //!
 //! - **Credentials** are the pod's, from the SDK's default chain (the EKS Pod Identity agent),
-//!   loaded and refreshed on a thread of the module's own; a request never waits for them.
+//!   loaded and refreshed on a thread of the module's own. A request waits only for the first
+//!   load after Envoy starts, held by Envoy rather than by a thread, and never for a refresh.
 //! - **Scope.** The services and regions it signs for come from the Envoy container's
 //!   environment, with the signer sidecar's variables (`LATTICE_XDS_ALLOW_SERVICE`,
 //!   `LATTICE_XDS_ALLOW_REGION`, `LATTICE_XDS_REGION`, …), which the injector sets; the
