@@ -103,7 +103,7 @@ pub struct Mutation {
 }
 
 /// Why a request was refused instead of signed. Each becomes an immediate error response.
-#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum Refusal {
     #[error(transparent)]
     Credentials(#[from] Unavailable),

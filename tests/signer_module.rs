@@ -148,9 +148,9 @@ async fn the_module_signs_only_within_its_scope_and_never_without_credentials() 
     let refused = answer("/").await;
     assert_eq!(refused.status, 403, "{}", refused.body);
     assert!(
-        refused
-            .body
-            .contains(r#"service "s3" is not one this signer signs for"#),
+        refused.body.contains(
+            r#"service "s3" is not one this signer signs for (LATTICE_XDS_ALLOW_SERVICE: vpc-lattice-svcs)"#
+        ),
         "{}",
         refused.body
     );
@@ -168,7 +168,9 @@ async fn the_module_signs_only_within_its_scope_and_never_without_credentials() 
     let refused = answer("/").await;
     assert_eq!(refused.status, 403, "{}", refused.body);
     assert!(
-        refused.body.contains(r#"region "us-east-1""#),
+        refused.body.contains(
+            r#"region "us-east-1" is not one this signer signs for (LATTICE_XDS_ALLOW_REGION: eu-west-1)"#
+        ),
         "{}",
         refused.body
     );

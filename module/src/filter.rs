@@ -398,10 +398,33 @@ unsafe fn apply(filter: FilterEnvoy, mutation: &Mutation) {
 /// # Safety
 /// `filter` must be the stream of the running request-headers hook.
 unsafe fn refuse(filter: FilterEnvoy, refusal: &Refusal) {
-    let body = refusal.body();
+    let body = in_module_words(refusal).body();
     let details = format!("{DETAILS_PREFIX}{}", refusal.reason());
     // SAFETY: the caller's promise.
     unsafe { respond(filter, refusal.status().into(), &body, &details) };
+}
+
+/// The refusal as the module's user can act on it: the scope comes from Envoy's environment,
+/// so a refusal names the variable rather than the signer sidecar's flag.
+fn in_module_words(refusal: &Refusal) -> Refusal {
+    match refusal {
+        Refusal::NotAllowed {
+            what,
+            flag,
+            allowed,
+            reason,
+        } => Refusal::NotAllowed {
+            what: what.clone(),
+            flag: match *flag {
+                "--allow-service" => "LATTICE_XDS_ALLOW_SERVICE",
+                "--allow-region" => "LATTICE_XDS_ALLOW_REGION",
+                other => other,
+            },
+            allowed: allowed.clone(),
+            reason,
+        },
+        other => other.clone(),
+    }
 }
 
 /// Ends the stream after a panic in the module: the request is not sent.
