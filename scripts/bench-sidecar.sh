@@ -7,7 +7,10 @@
 # for docs/benchmarks.md.
 #
 #   [BIN=target/release/lattice-xds] [CONTROLLER_ARGS="--destination-stats false"] \
-#     [CONCURRENCY=2] [CALLS=K] scripts/bench-sidecar.sh [N...]   (default: 10 1000 10000)
+#     [CONCURRENCY=2] [CALLS=K] [SIGNING=native|module] scripts/bench-sidecar.sh [N...]
+#   (default: 10 1000 10000)
+# SIGNING=module signs with the signer module (target/release/liblattice_xds_signer.so, built
+# here) instead of Envoy's native filter, so Envoy's RSS includes the module at rest.
 # CALLS=K (with CONTROLLER_ARGS="--on-demand-hosts true") makes one request to each of the
 # first K hosts once Envoy is LIVE, and reads the RSS once it holds their K virtual hosts.
 set -euo pipefail
@@ -18,6 +21,14 @@ sizes=("$@")
 bin="${BIN:-target/release/lattice-xds}"
 workers="${CONCURRENCY:-2}"
 if [ -z "${BIN:-}" ]; then cargo build --release --locked --quiet; fi
+signing="${SIGNING:-native}"
+envoy_env=()
+if [ "$signing" = module ]; then
+  cargo build --release --locked --quiet -p lattice-xds-module
+  envoy_env=(ENVOY_DYNAMIC_MODULES_SEARCH_PATH="$(pwd)/target/release" AWS_REGION=us-west-2
+    AWS_ACCESS_KEY_ID=ASIABENCHMARK AWS_SECRET_ACCESS_KEY=bench/secret AWS_EC2_METADATA_DISABLED=true
+    AWS_CONFIG_FILE=/nonexistent AWS_SHARED_CREDENTIALS_FILE=/nonexistent)
+fi
 envoy=$(scripts/install-envoy.sh)
 work=$(mktemp -d -t lattice-xds-sidecar.XXXXXX)
 # shellcheck source=scripts/bench-common.sh
@@ -36,7 +47,7 @@ wait_admin() { # URL CHECK WHAT
   return 1
 }
 
-echo "| destinations | Envoy RSS (\`--concurrency $workers\`) | × RSS at ${sizes[0]} | clusters | virtual hosts |"
+echo "| destinations | Envoy RSS (\`--concurrency $workers\`, signing $signing) | × RSS at ${sizes[0]} | clusters | virtual hosts |"
 echo "|---:|---:|---:|---:|---:|"
 base=""
 for n in "${sizes[@]}"; do
@@ -44,14 +55,14 @@ for n in "${sizes[@]}"; do
   write_routes "$dir" "$n"
   xds=$(free_port); admin=$(free_port); envoy_admin=$(free_port); egress=$(free_port)
   "$bin" controller --manifests "$dir" --xds-listen "127.0.0.1:$xds" --admin-listen "127.0.0.1:$admin" \
-    --domain example.com --signing native --region us-west-2 \
+    --domain example.com --signing "$signing" --region us-west-2 \
     --egress-address 127.0.0.1 --egress-port "$egress" ${CONTROLLER_ARGS:-} \
     >"$work/controller-$n.log" 2>&1 &
   pids+=($!)
   "$bin" bootstrap --node-id "sidecar-$n" --cluster bench --xds-address "127.0.0.1:$xds" \
     --admin-port "$envoy_admin" >"$work/bootstrap-$n.yaml"
   if [ -n "${BOOTSTRAP_EXTRA:-}" ]; then printf '%s\n' "$BOOTSTRAP_EXTRA" >>"$work/bootstrap-$n.yaml"; fi
-  "$envoy" -c "$work/bootstrap-$n.yaml" --concurrency "$workers" --log-level warn \
+  env "${envoy_env[@]}" "$envoy" -c "$work/bootstrap-$n.yaml" --concurrency "$workers" --log-level warn \
     >"$work/envoy-$n.log" 2>&1 &
   envoy_pid=$!
   pids+=("$envoy_pid")
