@@ -7,8 +7,6 @@ use std::str::FromStr;
 
 const TEMPLATE: &str = include_str!("../envoy/bootstrap.yaml");
 
-/// The file name under which Envoy loads the signer module `lattice_xds_signer`.
-pub const SIGNER_MODULE_NAME: &str = "liblattice_xds_signer.so";
 /// Where the image keeps the signer module (see the Dockerfile).
 pub const SIGNER_MODULE_FILE: &str = "/usr/local/lib/lattice-xds/liblattice_xds_signer.so";
 

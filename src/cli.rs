@@ -140,6 +140,21 @@ pub fn print(text: &str) {
     }
 }
 
+/// The `-o` flag of a command that prints for a person or for a script.
+#[derive(Clone, Copy, Debug, clap::Args)]
+pub struct OutputArg {
+    /// `text` for a person (a table where there is one), `json` or `yaml` for a script.
+    #[arg(
+        long = "output",
+        short,
+        env = "LATTICE_XDS_OUTPUT",
+        value_enum,
+        ignore_case = true,
+        default_value_t
+    )]
+    pub output: Output,
+}
+
 /// How a command prints its answer: for a person, or for a script (`-o`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum Output {

@@ -62,9 +62,6 @@ pub mod inject;
 pub mod redirect;
 pub mod signer;
 
-// The Envoy ABI the signer module (module/) is built for.
-pub mod envoy_abi;
-
 // Shared by the processes: the AWS SDK's HTTPS client, the logger, memory given back to the
 // operating system, sorted maps looked up in order, supervised tasks.
 pub mod aws;

@@ -30,7 +30,7 @@ async fn main() -> std::process::ExitCode {
                 return std::process::ExitCode::from(2);
             }
         };
-        if let Err(error) = args.output.print(&report, || report.text(&args.dir)) {
+        if let Err(error) = args.output.output.print(&report, || report.text(&args.dir)) {
             eprintln!("lattice-xds: {error}");
         }
         return match report.clean() {

@@ -15,6 +15,7 @@ mod ext_proc;
 mod http;
 mod key_cache;
 pub mod metrics;
+pub mod module;
 mod server;
 pub mod sigv4;
 pub mod sigv4a;
@@ -103,7 +104,7 @@ pub struct Mutation {
 }
 
 /// Why a request was refused instead of signed. Each becomes an immediate error response.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum Refusal {
     #[error(transparent)]
     Credentials(#[from] Unavailable),
@@ -150,6 +151,23 @@ impl Refusal {
     }
 }
 
+/// The request as Envoy holds it, from its headers (pseudo-headers included), to be signed.
+pub fn envoy_request<'a>(headers: &'a [(&'a str, &'a str)]) -> Result<Request<'a>, Refusal> {
+    let find = |name: &str| {
+        headers
+            .iter()
+            .find(|(key, _)| *key == name)
+            .map(|(_, value)| *value)
+            .ok_or_else(|| Refusal::BadRequest(format!("Envoy sent no {name} header")))
+    };
+    Ok(Request {
+        method: find(":method")?,
+        path: find(":path")?,
+        authority: find(":authority")?,
+        headers,
+    })
+}
+
 /// Signs requests with the current credentials.
 #[derive(Debug)]
 pub struct Signer {
@@ -169,11 +187,6 @@ impl Signer {
             sigv4a: SigV4a::default(),
             metrics,
         }
-    }
-
-    /// Whether the first credentials are still loading (nothing to sign with yet, no error).
-    pub fn credentials_loading(&self) -> bool {
-        matches!(self.credentials.get(), Err(Unavailable::Loading))
     }
 
     /// Signs `request` now, or says why not. `via` labels the metrics.

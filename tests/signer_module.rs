@@ -14,7 +14,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use lattice_xds::envoy_abi;
+use lattice_xds::signer::module;
 use support::envoy::{binary, release, signer_module_env, write_bootstrap};
 use support::eventually;
 use support::process::{Controller, Running, type_status};
@@ -22,12 +22,12 @@ use support::signing::isolate_aws;
 
 #[test]
 fn the_pinned_envoy_has_the_callbacks_the_module_was_written_for() {
-    assert_eq!(envoy_abi::check(&binary()), Ok(()));
+    assert_eq!(module::check(&binary()), Ok(()));
 }
 
 #[test]
 fn another_release_is_told_apart_by_its_callbacks() {
-    let error = envoy_abi::check(&release("1.39.3")).unwrap_err();
+    let error = module::check(&release("1.39.3")).unwrap_err();
     assert!(
         error.contains("not Envoy 1.40's")
             && error.contains("607 callbacks exported where Envoy 1.40.0 exports 781"),
@@ -58,13 +58,7 @@ async fn envoy_1_39_refuses_the_module_at_start_naming_what_it_lacks() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_envoy_that_cannot_load_the_module_rejects_the_listener_and_sends_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let manifests = dir.path().join("manifests");
-    std::fs::create_dir(&manifests).unwrap();
-    std::fs::write(
-        manifests.join("gateway.yaml"),
-        include_str!("../examples/cluster1/gateway.yaml"),
-    )
-    .unwrap();
+    let manifests = support::gateway_manifests(dir.path(), None);
     let egress_port = support::free_port();
     let controller = Controller::start(
         dir.path(),
@@ -135,60 +129,38 @@ async fn the_module_signs_only_within_its_scope_and_never_without_credentials() 
         ("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE"),
         ("AWS_SECRET_ACCESS_KEY", "secret"),
     ];
-
-    // Another service than the one the environment allows (vpc-lattice-svcs, by default).
-    let dir = tempfile::tempdir().unwrap();
-    let envoy = spawn_static(
-        dir.path(),
-        &binary(),
-        r#"{"service":"s3"}"#,
-        port,
-        &credentials,
-    );
-    let refused = answer("/").await;
-    assert_eq!(refused.status, 403, "{}", refused.body);
-    assert!(
-        refused.body.contains(
-            r#"service "s3" is not one this signer signs for (LATTICE_XDS_ALLOW_SERVICE: vpc-lattice-svcs)"#
+    // (the filter's configuration, whether Envoy has credentials, the status and the start of
+    // the reason)
+    let cases = [
+        // Another service than the one the environment allows (vpc-lattice-svcs, by default).
+        (
+            r#"{"service":"s3"}"#,
+            true,
+            403,
+            r#"lattice-xds signer: service "s3" is not one this signer signs for (LATTICE_XDS_ALLOW_SERVICE: vpc-lattice-svcs)"#,
         ),
-        "{}",
-        refused.body
-    );
-    drop(envoy);
-
-    // Another region than AWS_REGION.
-    let dir = tempfile::tempdir().unwrap();
-    let envoy = spawn_static(
-        dir.path(),
-        &binary(),
-        r#"{"region":"us-east-1"}"#,
-        port,
-        &credentials,
-    );
-    let refused = answer("/").await;
-    assert_eq!(refused.status, 403, "{}", refused.body);
-    assert!(
-        refused.body.contains(
-            r#"region "us-east-1" is not one this signer signs for (LATTICE_XDS_ALLOW_REGION: eu-west-1)"#
+        // Another region than AWS_REGION.
+        (
+            r#"{"region":"us-east-1"}"#,
+            true,
+            403,
+            r#"lattice-xds signer: region "us-east-1" is not one this signer signs for (LATTICE_XDS_ALLOW_REGION: eu-west-1)"#,
         ),
-        "{}",
-        refused.body
-    );
-    drop(envoy);
-
-    // No credentials anywhere in the chain: a 503 that says so, never the route's 200.
-    let dir = tempfile::tempdir().unwrap();
-    let envoy = spawn_static(dir.path(), &binary(), "{}", port, &[]);
-    let refused = answer("/").await;
-    assert_eq!(refused.status, 503, "{}", refused.body);
-    assert!(
-        refused
-            .body
-            .starts_with("lattice-xds signer: no AWS credentials"),
-        "{}",
-        refused.body
-    );
-    drop(envoy);
+        // No credentials anywhere in the chain: a 503 that says so, never the route's 200.
+        ("{}", false, 503, "lattice-xds signer: no AWS credentials"),
+    ];
+    for (config, with_credentials, status, reason) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let credentials: &[(&str, &str)] = if with_credentials { &credentials } else { &[] };
+        let _envoy = spawn_static(dir.path(), &binary(), config, port, credentials);
+        let refused = answer("/").await;
+        assert_eq!(refused.status, status, "{config}: {}", refused.body);
+        assert!(
+            refused.body.starts_with(reason),
+            "{config}: {}",
+            refused.body
+        );
+    }
 }
 
 #[tokio::test]

@@ -16,17 +16,18 @@ use std::path::Path;
 use std::time::Duration;
 
 use support::envoy::Envoy;
-use support::process::{Controller, synced};
-use support::signing::{Issued, PodIdentityAgent, Signer, VerifyingUpstream};
+use support::process::Controller;
+use support::signing::{Issued, PodIdentityAgent, Signer, VerifyingUpstream, no_aws_sources};
 use support::{eventually, free_port, http};
 
-const GATEWAY: &str = include_str!("../examples/cluster1/gateway.yaml");
 const HOST: &str = "demo-cluster2.example.com";
 const REGION: &str = "eu-west-1";
 const ACCESS_KEY: &str = "ASIAPODCREDENTIALS";
 const SECRET: &str = "pod/secret+KEY/of-demo-cluster1";
 const SESSION_TOKEN: &str = "IQoJb3JpZ2luX2VjEPodIdentity//token==";
 const WAIT: Duration = Duration::from_secs(20);
+/// What a sidecar holds once it has its configuration.
+const SYNCED: [&str; 4] = ["CDS", "LDS", "RDS", "SDS"];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ext_proc_signs_requests_through_envoy() {
@@ -94,16 +95,10 @@ impl Setup<'_> {
             ("AWS_SECRET_ACCESS_KEY", secret.to_string()),
             ("AWS_SESSION_TOKEN", SESSION_TOKEN.to_string()),
             ("AWS_REGION", REGION.to_string()),
-            ("AWS_EC2_METADATA_DISABLED", "true".to_string()),
-            (
-                "AWS_CONFIG_FILE",
-                self.dir.join("no-aws-config").display().to_string(),
-            ),
-            (
-                "AWS_SHARED_CREDENTIALS_FILE",
-                self.dir.join("no-aws-credentials").display().to_string(),
-            ),
         ]
+        .into_iter()
+        .chain(no_aws_sources(self.dir))
+        .collect()
     }
 
     /// The pod's signer, where Envoy expects it, ready with credentials.
@@ -145,11 +140,7 @@ impl Setup<'_> {
             &envoy_env,
         )
         .await;
-        eventually("Envoy to accept the configuration", WAIT, || async {
-            let proxies = self.controller.proxies().await;
-            synced(&proxies, "demo-pod", &["CDS", "LDS", "RDS", "SDS"]).then_some(())
-        })
-        .await;
+        self.controller.wait_synced("demo-pod", &SYNCED).await;
         Pod {
             signer,
             _envoy: envoy,
@@ -164,10 +155,7 @@ async fn signs_through_envoy(mode: &'static str) {
 async fn signs_through(signing: Signing) {
     let mode = signing.mode;
     let dir = tempfile::tempdir().unwrap();
-    let manifests = dir.path().join("manifests");
-    std::fs::create_dir(&manifests).unwrap();
-    std::fs::write(manifests.join("gateway.yaml"), GATEWAY).unwrap();
-    std::fs::write(manifests.join("route.yaml"), route()).unwrap();
+    let manifests = support::gateway_manifests(dir.path(), Some(HOST));
 
     let keys = HashMap::from([(ACCESS_KEY, SECRET)]);
     let mut upstream = VerifyingUpstream::start(dir.path(), &[HOST], &keys, REGION).await;
@@ -351,22 +339,7 @@ async fn signs_through(signing: Signing) {
         let signed = load.count(200);
         load.wait_for(200, signed + 10).await;
         let statuses = load.stop().await;
-        assert!(
-            statuses
-                .iter()
-                .all(|status| *status == 200 || *status == 503),
-            "[{mode}] answers under load: {statuses:?}"
-        );
-        let log = upstream.process.log_text();
-        let refused: Vec<&str> = log
-            .lines()
-            .skip(logged_before)
-            .filter(|line| line.starts_with("sigv4_upstream: ") && !line.contains("\" 200 "))
-            .collect();
-        assert!(
-            refused.is_empty(),
-            "[{mode}] requests reached the upstream without a valid signature: {refused:?}"
-        );
+        signed_or_refused(&format!("[{mode}]"), &statuses, &upstream, logged_before);
         eprintln!(
             "[{mode}] signer killed under load: {} answers, {} signed, {} refused with 503",
             statuses.len(),
@@ -406,10 +379,7 @@ const HELD_OUT: [(&str, &str, &str); 16] = [
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signer_module_refuses_once_its_credential_source_is_killed_under_load() {
     let dir = tempfile::tempdir().unwrap();
-    let manifests = dir.path().join("manifests");
-    std::fs::create_dir(&manifests).unwrap();
-    std::fs::write(manifests.join("gateway.yaml"), GATEWAY).unwrap();
-    std::fs::write(manifests.join("route.yaml"), route()).unwrap();
+    let manifests = support::gateway_manifests(dir.path(), Some(HOST));
     let keys = HashMap::from([(ACCESS_KEY, SECRET)]);
     let mut upstream = VerifyingUpstream::start(dir.path(), &[HOST], &keys, REGION).await;
     let egress_port = free_port();
@@ -438,26 +408,12 @@ async fn signer_module_refuses_once_its_credential_source_is_killed_under_load()
     let token_file = dir.path().join("pod-identity-token");
     std::fs::write(&token_file, "pod-token").unwrap();
     let mut env = agent.pod_env(&token_file);
-    env.extend([
-        ("AWS_REGION", REGION.to_string()),
-        ("AWS_EC2_METADATA_DISABLED", "true".to_string()),
-        (
-            "AWS_CONFIG_FILE",
-            dir.path().join("no-aws-config").display().to_string(),
-        ),
-        (
-            "AWS_SHARED_CREDENTIALS_FILE",
-            dir.path().join("no-aws-credentials").display().to_string(),
-        ),
-    ]);
+    env.push(("AWS_REGION", REGION.to_string()));
+    env.extend(no_aws_sources(dir.path()));
     env.extend(support::envoy::signer_module_env());
     let envoy =
         Envoy::start_with_env(dir.path(), "demo-pod", controller.xds_port, "delta", &env).await;
-    eventually("Envoy to accept the configuration", WAIT, || async {
-        let proxies = controller.proxies().await;
-        synced(&proxies, "demo-pod", &["CDS", "LDS", "RDS", "SDS"]).then_some(())
-    })
-    .await;
+    controller.wait_synced("demo-pod", &SYNCED).await;
 
     let egress: SocketAddr = format!("127.0.0.1:{egress_port}").parse().unwrap();
     let load = Load::start(egress);
@@ -470,21 +426,7 @@ async fn signer_module_refuses_once_its_credential_source_is_killed_under_load()
     let statuses = load.stop().await;
     drop(agent);
 
-    assert!(
-        statuses
-            .iter()
-            .all(|status| *status == 200 || *status == 503),
-        "answers under load: {statuses:?}"
-    );
-    let log = upstream.process.log_text();
-    let reached: Vec<&str> = log
-        .lines()
-        .filter(|line| line.starts_with("sigv4_upstream: "))
-        .collect();
-    assert!(
-        reached.iter().all(|line| line.contains("\" 200 ")),
-        "requests reached the upstream without a valid signature: {reached:?}"
-    );
+    let reached = signed_or_refused("", &statuses, &upstream, 0);
     let refused = statuses.iter().filter(|s| **s == 503).count();
     assert_eq!(
         reached.len(),
@@ -577,6 +519,40 @@ impl Load {
     }
 }
 
+/// Checks the answers of a load through a failure: each is signed (200) or refused (503), and
+/// every request that reached the upstream from line `skip` of its log on carried a valid
+/// signature. Returns those log lines.
+fn signed_or_refused(
+    what: &str,
+    statuses: &[u16],
+    upstream: &VerifyingUpstream,
+    skip: usize,
+) -> Vec<String> {
+    assert!(
+        statuses
+            .iter()
+            .all(|status| *status == 200 || *status == 503),
+        "{what} answers under load: {statuses:?}"
+    );
+    let reached: Vec<String> = upstream
+        .process
+        .log_text()
+        .lines()
+        .skip(skip)
+        .filter(|line| line.starts_with("sigv4_upstream: "))
+        .map(str::to_string)
+        .collect();
+    let unsigned: Vec<&String> = reached
+        .iter()
+        .filter(|line| !line.contains("\" 200 "))
+        .collect();
+    assert!(
+        unsigned.is_empty(),
+        "{what} requests reached the upstream without a valid signature: {unsigned:?}"
+    );
+    reached
+}
+
 /// How many requests the verifier has logged.
 fn upstream_requests(upstream: &VerifyingUpstream) -> usize {
     upstream
@@ -585,12 +561,4 @@ fn upstream_requests(upstream: &VerifyingUpstream) -> usize {
         .lines()
         .filter(|line| line.starts_with("sigv4_upstream: ") && line.contains("\"GET "))
         .count()
-}
-
-fn route() -> String {
-    format!(
-        "apiVersion: gateway.networking.k8s.io/v1beta1\nkind: HTTPRoute\nmetadata:\n  name: demo-cluster2\n  namespace: apps\n\
-         spec:\n  hostnames: [{HOST}]\n  parentRefs:\n  - name: lattice-gateway\n    namespace: lattice-gateway\n\
-         \x20   sectionName: https-listener-with-custom-domain\n"
-    )
 }

@@ -14,7 +14,7 @@ mod support;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use aws_credential_types::Credentials;
 use lattice_xds::signer::canonical::{PathRules, Request};
@@ -352,8 +352,8 @@ async fn every_sigv4a_case_signed_by_the_module_inside_envoy_verifies_with_the_s
 /// never configured for), and checks what the upstream said of each.
 async fn through_the_module(version: &str) {
     use support::envoy::{Envoy, signer_module_env};
-    use support::process::{Controller, synced};
-    use support::signing::VerifyingUpstream;
+    use support::process::Controller;
+    use support::signing::{VerifyingUpstream, no_aws_sources};
 
     let (cases, _) = cases(version);
     let credentials = cases[0].credentials();
@@ -364,19 +364,7 @@ async fn through_the_module(version: &str) {
         "the cases share one key"
     );
     let dir = tempfile::tempdir().unwrap();
-    let manifests = dir.path().join("manifests");
-    std::fs::create_dir(&manifests).unwrap();
-    std::fs::write(
-        manifests.join("gateway.yaml"),
-        include_str!("../examples/cluster1/gateway.yaml"),
-    )
-    .unwrap();
-    std::fs::write(manifests.join("route.yaml"), format!(
-        "apiVersion: gateway.networking.k8s.io/v1beta1\nkind: HTTPRoute\nmetadata:\n  name: vectors\n  namespace: apps\n\
-         spec:\n  hostnames: [{HOST}]\n  parentRefs:\n  - name: lattice-gateway\n    namespace: lattice-gateway\n\
-         \x20   sectionName: https-listener-with-custom-domain\n"
-    ))
-    .unwrap();
+    let manifests = support::gateway_manifests(dir.path(), Some(HOST));
     let keys = HashMap::from([(credentials.access_key_id(), credentials.secret_access_key())]);
     let public_keys = if version == "v4a" {
         let public: serde_json::Value =
@@ -409,28 +397,14 @@ async fn through_the_module(version: &str) {
             credentials.secret_access_key().to_string(),
         ),
         ("AWS_REGION", REGION.to_string()),
-        ("AWS_EC2_METADATA_DISABLED", "true".to_string()),
-        (
-            "AWS_CONFIG_FILE",
-            dir.path().join("none").display().to_string(),
-        ),
-        (
-            "AWS_SHARED_CREDENTIALS_FILE",
-            dir.path().join("none").display().to_string(),
-        ),
     ];
+    env.extend(no_aws_sources(dir.path()));
     env.extend(signer_module_env());
     let _envoy =
         Envoy::start_with_env(dir.path(), "vectors", controller.xds_port, "delta", &env).await;
-    support::eventually(
-        "Envoy to accept the configuration",
-        Duration::from_secs(20),
-        || async {
-            let proxies = controller.proxies().await;
-            synced(&proxies, "vectors", &["CDS", "LDS", "RDS", "SDS"]).then_some(())
-        },
-    )
-    .await;
+    controller
+        .wait_synced("vectors", &["CDS", "LDS", "RDS", "SDS"])
+        .await;
 
     let egress: SocketAddr = format!("127.0.0.1:{egress_port}").parse().unwrap();
     let mut outcomes = Vec::new();

@@ -2,24 +2,23 @@
 //! one filter, and what the filter does with a request's headers.
 
 use std::ffi::c_void;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use clap::Parser;
 use lattice_xds::signer::canonical::Request;
 use lattice_xds::signer::credentials::{self, CredentialStore};
 use lattice_xds::signer::metrics::Metrics;
+use lattice_xds::signer::module::{self, Settings};
 use lattice_xds::signer::{
-    Algorithm, Mutation, Overrides, Refusal, Signer, SignerArgs, SignerConfig, default_chain,
+    Mutation, Overrides, Refusal, Signer, SignerArgs, SignerConfig, default_chain, envoy_request,
 };
-use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::abi::{
     self, EnvoyHeader, FilterConfigEnvoy, FilterEnvoy, ModuleBuffer, REQUEST_HEADERS,
 };
 
-/// The name the controller gives the filter (`DynamicModuleFilter.filter_name`).
-pub const FILTER_NAME: &str = "sigv4";
 /// A refused request's `%RESPONSE_CODE_DETAILS%` is `lattice_xds_signer_<reason>`, as with the
 /// signer sidecar.
 const DETAILS_PREFIX: &str = "lattice_xds_signer_";
@@ -30,6 +29,9 @@ static SIGNER: OnceLock<Signer> = OnceLock::new();
 /// Requests that arrived before the first credentials had loaded: each waits (held by Envoy,
 /// not by a thread) until the first load ends, then is signed or refused.
 static WAITING: Mutex<Vec<Scheduler>> = Mutex::new(Vec::new());
+/// Set, under `WAITING`'s lock, once the first load has ended: from then on no request waits,
+/// and a request reads one flag to know it.
+static FIRST_LOAD_ENDED: AtomicBool = AtomicBool::new(false);
 
 /// Envoy's handle for bringing an event back to a stream's worker.
 struct Scheduler(*mut c_void);
@@ -79,7 +81,7 @@ impl Module {
             allowed_services = ?defaults.allowed_services,
             allowed_regions = ?defaults.allowed_regions,
             "lattice-xds signer module loaded for Envoy {}",
-            lattice_xds::envoy_abi::ENVOY_VERSION
+            module::ENVOY_VERSION
         );
         SIGNER
             .set(Signer::new(defaults, store, metrics))
@@ -114,23 +116,17 @@ fn refresh((region, store, metrics): (Option<String>, CredentialStore, Arc<Metri
     });
 }
 
-/// Lets every request that waited for the first load go on, to be signed or refused.
+/// Once the first load has ended: lets every request that waited for it go on, to be signed
+/// or refused, and no other wait.
 fn wake_waiting() {
-    let woken = std::mem::take(&mut *WAITING.lock().unwrap_or_else(|e| e.into_inner()));
+    let woken = {
+        let mut waiting = WAITING.lock().unwrap_or_else(|e| e.into_inner());
+        FIRST_LOAD_ENDED.store(true, Ordering::Release);
+        std::mem::take(&mut *waiting)
+    };
     for scheduler in woken {
         scheduler.wake();
     }
-}
-
-/// One filter's configuration from the controller: what to sign requests for, within the
-/// scope of the environment. Unknown fields are refused, so a typo cannot go unnoticed.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Settings {
-    region: Option<String>,
-    service: Option<String>,
-    algorithm: Option<String>,
-    region_set: Option<String>,
 }
 
 #[derive(Debug)]
@@ -205,10 +201,11 @@ impl FilterConfig {
         name: &[u8],
         config: &[u8],
     ) -> Result<Self, String> {
-        if name != FILTER_NAME.as_bytes() {
+        if name != module::FILTER.as_bytes() {
             return Err(format!(
-                "unknown filter {:?}: this module has one filter, {FILTER_NAME:?}",
-                String::from_utf8_lossy(name)
+                "unknown filter {:?}: this module has one filter, {:?}",
+                String::from_utf8_lossy(name),
+                module::FILTER
             ));
         }
         let settings: Settings = if config.is_empty() {
@@ -216,19 +213,8 @@ impl FilterConfig {
         } else {
             serde_json::from_slice(config).map_err(|error| format!("its configuration: {error}"))?
         };
-        let algorithm = settings
-            .algorithm
-            .as_deref()
-            .map(str::parse::<Algorithm>)
-            .transpose()
-            .map_err(|error| error.to_string())?;
         Ok(Self {
-            overrides: Overrides {
-                region: settings.region,
-                service: settings.service,
-                algorithm,
-                region_set: settings.region_set,
-            },
+            overrides: settings.overrides().map_err(|error| error.to_string())?,
             // SAFETY: the caller's promise.
             counters: unsafe { Counters::define(envoy)? },
         })
@@ -244,13 +230,13 @@ pub unsafe fn sign(filter: FilterEnvoy, config: &FilterConfig) -> u32 {
     let Some(signer) = SIGNER.get() else {
         let refusal = Refusal::BadRequest("the module did not start".to_string());
         // SAFETY: the caller's promise.
-        unsafe { refuse(filter, &refusal) };
+        unsafe { refuse(filter, refusal) };
         return abi::HEADERS_STOP_ITERATION;
     };
-    if signer.credentials_loading() {
+    if !FIRST_LOAD_ENDED.load(Ordering::Acquire) {
         let mut waiting = WAITING.lock().unwrap_or_else(|e| e.into_inner());
         // Checked again under the lock the refresher wakes the waiting under.
-        if signer.credentials_loading() {
+        if !FIRST_LOAD_ENDED.load(Ordering::Acquire) {
             // SAFETY: the caller's promise: this hook runs on the stream's worker.
             let scheduler =
                 unsafe { abi::envoy_dynamic_module_callback_http_filter_scheduler_new(filter) };
@@ -305,7 +291,7 @@ unsafe fn sign_now(filter: FilterEnvoy, signer: &Signer, config: &FilterConfig) 
             // SAFETY: the caller's promise.
             unsafe {
                 config.counters.count(filter, Some(refusal.reason()));
-                refuse(filter, &refusal);
+                refuse(filter, refusal);
             }
             false
         }
@@ -348,20 +334,7 @@ unsafe fn with_request<T>(
             .map_err(|_| Refusal::BadRequest(format!("the value of header {name} is not UTF-8")))?;
         pairs.push((name, value));
     }
-    let find = |name: &str| {
-        pairs
-            .iter()
-            .find(|(key, _)| *key == name)
-            .map(|(_, value)| *value)
-            .ok_or_else(|| Refusal::BadRequest(format!("Envoy holds no {name} header")))
-    };
-    let request = Request {
-        method: find(":method")?,
-        path: find(":path")?,
-        authority: find(":authority")?,
-        headers: &pairs,
-    };
-    read(&request)
+    read(&envoy_request(&pairs)?)
 }
 
 /// Removes the application's own signing headers and sets the signature.
@@ -397,16 +370,17 @@ unsafe fn apply(filter: FilterEnvoy, mutation: &Mutation) {
 ///
 /// # Safety
 /// `filter` must be the stream of the running request-headers hook.
-unsafe fn refuse(filter: FilterEnvoy, refusal: &Refusal) {
-    let body = in_module_words(refusal).body();
+unsafe fn refuse(filter: FilterEnvoy, refusal: Refusal) {
     let details = format!("{DETAILS_PREFIX}{}", refusal.reason());
+    let status = refusal.status().into();
+    let body = in_module_words(refusal).body();
     // SAFETY: the caller's promise.
-    unsafe { respond(filter, refusal.status().into(), &body, &details) };
+    unsafe { respond(filter, status, &body, &details) };
 }
 
 /// The refusal as the module's user can act on it: the scope comes from Envoy's environment,
 /// so a refusal names the variable rather than the signer sidecar's flag.
-fn in_module_words(refusal: &Refusal) -> Refusal {
+fn in_module_words(refusal: Refusal) -> Refusal {
     match refusal {
         Refusal::NotAllowed {
             what,
@@ -414,16 +388,16 @@ fn in_module_words(refusal: &Refusal) -> Refusal {
             allowed,
             reason,
         } => Refusal::NotAllowed {
-            what: what.clone(),
-            flag: match *flag {
+            what,
+            flag: match flag {
                 "--allow-service" => "LATTICE_XDS_ALLOW_SERVICE",
                 "--allow-region" => "LATTICE_XDS_ALLOW_REGION",
                 other => other,
             },
-            allowed: allowed.clone(),
+            allowed,
             reason,
         },
-        other => other.clone(),
+        other => other,
     }
 }
 

@@ -13,7 +13,7 @@
 //!   filter answers with the signer's status and reason and the request is not sent. A panic
 //!   inside the module is an error answer too.
 //! - **The ABI.** It is built for Envoy 1.40 only, and refuses to load into another Envoy
-//!   (see `lattice_xds::envoy_abi`).
+//!   (see `lattice_xds::signer::module`).
 //!
 //! Envoy loads it as `lib<name>.so` from `ENVOY_DYNAMIC_MODULES_SEARCH_PATH` when the controller
 //! serves `envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter` with the name
@@ -35,7 +35,7 @@ use abi::{EnvoyBuffer, FilterConfigEnvoy, FilterEnvoy};
 pub extern "C" fn envoy_dynamic_module_on_program_init() -> *const c_char {
     let started = catch_unwind(|| {
         log::install();
-        lattice_xds::envoy_abi::check(std::path::Path::new("/proc/self/exe"))?;
+        lattice_xds::signer::module::check(std::path::Path::new("/proc/self/exe"))?;
         filter::Module::start()
     });
     match started {

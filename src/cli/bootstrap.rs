@@ -65,7 +65,7 @@ impl BootstrapArgs {
         let Some(dir) = &self.module_dir else {
             return Ok(());
         };
-        let target = dir.join(crate::bootstrap::SIGNER_MODULE_NAME);
+        let target = dir.join(crate::signer::module::FILE);
         std::fs::copy(&self.module_file, &target).with_context(|| {
             format!(
                 "cannot copy the signer module {} to {}",

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use super::Output;
+use super::OutputArg;
 use crate::model::defaults;
 use crate::proxy_status::{KubernetesReplicas, Options};
 
@@ -66,16 +66,8 @@ pub struct ProxyStatusArgs {
     /// to its pod's 9901): its /config_dump is compared with what it was sent.
     #[arg(long, env = "LATTICE_XDS_ENVOY_ADMIN", requires = "node")]
     pub envoy_admin: Option<String>,
-    /// `text` (a table) for a person, `json` or `yaml` for a script.
-    #[arg(
-        long,
-        short,
-        env = "LATTICE_XDS_OUTPUT",
-        value_enum,
-        ignore_case = true,
-        default_value_t
-    )]
-    pub output: Output,
+    #[command(flatten)]
+    pub output: OutputArg,
 }
 
 impl From<ProxyStatusArgs> for Options {
@@ -90,7 +82,7 @@ impl From<ProxyStatusArgs> for Options {
             admins: args.admin,
             node: args.node,
             envoy_admin: args.envoy_admin,
-            format: args.output,
+            format: args.output.output,
         }
     }
 }

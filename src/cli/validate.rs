@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use super::Output;
+use super::OutputArg;
 use crate::model::{DEFAULT_GATEWAY_CLASS, Settings};
 
 #[derive(Debug, Args)]
@@ -34,16 +34,8 @@ pub struct ValidateArgs {
         value_name = "BOOL"
     )]
     pub accepted_routes_only: bool,
-    /// `text` for a person, `json` or `yaml` for a script.
-    #[arg(
-        long,
-        short,
-        env = "LATTICE_XDS_OUTPUT",
-        value_enum,
-        ignore_case = true,
-        default_value_t
-    )]
-    pub output: Output,
+    #[command(flatten)]
+    pub output: OutputArg,
 }
 
 impl ValidateArgs {

@@ -26,7 +26,6 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::batched::Batched;
-use super::canonical;
 use super::{Mutation, Overrides, Refusal, Signer};
 
 const VIA: &str = "ext_proc";
@@ -131,19 +130,7 @@ fn sign(
     for header in map {
         pairs.push((header.key.as_str(), value(header)?));
     }
-    let find = |name: &str| {
-        pairs
-            .iter()
-            .find(|(key, _)| *key == name)
-            .map(|(_, value)| *value)
-            .ok_or_else(|| Refusal::BadRequest(format!("Envoy sent no {name} header")))
-    };
-    let request = canonical::Request {
-        method: find(":method")?,
-        path: find(":path")?,
-        authority: find(":authority")?,
-        headers: &pairs,
-    };
+    let request = super::envoy_request(&pairs)?;
     signer.sign(&request, overrides, VIA)
 }
 

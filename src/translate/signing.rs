@@ -34,6 +34,7 @@ use envoy_types::util::pack_any;
 use super::cluster::{load_assignment, load_assignment_at, pinned, pipe_address};
 use super::{SIGNER_GRPC_CLUSTER, SIGNER_HTTP_CLUSTER, http_filter, seconds};
 use crate::model::{SignerAddress, Signing, SigningAlgorithm, SigningMode};
+use crate::signer::module;
 
 const LUA_TEMPLATE: &str = include_str!("../../envoy/sign.lua");
 const SIGNER_TIMEOUT_SECONDS: i64 = 1;
@@ -230,32 +231,28 @@ fn native(signing: &Signing) -> AwsRequestSigning {
 /// other modes send as gRPC metadata or Lua constants, as JSON; the module signs only within
 /// the scope of its container's environment.
 fn module(signing: &Signing) -> DynamicModuleFilter {
-    let mut settings = serde_json::json!({ "service": signing.service });
-    if let Some(region) = &signing.region {
-        settings["region"] = region.as_str().into();
-    }
-    if signing.algorithm == SigningAlgorithm::SigV4a {
-        settings["algorithm"] = signing.algorithm.as_str().into();
-        settings["region_set"] = signing.region_set.as_str().into();
-    }
+    let sigv4a = signing.algorithm == SigningAlgorithm::SigV4a;
+    let settings = module::Settings {
+        service: Some(signing.service.clone()),
+        region: signing.region.clone(),
+        algorithm: sigv4a.then(|| signing.algorithm.as_str().to_string()),
+        region_set: sigv4a.then(|| signing.region_set.clone()),
+    };
     DynamicModuleFilter {
         dynamic_module_config: Some(DynamicModuleConfig {
-            name: SIGNER_MODULE.to_string(),
+            name: module::NAME.to_string(),
             do_not_close: true,
             // The module's counters are Envoy stats under this prefix.
-            metrics_namespace: SIGNER_MODULE.to_string(),
+            metrics_namespace: module::NAME.to_string(),
             ..Default::default()
         }),
-        filter_name: SIGNER_MODULE_FILTER.to_string(),
-        filter_config: Some(pack_any(settings.to_string())),
+        filter_name: module::FILTER.to_string(),
+        filter_config: Some(pack_any(
+            serde_json::to_string(&settings).expect("strings serialize as JSON"),
+        )),
         ..Default::default()
     }
 }
-
-/// The module's name: Envoy loads `lib<name>.so`.
-pub const SIGNER_MODULE: &str = "lattice_xds_signer";
-/// The one filter the module has.
-const SIGNER_MODULE_FILTER: &str = "sigv4";
 
 fn signer_cluster(name: &str, address: &SignerAddress, http2: bool) -> Cluster {
     let load_assignment = match address {

@@ -88,6 +88,27 @@ pub fn run_lattice_xds(args: &[&str]) -> (Option<i32>, String, String) {
     )
 }
 
+/// A manifest directory under `dir` with the walkthrough's gateway and, when `host` is given,
+/// an HTTPRoute for it on the gateway's custom-domain listener.
+pub fn gateway_manifests(dir: &std::path::Path, host: Option<&str>) -> std::path::PathBuf {
+    let manifests = dir.join("manifests");
+    std::fs::create_dir(&manifests).unwrap();
+    std::fs::write(
+        manifests.join("gateway.yaml"),
+        include_str!("../../examples/cluster1/gateway.yaml"),
+    )
+    .unwrap();
+    if let Some(host) = host {
+        let route = format!(
+            "apiVersion: gateway.networking.k8s.io/v1beta1\nkind: HTTPRoute\nmetadata:\n  name: demo-cluster2\n  namespace: apps\n\
+             spec:\n  hostnames: [{host}]\n  parentRefs:\n  - name: lattice-gateway\n    namespace: lattice-gateway\n\
+             \x20   sectionName: https-listener-with-custom-domain\n"
+        );
+        std::fs::write(manifests.join("route.yaml"), route).unwrap();
+    }
+    manifests
+}
+
 /// A copy of `examples/` under `dir`, for a test that changes the manifests.
 pub fn copy_examples(dir: &std::path::Path) -> std::path::PathBuf {
     let manifests = dir.join("manifests");

@@ -172,6 +172,16 @@ impl Controller {
         .await;
     }
 
+    /// Waits until `node` has accepted every one of `types` at the version it was sent.
+    pub async fn wait_synced(&self, node: &str, types: &[&str]) {
+        super::eventually(
+            &format!("{node} to accept its configuration"),
+            std::time::Duration::from_secs(20),
+            || async { synced(&self.proxies().await, node, types).then_some(()) },
+        )
+        .await;
+    }
+
     pub async fn metrics(&self) -> String {
         http::get_url(&self.admin_url("/metrics"))
             .await

@@ -34,13 +34,23 @@ pub fn isolate_aws(command: &mut Command, dir: &Path) {
     ] {
         command.env_remove(name);
     }
-    command
-        .env("AWS_CONFIG_FILE", dir.join("no-aws-config"))
-        .env(
+    command.envs(no_aws_sources(dir));
+}
+
+/// The variables that leave the AWS SDK nothing but what a test gives it: no shared config
+/// files, no instance metadata.
+pub fn no_aws_sources(dir: &Path) -> Vec<(&'static str, String)> {
+    vec![
+        ("AWS_EC2_METADATA_DISABLED", "true".to_string()),
+        (
+            "AWS_CONFIG_FILE",
+            dir.join("no-aws-config").display().to_string(),
+        ),
+        (
             "AWS_SHARED_CREDENTIALS_FILE",
-            dir.join("no-aws-credentials"),
-        )
-        .env("AWS_EC2_METADATA_DISABLED", "true");
+            dir.join("no-aws-credentials").display().to_string(),
+        ),
+    ]
 }
 
 /// `lattice-xds signer` on free loopback ports.

@@ -1,10 +1,10 @@
-//! Whether an Envoy binary has the dynamic-module ABI the signer module (`module/`) was
-//! written for.
+//! What the controller, the injector and Envoy share with the signer module (`module/`): its
+//! names, its filter configuration, and the Envoy ABI it is built for.
 //!
 //! Envoy 1.40 only warns when a module names another ABI version, and a callback whose
 //! arguments changed would then misbehave at request time. So the module checks its host
-//! before anything runs: every Envoy release adds or changes callbacks, and the set of
-//! `envoy_dynamic_module_callback_*` functions the binary exports (read from its ELF dynamic
+//! before anything runs ([`check`]): every Envoy release adds or changes callbacks, and the set
+//! of `envoy_dynamic_module_callback_*` functions the binary exports (read from its ELF dynamic
 //! symbol table) must be exactly the set Envoy 1.40.0 exports. An older Envoy lacks callbacks
 //! the module calls and refuses it earlier, at `dlopen`, naming the missing symbol.
 
@@ -12,10 +12,48 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+
+use super::{AlgorithmParseError, Overrides};
+
+/// The module's name in `DynamicModuleConfig`; Envoy loads [`FILE`].
+pub const NAME: &str = "lattice_xds_signer";
+/// The file Envoy loads from `ENVOY_DYNAMIC_MODULES_SEARCH_PATH`.
+pub const FILE: &str = "liblattice_xds_signer.so";
+/// The one filter the module has (`DynamicModuleFilter.filter_name`).
+pub const FILTER: &str = "sigv4";
 
 /// The Envoy release whose ABI the module is written against: the chart's and the tests'.
 pub const ENVOY_VERSION: &str = "1.40";
+
+/// The filter's configuration, as JSON: what the controller chooses within the scope the
+/// module reads from Envoy's environment. Unknown fields are refused, so a typo cannot go
+/// unnoticed.
+#[derive(Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub algorithm: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region_set: Option<String>,
+}
+
+impl Settings {
+    /// What a request is signed for; an unknown algorithm is an error.
+    pub fn overrides(self) -> Result<Overrides, AlgorithmParseError> {
+        Ok(Overrides {
+            algorithm: self.algorithm.as_deref().map(str::parse).transpose()?,
+            region: self.region,
+            service: self.service,
+            region_set: self.region_set,
+        })
+    }
+}
 
 /// SHA-256 of the sorted names of Envoy 1.40.0's exported callbacks, each followed by `\n`:
 /// `nm -D --defined-only envoy | awk '{print $3}' | grep '^envoy_dynamic_module_callback_' |
@@ -56,7 +94,8 @@ fn fingerprint(names: &[Vec<u8>]) -> String {
 }
 
 /// The sorted names of the defined dynamic symbols that start with [`PREFIX`], read from the
-/// section headers of an ELF64 little-endian file.
+/// section headers of an ELF64 little-endian file. Only the headers and the dynamic symbol and
+/// string tables are read (about 100 KB of Envoy's 150 MB), since it runs at every Envoy start.
 fn exported_callbacks(path: &Path) -> std::io::Result<Vec<Vec<u8>>> {
     const SHT_DYNSYM: u32 = 11;
     const SYMBOL_SIZE: usize = 24;
